@@ -1,0 +1,234 @@
+/**
+ * The relay server: accepts replication connections and runs a session for each, over one shared
+ * WAL store, sender registry and slot manager.
+ *
+ * @module
+ */
+
+import { createLogger, type Logger } from "./log.ts";
+import { SenderRegistry } from "./replication/registry.ts";
+import {
+  type Authenticator,
+  loopbackTrust,
+  Session,
+  type SessionContext,
+  type SessionTimeouts,
+} from "./replication/session.ts";
+import { SlotManager } from "./replication/slots.ts";
+import { WalStore } from "./wal/store.ts";
+
+/** Options of {@linkcode WalRelay.start}. */
+export interface WalRelayOptions {
+  /** The directory of WAL segment files to serve. */
+  walDir: string;
+  /** Listen address. Default `127.0.0.1`. */
+  hostname?: string;
+  /** Listen port; 0 picks a free one. Default 5433. */
+  port?: number;
+  /** `max_wal_senders`. Default 10. */
+  maxSenders?: number;
+  /** Where log lines go. Default: text on stderr. */
+  logger?: Logger;
+  /** How clients are authenticated. Default: loopback clients are trusted, others refused. */
+  authenticate?: Authenticator;
+  /** Session timeouts in milliseconds. */
+  timeouts?: Partial<SessionTimeouts>;
+  /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
+  rescanMs?: number;
+  /** Whether to watch the directory with `Deno.watchFs`. Default true. */
+  watch?: boolean;
+}
+
+/**
+ * A running relay. Start it with {@linkcode WalRelay.start}; stop it with
+ * {@linkcode WalRelay.shutdown} (graceful: every client gets all WAL up to the end first).
+ *
+ * @example
+ * ```ts ignore
+ * import { WalRelay } from "./server.ts";
+ * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0 });
+ * console.log(relay.port);
+ * ```
+ */
+export class WalRelay {
+  /** The WAL store served. */
+  readonly store: WalStore;
+  /** The senders. */
+  readonly registry: SenderRegistry;
+  /** The replication slots. */
+  readonly slots: SlotManager;
+  /** Log lines. */
+  readonly logger: Logger;
+
+  #listener: Deno.Listener;
+  #sessions = new Set<Session>();
+  #shutdown = new AbortController();
+  #done: Promise<void>;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #watcher: Deno.FsWatcher | undefined;
+
+  private constructor(
+    listener: Deno.Listener,
+    store: WalStore,
+    slots: SlotManager,
+    options: WalRelayOptions,
+    logger: Logger,
+  ) {
+    this.#listener = listener;
+    this.store = store;
+    this.slots = slots;
+    this.logger = logger;
+    this.registry = new SenderRegistry(options.maxSenders ?? 10);
+    const ctx: SessionContext = {
+      store,
+      registry: this.registry,
+      slots,
+      log: logger,
+      shutdown: this.#shutdown.signal,
+      timeouts: {
+        authentication: options.timeouts?.authentication ?? 60_000,
+        sender: options.timeouts?.sender ?? 60_000,
+        keepalive: options.timeouts?.keepalive ?? 10_000,
+      },
+      authenticate: options.authenticate ?? loopbackTrust,
+    };
+    this.#done = this.#acceptLoop(ctx);
+    const rescan = setInterval(() => this.#refresh(), options.rescanMs ?? 1000);
+    this.#timers.push(rescan);
+    if (options.watch ?? true) this.#watch();
+  }
+
+  /** Opens the WAL directory, loads slots and starts listening. */
+  static async start(options: WalRelayOptions): Promise<WalRelay> {
+    const logger = options.logger ?? createLogger();
+    const store = await WalStore.open(options.walDir, {
+      log: (m) => logger.log("warn", m),
+    });
+    const slots = await SlotManager.load(options.walDir);
+    const listener = Deno.listen({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 5433,
+    });
+    const relay = new WalRelay(listener, store, slots, options, logger);
+    const addr = listener.addr as Deno.NetAddr;
+    logger.log("info", "listening for replication connections", {
+      address: `${addr.hostname}:${addr.port}`,
+      wal_dir: options.walDir,
+      system_identifier: store.identity.systemId.toString(),
+      timeline: store.timeline,
+    });
+    return relay;
+  }
+
+  /** The port listened on. */
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  /** The address listened on. */
+  get hostname(): string {
+    return (this.#listener.addr as Deno.NetAddr).hostname;
+  }
+
+  /** Resolves when the relay has stopped. */
+  get finished(): Promise<void> {
+    return this.#done;
+  }
+
+  async #acceptLoop(ctx: SessionContext): Promise<void> {
+    const running = new Set<Promise<void>>();
+    try {
+      for await (const conn of this.#listener) {
+        try {
+          (conn as Deno.TcpConn).setNoDelay(true);
+        } catch { /* not TCP */ }
+        const session = new Session(conn, ctx);
+        this.#sessions.add(session);
+        const p = session.run().finally(() => {
+          this.#sessions.delete(session);
+          running.delete(p);
+        });
+        running.add(p);
+      }
+    } catch (e) {
+      if (!this.#shutdown.signal.aborted) {
+        this.logger.log("error", `accept failed: ${(e as Error).message}`);
+      }
+    }
+    await Promise.allSettled([...running]);
+  }
+
+  #refresh(): void {
+    this.store.refresh().catch((e) => {
+      this.logger.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
+    });
+  }
+
+  async #watch(): Promise<void> {
+    try {
+      this.#watcher = Deno.watchFs(this.store.dir, { recursive: false });
+      // Events are hints only: each one triggers a rescan that re-validates from the files.
+      for await (const _ of this.#watcher) this.#refresh();
+    } catch (e) {
+      if (!this.#shutdown.signal.aborted) {
+        this.logger.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** Asks the store to rescan now (after writing WAL into the directory, say). */
+  async refresh(): Promise<void> {
+    await this.store.refresh();
+  }
+
+  /**
+   * Stops the relay. Graceful: stop accepting, send every streaming client all WAL up to the end,
+   * wait for it to confirm, end its stream with `COPY 0`, close idle sessions. After `graceMs`
+   * the remaining connections are closed regardless.
+   */
+  async shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    if (!this.#shutdown.signal.aborted) {
+      this.#shutdown.abort();
+      this.logger.log("info", "received shutdown request", { senders: this.registry.size });
+      try {
+        this.#listener.close();
+      } catch { /* already closed */ }
+      for (const t of this.#timers) clearInterval(t);
+      try {
+        this.#watcher?.close();
+      } catch { /* already closed */ }
+      await this.store.refresh().catch(() => {});
+      for (const s of this.#sessions) s.beginShutdown();
+    }
+    const grace = options.graceMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        for (const s of this.#sessions) s.close();
+        resolve();
+      }, grace);
+    });
+    await Promise.race([this.#done, expired]);
+    await this.#done;
+    clearTimeout(timer);
+    await this.slots.flush().catch(() => {});
+  }
+
+  /** Closes every connection at once (the second signal). */
+  close(): void {
+    this.#shutdown.abort();
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const t of this.#timers) clearInterval(t);
+    try {
+      this.#watcher?.close();
+    } catch { /* already closed */ }
+    for (const s of this.#sessions) s.close();
+  }
+
+  /** Graceful shutdown, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown({ graceMs: 5000 });
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The WAL source: a `ReadableStream` of WAL read from segment files, from a start LSN up to the
+ * valid, durable end, waiting on the store's latch when caught up.
+ *
+ * @module
+ */
+
+import { PgError, SqlState } from "../pgwire/error.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
+import type { SegmentFile, WalStore } from "../wal/store.ts";
+import type { WalChunk } from "./chunk.ts";
+
+/** Options of {@linkcode openWalSource}. */
+export interface WalSourceOptions {
+  /** The timeline to stream; a historic one ends at its switch point. */
+  tli: TimelineId;
+  /** The first LSN to send. */
+  start: Lsn;
+  /** Stops waiting and ends the stream. */
+  signal?: AbortSignal;
+  /** Bytes per file read; rounded to whole pages. Default 256 kB. */
+  readSize?: number;
+  /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
+  wakeMs?: number;
+  /**
+   * Ends the stream once this LSN has been read, even on the newest timeline (used by shutdown,
+   * which sends everything up to the end and then stops).
+   */
+  stopAt?: () => Lsn | undefined;
+}
+
+/** The error PostgreSQL raises for a segment that is gone (`WalSndSegmentOpen`). */
+export function segmentRemovedError(name: string): PgError {
+  return new PgError(
+    SqlState.UNDEFINED_FILE,
+    `requested WAL segment ${name} has already been removed`,
+    { routine: "WalSndSegmentOpen" },
+  );
+}
+
+/**
+ * Opens WAL from a store as a stream of chunks. The stream ends at the switch point of a historic
+ * timeline (the caller then runs the end-of-timeline exchange), when `stopAt` is reached, or when the
+ * signal aborts. A segment that is missing, or removed while it was read, errors the stream with
+ * 58P01; nothing read from a file that vanished is sent.
+ *
+ * @example
+ * ```ts ignore
+ * import { WalStore } from "../wal/store.ts";
+ * import { openWalSource } from "./source.ts";
+ * const store = await WalStore.open("testdata/wal");
+ * const ac = new AbortController();
+ * const source = openWalSource(store, { tli: store.timeline, start: 0x6000000n, signal: ac.signal });
+ * ```
+ */
+export function openWalSource(
+  store: WalStore,
+  options: WalSourceOptions,
+): ReadableStream<WalChunk> {
+  const { tli, signal } = options;
+  const segSize = store.identity.segmentSize;
+  const block = BigInt(store.identity.blockSize);
+  const readSize = BigInt(Math.max(options.readSize ?? 256 * 1024, store.identity.blockSize));
+  const wakeMs = options.wakeMs ?? 1000;
+  let sent = options.start;
+  let file: Deno.FsFile | undefined;
+  let current: SegmentFile | undefined;
+
+  const closeFile = () => {
+    try {
+      file?.close();
+    } catch { /* already closed */ }
+    file = undefined;
+    current = undefined;
+  };
+
+  return new ReadableStream<WalChunk>({
+    async pull(controller) {
+      try {
+        while (true) {
+          if (signal?.aborted) {
+            closeFile();
+            controller.close();
+            return;
+          }
+          const historic = tli !== store.timeline;
+          let end = store.endOf(tli);
+          const stop = options.stopAt?.();
+          if (stop !== undefined && stop < end) end = stop;
+          if (sent >= end) {
+            if (historic || stop !== undefined) {
+              closeFile();
+              controller.close();
+              return;
+            }
+            await store.latch.wait(wakeMs, signal);
+            continue;
+          }
+          const segno = segmentOf(sent, segSize);
+          const segEnd = segmentStart(segno + 1n, segSize);
+          let until = (sent + readSize) - (sent + readSize) % block;
+          if (until > segEnd) until = segEnd;
+          if (until > end) until = end;
+          const bytes = await readSegment(store, tli, segno, sent, Number(until - sent));
+          controller.enqueue({ start: sent, bytes, walEnd: end });
+          sent = until;
+          return;
+        }
+      } catch (e) {
+        closeFile();
+        throw e;
+      }
+    },
+    cancel() {
+      closeFile();
+    },
+  }, { highWaterMark: 0 });
+
+  async function readSegment(
+    store: WalStore,
+    tli: TimelineId,
+    segno: bigint,
+    lsn: Lsn,
+    length: number,
+  ): Promise<Uint8Array> {
+    const wanted = store.segmentFile(tli, segno);
+    if (!wanted) throw segmentRemovedError(store.fileName(tli, segno));
+    if (current?.name !== wanted.name) {
+      closeFile();
+      try {
+        file = await Deno.open(store.path(wanted.name), { read: true });
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) throw segmentRemovedError(wanted.name);
+        throw e;
+      }
+      current = wanted;
+    }
+    const out = new Uint8Array(length);
+    await file!.seek(segmentOffset(lsn, segSize), Deno.SeekMode.Start);
+    let got = 0;
+    while (got < length) {
+      const n = await file!.read(out.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    // Re-check after reading, as the walsender does: a file removed or recycled while we read it
+    // may have handed us bytes of another segment.
+    if (got < length || store.isRemoved(wanted)) {
+      closeFile();
+      throw segmentRemovedError(wanted.name);
+    }
+    return out;
+  }
+}
