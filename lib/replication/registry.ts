@@ -80,7 +80,11 @@ export class SenderRegistry {
   #senders = new Map<number, Sender>();
   #nextPid: number;
 
-  /** @param maxSenders How many senders may exist at once. */
+  /**
+   * Creates an empty registry.
+   *
+   * @param maxSenders How many senders may exist at once.
+   */
   constructor(maxSenders: number) {
     this.maxSenders = maxSenders;
     // Start from a value derived from our own pid so two relays on one host rarely collide

@@ -89,8 +89,19 @@ export interface AuthRequest {
 /** Decides whether a client may connect; throws a FATAL PgError to refuse. */
 export type Authenticator = (req: AuthRequest) => Promise<void>;
 
-/** The default: trust loopback clients, refuse everyone else as `pg_hba.conf` would. */
-export const loopbackTrust: Authenticator = (req) => {
+/**
+ * The default authenticator: trust loopback clients, refuse everyone else as a `pg_hba.conf`
+ * without a matching line would.
+ *
+ * @example
+ * ```ts
+ * import { loopbackTrust } from "./session.ts";
+ * const send = () => Promise.resolve();
+ * const receive = () => Promise.resolve(new Uint8Array());
+ * await loopbackTrust({ user: "repl", address: "127.0.0.1", ssl: false, send, receive });
+ * ```
+ */
+export function loopbackTrust(req: AuthRequest): Promise<void> {
   if (isLoopback(req.address)) return Promise.resolve();
   return Promise.reject(PgError.fatal(
     SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
@@ -98,7 +109,7 @@ export const loopbackTrust: Authenticator = (req) => {
       req.ssl ? "SSL encryption" : "no encryption"
     }`,
   ));
-};
+}
 
 function isLoopback(address: string): boolean {
   return address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127.");

@@ -24,6 +24,8 @@ import type { WalChunk } from "./chunk.ts";
  */
 export class WalSlicer extends TransformStream<WalChunk, WalChunk> {
   /**
+   * Creates a slicer for a page size.
+   *
    * @param blockSize `XLOG_BLCKSZ`, the page size cuts are aligned to.
    * @param maxSendSize The largest payload of one message (`MAX_SEND_SIZE`).
    */

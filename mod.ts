@@ -1,0 +1,69 @@
+/**
+ * walrelay: a PostgreSQL WAL sender for Deno. Real standbys and `pg_receivewal` stream WAL from
+ * it with the ordinary replication protocol, served from a directory of segment files.
+ *
+ * Start a relay in-process:
+ *
+ * ```ts ignore
+ * import { WalRelay } from "./mod.ts";
+ * await using relay = await WalRelay.start({ walDir: "/var/lib/wal-archive", port: 5433 });
+ * await relay.finished;
+ * ```
+ *
+ * Read a WAL range from a directory as a stream:
+ *
+ * ```ts
+ * import { formatLsn, openWalStream } from "./mod.ts";
+ * const stream = await openWalStream("testdata/wal", { start: 0x600000n, end: 0x602000n, tli: 1 });
+ * for await (const chunk of stream) console.log(formatLsn(chunk.start), chunk.bytes.length);
+ * ```
+ *
+ * @module
+ */
+
+export { WalRelay, type WalRelayOptions } from "./lib/server.ts";
+export {
+  type Authenticator,
+  type AuthRequest,
+  loopbackTrust,
+  type SessionTimeouts,
+} from "./lib/replication/session.ts";
+export {
+  type Sender,
+  type SenderOrigin,
+  SenderRegistry,
+  type SenderState,
+} from "./lib/replication/registry.ts";
+export { type ReplicationSlot, SlotManager } from "./lib/replication/slots.ts";
+export { Latch } from "./lib/stream/latch.ts";
+export {
+  createLogger,
+  type LogFields,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  silentLogger,
+} from "./lib/log.ts";
+export { openWalStream, type OpenWalStreamOptions } from "./lib/stream/open_wal_stream.ts";
+export { openWalSource, type WalSourceOptions } from "./lib/stream/source.ts";
+export { MAX_SEND_SIZE, type WalChunk } from "./lib/stream/chunk.ts";
+export { WalSlicer } from "./lib/stream/slicer.ts";
+export { WalFramer } from "./lib/stream/framer.ts";
+export {
+  type SegmentFile,
+  type WalIdentity,
+  WalStore,
+  type WalStoreOptions,
+} from "./lib/wal/store.ts";
+export { formatLsn, INVALID_LSN, type Lsn, MAX_LSN, parseLsn } from "./lib/wal/lsn.ts";
+export {
+  historyFileName,
+  parseWalFileName,
+  segmentFileName,
+  segmentOf,
+  segmentOffset,
+  segmentStart,
+  type TimelineId,
+  type WalFileName,
+} from "./lib/wal/segment.ts";
+export { type TimelineHistory, type TimelineHistoryEntry } from "./lib/wal/history.ts";
