@@ -50,6 +50,14 @@ export class BodyReader {
     return this.#bytes[this.#pos++]!;
   }
 
+  /** A big-endian Int16. */
+  int16(): number {
+    this.#need(2);
+    const v = this.#view.getInt16(this.#pos);
+    this.#pos += 2;
+    return v;
+  }
+
   /** A big-endian Int32. */
   int32(): number {
     this.#need(4);
