@@ -10,6 +10,7 @@ import type { Lsn } from "../wal/lsn.ts";
 import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
 import type { WalChunk } from "./chunk.ts";
+import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
 /** Options of {@linkcode openWalSource}. */
 export interface WalSourceOptions {
@@ -135,6 +136,23 @@ export function openWalSource(
         throw e;
       }
       current = wanted;
+      // A recycled file keeps its old pages until overwritten: its first page must carry this
+      // segment's address and this cluster's identity, or it is not the segment we want.
+      const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
+      let n = 0;
+      while (n < head.length) {
+        const got = await file.read(head.subarray(n));
+        if (got === null) break;
+        n += got;
+      }
+      const h = n === head.length ? readLongPageHeader(head) : undefined;
+      if (
+        !h || h.magic !== store.identity.magic ||
+        h.pageAddr !== segmentStart(segno, segSize) || h.systemId !== store.identity.systemId
+      ) {
+        closeFile();
+        throw segmentRemovedError(wanted.name);
+      }
     }
     const out = new Uint8Array(length);
     await file!.seek(segmentOffset(lsn, segSize), Deno.SeekMode.Start);

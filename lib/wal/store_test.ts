@@ -133,3 +133,22 @@ Deno.test("source: a caught-up source wakes when a new segment lands", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("source: a recycled segment (an older one under a newer name) is 58P01, not sent", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const [a, b] = store.segments(1);
+    // What a recycled pg_wal file looks like: the old segment's pages under the next name.
+    await Deno.copyFile(store.path(a!.name), store.path(b!.name));
+    const start = b!.segno * BigInt(store.identity.segmentSize);
+    await assert.rejects(
+      collect(openWalSource(store, { tli: 1, start, stopAt: () => start + 8192n })),
+      (e: unknown) =>
+        e instanceof PgError && e.code === "58P01" &&
+        e.message === `requested WAL segment ${b!.name} has already been removed`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
