@@ -8,11 +8,13 @@ import { parseArgs } from "node:util";
 import { createLogger } from "./lib/log.ts";
 import { WalRelay } from "./lib/server.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
+import { buildScramVerifier } from "./lib/auth/scram.ts";
 
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
-  walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--log-format text|json]
+  walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--hba FILE]
+                   [--passwords FILE] [--log-format text|json]
   walrelay inspect DIR|FILE
   walrelay status  [URL]
   walrelay passwd  USER
@@ -23,6 +25,12 @@ serve options:
   --max-senders N       most replication connections at once, as max_wal_senders (default 10)
   --log-format FORMAT   text (default) or json
   --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout (default 60)
+  --hba FILE            pg_hba.conf-style rules (host/hostssl/hostnossl, database replication,
+                        methods trust, reject, scram-sha-256, md5, password); default: loopback trust
+  --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
+
+Signals: SIGTERM/SIGINT send all WAL then stop (a second one exits at once); SIGHUP rereads
+--hba and --passwords (a broken file keeps the previous rules).
 `;
 
 /** Exit with a message, as a CLI user expects. */
@@ -48,6 +56,8 @@ async function serve(args: string[]): Promise<void> {
       "max-senders": { type: "string", default: "10" },
       "log-format": { type: "string", default: "text" },
       "sender-timeout": { type: "string", default: "60" },
+      hba: { type: "string" },
+      passwords: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -78,6 +88,8 @@ async function serve(args: string[]): Promise<void> {
       maxSenders,
       logger,
       timeouts: { sender: senderTimeout * 1000 },
+      ...(values.hba ? { hbaFile: values.hba } : {}),
+      ...(values.passwords ? { passwordsFile: values.passwords } : {}),
     });
   } catch (e) {
     fail((e as Error).message, 1);
@@ -101,9 +113,55 @@ async function serve(args: string[]): Promise<void> {
   Deno.addSignalListener("SIGINT", onStop("SIGINT"));
   Deno.addSignalListener("SIGHUP", () => {
     logger.log("info", "received SIGHUP, reloading configuration files");
-    relay.refresh().catch((e) => logger.log("warn", `reload failed: ${(e as Error).message}`));
+    relay.reload();
   });
   await relay.finished;
+}
+
+/** Reads a line from the terminal without echo, or from stdin when it is not a terminal. */
+async function readPassword(prompt: string): Promise<string> {
+  const enc = new TextEncoder();
+  const tty = Deno.stdin.isTerminal();
+  if (tty) {
+    Deno.stderr.writeSync(enc.encode(prompt));
+    Deno.stdin.setRaw(true);
+  }
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    while (true) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      const b = buf[0]!;
+      if (b === 0x0a || b === 0x0d) break;
+      if (tty && b === 0x03) throw new Error("cancelled");
+      if (tty && (b === 0x7f || b === 0x08)) {
+        bytes.pop();
+        continue;
+      }
+      bytes.push(b);
+    }
+  } finally {
+    if (tty) {
+      Deno.stdin.setRaw(false);
+      Deno.stderr.writeSync(enc.encode("\n"));
+    }
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+async function passwd(args: string[]): Promise<void> {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const user = positionals[0];
+  if (!user || positionals.length !== 1) fail("usage: walrelay passwd USER");
+  if (/[:\s]/.test(user)) fail(`invalid user name "${user}"`);
+  const password = await readPassword("Enter password: ");
+  if (Deno.stdin.isTerminal()) {
+    const again = await readPassword("Enter it again: ");
+    if (again !== password) fail("passwords didn't match", 1);
+  }
+  if (password === "") fail("empty password", 1);
+  console.log(`${user}:${await buildScramVerifier(password)}`);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -111,6 +169,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "serve":
       return await serve(rest);
+    case "passwd":
+      return await passwd(rest);
     case "--version":
     case "version":
       console.log(`walrelay ${WALRELAY_VERSION}`);

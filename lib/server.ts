@@ -9,13 +9,13 @@ import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import {
   type Authenticator,
-  loopbackTrust,
   Session,
   type SessionContext,
   type SessionTimeouts,
 } from "./replication/session.ts";
 import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
+import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
 
 /** Options of {@linkcode WalRelay.start}. */
 export interface WalRelayOptions {
@@ -29,8 +29,15 @@ export interface WalRelayOptions {
   maxSenders?: number;
   /** Where log lines go. Default: text on stderr. */
   logger?: Logger;
-  /** How clients are authenticated. Default: loopback clients are trusted, others refused. */
+  /**
+   * How clients are authenticated. Default: the `hbaFile` and `passwordsFile` rules, or without
+   * them loopback clients trusted and everyone else refused.
+   */
   authenticate?: Authenticator;
+  /** A `pg_hba.conf`-style file of replication rules; reread by {@linkcode WalRelay.reload}. */
+  hbaFile?: string;
+  /** A `user:verifier` file (verifiers as `pg_authid.rolpassword` stores them). */
+  passwordsFile?: string;
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
   /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
@@ -66,6 +73,8 @@ export class WalRelay {
   #done: Promise<void>;
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
+  #auth: AuthConfig;
+  #options: WalRelayOptions;
 
   private constructor(
     listener: Deno.Listener,
@@ -73,7 +82,10 @@ export class WalRelay {
     slots: SlotManager,
     options: WalRelayOptions,
     logger: Logger,
+    auth: AuthConfig,
   ) {
+    this.#auth = auth;
+    this.#options = options;
     this.#listener = listener;
     this.store = store;
     this.slots = slots;
@@ -90,7 +102,8 @@ export class WalRelay {
         sender: options.timeouts?.sender ?? 60_000,
         keepalive: options.timeouts?.keepalive ?? 10_000,
       },
-      authenticate: options.authenticate ?? loopbackTrust,
+      authenticate: options.authenticate ??
+        createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
     this.#done = this.#acceptLoop(ctx);
     const rescan = setInterval(() => this.#refresh(), options.rescanMs ?? 1000);
@@ -105,11 +118,12 @@ export class WalRelay {
       log: (m) => logger.log("warn", m),
     });
     const slots = await SlotManager.load(options.walDir);
+    const auth = await loadAuthConfig({ hba: options.hbaFile, passwords: options.passwordsFile });
     const listener = Deno.listen({
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? 5433,
     });
-    const relay = new WalRelay(listener, store, slots, options, logger);
+    const relay = new WalRelay(listener, store, slots, options, logger, auth);
     const addr = listener.addr as Deno.NetAddr;
     logger.log("info", "listening for replication connections", {
       address: `${addr.hostname}:${addr.port}`,
@@ -179,6 +193,36 @@ export class WalRelay {
   /** Asks the store to rescan now (after writing WAL into the directory, say). */
   async refresh(): Promise<void> {
     await this.store.refresh();
+  }
+
+  /**
+   * SIGHUP: rereads the authentication files and rescans the directory. A broken file keeps the
+   * rules in force and says why; connected clients are not touched.
+   *
+   * @returns Whether the new authentication configuration was taken.
+   */
+  async reload(): Promise<boolean> {
+    let ok = true;
+    try {
+      this.#auth = await loadAuthConfig({
+        hba: this.#options.hbaFile,
+        passwords: this.#options.passwordsFile,
+      });
+      this.logger.log("info", "authentication configuration reloaded", {
+        hba_rules: this.#auth.rules.length,
+        users: this.#auth.passwords.size,
+      });
+    } catch (e) {
+      ok = false;
+      this.logger.log(
+        "warn",
+        `authentication files not reloaded, previous configuration kept: ${(e as Error).message}`,
+      );
+    }
+    await this.refresh().catch((e) =>
+      this.logger.log("warn", `could not rescan WAL directory: ${(e as Error).message}`)
+    );
+    return ok;
   }
 
   /**
