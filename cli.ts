@@ -14,7 +14,7 @@ const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
   walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--hba FILE]
-                   [--passwords FILE] [--log-format text|json]
+                   [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
   walrelay inspect DIR|FILE
   walrelay status  [URL]
   walrelay passwd  USER
@@ -28,6 +28,8 @@ serve options:
   --hba FILE            pg_hba.conf-style rules (host/hostssl/hostnossl, database replication,
                         methods trust, reject, scram-sha-256, md5, password); default: loopback trust
   --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
+  --tls-cert FILE       server certificate (PEM); with --tls-key, clients may use TLS
+  --tls-key FILE        server private key (PEM)
 
 Signals: SIGTERM/SIGINT send all WAL then stop (a second one exits at once); SIGHUP rereads
 --hba and --passwords (a broken file keeps the previous rules).
@@ -58,6 +60,8 @@ async function serve(args: string[]): Promise<void> {
       "sender-timeout": { type: "string", default: "60" },
       hba: { type: "string" },
       passwords: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -90,6 +94,8 @@ async function serve(args: string[]): Promise<void> {
       timeouts: { sender: senderTimeout * 1000 },
       ...(values.hba ? { hbaFile: values.hba } : {}),
       ...(values.passwords ? { passwordsFile: values.passwords } : {}),
+      ...(values["tls-cert"] ? { tlsCertFile: values["tls-cert"] } : {}),
+      ...(values["tls-key"] ? { tlsKeyFile: values["tls-key"] } : {}),
     });
   } catch (e) {
     fail((e as Error).message, 1);

@@ -16,6 +16,7 @@ import {
 import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
 import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
+import { TlsBridge } from "./pgwire/tls_bridge.ts";
 
 /** Options of {@linkcode WalRelay.start}. */
 export interface WalRelayOptions {
@@ -38,6 +39,10 @@ export interface WalRelayOptions {
   hbaFile?: string;
   /** A `user:verifier` file (verifiers as `pg_authid.rolpassword` stores them). */
   passwordsFile?: string;
+  /** Server certificate (PEM file); with `tlsKeyFile`, SSLRequest is answered `S`. */
+  tlsCertFile?: string;
+  /** Server private key (PEM file). */
+  tlsKeyFile?: string;
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
   /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
@@ -74,6 +79,7 @@ export class WalRelay {
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
   #auth: AuthConfig;
+  #tls: TlsBridge | undefined;
   #options: WalRelayOptions;
 
   private constructor(
@@ -83,9 +89,11 @@ export class WalRelay {
     options: WalRelayOptions,
     logger: Logger,
     auth: AuthConfig,
+    tls: TlsBridge | undefined,
   ) {
     this.#auth = auth;
     this.#options = options;
+    this.#tls = tls;
     this.#listener = listener;
     this.store = store;
     this.slots = slots;
@@ -102,6 +110,7 @@ export class WalRelay {
         sender: options.timeouts?.sender ?? 60_000,
         keepalive: options.timeouts?.keepalive ?? 10_000,
       },
+      tls,
       authenticate: options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
@@ -123,7 +132,16 @@ export class WalRelay {
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? 5433,
     });
-    const relay = new WalRelay(listener, store, slots, options, logger, auth);
+    if ((options.tlsCertFile === undefined) !== (options.tlsKeyFile === undefined)) {
+      throw new Error("a TLS certificate and key go together: give both or neither");
+    }
+    const tls = options.tlsCertFile && options.tlsKeyFile
+      ? TlsBridge.start({
+        cert: await Deno.readTextFile(options.tlsCertFile),
+        key: await Deno.readTextFile(options.tlsKeyFile),
+      })
+      : undefined;
+    const relay = new WalRelay(listener, store, slots, options, logger, auth, tls);
     const addr = listener.addr as Deno.NetAddr;
     logger.log("info", "listening for replication connections", {
       address: `${addr.hostname}:${addr.port}`,
@@ -255,6 +273,7 @@ export class WalRelay {
     await Promise.race([this.#done, expired]);
     await this.#done;
     clearTimeout(timer);
+    this.#tls?.close();
     await this.slots.flush().catch(() => {});
   }
 
@@ -269,6 +288,7 @@ export class WalRelay {
       this.#watcher?.close();
     } catch { /* already closed */ }
     for (const s of this.#sessions) s.close();
+    this.#tls?.close();
   }
 
   /** Graceful shutdown, for `await using`. */

@@ -109,6 +109,19 @@ export class MessageReader {
     return ((b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!) >>> 0;
   }
 
+  /** The next byte without consuming it, or `null` at end of stream. */
+  async peekByte(): Promise<number | null> {
+    if (!await this.#fill(1)) return null;
+    return this.#buf[this.#start]!;
+  }
+
+  /** Hands over whatever is buffered (bytes that belong to a TLS handshake, say). */
+  takeBuffered(): Uint8Array {
+    const out = this.#buf.slice(this.#start, this.#end);
+    this.#start = this.#end;
+    return out;
+  }
+
   /**
    * Reads one startup-phase packet, or `null` when the client closed before sending one.
    * Throws a FATAL 08P01 PgError for a length PostgreSQL would refuse.

@@ -35,6 +35,7 @@ import { parseCommand, type StartPhysicalReplicationCommand, validateSlotName } 
 import type { Sender, SenderRegistry } from "./registry.ts";
 import type { ReplicationSlot, SlotManager } from "./slots.ts";
 import { showSetting } from "./settings.ts";
+import type { TlsBridge } from "../pgwire/tls_bridge.ts";
 
 const PROTOCOL_3_0 = 196608;
 const SSL_REQUEST = 80877103;
@@ -55,6 +56,8 @@ export interface SessionContext {
   shutdown: AbortSignal;
   /** Timeouts, in milliseconds. */
   timeouts: SessionTimeouts;
+  /** Server-side TLS, when a certificate is configured. */
+  tls?: TlsBridge | undefined;
   /**
    * Authenticates the client after the startup packet, or throws a FATAL PgError. The default
    * admits loopback clients without a password.
@@ -150,6 +153,7 @@ export class Session {
   #remote: { address: string; port: number };
   #stopStreaming: (() => void) | undefined;
   #ssl: boolean;
+  #closeTls: (() => void) | undefined;
 
   /**
    * @param conn The accepted connection (plain or TLS).
@@ -185,6 +189,7 @@ export class Session {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closeTls?.();
     try {
       this.#conn.close();
     } catch { /* already closed */ }
@@ -283,6 +288,16 @@ export class Session {
 
   /** Reads startup-phase packets until a StartupMessage; `null` when the client just leaves. */
   async #startup(): Promise<Map<string, string> | null> {
+    // PostgreSQL 17's direct TLS: the first byte is a TLS handshake record, not a length.
+    if (this.#ctx.tls && await this.#reader.peekByte() === 0x16) {
+      const alpn = await this.#startTls(this.#reader.takeBuffered());
+      if (alpn !== "postgresql") {
+        throw PgError.fatal(
+          SqlState.PROTOCOL_VIOLATION,
+          "received direct SSL connection request without ALPN protocol negotiation extension",
+        );
+      }
+    }
     while (true) {
       const pkt = await this.#reader.readStartup();
       if (!pkt) return null;
@@ -293,7 +308,12 @@ export class Session {
             "received unencrypted data after SSL request",
           );
         }
-        await this.#send(new TextEncoder().encode("N"));
+        if (pkt.code === SSL_REQUEST && this.#ctx.tls && !this.#ssl) {
+          await this.#send(new TextEncoder().encode("S"));
+          await this.#startTls(new Uint8Array());
+        } else {
+          await this.#send(new TextEncoder().encode("N"));
+        }
         continue;
       }
       if (pkt.code === CANCEL_REQUEST) return null; // nothing to cancel; nothing is sent back
@@ -332,6 +352,18 @@ export class Session {
       }
       return params;
     }
+  }
+
+  /** Moves the session onto a TLS connection bridged over the raw socket. */
+  async #startTls(prefix: Uint8Array): Promise<string | null> {
+    this.#writer.releaseLock();
+    const { conn, alpnProtocol, close } = await this.#ctx.tls!.upgrade(this.#conn, prefix);
+    this.#closeTls = close;
+    this.#conn = conn;
+    this.#reader = new MessageReader(conn);
+    this.#writer = conn.writable.getWriter();
+    this.#ssl = true;
+    return alpnProtocol;
   }
 
   async #authenticate(params: Map<string, string>): Promise<void> {

@@ -1,0 +1,169 @@
+/**
+ * Server-side TLS on an already accepted connection. Deno cannot start TLS on a server socket, so
+ * after the `S` answer the raw bytes are piped both ways into an in-process TLS listener on an
+ * ephemeral loopback port; the connection that listener accepts is the decrypted session.
+ *
+ * @module
+ */
+
+/** Certificate and key, PEM. */
+export interface TlsFiles {
+  /** Certificate chain, PEM. */
+  cert: string;
+  /** Private key, PEM. */
+  key: string;
+}
+
+/**
+ * Upgrades accepted TCP connections to TLS.
+ *
+ * @example
+ * ```ts ignore
+ * import { TlsBridge } from "./tls_bridge.ts";
+ * const bridge = TlsBridge.start({ cert: "...", key: "..." });
+ * const tls = await bridge.upgrade(rawConn, new Uint8Array());
+ * ```
+ */
+export class TlsBridge {
+  #listener: Deno.TlsListener;
+  #waiting = new Map<number, PromiseWithResolvers<Deno.TlsConn>>();
+  #loop: Promise<void>;
+  /** The DER bytes of the server certificate, for `tls-server-end-point` channel binding. */
+  readonly certificateDer: Uint8Array;
+
+  private constructor(listener: Deno.TlsListener, certificateDer: Uint8Array) {
+    this.#listener = listener;
+    this.certificateDer = certificateDer;
+    this.#loop = this.#acceptLoop();
+  }
+
+  /** Starts the loopback TLS listener with a certificate and key (PEM text). */
+  static start(files: TlsFiles): TlsBridge {
+    const listener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: files.cert,
+      key: files.key,
+      alpnProtocols: ["postgresql"],
+    });
+    return new TlsBridge(listener, firstCertificateDer(files.cert));
+  }
+
+  async #acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        const port = (conn.remoteAddr as Deno.NetAddr).port;
+        const w = this.#waiting.get(port);
+        if (w) {
+          this.#waiting.delete(port);
+          w.resolve(conn);
+        } else {
+          conn.close(); // not one of ours
+        }
+      }
+    } catch { /* listener closed */ }
+  }
+
+  /**
+   * Runs the TLS handshake for `raw`, whose client has been told `S` (or spoke TLS directly).
+   * `prefix` holds bytes already read from `raw` that belong to the handshake.
+   *
+   * @returns The decrypted connection and the negotiated ALPN protocol.
+   */
+  async upgrade(
+    raw: Deno.Conn,
+    prefix: Uint8Array,
+  ): Promise<{ conn: Deno.TlsConn; alpnProtocol: string | null; close: () => void }> {
+    const addr = this.#listener.addr as Deno.NetAddr;
+    const inner = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+    const localPort = (inner.localAddr as Deno.NetAddr).port;
+    const accepted = Promise.withResolvers<Deno.TlsConn>();
+    this.#waiting.set(localPort, accepted);
+    let fallback: ReturnType<typeof setTimeout> | undefined;
+    const closeAll = () => {
+      clearTimeout(fallback);
+      for (const c of [inner, raw]) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    };
+    // Client → TLS listener: what was already read, then the rest of the socket.
+    (async () => {
+      try {
+        if (prefix.length) await writeAll(inner, prefix);
+        const buf = new Uint8Array(65536);
+        while (true) {
+          const n = await raw.read(buf);
+          if (n === null) break;
+          await writeAll(inner, buf.subarray(0, n));
+        }
+      } catch { /* either side gone */ }
+      closeAll();
+    })();
+    // TLS listener → client.
+    (async () => {
+      try {
+        const buf = new Uint8Array(65536);
+        while (true) {
+          const n = await inner.read(buf);
+          if (n === null) break;
+          await writeAll(raw, buf.subarray(0, n));
+        }
+      } catch { /* either side gone */ }
+      closeAll();
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const conn = await Promise.race([
+        accepted.promise,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("TLS bridge accept timed out")), 10_000);
+        }),
+      ]);
+      const info = await conn.handshake();
+      return {
+        conn,
+        alpnProtocol: info.alpnProtocol,
+        // Closing the TLS side lets the bridge forward what is still in flight (a FATAL, say)
+        // and end by itself; the fallback covers a peer that never lets it drain.
+        close: () => {
+          try {
+            conn.close();
+          } catch { /* closed */ }
+          fallback ??= setTimeout(closeAll, 2000);
+        },
+      };
+    } catch (e) {
+      this.#waiting.delete(localPort);
+      closeAll();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops the listener. */
+  close(): void {
+    try {
+      this.#listener.close();
+    } catch { /* closed */ }
+  }
+
+  /** Resolves when the accept loop has ended. */
+  get finished(): Promise<void> {
+    return this.#loop;
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/** The DER bytes of the first certificate in a PEM bundle. */
+export function firstCertificateDer(pem: string): Uint8Array {
+  const m = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(pem);
+  if (!m) throw new Error("no certificate found in the PEM file");
+  return Uint8Array.fromBase64(m[1]!.replace(/\s+/g, ""));
+}

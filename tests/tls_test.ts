@@ -1,0 +1,149 @@
+// TLS with real libpq clients: a CA and server certificate made by the test, sslmode=require and
+// verify-full, hostssl/hostnossl rules, and SCRAM over TLS (libpq's `y,,` header).
+
+import assert from "node:assert/strict";
+import { buildScramVerifier } from "../lib/auth/scram.ts";
+import { pgBin, run, runOk, startRelay, tempDir } from "./_pg.ts";
+
+const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
+
+async function makeCertificates(dir: string): Promise<void> {
+  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=walrelay test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+  ]);
+  await openssl([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+  ]);
+  await Deno.writeTextFile(`${dir}/san.ext`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-sha256",
+    "-extfile",
+    "san.ext",
+    "-out",
+    "server.crt",
+  ]);
+}
+
+Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS", async () => {
+  await using dir = await tempDir("walrelay_tls_");
+  await makeCertificates(dir.path);
+  const walDir = `${dir.path}/wal`;
+  await Deno.mkdir(walDir);
+  for await (const e of Deno.readDir(TESTDATA)) {
+    await Deno.copyFile(TESTDATA + e.name, `${walDir}/${e.name}`);
+  }
+  await Deno.writeTextFile(
+    `${dir.path}/hba.conf`,
+    [
+      "hostssl   replication repl  127.0.0.1/32 scram-sha-256",
+      "hostnossl replication plain 127.0.0.1/32 trust",
+    ].join("\n") + "\n",
+  );
+  await Deno.writeTextFile(`${dir.path}/passwords`, `repl:${await buildScramVerifier("pw")}\n`);
+  await using relay = await startRelay({
+    walDir,
+    args: [
+      "--tls-cert",
+      `${dir.path}/server.crt`,
+      "--tls-key",
+      `${dir.path}/server.key`,
+      "--hba",
+      `${dir.path}/hba.conf`,
+      "--passwords",
+      `${dir.path}/passwords`,
+    ],
+  });
+  const psql = async (conninfo: string) =>
+    await run([
+      await pgBin("psql"),
+      "-X",
+      "-A",
+      "-t",
+      "-c",
+      "IDENTIFY_SYSTEM",
+      `port=${relay.port} replication=true ${conninfo}`,
+    ], { env: { PGPASSWORD: "pw" } });
+
+  // Encrypted: accepted through the hostssl line, with SCRAM.
+  const req = await psql("host=127.0.0.1 user=repl sslmode=require");
+  assert.equal(req.code, 0, req.stderr);
+  assert.match(req.stdout, /\|2\|/);
+  const full = await psql(
+    `host=localhost hostaddr=127.0.0.1 user=repl sslmode=verify-full sslrootcert=${dir.path}/ca.crt`,
+  );
+  assert.equal(full.code, 0, full.stderr);
+  // verify-full checks the name: one the certificate does not carry is refused by the client.
+  const wrongName = await psql(
+    `host=wronghost hostaddr=127.0.0.1 user=repl sslmode=verify-full sslrootcert=${dir.path}/ca.crt`,
+  );
+  assert.notEqual(wrongName.code, 0);
+  assert.match(wrongName.stderr, /does not match host name "wronghost"/);
+
+  // The same user in clear text: no hostssl match.
+  const clear = await psql("host=127.0.0.1 user=repl sslmode=disable");
+  assert.notEqual(clear.code, 0);
+  assert.match(
+    clear.stderr,
+    /no pg_hba.conf entry for replication connection from host "127.0.0.1", user "repl", no encryption/,
+  );
+  // hostnossl: clear text is fine, TLS is not.
+  assert.equal((await psql("host=127.0.0.1 user=plain sslmode=disable")).code, 0);
+  const plainTls = await psql("host=127.0.0.1 user=plain sslmode=require");
+  assert.notEqual(plainTls.code, 0);
+  assert.match(plainTls.stderr, /user "plain", SSL encryption/);
+
+  // pg_receivewal streams over TLS.
+  await using out = await tempDir("walrelay_tls_out_");
+  await Deno.writeFile(`${out.path}/000000010000000000000006.partial`, new Uint8Array());
+  const rw = await run([
+    await pgBin("pg_receivewal"),
+    "-d",
+    `host=127.0.0.1 port=${relay.port} user=repl sslmode=require`,
+    "-D",
+    out.path,
+    "-n",
+    "--endpos",
+    "0/800000",
+  ], { env: { PGPASSWORD: "pw" }, timeoutMs: 30_000 });
+  assert.equal(rw.code, 0, rw.stderr);
+  for (const name of ["000000010000000000000006", "000000010000000000000007"]) {
+    assert.deepEqual(
+      await Deno.readFile(`${out.path}/${name}`),
+      await Deno.readFile(`${walDir}/${name}`),
+      name,
+    );
+  }
+});
