@@ -136,7 +136,7 @@ export class WalRelay {
       throw new Error("a TLS certificate and key go together: give both or neither");
     }
     const tls = options.tlsCertFile && options.tlsKeyFile
-      ? TlsBridge.start({
+      ? await TlsBridge.start({
         cert: await Deno.readTextFile(options.tlsCertFile),
         key: await Deno.readTextFile(options.tlsKeyFile),
       })

@@ -105,6 +105,11 @@ Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS",
     `host=localhost hostaddr=127.0.0.1 user=repl sslmode=verify-full sslrootcert=${dir.path}/ca.crt`,
   );
   assert.equal(full.code, 0, full.stderr);
+  // Channel binding: SCRAM-SHA-256-PLUS with tls-server-end-point, as libpq's
+  // channel_binding=require insists.
+  const bound = await psql("host=127.0.0.1 user=repl sslmode=require channel_binding=require");
+  assert.equal(bound.code, 0, bound.stderr);
+
   // verify-full checks the name: one the certificate does not carry is refused by the client.
   const wrongName = await psql(
     `host=wronghost hostaddr=127.0.0.1 user=repl sslmode=verify-full sslrootcert=${dir.path}/ca.crt`,

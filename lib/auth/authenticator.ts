@@ -15,7 +15,6 @@ import { parsePasswords } from "./passwords.ts";
 import {
   mockVerifier,
   parseScramVerifier,
-  SCRAM_SHA_256,
   scramMechanisms,
   ScramServer,
   verifyScramPassword,
@@ -154,13 +153,14 @@ async function scramAuth(
 ): Promise<void> {
   const real = stored && parseScramVerifier(stored) ? stored : undefined;
   const verifier = real ?? await mockVerifier(req.user, mockSecret);
-  const mechanisms = scramMechanisms(req.ssl, false);
+  const binding = req.ssl ? req.channelBinding : undefined;
+  const mechanisms = scramMechanisms(req.ssl, binding !== undefined);
   const list = encoder.encode(mechanisms.map((m) => m + "\0").join("") + "\0");
   await req.send(authenticationRequest(10, list));
 
   const initial = new BodyReader(await req.receive());
   const mechanism = initial.cstring();
-  if (mechanism !== SCRAM_SHA_256) {
+  if (!mechanisms.includes(mechanism)) {
     throw PgError.fatal(
       SqlState.PROTOCOL_VIOLATION,
       "client selected an invalid SASL authentication mechanism",
@@ -170,7 +170,12 @@ async function scramAuth(
   if (len < 0 || len !== initial.remaining) {
     throw PgError.fatal(SqlState.PROTOCOL_VIOLATION, "malformed SASLInitialResponse message");
   }
-  const server = new ScramServer({ verifier, user: req.user, mechanism });
+  const server = new ScramServer({
+    verifier,
+    user: req.user,
+    mechanism,
+    channelBinding: binding && { type: "tls-server-end-point", data: binding },
+  });
   const serverFirst = server.handleClientFirst(decoder.decode(initial.bytes(len)));
   await req.send(authenticationRequest(11, encoder.encode(serverFirst)));
   const final = await req.receive();

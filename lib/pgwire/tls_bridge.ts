@@ -6,6 +6,8 @@
  * @module
  */
 
+import { certificateHash } from "./certificate_hash.ts";
+
 /** Certificate and key, PEM. */
 export interface TlsFiles {
   /** Certificate chain, PEM. */
@@ -20,7 +22,7 @@ export interface TlsFiles {
  * @example
  * ```ts ignore
  * import { TlsBridge } from "./tls_bridge.ts";
- * const bridge = TlsBridge.start({ cert: "...", key: "..." });
+ * const bridge = await TlsBridge.start({ cert: "...", key: "..." });
  * const tls = await bridge.upgrade(rawConn, new Uint8Array());
  * ```
  */
@@ -28,17 +30,21 @@ export class TlsBridge {
   #listener: Deno.TlsListener;
   #waiting = new Map<number, PromiseWithResolvers<Deno.TlsConn>>();
   #loop: Promise<void>;
-  /** The DER bytes of the server certificate, for `tls-server-end-point` channel binding. */
-  readonly certificateDer: Uint8Array;
+  /**
+   * The `tls-server-end-point` channel binding data of the server certificate, or `undefined`
+   * when its signature algorithm does not define one (then SCRAM-SHA-256-PLUS is not offered).
+   */
+  readonly channelBinding: Uint8Array | undefined;
 
-  private constructor(listener: Deno.TlsListener, certificateDer: Uint8Array) {
+  private constructor(listener: Deno.TlsListener, channelBinding: Uint8Array | undefined) {
     this.#listener = listener;
-    this.certificateDer = certificateDer;
+    this.channelBinding = channelBinding;
     this.#loop = this.#acceptLoop();
   }
 
   /** Starts the loopback TLS listener with a certificate and key (PEM text). */
-  static start(files: TlsFiles): TlsBridge {
+  static async start(files: TlsFiles): Promise<TlsBridge> {
+    const binding = await certificateHash(firstCertificateDer(files.cert));
     const listener = Deno.listenTls({
       hostname: "127.0.0.1",
       port: 0,
@@ -46,7 +52,7 @@ export class TlsBridge {
       key: files.key,
       alpnProtocols: ["postgresql"],
     });
-    return new TlsBridge(listener, firstCertificateDer(files.cert));
+    return new TlsBridge(listener, binding);
   }
 
   async #acceptLoop(): Promise<void> {

@@ -83,6 +83,8 @@ export interface AuthRequest {
   address: string;
   /** Whether the connection is encrypted. */
   ssl: boolean;
+  /** `tls-server-end-point` data when the connection is TLS and the certificate allows binding. */
+  channelBinding?: Uint8Array | undefined;
   /** Sends bytes to the client. */
   send(bytes: Uint8Array): Promise<void>;
   /** Reads the client's next password-family (`p`) message body. */
@@ -418,6 +420,7 @@ export class Session {
       user,
       address: this.#remote.address,
       ssl: this.#ssl,
+      channelBinding: this.#ssl ? this.#ctx.tls?.channelBinding : undefined,
       send: (b) => this.#send(b),
       receive: async () => {
         const msg = await this.#reader.readMessage(maxLength);
