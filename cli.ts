@@ -24,7 +24,11 @@ serve options:
   --listen HOST:PORT    where to accept replication connections (default 127.0.0.1:5433)
   --max-senders N       most replication connections at once, as max_wal_senders (default 10)
   --log-format FORMAT   text (default) or json
-  --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout (default 60)
+  --max-connections N   connections at once in any state (default max-senders + 10); more get 53300
+  --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout (default 60);
+                        0 disables
+  --authentication-timeout SEC
+                        drop a client that has not authenticated within this time (default 60)
   --hba FILE            pg_hba.conf-style rules (host/hostssl/hostnossl, database replication,
                         methods trust, reject, scram-sha-256, md5, password); default: loopback trust
   --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
@@ -58,6 +62,8 @@ async function serve(args: string[]): Promise<void> {
       "max-senders": { type: "string", default: "10" },
       "log-format": { type: "string", default: "text" },
       "sender-timeout": { type: "string", default: "60" },
+      "max-connections": { type: "string" },
+      "authentication-timeout": { type: "string", default: "60" },
       hba: { type: "string" },
       passwords: { type: "string" },
       "tls-cert": { type: "string" },
@@ -78,6 +84,16 @@ async function serve(args: string[]): Promise<void> {
   }
   const senderTimeout = Number(values["sender-timeout"]);
   if (!(senderTimeout >= 0)) fail(`invalid --sender-timeout "${values["sender-timeout"]}"`);
+  const maxConnections = values["max-connections"] === undefined
+    ? maxSenders + 10
+    : Number(values["max-connections"]);
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) {
+    fail(`invalid --max-connections "${values["max-connections"]}"`);
+  }
+  const authTimeout = Number(values["authentication-timeout"]);
+  if (!(authTimeout > 0)) {
+    fail(`invalid --authentication-timeout "${values["authentication-timeout"]}"`);
+  }
   const format = values["log-format"];
   if (format !== "text" && format !== "json") fail(`invalid --log-format "${format}"`);
   const logger = createLogger({ format });
@@ -91,7 +107,8 @@ async function serve(args: string[]): Promise<void> {
       port,
       maxSenders,
       logger,
-      timeouts: { sender: senderTimeout * 1000 },
+      maxConnections,
+      timeouts: { sender: senderTimeout * 1000, authentication: authTimeout * 1000 },
       ...(values.hba ? { hbaFile: values.hba } : {}),
       ...(values.passwords ? { passwordsFile: values.passwords } : {}),
       ...(values["tls-cert"] ? { tlsCertFile: values["tls-cert"] } : {}),

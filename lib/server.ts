@@ -17,6 +17,8 @@ import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
 import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
 import { TlsBridge } from "./pgwire/tls_bridge.ts";
+import { PgError, SqlState } from "./pgwire/error.ts";
+import { errorResponse } from "./pgwire/messages.ts";
 
 /** Options of {@linkcode WalRelay.start}. */
 export interface WalRelayOptions {
@@ -28,6 +30,11 @@ export interface WalRelayOptions {
   port?: number;
   /** `max_wal_senders`. Default 10. */
   maxSenders?: number;
+  /**
+   * Connections at once in any state, authenticating ones included (`max_connections`); more get
+   * FATAL 53300 at once. Default `maxSenders + 10`, so idle sockets cannot crowd out senders.
+   */
+  maxConnections?: number;
   /** Where log lines go. Default: text on stderr. */
   logger?: Logger;
   /**
@@ -79,6 +86,7 @@ export class WalRelay {
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
   #auth: AuthConfig;
+  #maxConnections: number;
   #tls: TlsBridge | undefined;
   #options: WalRelayOptions;
 
@@ -94,6 +102,7 @@ export class WalRelay {
     this.#auth = auth;
     this.#options = options;
     this.#tls = tls;
+    this.#maxConnections = options.maxConnections ?? (options.maxSenders ?? 10) + 10;
     this.#listener = listener;
     this.store = store;
     this.slots = slots;
@@ -174,6 +183,10 @@ export class WalRelay {
         try {
           (conn as Deno.TcpConn).setNoDelay(true);
         } catch { /* not TCP */ }
+        if (this.#sessions.size >= this.#maxConnections) {
+          this.#refuse(conn);
+          continue;
+        }
         const session = new Session(conn, ctx);
         this.#sessions.add(session);
         const p = session.run().finally(() => {
@@ -188,6 +201,17 @@ export class WalRelay {
       }
     }
     await Promise.allSettled([...running]);
+  }
+
+  /** Over the connection cap: PostgreSQL's answer before the startup packet, then close. */
+  #refuse(conn: Deno.Conn): void {
+    const err = PgError.fatal(SqlState.TOO_MANY_CONNECTIONS, "sorry, too many clients already");
+    this.logger.log("warn", err.message, { sqlstate: err.code });
+    conn.write(errorResponse(err)).catch(() => {}).finally(() => {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    });
   }
 
   #refresh(): void {

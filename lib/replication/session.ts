@@ -156,6 +156,8 @@ export class Session {
   #stopStreaming: (() => void) | undefined;
   #ssl: boolean;
   #closeTls: (() => void) | undefined;
+  /** Why the server ended the connection, when it was the server's doing. */
+  #endReason: string | undefined;
 
   /**
    * @param conn The accepted connection (plain or TLS).
@@ -228,6 +230,7 @@ export class Session {
       reason = await this.#reportFailure(e);
     } finally {
       clearTimeout(authTimer);
+      reason = this.#endReason ?? reason;
       const s = this.#sender;
       if (s) {
         this.#ctx.registry.release(s);
@@ -774,6 +777,8 @@ export class Session {
     this.#stopStreaming = () => {
       stopAt = store.endLsn;
       sender.state = "stopping";
+      // Wake a caught-up source now rather than at its next periodic wake.
+      store.latch.set();
     };
     if (this.#ctx.shutdown.aborted) this.#stopStreaming();
 
@@ -829,6 +834,7 @@ export class Session {
         log.log("warn", "terminating walsender process due to replication timeout", {
           pid: sender.pid,
         });
+        this.#endReason = "replication timeout";
         this.close();
         return;
       }
@@ -875,8 +881,14 @@ export class Session {
       if (stopAt !== undefined) {
         // Shutdown: everything up to the end is sent; wait for the client to confirm it, then
         // end the stream as PostgreSQL does, with `COPY 0` inside COPY mode.
-        await this.#awaitConfirmation(copyReader);
+        const confirmed = await this.#awaitConfirmation(copyReader);
         await this.#send(commandComplete("COPY 0"));
+        this.#endReason = "server shutdown";
+        log.log("info", "all WAL sent, ending replication with COPY 0", {
+          pid: sender.pid,
+          sent_lsn: formatLsn(sender.sentLsn),
+          confirmed,
+        });
         return { type: "eof", body: new Uint8Array() };
       }
       // End of a historic timeline: CopyDone, the client's CopyDone, then where to go next.
@@ -902,18 +914,23 @@ export class Session {
     }
   }
 
-  /** Waits (bounded) until the client reports everything sent as written or flushed. */
-  async #awaitConfirmation(copyReader: Promise<CopyEnd>): Promise<void> {
+  /**
+   * Waits (bounded) until the client reports everything sent as written or flushed.
+   *
+   * @returns Whether it did.
+   */
+  async #awaitConfirmation(copyReader: Promise<CopyEnd>): Promise<boolean> {
     const sender = this.#sender!;
     const deadline = Date.now() + Math.max(1000, this.#ctx.timeouts.sender || 10_000);
     let gone = false;
     copyReader.then(() => gone = true, () => gone = true);
     while (!gone && Date.now() < deadline) {
       const confirmed = sender.flushLsn !== 0n ? sender.flushLsn : sender.writeLsn;
-      if (confirmed >= sender.sentLsn) return;
+      if (confirmed >= sender.sentLsn) return true;
       await this.#writer.write(keepaliveMessage(sender.sentLsn, true));
       await new Promise((r) => setTimeout(r, 100));
     }
+    return false;
   }
 
   /** A CopyData payload from the client: `r` status update or `h` hot standby feedback. */
