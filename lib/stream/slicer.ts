@@ -7,10 +7,11 @@
 import type { WalChunk } from "./chunk.ts";
 
 /**
- * Splits chunks into messages of at most `maxSendSize` bytes. While more WAL follows in the chunk,
- * a piece ends on a page boundary, so a record is only ever split where a page ends; the last
- * piece ends exactly where the chunk does (the valid end, or a page boundary chosen by the source).
- * Pieces are views of the input, never copies.
+ * Splits chunks into messages of at most `maxSendSize` bytes. While more WAL follows, a piece
+ * ends on a page boundary, so a record is only ever split where a page ends; a piece ends mid-page
+ * only at the valid end (`walEnd`). A chunk that stops mid-page before `walEnd` (a message
+ * received from an upstream) keeps its partial page until the next chunk arrives. Pieces are
+ * views of the input, except where a held partial page is joined to what follows.
  *
  * @example
  * ```ts
@@ -32,23 +33,48 @@ export class WalSlicer extends TransformStream<WalChunk, WalChunk> {
   constructor(blockSize = 8192, maxSendSize = 16 * blockSize) {
     const block = BigInt(blockSize);
     const max = BigInt(maxSendSize);
+    // A chunk that ends mid-page while more WAL is known to exist (walEnd beyond it) leaves its
+    // last partial page here, to be sent with the next chunk: only the valid end may cut a page.
+    let held: WalChunk | undefined;
     super({
-      transform(chunk, controller) {
+      transform(input, controller) {
+        let chunk = input;
+        if (held) {
+          if (held.start + BigInt(held.bytes.length) === input.start) {
+            const joined = new Uint8Array(held.bytes.length + input.bytes.length);
+            joined.set(held.bytes);
+            joined.set(input.bytes, held.bytes.length);
+            chunk = { start: held.start, bytes: joined, walEnd: input.walEnd };
+          } else {
+            controller.enqueue(held);
+          }
+          held = undefined;
+        }
         const end = chunk.start + BigInt(chunk.bytes.length);
+        // More WAL is known to follow: the last partial page waits for the rest of its bytes.
+        const limit = end % block !== 0n && end < chunk.walEnd ? end - end % block : end;
         let pos = chunk.start;
-        while (pos < end) {
+        while (pos < limit) {
           let cut = pos + max;
-          if (cut >= end) cut = end;
+          if (cut >= limit) cut = limit;
           else cut -= cut % block;
-          const from = Number(pos - chunk.start);
-          controller.enqueue({
-            start: pos,
-            bytes: chunk.bytes.subarray(from, from + Number(cut - pos)),
-            walEnd: chunk.walEnd,
-          });
+          controller.enqueue(slice(chunk, pos, cut));
           pos = cut;
         }
+        if (pos < end) held = slice(chunk, pos, end);
+      },
+      flush(controller) {
+        if (held) controller.enqueue(held);
       },
     });
   }
+}
+
+function slice(chunk: WalChunk, from: bigint, to: bigint): WalChunk {
+  const a = Number(from - chunk.start);
+  return {
+    start: from,
+    bytes: chunk.bytes.subarray(a, a + Number(to - from)),
+    walEnd: chunk.walEnd,
+  };
 }

@@ -103,9 +103,12 @@ export function openWalSource(
           let until = (sent + readSize) - (sent + readSize) % block;
           if (until > segEnd) until = segEnd;
           if (until > end) until = end;
-          const bytes = await readSegment(store, tli, segno, sent, Number(until - sent));
+          // The hot tail comes from memory (relay mode); older WAL from the segment files.
+          const fromMemory = store.readMemory(tli, sent, Number(until - sent));
+          const bytes = fromMemory ??
+            await readSegment(store, tli, segno, sent, Number(until - sent));
           controller.enqueue({ start: sent, bytes, walEnd: end });
-          sent = until;
+          sent += BigInt(bytes.length);
           return;
         }
       } catch (e) {
@@ -146,10 +149,18 @@ export function openWalSource(
         n += got;
       }
       const h = n === head.length ? readLongPageHeader(head) : undefined;
-      if (
-        !h || h.magic !== store.identity.magic ||
-        h.pageAddr !== segmentStart(segno, segSize) || h.systemId !== store.identity.systemId
-      ) {
+      if (h && h.magic === store.identity.magic && h.systemId !== store.identity.systemId) {
+        closeFile();
+        throw new PgError(
+          SqlState.DATA_CORRUPTED,
+          `WAL file "${wanted.name}" is from a different database system`,
+          {
+            detail: `WAL file database system identifier is ${h.systemId}, ` +
+              `the served system identifier is ${store.identity.systemId}.`,
+          },
+        );
+      }
+      if (!h || h.magic !== store.identity.magic || h.pageAddr !== segmentStart(segno, segSize)) {
         closeFile();
         throw segmentRemovedError(wanted.name);
       }

@@ -25,6 +25,7 @@ import {
 } from "./segment.ts";
 import { parseHistory, type TimelineHistory } from "./history.ts";
 import { join } from "./_path.ts";
+import { WalValidator } from "./reader.ts";
 
 /** One segment file found in the directory. */
 export interface SegmentFile {
@@ -58,6 +59,27 @@ export interface WalIdentity {
 export interface WalStoreOptions {
   /** Called with a line worth logging (skipped files, identity conflicts). */
   log?: (message: string) => void;
+  /**
+   * The identity to expect, for a directory that may still be empty (relay mode takes it from
+   * the upstream). Without it the identity is read from the newest segment.
+   */
+  identity?: WalIdentity;
+  /** Bytes of recent durable WAL kept in memory for fan-out (relay mode). Default 64 MB. */
+  memoryTail?: number;
+}
+
+/** The segment at the end of the newest timeline, validated record by record. */
+interface Tail {
+  tli: TimelineId;
+  segno: bigint;
+  validator: WalValidator;
+}
+
+/** Recent durable WAL in memory, so caught-up senders do not each re-read it from disk. */
+interface MemoryChunk {
+  tli: TimelineId;
+  start: Lsn;
+  bytes: Uint8Array;
 }
 
 /**
@@ -85,6 +107,15 @@ export class WalStore {
   #timeline: TimelineId = 1;
   #end: Lsn = 0n;
   #generation = 0;
+  #tail: Tail | undefined;
+  #headerCache = new Map<string, boolean>();
+  #warned = new Set<string>();
+  #durable: { tli: TimelineId; end: Lsn } | undefined;
+  #memory: MemoryChunk[] = [];
+  #memoryBytes = 0;
+  #memoryLimit = 0;
+  #refreshing: Promise<boolean> | undefined;
+  #queued: Promise<boolean> | undefined;
 
   private constructor(dir: string, identity: WalIdentity, log: (message: string) => void) {
     this.dir = dir;
@@ -98,8 +129,9 @@ export class WalStore {
    */
   static async open(dir: string, options: WalStoreOptions = {}): Promise<WalStore> {
     const log = options.log ?? (() => {});
-    const identity = await readIdentity(dir);
+    const identity = options.identity ?? await readIdentity(dir);
     const store = new WalStore(dir, identity, log);
+    store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
     await store.refresh();
     return store;
   }
@@ -163,20 +195,60 @@ export class WalStore {
     const entry = this.#history[idx];
     if (entry?.end !== undefined && segmentOf(entry.end, this.identity.segmentSize) === segno) {
       const next = this.#history[idx + 1];
-      const f = next ? this.#complete(next.tli, segno) : undefined;
-      if (f) return f;
+      const f = next ? this.#segments.get(next.tli)?.get(segno) : undefined;
+      if (f && !f.partial) return f;
     }
-    return this.#complete(tli, segno);
+    // A `.partial` is served too, but never past the valid end computed from its records.
+    return this.#segments.get(tli)?.get(segno);
   }
 
-  #complete(tli: TimelineId, segno: bigint): SegmentFile | undefined {
-    const f = this.#segments.get(tli)?.get(segno);
-    return f && !f.partial && f.size === this.identity.segmentSize ? f : undefined;
-  }
-
-  /** Whether a file that was served is gone from the directory (removed or recycled). */
+  /** Whether a file that was served is gone from the directory (removed, or recycled away). */
   isRemoved(file: SegmentFile): boolean {
-    return this.#segments.get(file.tli)?.get(file.segno)?.name !== file.name;
+    return !this.#segments.get(file.tli)?.has(file.segno);
+  }
+
+  /**
+   * Relay mode: the writer reports WAL `[start, start + bytes.length)` on `tli` as fsynced. The
+   * durable end advances, the bytes are kept in memory for fan-out, and every caught-up sender
+   * wakes. The store keeps a reference to `bytes`: the caller must not reuse the buffer.
+   */
+  noteDurable(tli: TimelineId, start: Lsn, bytes: Uint8Array): void {
+    const end = start + BigInt(bytes.length);
+    if (tli > this.#timeline) {
+      this.#timeline = tli;
+      this.#memory = [];
+      this.#memoryBytes = 0;
+    }
+    if (tli === this.#timeline && end > this.#end) this.#end = end;
+    this.#durable = { tli, end: this.#end };
+    if (bytes.length > 0 && this.#memoryLimit > 0) {
+      this.#memory.push({ tli, start, bytes });
+      this.#memoryBytes += bytes.length;
+      while (this.#memoryBytes > this.#memoryLimit && this.#memory.length > 1) {
+        this.#memoryBytes -= this.#memory.shift()!.bytes.length;
+      }
+    }
+    this.#generation++;
+    this.latch.set();
+  }
+
+  /**
+   * Durable WAL at `lsn` on `tli` still held in memory: a view of up to `max` bytes, or
+   * `undefined` when it must be read from disk.
+   */
+  readMemory(tli: TimelineId, lsn: Lsn, max: number): Uint8Array | undefined {
+    const chunks = this.#memory;
+    if (chunks.length === 0 || lsn < chunks[0]!.start) return undefined;
+    // Chunks are in LSN order; search from the newest, where caught-up senders read.
+    for (let i = chunks.length - 1; i >= 0; i--) {
+      const c = chunks[i]!;
+      if (c.start > lsn) continue;
+      const off = lsn - c.start;
+      if (c.tli !== tli || off >= BigInt(c.bytes.length)) return undefined;
+      const from = Number(off);
+      return c.bytes.subarray(from, Math.min(c.bytes.length, from + max));
+    }
+    return undefined;
   }
 
   /** The full path of a file in the directory. */
@@ -203,13 +275,34 @@ export class WalStore {
   }
 
   /**
-   * Rescans the directory. Advances the durable end and the newest timeline, and sets the latch
-   * when either moved.
+   * Rescans the directory: new segments, new timelines, and how far the WAL at the end is valid.
+   * Concurrent calls share one rescan; a call during a rescan gets the next one. Sets the latch
+   * when the durable end or the newest timeline moved.
    *
    * @returns Whether anything a sender cares about changed.
    */
-  async refresh(): Promise<boolean> {
+  refresh(): Promise<boolean> {
+    if (this.#queued) return this.#queued;
+    const previous = this.#refreshing;
+    const self: { p?: Promise<boolean> } = {};
+    self.p = (async () => {
+      // Always yields first, so `self.p` is set before it is read below.
+      await previous?.catch(() => {});
+      this.#queued = undefined;
+      this.#refreshing = self.p;
+      try {
+        return await this.#rescan();
+      } finally {
+        if (this.#refreshing === self.p) this.#refreshing = undefined;
+      }
+    })();
+    this.#queued = self.p;
+    return self.p;
+  }
+
+  async #rescan(): Promise<boolean> {
     const segSize = this.identity.segmentSize;
+    const known = this.#segments;
     const segments = new Map<TimelineId, Map<bigint, SegmentFile>>();
     const historyTlis: TimelineId[] = [];
     for await (const entry of Deno.readDir(this.dir)) {
@@ -220,11 +313,15 @@ export class WalStore {
         historyTlis.push(parsed.tli);
         continue;
       }
-      let size: number;
-      try {
-        size = (await Deno.stat(this.path(entry.name))).size;
-      } catch {
-        continue; // removed between readDir and stat
+      // Whole files keep their size; only files still short of a segment need a stat.
+      const seen = known.get(parsed.tli)?.get(parsed.segno);
+      let size = seen?.name === entry.name ? seen.size : -1;
+      if (size !== segSize) {
+        try {
+          size = (await Deno.stat(this.path(entry.name))).size;
+        } catch {
+          continue; // removed between readDir and stat
+        }
       }
       let m = segments.get(parsed.tli);
       if (!m) segments.set(parsed.tli, m = new Map());
@@ -236,18 +333,32 @@ export class WalStore {
     // A timeline never disappears: a rescan that sees fewer files (cleanup, a copy in progress)
     // must not send a sender back to an older timeline.
     const newest = Math.max(this.#timeline, ...segments.keys(), ...historyTlis);
-    let history: TimelineHistory = [{ tli: newest, begin: 0n, end: undefined }];
-    if (newest > 1) {
-      try {
-        const text = await Deno.readTextFile(this.path(historyFileName(newest)));
-        history = parseHistory(newest, text);
-      } catch (e) {
-        this.#log(`timeline ${newest} has no readable history file: ${(e as Error).message}`);
+    let history = this.#history;
+    if (newest !== this.#timeline || history.at(-1)?.tli !== newest) {
+      history = [{ tli: newest, begin: 0n, end: undefined }];
+      if (newest > 1) {
+        try {
+          history = parseHistory(
+            newest,
+            await Deno.readTextFile(this.path(historyFileName(newest))),
+          );
+        } catch (e) {
+          this.#warnOnce(
+            `history:${newest}`,
+            `timeline ${newest} has no readable history file: ${(e as Error).message}`,
+          );
+        }
       }
     }
     this.#segments = segments;
-    if (history.length > 1 || newest !== this.#timeline) this.#history = history;
-    let end = this.#computeEnd(newest);
+    this.#history = history;
+    let end: Lsn;
+    if (this.#durable?.tli === newest) {
+      // Relay mode: the writer reports what it fsynced; its files need no second reading.
+      end = this.#durable.end;
+    } else {
+      end = await this.#validatedEnd(newest);
+    }
     // The durable end never moves back while a timeline is current: what was sent stays sent.
     if (newest === this.#timeline && end < this.#end) end = this.#end;
     const changed = newest !== this.#timeline || end !== this.#end;
@@ -261,19 +372,117 @@ export class WalStore {
   }
 
   /**
-   * The end of the last complete segment of the newest timeline, or the timeline's start when it
-   * has none yet. Only whole files are durable for certain; a `.partial` says nothing by its size.
+   * The valid end of the newest timeline, as issue 3 defines it: a whole segment file is
+   * complete when the next segment begins with a valid long page header for its own address;
+   * the highest such segment (the tail) is validated record by record, as xlogreader would, and
+   * the end is where that validation stops. Recycled and preallocated files above the real end
+   * fail the header check and are never trusted.
    */
-  #computeEnd(tli: TimelineId): Lsn {
-    const m = this.#segments.get(tli);
-    let best: bigint | undefined;
-    for (const f of m?.values() ?? []) {
-      if (f.partial || f.size !== this.identity.segmentSize) continue;
-      if (best === undefined || f.segno > best) best = f.segno;
-    }
-    if (best !== undefined) return segmentStart(best + 1n, this.identity.segmentSize);
+  async #validatedEnd(tli: TimelineId): Promise<Lsn> {
+    const segSize = this.identity.segmentSize;
     const begin = this.#history.find((h) => h.tli === tli)?.begin ?? 0n;
-    return begin;
+    const files = this.segments(tli).reverse();
+    let tail: SegmentFile | undefined;
+    for (const f of files) {
+      if (await this.#validHeader(f)) {
+        tail = f;
+        break;
+      }
+    }
+    if (!tail) return begin;
+    const start = segmentStart(tail.segno, segSize);
+    if (!this.#tail || this.#tail.tli !== tli || this.#tail.segno !== tail.segno) {
+      this.#tail = {
+        tli,
+        segno: tail.segno,
+        validator: new WalValidator({
+          segmentSize: segSize,
+          blockSize: this.identity.blockSize,
+          magic: this.identity.magic,
+          systemId: this.identity.systemId,
+          start,
+          timeline: tli,
+        }),
+      };
+    }
+    await this.#advanceTail(this.#tail, tail);
+    const v = this.#tail.validator.validEnd;
+    return v > start ? v : start > begin ? start : begin;
+  }
+
+  /** Feeds the tail validator the bytes it has not seen yet; stops at the first invalid record. */
+  async #advanceTail(tail: Tail, file: SegmentFile): Promise<void> {
+    const segSize = this.identity.segmentSize;
+    const segStart = segmentStart(tail.segno, segSize);
+    const segEnd = segStart + BigInt(segSize);
+    const v = tail.validator;
+    let pos = v.resumeLsn;
+    if (pos >= segEnd) return;
+    let f: Deno.FsFile;
+    try {
+      f = await Deno.open(this.path(file.name), { read: true });
+    } catch {
+      return; // gone: the next rescan will not see it either
+    }
+    try {
+      const buf = new Uint8Array(128 * 1024);
+      while (pos < segEnd) {
+        await f.seek(Number(pos - segStart), Deno.SeekMode.Start);
+        const want = Math.min(buf.length, Number(segEnd - pos));
+        let got = 0;
+        while (got < want) {
+          const n = await f.read(buf.subarray(got, want));
+          if (n === null) break;
+          got += n;
+        }
+        if (got === 0) break;
+        v.push(pos, buf.subarray(0, got));
+        pos += BigInt(got);
+        if (v.error || v.resumeLsn < pos || got < want) break;
+      }
+    } finally {
+      f.close();
+    }
+  }
+
+  /** Whether a segment file starts with a long page header for its own address and cluster. */
+  async #validHeader(f: SegmentFile): Promise<boolean> {
+    if (this.#headerCache.get(f.name)) return true;
+    const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
+    let got = 0;
+    try {
+      const file = await Deno.open(this.path(f.name), { read: true });
+      try {
+        while (got < head.length) {
+          const n = await file.read(head.subarray(got));
+          if (n === null) break;
+          got += n;
+        }
+      } finally {
+        file.close();
+      }
+    } catch {
+      return false;
+    }
+    const h = got === head.length ? readLongPageHeader(head) : undefined;
+    const ok = h !== undefined && h.magic === this.identity.magic &&
+      h.pageAddr === segmentStart(f.segno, this.identity.segmentSize) &&
+      h.systemId === this.identity.systemId && h.segmentSize === this.identity.segmentSize;
+    if (h && h.magic === this.identity.magic && h.systemId !== this.identity.systemId) {
+      this.#warnOnce(
+        `sysid:${f.name}`,
+        `WAL file "${f.name}" is from a different database system: WAL file database system identifier is ${h.systemId}, expected ${this.identity.systemId}; ignoring it`,
+      );
+    }
+    // Only a positive answer is final: a recycled file becomes valid when it is rewritten.
+    if (ok) this.#headerCache.set(f.name, true);
+    return ok;
+  }
+
+  #warnOnce(key: string, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#log(message);
   }
 
   /** Renders a segment name in this directory's segment size. */
