@@ -9,13 +9,14 @@ import { createLogger } from "./lib/log.ts";
 import { WalRelay } from "./lib/server.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
 import { buildScramVerifier } from "./lib/auth/scram.ts";
+import { runInspectCommand } from "./lib/inspect/command.ts";
 
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
   walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
-  walrelay inspect DIR|FILE
+  walrelay inspect DIR|FILE [--json]
   walrelay status  [URL]
   walrelay passwd  USER
 
@@ -194,6 +195,8 @@ async function main(argv: string[]): Promise<void> {
       return await serve(rest);
     case "passwd":
       return await passwd(rest);
+    case "inspect":
+      return Deno.exit(await runInspectCommand(rest));
     case "--version":
     case "version":
       console.log(`walrelay ${WALRELAY_VERSION}`);
