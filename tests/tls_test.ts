@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
+import { MessageBuilder } from "../lib/pgwire/messages.ts";
 import { pgBin, run, runOk, startRelay, tempDir } from "./_pg.ts";
 
 const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
@@ -70,6 +71,7 @@ Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS",
     [
       "hostssl   replication repl  127.0.0.1/32 scram-sha-256",
       "hostnossl replication plain 127.0.0.1/32 trust",
+      "hostssl   replication direct 127.0.0.1/32 trust",
     ].join("\n") + "\n",
   );
   await Deno.writeTextFile(`${dir.path}/passwords`, `repl:${await buildScramVerifier("pw")}\n`);
@@ -129,6 +131,32 @@ Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS",
   const plainTls = await psql("host=127.0.0.1 user=plain sslmode=require");
   assert.notEqual(plainTls.code, 0);
   assert.match(plainTls.stderr, /user "plain", SSL encryption/);
+
+  // PostgreSQL 17's direct TLS: the handshake first, ALPN "postgresql", no SSLRequest.
+  const caCerts = [await Deno.readTextFile(`${dir.path}/ca.crt`)];
+  const startup = new MessageBuilder(null).int32(196608).cstring("user").cstring("direct")
+    .cstring("replication").cstring("true").byte(0).finish();
+  const direct = await Deno.connectTls({
+    hostname: "localhost",
+    port: relay.port,
+    caCerts,
+    alpnProtocols: ["postgresql"],
+  });
+  await direct.write(startup);
+  const answer = new Uint8Array(9);
+  assert.equal(await direct.read(answer), 9);
+  assert.deepEqual([...answer], [0x52, 0, 0, 0, 8, 0, 0, 0, 0], "AuthenticationOk over direct TLS");
+  direct.close();
+  // Without ALPN, PostgreSQL 17 refuses direct TLS; so do we.
+  const noAlpn = await Deno.connectTls({ hostname: "localhost", port: relay.port, caCerts });
+  await noAlpn.write(startup);
+  const refusal = new Uint8Array(512);
+  const n = await noAlpn.read(refusal);
+  assert.match(
+    new TextDecoder().decode(refusal.subarray(0, n ?? 0)),
+    /direct SSL connection request without ALPN protocol negotiation extension/,
+  );
+  noAlpn.close();
 
   // pg_receivewal streams over TLS.
   await using out = await tempDir("walrelay_tls_out_");
