@@ -10,6 +10,8 @@ import { WalRelay } from "./lib/server.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
 import { buildScramVerifier } from "./lib/auth/scram.ts";
 import { runInspectCommand } from "./lib/inspect/command.ts";
+import { runStatusCommand } from "./lib/http/status_command.ts";
+import { startStatusServer, type StatusServer } from "./lib/http/status_server.ts";
 
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
@@ -17,7 +19,7 @@ Usage:
   walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
   walrelay inspect DIR|FILE [--json]
-  walrelay status  [URL]
+  walrelay status  [URL] [--json]   (default http://127.0.0.1:9433)
   walrelay passwd  USER
 
 serve options:
@@ -35,6 +37,9 @@ serve options:
   --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
   --tls-cert FILE       server certificate (PEM); with --tls-key, clients may use TLS
   --tls-key FILE        server private key (PEM)
+  --http HOST:PORT      status server: / dashboard, /status JSON, /metrics, /healthz
+  --http-ready-max-lag SEC
+                        /healthz readiness: the most upstream lag still ready (default 60)
 
 Signals: SIGTERM/SIGINT send all WAL then stop (a second one exits at once); SIGHUP rereads
 --hba and --passwords (a broken file keeps the previous rules).
@@ -69,6 +74,8 @@ async function serve(args: string[]): Promise<void> {
       passwords: { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      http: { type: "string" },
+      "http-ready-max-lag": { type: "string", default: "60" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -119,6 +126,27 @@ async function serve(args: string[]): Promise<void> {
     fail((e as Error).message, 1);
   }
 
+  let http: StatusServer | undefined;
+  if (values.http) {
+    const where = parseListen(values.http);
+    const readyMaxLag = Number(values["http-ready-max-lag"]);
+    if (!(readyMaxLag > 0)) fail(`invalid --http-ready-max-lag "${values["http-ready-max-lag"]}"`);
+    try {
+      http = await startStatusServer({
+        hostname: where.hostname,
+        port: where.port,
+        relay,
+        lag: relay.lag,
+        counters: relay.counters,
+        readyMaxLagSeconds: readyMaxLag,
+      });
+    } catch (e) {
+      relay.close();
+      fail(`could not start the status server on ${values.http}: ${(e as Error).message}`, 1);
+    }
+    logger.log("info", "status server listening", { url: http.url });
+  }
+
   let stopping = false;
   const onStop = (signal: Deno.Signal) => () => {
     if (stopping) {
@@ -128,7 +156,8 @@ async function serve(args: string[]): Promise<void> {
     }
     stopping = true;
     logger.log("info", `received ${signal}: shutting down after sending all WAL`);
-    relay.shutdown().then(() => {
+    relay.shutdown().then(async () => {
+      await http?.close();
       logger.log("info", "shut down");
       Deno.exit(0);
     });
@@ -197,6 +226,8 @@ async function main(argv: string[]): Promise<void> {
       return await passwd(rest);
     case "inspect":
       return Deno.exit(await runInspectCommand(rest));
+    case "status":
+      return Deno.exit(await runStatusCommand(rest));
     case "--version":
     case "version":
       console.log(`walrelay ${WALRELAY_VERSION}`);

@@ -67,3 +67,30 @@ export {
   type WalFileName,
 } from "./lib/wal/segment.ts";
 export { type TimelineHistory, type TimelineHistoryEntry } from "./lib/wal/history.ts";
+export {
+  type Health,
+  startStatusServer,
+  type StatusServer,
+  type StatusServerOptions,
+} from "./lib/http/status_server.ts";
+export type {
+  CatchupProgress,
+  HistoryPoint,
+  RelayStatus,
+  SenderStatus,
+  SlotStatus,
+  StatusSource,
+  StoreStatus,
+  TimelineStatus,
+  UpstreamProvider,
+  UpstreamStatus,
+  UpstreamStatusJson,
+} from "./lib/http/status.ts";
+export { StatusModel } from "./lib/http/status.ts";
+export { RelayCounters } from "./lib/http/counters.ts";
+export {
+  type LagHead,
+  type Lags,
+  LagTracker,
+  ReplicationLag,
+} from "./lib/replication/lag_tracker.ts";

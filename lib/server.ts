@@ -17,6 +17,8 @@ import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
 import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
 import { TlsBridge } from "./pgwire/tls_bridge.ts";
+import { RelayCounters } from "./http/counters.ts";
+import { ReplicationLag } from "./replication/lag_tracker.ts";
 import { PgError, SqlState } from "./pgwire/error.ts";
 import { errorResponse } from "./pgwire/messages.ts";
 
@@ -78,6 +80,10 @@ export class WalRelay {
   readonly slots: SlotManager;
   /** Log lines. */
   readonly logger: Logger;
+  /** Replication lag as `pg_stat_replication` computes it, fed by the sessions. */
+  readonly lag: ReplicationLag = new ReplicationLag();
+  /** Connection, error and byte counters for `/metrics`. */
+  readonly counters: RelayCounters;
 
   #listener: Deno.Listener;
   #sessions = new Set<Session>();
@@ -98,7 +104,9 @@ export class WalRelay {
     logger: Logger,
     auth: AuthConfig,
     tls: TlsBridge | undefined,
+    counters: RelayCounters,
   ) {
+    this.counters = counters;
     this.#auth = auth;
     this.#options = options;
     this.#tls = tls;
@@ -120,6 +128,7 @@ export class WalRelay {
         keepalive: options.timeouts?.keepalive ?? 10_000,
       },
       tls,
+      lag: this.lag,
       authenticate: options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
@@ -131,7 +140,10 @@ export class WalRelay {
 
   /** Opens the WAL directory, loads slots and starts listening. */
   static async start(options: WalRelayOptions): Promise<WalRelay> {
-    const logger = options.logger ?? createLogger();
+    const counters = new RelayCounters();
+    // Sessions log every connection, error (with its SQLSTATE) and disconnection; the counters
+    // are fed from those lines.
+    const logger = counters.tap(options.logger ?? createLogger());
     const store = await WalStore.open(options.walDir, {
       log: (m) => logger.log("warn", m),
     });
@@ -150,7 +162,7 @@ export class WalRelay {
         key: await Deno.readTextFile(options.tlsKeyFile),
       })
       : undefined;
-    const relay = new WalRelay(listener, store, slots, options, logger, auth, tls);
+    const relay = new WalRelay(listener, store, slots, options, logger, auth, tls, counters);
     const addr = listener.addr as Deno.NetAddr;
     logger.log("info", "listening for replication connections", {
       address: `${addr.hostname}:${addr.port}`,
@@ -183,6 +195,7 @@ export class WalRelay {
         try {
           (conn as Deno.TcpConn).setNoDelay(true);
         } catch { /* not TCP */ }
+        this.counters.connectionAccepted();
         if (this.#sessions.size >= this.#maxConnections) {
           this.#refuse(conn);
           continue;

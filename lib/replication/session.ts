@@ -36,6 +36,7 @@ import type { Sender, SenderRegistry } from "./registry.ts";
 import type { ReplicationSlot, SlotManager } from "./slots.ts";
 import { showSetting } from "./settings.ts";
 import type { TlsBridge } from "../pgwire/tls_bridge.ts";
+import type { ReplicationLag } from "./lag_tracker.ts";
 
 const PROTOCOL_3_0 = 196608;
 const SSL_REQUEST = 80877103;
@@ -58,6 +59,8 @@ export interface SessionContext {
   timeouts: SessionTimeouts;
   /** Server-side TLS, when a certificate is configured. */
   tls?: TlsBridge | undefined;
+  /** Lag tracking for `pg_stat_replication`'s lag columns. */
+  lag?: ReplicationLag | undefined;
   /**
    * Authenticates the client after the startup packet, or throws a FATAL PgError. The default
    * admits loopback clients without a password.
@@ -948,6 +951,7 @@ export class Session {
       sender.replayLsn = r.uint64();
       sender.replyTime = pgTimestampToDate(r.int64());
       const replyRequested = r.byte() !== 0;
+      this.#ctx.lag?.recordReply(sender, sender.writeLsn, sender.flushLsn, sender.replayLsn);
       if (replyRequested) await this.#writer.write(keepaliveMessage(walEnd(), false));
       if (slot) this.#ctx.slots.advance(slot, sender.flushLsn, sender.timeline);
       return;

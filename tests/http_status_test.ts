@@ -1,0 +1,284 @@
+// The status server's pages against a relay serving the bundled WAL: /status, /metrics,
+// /healthz with and without an upstream, `walrelay status`, and the pieces behind them (the lag
+// tracker, psql's table format, conninfo redaction).
+
+import assert from "node:assert/strict";
+import { PgClient } from "../lib/pgwire/client.ts";
+import { LagTracker, ReplicationLag } from "../lib/replication/lag_tracker.ts";
+import { SenderRegistry } from "../lib/replication/registry.ts";
+import { redactConninfo, type UpstreamStatus } from "../lib/http/status.ts";
+import {
+  formatInterval,
+  formatTable,
+  PG_STAT_REPLICATION_COLUMNS,
+  runStatusCommand,
+} from "../lib/http/status_command.ts";
+import { tempDir, waitFor } from "./_pg.ts";
+import { copyFiles, TESTDATA_WAL } from "./_relay_util.ts";
+import { startStatusRelay } from "./_status_relay.ts";
+
+// `psql -X -c "SELECT * FROM (VALUES …) AS t(<pg_stat_replication's columns>)"` with PGTZ=UTC,
+// captured from PostgreSQL 15's psql.
+const PSQL_OUTPUT = [
+  "  pid  | usesysid | usename  | application_name | client_addr | client_hostname | client_port |       backend_start        | backend_xmin |   state   | sent_lsn  | write_lsn | flush_lsn | replay_lsn | write_lag  | flush_lag |   replay_lag    | sync_priority | sync_state |       reply_time       ",
+  "-------+----------+----------+------------------+-------------+-----------------+-------------+----------------------------+--------------+-----------+-----------+-----------+-----------+------------+------------+-----------+-----------------+---------------+------------+------------------------",
+  "     7 |          | postgres | walreceiver      | 127.0.0.1   |                 |        5432 | 2024-05-01 12:34:56.789+00 |              | streaming | 0/3000148 | 0/3000148 |           | 0/3000148  | 00:00:01.5 |           | 25:01:01.000001 |             0 | async      | 2024-05-01 12:34:56+00",
+  " 12345 |          | x        |                  | ::1         |                 |           1 |                            |            5 | s         |           |           |           |            |            |           |                 |             0 | async      | ",
+  "(2 rows)",
+  "",
+  "",
+].join("\n");
+
+Deno.test("the status table is formatted exactly as psql prints it", () => {
+  const rows = [
+    [7, null, "postgres", "walreceiver", "127.0.0.1", null, 5432, "2024-05-01 12:34:56.789+00"]
+      .concat([null, "streaming", "0/3000148", "0/3000148", null, "0/3000148"])
+      .concat([formatInterval(1.5), null, formatInterval(90061.000001), 0, "async"])
+      .concat(["2024-05-01 12:34:56+00"]),
+    [12345, null, "x", "", "::1", null, 1, null, 5, "s", null, null, null, null, null, null, null]
+      .concat([0, "async", null]),
+  ];
+  assert.equal(formatTable(PG_STAT_REPLICATION_COLUMNS, rows) + "\n", PSQL_OUTPUT);
+});
+
+Deno.test("passwords never leave the conninfo shown", () => {
+  assert.equal(
+    redactConninfo("host=p1 port=5432 user=repl password=s3cret application_name=relay"),
+    "host=p1 port=5432 user=repl application_name=relay",
+  );
+  assert.equal(redactConninfo("host=p1 password='a b\\' c' user=x"), "host=p1 user=x");
+  assert.equal(
+    redactConninfo("postgres://repl:s3cret@p1:5432/db?sslmode=require&password=x"),
+    "postgres://repl@p1:5432/db?sslmode=require",
+  );
+  assert.equal(redactConninfo("postgresql://p1/?password=x"), "postgresql://p1/");
+});
+
+Deno.test("lag tracker: samples, interpolation, catching up and a full ring", () => {
+  const t = new LagTracker(4);
+  assert.equal(t.read("flush", 0n, 0), undefined, "nothing sampled");
+  t.write(100n, 1000);
+  t.write(100n, 1500); // a repeated position is no new sample
+  t.write(200n, 2000);
+  assert.equal(t.read("flush", 100n, 1100), 100);
+  assert.equal(t.read("flush", 150n, 2100), 600, "interpolated between 1000 and 2000");
+  assert.equal(t.read("flush", 200n, 2300), 300);
+  assert.equal(t.read("flush", 200n, 2400), undefined, "caught up: nothing new to measure");
+  t.write(300n, 3000);
+  assert.equal(t.read("flush", 200n, 3500), 500, "a new burst, not reached yet");
+  // The ring holds 4 samples; the write head never overruns the slowest reader ("write" here
+  // is still at its first sample), it overwrites its own newest sample instead.
+  for (let i = 4n; i < 20n; i++) t.write(i * 100n, Number(i) * 1000);
+  assert.equal(t.read("write", 1900n, 20_000), 1000, "the newest sample survives");
+});
+
+Deno.test("lag: two fully applied replies in a row clear the lags, as the walsender does", () => {
+  const lag = new ReplicationLag();
+  const s = new SenderRegistry(1).acquire({ clientAddr: "127.0.0.1", clientPort: 1 })!;
+  lag.recordAvailable(1000n, 0);
+  lag.recordReply(s, 0n, 0n, 0n, 0);
+  lag.recordAvailable(2000n, 1000);
+  s.sentLsn = 2000n;
+  assert.deepEqual(lag.recordReply(s, 2000n, 2000n, 2000n, 1200), {
+    write: 200,
+    flush: 200,
+    replay: 200,
+  });
+  assert.deepEqual(lag.recordReply(s, 2000n, 2000n, 2000n, 2200), {
+    write: undefined,
+    flush: undefined,
+    replay: undefined,
+  });
+});
+
+/** A relay over a copy of the bundled WAL with its status server. */
+async function bundledRelay(upstream?: UpstreamStatus, readyMaxLagSeconds?: number) {
+  const dir = await tempDir("walrelay-http-");
+  try {
+    await copyFiles(TESTDATA_WAL, dir.path);
+    const r = await startStatusRelay({
+      walDir: dir.path,
+      watch: false,
+      ...(upstream ? { upstream: { status: () => upstream } } : {}),
+      ...(readyMaxLagSeconds === undefined ? {} : { readyMaxLagSeconds }),
+    });
+    const stop = r[Symbol.asyncDispose];
+    return Object.assign(r, {
+      async [Symbol.asyncDispose]() {
+        try {
+          await stop();
+        } finally {
+          await dir.remove();
+        }
+      },
+    });
+  } catch (e) {
+    await dir.remove();
+    throw e;
+  }
+}
+
+Deno.test("/status, /metrics and walrelay status show a streaming client as it reports", async () => {
+  await using r = await bundledRelay();
+  const client = await PgClient.connect({
+    hostname: "127.0.0.1",
+    port: r.port,
+    user: "repl",
+    params: { replication: "true", application_name: "probe" },
+  });
+  try {
+    // An error with a SQLSTATE, to be counted.
+    await assert.rejects(client.query("SELECT 1"));
+    assert.equal(await client.startReplication("START_REPLICATION 0/A00000 TIMELINE 2"), "copy");
+    await client.sendStatus(0xB00000n, 0xA80000n, 0xA40000n, false, 1n);
+    const row = await waitFor(async () => {
+      const s = (await r.status()).senders[0];
+      return s?.flush_lsn === "0/A80000" && s.flush_lag !== null && s.state === "streaming" &&
+        s;
+    }, { timeoutMs: 10_000, message: "/status does not show the client's report" });
+    assert.equal(row.application_name, "probe");
+    assert.equal(row.usename, "repl");
+    assert.equal(row.client_addr, "127.0.0.1");
+    assert.equal(row.sent_lsn, "0/C00000");
+    assert.equal(row.write_lsn, "0/B00000");
+    assert.equal(row.replay_lsn, "0/A40000");
+    assert.equal(row.sync_state, "async");
+    assert.equal(row.bytes_sent, 0xC00000 - 0xA00000);
+    assert.equal(row.catchup.bytes_behind, 0);
+    assert.equal(row.source, "disk");
+    assert.equal(row.timeline, 2);
+
+    const st = await r.status();
+    assert.equal(st.store.valid_end_lsn, "0/C00000");
+    assert.equal(st.store.timeline, 2);
+    assert.deepEqual(st.store.timelines.map((t) => t.timeline), [1, 2]);
+    assert.equal(st.store.oldest_segment, "000000010000000000000006");
+    assert.equal(st.store.newest_segment, "00000002000000000000000B");
+    assert.equal(st.store.bytes_on_disk, 7 * 1048576);
+    assert.equal(st.upstream, null);
+    assert.equal(st.totals.errors["0A000"], 1);
+
+    const m = await r.get("/metrics");
+    assert.equal(m.status, 200);
+    assert.match(m.type, /^text\/plain; version=0\.0\.4/);
+    // Every line is a comment or a well-formed sample.
+    for (const line of m.text.trimEnd().split("\n")) {
+      assert.match(
+        line,
+        /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)+\})? -?[0-9.e+]+)$/,
+      );
+    }
+    const labels = `pid="${row.pid}",application_name="probe",client_addr="127.0.0.1"`;
+    assert.ok(m.text.includes(`walrelay_sender_flush_lsn_bytes{${labels}} ${0xA80000}\n`));
+    assert.ok(m.text.includes(`walrelay_sender_sent_lsn_bytes{${labels}} ${0xC00000}\n`));
+    assert.match(
+      m.text,
+      new RegExp(`walrelay_sender_flush_lag_seconds\\{${labels}\\} [0-9.e-]+\n`),
+    );
+    assert.ok(m.text.includes(`walrelay_store_valid_end_lsn_bytes ${0xC00000}\n`));
+    assert.ok(m.text.includes('walrelay_errors_total{sqlstate="0A000"} 1\n'));
+    assert.ok(m.text.includes("walrelay_connections_authorized_total 1\n"));
+    assert.ok(m.text.includes('walrelay_senders{state="streaming"} 1\n'));
+
+    // `walrelay status` prints it as psql prints pg_stat_replication.
+    let out = "";
+    const code = await runStatusCommand([r.url], { out: (t) => out += t, err: (t) => out += t });
+    assert.equal(code, 0, out);
+    const lines = out.split("\n");
+    assert.match(lines[0]!, /^ +pid +\| usesysid \| usename \| application_name \| client_addr /);
+    assert.match(lines[1]!, /^-+\+-+\+/);
+    assert.match(
+      lines[2]!,
+      new RegExp(`^ ${row.pid} \\| +\\| repl +\\| probe +\\| 127\\.0\\.0\\.1 `),
+    );
+    assert.match(lines[2]!, / streaming \| 0\/C00000 +\| 0\/B00000 +\| 0\/A80000 +\| 0\/A40000 /);
+    assert.equal(lines[3], "(1 row)");
+    assert.equal(out.slice(-2), "\n\n");
+  } finally {
+    await client.terminate();
+  }
+  // Gone from the table once disconnected; counted in the totals.
+  await waitFor(async () => (await r.status()).senders.length === 0, { timeoutMs: 5000 });
+  const totals = (await r.status()).totals;
+  assert.equal(totals.disconnections, 1);
+  assert.equal(totals.wal_bytes_sent, 0xC00000 - 0xA00000);
+  let out = "";
+  assert.equal(
+    await runStatusCommand([r.url.replace(/^http:\/\//, "")], {
+      out: (t) => out += t,
+      err: (t) => out += t,
+    }),
+    0,
+  );
+  assert.match(out, /\n\(0 rows\)\n\n$/);
+});
+
+Deno.test("/healthz: ready with a readable store, or with upstream connected and within lag", async () => {
+  {
+    await using r = await bundledRelay();
+    const h = await r.get("/healthz");
+    assert.equal(h.status, 200, h.text);
+    assert.equal(JSON.parse(h.text).ready, true);
+    assert.equal((await r.get("/healthz/live")).status, 200);
+    assert.equal((await r.get("/nothing")).status, 404);
+    const page = await r.get("/");
+    assert.equal(page.status, 200);
+    assert.match(page.type, /^text\/html/);
+  }
+  const upstream: UpstreamStatus = {
+    conninfo: "host=primary user=repl password=hunter2",
+    connected: false,
+    state: "connecting",
+    receivedLsn: undefined,
+    flushedLsn: undefined,
+    lagSeconds: undefined,
+  };
+  await using r = await bundledRelay(upstream, 5);
+  let h = await r.get("/healthz");
+  assert.equal(h.status, 503);
+  assert.match(JSON.parse(h.text).reasons[0], /upstream not connected \(connecting\)/);
+  assert.equal((await r.get("/healthz/live")).status, 200, "alive while not ready");
+
+  Object.assign(upstream, {
+    connected: true,
+    state: "streaming",
+    receivedLsn: 0xC00010n,
+    flushedLsn: 0xC00000n,
+    lagSeconds: 9,
+  });
+  h = await r.get("/healthz/ready");
+  assert.equal(h.status, 503);
+  assert.match(JSON.parse(h.text).reasons[0], /upstream lag 9\.0 s exceeds 5 s/);
+  upstream.lagSeconds = 0.25;
+  assert.equal((await r.get("/healthz")).status, 200);
+
+  const st = await r.status();
+  assert.deepEqual(st.upstream, {
+    conninfo: "host=primary user=repl",
+    connected: true,
+    state: "streaming",
+    received_lsn: "0/C00010",
+    flushed_lsn: "0/C00000",
+    lag_seconds: 0.25,
+    last_message_time: null,
+  });
+  const m = (await r.get("/metrics")).text;
+  assert.ok(m.includes("walrelay_upstream_connected 1\n"));
+  assert.ok(m.includes(`walrelay_upstream_flushed_lsn_bytes ${0xC00000}\n`));
+  assert.ok(m.includes("walrelay_upstream_lag_seconds 0.25\n"));
+  assert.ok(!m.includes("hunter2") && !JSON.stringify(st).includes("hunter2"));
+});
+
+Deno.test("walrelay status fails cleanly when no relay answers", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  let err = "";
+  const code = await runStatusCommand([`http://127.0.0.1:${port}`], {
+    out: () => {},
+    err: (t) => err += t,
+  });
+  assert.equal(code, 1);
+  assert.match(err, new RegExp(`could not get status from http://127\\.0\\.0\\.1:${port}/status`));
+  assert.equal(await runStatusCommand(["a", "b"], { out: () => {}, err: () => {} }), 2);
+});
