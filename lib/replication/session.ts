@@ -26,6 +26,7 @@ import {
 } from "../pgwire/messages.ts";
 import { pgTimestampToDate } from "../pgwire/timestamp.ts";
 import { openWalSource } from "../stream/source.ts";
+import { BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE } from "../stream/chunk.ts";
 import { WalSlicer } from "../stream/slicer.ts";
 import { keepaliveMessage, WalFramer, XLOG_DATA_OVERHEAD, xlogDataEnd } from "../stream/framer.ts";
 import { timelineOf } from "../wal/history.ts";
@@ -791,18 +792,25 @@ export class Session {
 
     const sink = new WritableStream<Uint8Array>({
       write: async (msg) => {
+        const end = xlogDataEnd(msg);
         await this.#writer.write(msg);
+        // The kernel has the bytes: a buffer framed in place can be read into again. Only a
+        // whole chunk is framed in place, so no other message refers to it; the pool ignores
+        // buffers that are not its own.
+        if (msg.byteOffset === 0) pool.release(msg.buffer);
         lastSend = Date.now();
-        sender.sentLsn = xlogDataEnd(msg);
+        sender.sentLsn = end;
         sender.bytesSent += msg.length - XLOG_DATA_OVERHEAD;
         if (sender.state === "catchup" && sender.sentLsn >= store.endLsn) {
           sender.state = "streaming";
         }
       },
     });
+    const pool = new BufferPool(FRAME_HEADROOM + MAX_SEND_SIZE, 4);
     const pipeline = openWalSource(store, {
       tli,
       start,
+      pool,
       signal: stopPipeline.signal,
       stopAt: () => stopAt,
     }).pipeThrough(new WalSlicer(store.identity.blockSize)).pipeThrough(new WalFramer())

@@ -14,6 +14,60 @@ export interface WalChunk {
   bytes: Uint8Array;
   /** The valid, durable end of WAL when the chunk was read (XLogData's `walEnd`). */
   walEnd: Lsn;
+  /**
+   * Set when `bytes` is the sole user of its buffer and the {@linkcode FRAME_HEADROOM} bytes
+   * before it are free: the framer then writes the message header in place instead of copying.
+   */
+  headroom?: boolean;
+}
+
+/** Bytes of message header before an XLogData payload: `d`, length, `w`, three Int64s. */
+export const FRAME_HEADROOM = 1 + 4 + 1 + 8 + 8 + 8;
+
+/**
+ * Read buffers with room for a message header, reused once the socket has taken a message, so
+ * a streaming sender allocates (and the collector frees) nothing per message.
+ *
+ * @example
+ * ```ts
+ * import { BufferPool } from "./chunk.ts";
+ * import assert from "node:assert/strict";
+ * const pool = new BufferPool(1024, 2);
+ * const a = pool.take();
+ * pool.release(a);
+ * assert.equal(pool.take(), a);
+ * pool.release(new ArrayBuffer(1024)); // not ours: ignored
+ * ```
+ */
+export class BufferPool {
+  readonly #size: number;
+  readonly #max: number;
+  readonly #free: ArrayBuffer[] = [];
+  readonly #mine = new WeakSet<ArrayBuffer>();
+
+  /**
+   * @param size Bytes per buffer.
+   * @param max Free buffers kept; more are left to the collector.
+   */
+  constructor(size: number, max = 8) {
+    this.#size = size;
+    this.#max = max;
+  }
+
+  /** A buffer of the pool's size, reused when one is free. */
+  take(): ArrayBuffer {
+    const b = this.#free.pop();
+    if (b) return b;
+    const fresh = new ArrayBuffer(this.#size);
+    this.#mine.add(fresh);
+    return fresh;
+  }
+
+  /** Gives a buffer back once nothing refers to its bytes; others' buffers are ignored. */
+  release(buffer: ArrayBufferLike): void {
+    if (!(buffer instanceof ArrayBuffer) || !this.#mine.has(buffer)) return;
+    if (this.#free.length < this.#max && !this.#free.includes(buffer)) this.#free.push(buffer);
+  }
 }
 
 /** `MAX_SEND_SIZE` for 8 kB pages: at most this much WAL per XLogData message. */

@@ -6,10 +6,10 @@
 
 import type { Lsn } from "../wal/lsn.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
-import type { WalChunk } from "./chunk.ts";
+import { FRAME_HEADROOM, type WalChunk } from "./chunk.ts";
 
 /** Bytes before the payload of a framed XLogData: `d`, length, `w`, dataStart, walEnd, sendTime. */
-export const XLOG_DATA_OVERHEAD = 1 + 4 + 1 + 8 + 8 + 8;
+export const XLOG_DATA_OVERHEAD: number = FRAME_HEADROOM;
 
 /**
  * Frames one chunk as `CopyData(XLogData)`.
@@ -25,15 +25,23 @@ export const XLOG_DATA_OVERHEAD = 1 + 4 + 1 + 8 + 8 + 8;
  */
 export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow()): Uint8Array {
   const n = chunk.bytes.length;
-  const out = new Uint8Array(XLOG_DATA_OVERHEAD + n);
-  const v = new DataView(out.buffer);
+  const inPlace = chunk.headroom === true && chunk.bytes.byteOffset >= XLOG_DATA_OVERHEAD;
+  // With headroom the header goes in front of the payload in its own buffer: no 128 kB copy.
+  const out = inPlace
+    ? new Uint8Array(
+      chunk.bytes.buffer,
+      chunk.bytes.byteOffset - XLOG_DATA_OVERHEAD,
+      XLOG_DATA_OVERHEAD + n,
+    )
+    : new Uint8Array(XLOG_DATA_OVERHEAD + n);
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[0] = 0x64; // 'd'
   v.setInt32(1, 4 + 25 + n);
   out[5] = 0x77; // 'w'
   v.setBigUint64(6, chunk.start);
   v.setBigUint64(14, chunk.walEnd);
   v.setBigInt64(22, sendTime);
-  out.set(chunk.bytes, XLOG_DATA_OVERHEAD);
+  if (!inPlace) out.set(chunk.bytes, XLOG_DATA_OVERHEAD);
   return out;
 }
 

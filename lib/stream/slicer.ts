@@ -58,7 +58,10 @@ export class WalSlicer extends TransformStream<WalChunk, WalChunk> {
           let cut = pos + max;
           if (cut >= limit) cut = limit;
           else cut -= cut % block;
-          controller.enqueue(slice(chunk, pos, cut));
+          // A piece that is its whole chunk keeps the chunk's buffer to itself (and its headroom).
+          controller.enqueue(
+            pos === chunk.start && cut === end && !held ? chunk : slice(chunk, pos, cut),
+          );
           pos = cut;
         }
         if (pos < end) held = slice(chunk, pos, end);

@@ -9,7 +9,7 @@ import { PgError, SqlState } from "../pgwire/error.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
-import type { WalChunk } from "./chunk.ts";
+import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./chunk.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
 /** Options of {@linkcode openWalSource}. */
@@ -20,8 +20,13 @@ export interface WalSourceOptions {
   start: Lsn;
   /** Stops waiting and ends the stream. */
   signal?: AbortSignal;
-  /** Bytes per file read; rounded to whole pages. Default 256 kB. */
+  /** Bytes per file read; rounded to whole pages. Default `MAX_SEND_SIZE`, one message a read. */
   readSize?: number;
+  /**
+   * Where file reads get their buffers; the consumer releases each buffer once the socket has
+   * taken its message. Without one, every read allocates.
+   */
+  pool?: BufferPool;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
   wakeMs?: number;
   /**
@@ -62,11 +67,14 @@ export function openWalSource(
   const { tli, signal } = options;
   const segSize = store.identity.segmentSize;
   const block = BigInt(store.identity.blockSize);
-  const readSize = BigInt(Math.max(options.readSize ?? 256 * 1024, store.identity.blockSize));
+  const readSize = BigInt(Math.max(options.readSize ?? MAX_SEND_SIZE, store.identity.blockSize));
+  const pool = options.pool;
   const wakeMs = options.wakeMs ?? 1000;
   let sent = options.start;
   let file: Deno.FsFile | undefined;
   let current: SegmentFile | undefined;
+  // Where the next read of `file` starts without a seek; reads are mostly sequential.
+  let filePos = -1;
 
   const closeFile = () => {
     try {
@@ -74,6 +82,7 @@ export function openWalSource(
     } catch { /* already closed */ }
     file = undefined;
     current = undefined;
+    filePos = -1;
   };
 
   return new ReadableStream<WalChunk>({
@@ -105,9 +114,13 @@ export function openWalSource(
           if (until > end) until = end;
           // The hot tail comes from memory (relay mode); older WAL from the segment files.
           const fromMemory = store.readMemory(tli, sent, Number(until - sent));
-          const bytes = fromMemory ??
-            await readSegment(store, tli, segno, sent, Number(until - sent));
-          controller.enqueue({ start: sent, bytes, walEnd: end });
+          if (fromMemory) {
+            controller.enqueue({ start: sent, bytes: fromMemory, walEnd: end });
+            sent += BigInt(fromMemory.length);
+            return;
+          }
+          const bytes = await readSegment(store, tli, segno, sent, Number(until - sent));
+          controller.enqueue({ start: sent, bytes, walEnd: end, headroom: true });
           sent += BigInt(bytes.length);
           return;
         }
@@ -164,15 +177,22 @@ export function openWalSource(
         closeFile();
         throw segmentRemovedError(wanted.name);
       }
+      filePos = SIZE_OF_LONG_PAGE_HEADER;
     }
-    const out = new Uint8Array(length);
-    await file!.seek(segmentOffset(lsn, segSize), Deno.SeekMode.Start);
+    // Read after room for the message header, so the framer need not copy the payload.
+    const buffer = pool && length <= MAX_SEND_SIZE
+      ? pool.take()
+      : new ArrayBuffer(FRAME_HEADROOM + length);
+    const out = new Uint8Array(buffer, FRAME_HEADROOM, length);
+    const offset = segmentOffset(lsn, segSize);
+    if (offset !== filePos) await file!.seek(offset, Deno.SeekMode.Start);
     let got = 0;
     while (got < length) {
       const n = await file!.read(out.subarray(got));
       if (n === null) break;
       got += n;
     }
+    filePos = offset + got;
     // Re-check after reading, as the walsender does: a file removed or recycled while we read it
     // may have handed us bytes of another segment.
     if (got < length || store.isRemoved(wanted)) {
