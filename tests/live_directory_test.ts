@@ -92,7 +92,7 @@ Deno.test("live: pgbench → pg_receivewal --synchronous → relay → standby +
   // Downstream segments equal the primary's, byte for byte.
   const targetSeg = BigInt("0x" + target.split("/")[0]) * 0x1_0000_0000n +
     BigInt("0x" + target.split("/")[1]);
-  await waitFor(async () => {
+  await waitFor(() => {
     const names = [...Deno.readDirSync(downstreamDir)].map((e) => e.name);
     const complete = names.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
     const last = complete.at(-1);
