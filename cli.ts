@@ -6,7 +6,10 @@
 
 import { parseArgs } from "node:util";
 import { createLogger } from "./lib/log.ts";
-import { WalRelay } from "./lib/server.ts";
+import { WalRelay, type WalRelayOptions } from "./lib/server.ts";
+import { type Lsn, parseLsn } from "./lib/wal/lsn.ts";
+import { parseSize } from "./lib/upstream/retention.ts";
+import { upstreamProvider } from "./lib/upstream/status_provider.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
 import { buildScramVerifier } from "./lib/auth/scram.ts";
 import { runInspectCommand } from "./lib/inspect/command.ts";
@@ -16,7 +19,8 @@ import { startStatusServer, type StatusServer } from "./lib/http/status_server.t
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
-  walrelay serve   --wal-dir DIR [--listen HOST:PORT] [--max-senders N] [--hba FILE]
+  walrelay serve   --wal-dir DIR [--upstream CONNINFO [--slot NAME [--create-slot]] [--start LSN]
+                   [--retain SIZE]] [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
   walrelay inspect DIR|FILE [--json]
   walrelay status  [URL] [--json]   (default http://127.0.0.1:9433)
@@ -25,6 +29,12 @@ Usage:
 serve options:
   --wal-dir DIR         directory of WAL segment files to serve (required)
   --listen HOST:PORT    where to accept replication connections (default 127.0.0.1:5433)
+  --upstream CONNINFO   relay mode: follow this primary (or relay) and store its WAL durably in
+                        --wal-dir (libpq conninfo or postgres:// URL; PG* variables, ~/.pgpass)
+  --slot NAME           stream through this physical slot on the upstream
+  --create-slot         create that slot on the upstream when missing
+  --start LSN           where to start in an empty directory (default: the upstream's position)
+  --retain SIZE         keep at most SIZE of complete segments (e.g. 10GB), never one a slot needs
   --max-senders N       most replication connections at once, as max_wal_senders (default 10)
   --log-format FORMAT   text (default) or json
   --max-connections N   connections at once in any state (default max-senders + 10); more get 53300
@@ -75,6 +85,11 @@ async function serve(args: string[]): Promise<void> {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       http: { type: "string" },
+      upstream: { type: "string" },
+      slot: { type: "string" },
+      "create-slot": { type: "boolean" },
+      start: { type: "string" },
+      retain: { type: "string" },
       "http-ready-max-lag": { type: "string", default: "60" },
       help: { type: "boolean", short: "h" },
     },
@@ -107,6 +122,34 @@ async function serve(args: string[]): Promise<void> {
   const logger = createLogger({ format });
   const { hostname, port } = parseListen(values.listen);
 
+  let upstream: WalRelayOptions["upstream"];
+  if (values.upstream !== undefined) {
+    let start: Lsn | undefined;
+    if (values.start !== undefined) {
+      start = parseLsn(values.start);
+      if (start === undefined) {
+        fail(`invalid --start "${values.start}": expected an LSN like 0/3000000`);
+      }
+    }
+    let retainBytes: number | undefined;
+    if (values.retain !== undefined) {
+      try {
+        retainBytes = parseSize(values.retain);
+      } catch (e) {
+        fail(`invalid --retain "${values.retain}": ${(e as Error).message}`);
+      }
+    }
+    upstream = {
+      conninfo: values.upstream,
+      ...(values.slot !== undefined ? { slot: values.slot } : {}),
+      ...(values["create-slot"] ? { createSlot: true } : {}),
+      ...(start !== undefined ? { start } : {}),
+      ...(retainBytes !== undefined ? { retainBytes } : {}),
+    };
+  } else if (values.slot || values["create-slot"] || values.start || values.retain) {
+    fail("--slot, --create-slot, --start and --retain go with --upstream");
+  }
+
   let relay: WalRelay;
   try {
     relay = await WalRelay.start({
@@ -121,6 +164,7 @@ async function serve(args: string[]): Promise<void> {
       ...(values.passwords ? { passwordsFile: values.passwords } : {}),
       ...(values["tls-cert"] ? { tlsCertFile: values["tls-cert"] } : {}),
       ...(values["tls-key"] ? { tlsKeyFile: values["tls-key"] } : {}),
+      ...(upstream ? { upstream } : {}),
     });
   } catch (e) {
     fail((e as Error).message, 1);
@@ -139,6 +183,7 @@ async function serve(args: string[]): Promise<void> {
         lag: relay.lag,
         counters: relay.counters,
         readyMaxLagSeconds: readyMaxLag,
+        upstream: relay.upstream ? upstreamProvider(relay.upstream) : undefined,
       });
     } catch (e) {
       relay.close();

@@ -19,6 +19,9 @@ import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/aut
 import { TlsBridge } from "./pgwire/tls_bridge.ts";
 import { RelayCounters } from "./http/counters.ts";
 import { ReplicationLag } from "./replication/lag_tracker.ts";
+import { startUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
+import { oldestXmin } from "./upstream/feedback.ts";
+import type { Lsn } from "./wal/lsn.ts";
 import { PgError, SqlState } from "./pgwire/error.ts";
 import { errorResponse } from "./pgwire/messages.ts";
 
@@ -52,6 +55,22 @@ export interface WalRelayOptions {
   tlsCertFile?: string;
   /** Server private key (PEM file). */
   tlsKeyFile?: string;
+  /**
+   * Relay mode: follow this upstream (a primary or another relay) as a replication client,
+   * write its WAL durably into `walDir`, and serve it.
+   */
+  upstream?: {
+    /** libpq conninfo or `postgres://` URL; `PG*` variables and `~/.pgpass` apply. */
+    conninfo: string;
+    /** Stream through this physical slot on the upstream. */
+    slot?: string;
+    /** Create the slot on the upstream when it does not exist. */
+    createSlot?: boolean;
+    /** Where to start in an empty directory (rounded down to a segment start). */
+    start?: Lsn;
+    /** Remove the oldest complete segments beyond this many bytes (never ones a slot needs). */
+    retainBytes?: number;
+  };
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
   /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
@@ -84,6 +103,8 @@ export class WalRelay {
   readonly lag: ReplicationLag = new ReplicationLag();
   /** Connection, error and byte counters for `/metrics`. */
   readonly counters: RelayCounters;
+  /** The upstream receiver, in relay mode. */
+  upstream: UpstreamReceiver | undefined;
 
   #listener: Deno.Listener;
   #sessions = new Set<Session>();
@@ -144,9 +165,31 @@ export class WalRelay {
     // Sessions log every connection, error (with its SQLSTATE) and disconnection; the counters
     // are fed from those lines.
     const logger = counters.tap(options.logger ?? createLogger());
-    const store = await WalStore.open(options.walDir, {
-      log: (m) => logger.log("warn", m),
-    });
+    // Relay mode: the receiver starts first; in an empty directory it waits until the first
+    // segment's long header is on disk, so the store can read the identity from it.
+    const ref: { relay?: WalRelay } = {};
+    const upstream = options.upstream
+      ? await startUpstream({
+        dir: options.walDir,
+        conninfo: options.upstream.conninfo,
+        slot: options.upstream.slot,
+        createSlot: options.upstream.createSlot,
+        start: options.upstream.start,
+        retainBytes: options.upstream.retainBytes,
+        logger,
+        protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
+        feedback: () => ref.relay && oldestXmin(ref.relay.registry.list().map((s) => s.xmin)),
+      })
+      : undefined;
+    let store: WalStore;
+    try {
+      store = await WalStore.open(options.walDir, {
+        log: (m) => logger.log("warn", m),
+      });
+    } catch (e) {
+      await upstream?.close();
+      throw e;
+    }
     const slots = await SlotManager.load(options.walDir);
     const auth = await loadAuthConfig({ hba: options.hbaFile, passwords: options.passwordsFile });
     const listener = Deno.listen({
@@ -163,6 +206,9 @@ export class WalRelay {
       })
       : undefined;
     const relay = new WalRelay(listener, store, slots, options, logger, auth, tls, counters);
+    ref.relay = relay;
+    relay.upstream = upstream;
+    await upstream?.attach(store);
     const addr = listener.addr as Deno.NetAddr;
     logger.log("info", "listening for replication connections", {
       address: `${addr.hostname}:${addr.port}`,
@@ -289,6 +335,8 @@ export class WalRelay {
     if (!this.#shutdown.signal.aborted) {
       this.#shutdown.abort();
       this.logger.log("info", "received shutdown request", { senders: this.registry.size });
+      // The upstream stops first, so the end the senders drain to is final.
+      await this.upstream?.close().catch(() => {});
       try {
         this.#listener.close();
       } catch { /* already closed */ }
@@ -317,6 +365,7 @@ export class WalRelay {
   /** Closes every connection at once (the second signal). */
   close(): void {
     this.#shutdown.abort();
+    this.upstream?.close().catch(() => {});
     try {
       this.#listener.close();
     } catch { /* already closed */ }

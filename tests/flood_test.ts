@@ -12,9 +12,28 @@ function rssKb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]);
 }
 
-async function receiveAll(port: number, first: string, out: string, endLsn: string) {
+async function receiveAll(
+  port: number,
+  first: string,
+  out: string,
+  endLsn: string,
+  onStreaming?: () => void,
+): Promise<number> {
   await Deno.writeFile(`${out}/${first}.partial`, new Uint8Array());
   const t0 = performance.now();
+  // Streaming has begun once pg_receivewal has written into its first segment.
+  const watcher = onStreaming && (async () => {
+    // Once renamed (the segment is complete), streaming has certainly begun.
+    const size = () => {
+      try {
+        return Deno.statSync(`${out}/${first}.partial`).size;
+      } catch {
+        return 1;
+      }
+    };
+    while (size() === 0) await delay(5);
+    onStreaming();
+  })();
   const r = await run([
     await pgBin("pg_receivewal"),
     "-h",
@@ -30,6 +49,7 @@ async function receiveAll(port: number, first: string, out: string, endLsn: stri
     "--endpos",
     endLsn,
   ], { timeoutMs: 120_000 });
+  await watcher;
   assert.equal(r.code, 0, r.stderr);
   return performance.now() - t0;
 }
@@ -61,7 +81,13 @@ Deno.test("flood: refused above the limits, slow-loris dropped, streams unharmed
     .cstring("replication").cstring("true").byte(0).finish();
   let refusedConnections = 0;
   let refusedSenders = 0;
+  // The flood begins once the good client is connected: an existing stream must not suffer.
+  // (A new connection during a flood may be refused, as PostgreSQL refuses it past
+  // max_connections.)
+  const started = Promise.withResolvers<void>();
+  const startFlood = () => started.resolve();
   const flood = (async () => {
+    await started.promise;
     for (let round = 0; round < 10; round++) {
       await Promise.all(Array.from({ length: 20 }, async () => {
         try {
@@ -78,7 +104,7 @@ Deno.test("flood: refused above the limits, slow-loris dropped, streams unharmed
     }
   })();
   await using busy = await tempDir("walrelay_flood_busy_");
-  const busyMs = await receiveAll(relay.port, names[0]!, busy.path, end);
+  const busyMs = await receiveAll(relay.port, names[0]!, busy.path, end, () => startFlood());
   await flood;
 
   // The good client's segments are the archive's, byte for byte, with and without the flood.

@@ -12,6 +12,8 @@ import { BodyReader } from "./body_reader.ts";
 import { PgError, type SqlStateCode } from "./error.ts";
 import { type FrontendMessage, MessageReader } from "./message_reader.ts";
 import { MessageBuilder } from "./messages.ts";
+import net from "node:net";
+import tls from "node:tls";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -28,8 +30,212 @@ export interface ClientOptions {
   password?: string;
   /** Startup parameters beyond `user`; default `database=replication replication=true`. */
   params?: Record<string, string>;
-  /** Ask for TLS first? Plain connections only here: an SSLRequest answered `N` continues. */
+  /**
+   * Send an SSLRequest but continue in clear text whatever the answer (`N` expected); for tests of
+   * a server's SSLRequest handling. Use `tls` for encryption.
+   */
   sslRequest?: boolean;
+  /** TLS as libpq's `sslmode`; default `disable`. */
+  tls?: ClientTlsOptions;
+  /** Give up connecting (TCP, TLS, authentication) after this many milliseconds; 0 = never. */
+  connectTimeoutMs?: number;
+  /** Name to verify the certificate against (libpq's `host` when `hostaddr` is used). */
+  tlsHostname?: string;
+}
+
+/** How to use TLS, in libpq's terms. */
+export interface ClientTlsOptions {
+  /**
+   * `disable`: never. `allow`/`prefer`: try, continue in clear when the server says `N`.
+   * `require`: insist, but (as libpq without a root certificate) do not check the certificate.
+   * `verify-ca`: the chain must lead to `rootCert`. `verify-full`: that, and the name must match.
+   * With a `rootCert`, `require` and `prefer` verify the chain, as libpq does.
+   */
+  mode: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
+  /** Root certificate(s), PEM text. */
+  rootCert?: string;
+}
+
+/** The byte stream a client speaks over: a Deno connection or an adapted `node:tls` socket. */
+interface Transport {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Whether the TLS policy needs a handshake that does not check the certificate chain. */
+function unverified(t: ClientTlsOptions | undefined): boolean {
+  return t !== undefined && t.rootCert === undefined &&
+    (t.mode === "allow" || t.mode === "prefer" || t.mode === "require");
+}
+
+/**
+ * A `node:net`/`node:tls` socket as a {@linkcode Transport}. Deno's own `startTls` always
+ * verifies the server certificate; libpq's `sslmode=require` does not, and only `node:tls`
+ * (`rejectUnauthorized: false`) can do that without a process-wide flag.
+ */
+class NodeSocketTransport implements Transport {
+  #sock: net.Socket;
+  #chunks: Uint8Array[] = [];
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  #onData = (c: Uint8Array) => {
+    this.#chunks.push(new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
+    // Backpressure: stop reading from the kernel while a few chunks wait for the consumer.
+    if (this.#chunks.length > 64) this.#sock.pause();
+    this.#notify();
+  };
+  #onEnd = () => {
+    this.#ended = true;
+    this.#notify();
+  };
+  #onError = (e: Error) => {
+    this.#error = e;
+    this.#notify();
+  };
+
+  constructor(sock: net.Socket) {
+    this.#sock = sock;
+    sock.on("data", this.#onData);
+    sock.on("end", this.#onEnd);
+    sock.on("close", this.#onEnd);
+    sock.on("error", this.#onError);
+  }
+
+  #notify(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  /** Hands the socket over (to `tls.connect`); nothing may be buffered. */
+  detach(): net.Socket {
+    if (this.#chunks.length > 0) throw new Error("received unencrypted data after SSL request");
+    this.#sock.off("data", this.#onData);
+    this.#sock.off("end", this.#onEnd);
+    this.#sock.off("close", this.#onEnd);
+    this.#sock.off("error", this.#onError);
+    return this.#sock;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((r) => this.#wake = r);
+    }
+    const c = this.#chunks[0]!;
+    const n = Math.min(c.length, p.length);
+    p.set(c.subarray(0, n));
+    if (n === c.length) this.#chunks.shift();
+    else this.#chunks[0] = c.subarray(n);
+    if (this.#chunks.length <= 16) this.#sock.resume();
+    return n;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      this.#sock.write(p, (e) => (e ? reject(e) : resolve(p.length)));
+    });
+  }
+
+  close(): void {
+    this.#sock.destroy();
+  }
+}
+
+async function readOneByte(t: Transport): Promise<number> {
+  const b = new Uint8Array(1);
+  const n = await t.read(b);
+  if (n !== 1) {
+    throw new Deno.errors.UnexpectedEof("server closed the connection during SSL negotiation");
+  }
+  return b[0]!;
+}
+
+const SSL_REQUEST = new MessageBuilder(null).int32(80877103).finish();
+
+/** Opens the byte stream: TCP, then SSLRequest and TLS as the options say. */
+async function openTransport(options: ClientOptions): Promise<Transport> {
+  const t = options.tls;
+  const wantTls = t !== undefined && t.mode !== "disable";
+  if (unverified(t)) {
+    const sock = net.connect({ host: options.hostname, port: options.port });
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", resolve);
+      sock.once("error", reject);
+    });
+    sock.setNoDelay(true);
+    const plain = new NodeSocketTransport(sock);
+    try {
+      await plain.write(SSL_REQUEST);
+      const answer = await readOneByte(plain);
+      if (answer === 0x4e) {
+        if (t!.mode === "require") {
+          throw new Error("server does not support SSL, but SSL was required");
+        }
+        return plain;
+      }
+      if (answer !== 0x53) {
+        throw new Error(
+          `received invalid response to SSL negotiation: ${String.fromCharCode(answer)}`,
+        );
+      }
+      const raw = plain.detach();
+      const secure = tls.connect({
+        socket: raw,
+        rejectUnauthorized: false,
+        ...(net.isIP(options.tlsHostname ?? options.hostname)
+          ? {}
+          : { servername: options.tlsHostname ?? options.hostname }),
+      });
+      await new Promise<void>((resolve, reject) => {
+        secure.once("secureConnect", resolve);
+        secure.once("error", reject);
+      });
+      return new NodeSocketTransport(secure);
+    } catch (e) {
+      plain.close();
+      throw e;
+    }
+  }
+  const conn = await Deno.connect({ hostname: options.hostname, port: options.port });
+  conn.setNoDelay(true);
+  if (!wantTls && !options.sslRequest) return conn;
+  try {
+    await writeAll(conn, SSL_REQUEST);
+    const answer = await readOneByte(conn);
+    if (!wantTls) {
+      if (answer !== 0x4e) {
+        throw new Error("server answered SSLRequest with something other than N");
+      }
+      return conn;
+    }
+    if (answer === 0x4e) throw new Error("server does not support SSL, but SSL was required");
+    if (answer !== 0x53) {
+      throw new Error(
+        `received invalid response to SSL negotiation: ${String.fromCharCode(answer)}`,
+      );
+    }
+    return await Deno.startTls(conn, {
+      hostname: options.tlsHostname ?? options.hostname,
+      ...(t!.rootCert !== undefined ? { caCerts: [t!.rootCert] } : {}),
+      // verify-ca (and require/prefer with a root certificate): the chain, not the name.
+      ...(t!.mode !== "verify-full" ? { unsafelyDisableHostnameVerification: true } : {}),
+    });
+  } catch (e) {
+    try {
+      conn.close();
+    } catch { /* consumed by startTls */ }
+    throw e;
+  }
+}
+
+async function writeAll(t: Transport, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await t.write(bytes.subarray(off));
 }
 
 /** A server message as read: type character and body. */
@@ -108,28 +314,47 @@ export class PgClient {
   /** BackendKeyData pid. */
   pid = 0;
 
-  #conn: Deno.Conn;
+  #conn: Transport;
   #reader: MessageReader;
   #closed = false;
 
-  private constructor(conn: Deno.Conn) {
+  private constructor(conn: Transport) {
     this.#conn = conn;
     this.#reader = new MessageReader(conn);
   }
 
   /** Connects, authenticates and waits for ReadyForQuery. FATALs reject with PgServerError. */
   static async connect(options: ClientOptions): Promise<PgClient> {
-    const conn = await Deno.connect({ hostname: options.hostname, port: options.port });
-    conn.setNoDelay(true);
+    const timeout = options.connectTimeoutMs ?? 0;
+    if (timeout <= 0) return await PgClient.#connect(options);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let expired = false;
+    const attempt = PgClient.#connect(options);
+    // A connection that completes after the deadline is nobody's: close it.
+    attempt.then((c) => expired && c.close(), () => {});
+    try {
+      return await Promise.race([
+        attempt,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            expired = true;
+            reject(
+              new Deno.errors.TimedOut(
+                `timeout expired connecting to ${options.hostname}:${options.port}`,
+              ),
+            );
+          }, timeout);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  static async #connect(options: ClientOptions): Promise<PgClient> {
+    const conn = await openTransport(options);
     const client = new PgClient(conn);
     try {
-      if (options.sslRequest) {
-        await client.write(new MessageBuilder(null).int32(80877103).finish());
-        const answer = new Uint8Array(1);
-        if (await conn.read(answer) !== 1 || answer[0] !== 0x4e) {
-          throw new Error("server answered SSLRequest with something other than N");
-        }
-      }
       const startup = new MessageBuilder(null).int32(196608).cstring("user").cstring(options.user);
       const params = options.params ?? { database: "replication", replication: "true" };
       for (const [k, v] of Object.entries(params)) startup.cstring(k).cstring(v);
@@ -197,8 +422,12 @@ export class PgClient {
 
   /** Writes raw bytes. */
   async write(bytes: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
+    await writeAll(this.#conn, bytes);
+  }
+
+  /** Bytes received and not yet returned as messages: 0 means the server paused. */
+  get buffered(): number {
+    return this.#reader.buffered;
   }
 
   /**
@@ -299,16 +528,38 @@ export class PgClient {
     while ((await this.nextRaw()).type !== "Z") { /* skip */ }
   }
 
-  /** Sends a standby status update (`r`). */
+  /** Sends a standby status update (`r`); `sendTime` is µs since 2000-01-01 (0 = unset). */
   async sendStatus(
     write: bigint,
     flush: bigint,
     apply: bigint,
     replyRequested = false,
+    sendTime = 0n,
   ): Promise<void> {
     const b = new MessageBuilder("d").byte(0x72).int64(write).int64(flush).int64(apply)
-      .int64(0n).byte(replyRequested ? 1 : 0);
+      .int64(sendTime).byte(replyRequested ? 1 : 0);
     await this.write(b.finish());
+  }
+
+  /**
+   * Sends hot standby feedback (`h`): xmin and catalog_xmin with their epochs, 0 meaning "hold
+   * nothing back".
+   */
+  async sendFeedback(
+    xmin: number,
+    xminEpoch: number,
+    catalogXmin: number,
+    catalogXminEpoch: number,
+    sendTime = 0n,
+  ): Promise<void> {
+    const b = new MessageBuilder("d").byte(0x68).int64(sendTime).int32(xmin).int32(xminEpoch)
+      .int32(catalogXmin).int32(catalogXminEpoch);
+    await this.write(b.finish());
+  }
+
+  /** Sends CopyDone (`c`), to answer the server's at the end of a timeline or to stop. */
+  async sendCopyDone(): Promise<void> {
+    await this.write(new MessageBuilder("c").finish());
   }
 
   /** Closes the connection, sending Terminate when it is still open. */

@@ -1,0 +1,554 @@
+/**
+ * Writes WAL received from an upstream into a directory as `pg_receivewal` does, durably: each
+ * segment is first a `<name>.partial` preallocated with zeros to the full segment size, bytes go
+ * at their LSN's offset, one `fdatasync` covers everything written so far, and a complete segment
+ * is renamed to its final name with the directory fsynced. Only then are the bytes announced to
+ * the store as durable.
+ *
+ * After a crash the directory itself says where to resume: the end of the last complete segment,
+ * or the start of the newest `.partial` (its valid prefix, found by the validating reader, is what
+ * was durable; its size says nothing).
+ *
+ * @module
+ */
+
+import type { Lsn } from "../wal/lsn.ts";
+import { formatLsn } from "../wal/lsn.ts";
+import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
+import { validateFiles } from "../wal/reader.ts";
+import {
+  historyFileName,
+  parseWalFileName,
+  segmentFileName,
+  segmentOf,
+  segmentOffset,
+  segmentStart,
+  type TimelineId,
+} from "../wal/segment.ts";
+import { parseHistory } from "../wal/history.ts";
+import { join } from "../wal/_path.ts";
+
+/**
+ * What the writer tells about durable WAL: the relay's `WalStore` fits. `noteDurable` is
+ * optional so the writer also works with a store that only counts complete segment files; it then
+ * asks for a rescan whenever a segment completes.
+ */
+export interface DurableSink {
+  /** The bytes `[start, start + bytes.length)` on `tli` are fsynced in the directory. */
+  noteDurable?(tli: TimelineId, start: Lsn, bytes: Uint8Array): void;
+  /** Rescans the directory (new history files, completed segments). */
+  refresh(): Promise<unknown>;
+  /** The durable end the sink knows of, on its newest timeline. */
+  readonly endLsn: Lsn;
+  /** The sink's newest timeline. */
+  readonly timeline: TimelineId;
+}
+
+/** What a WAL directory holds, as far as resuming a receiver goes. */
+export interface LocalWal {
+  /** `xlp_sysid` of the newest segment with a valid long page header. */
+  systemId: bigint | undefined;
+  /** `xlp_seg_size` of that segment. */
+  segmentSize: number | undefined;
+  /** The newest timeline (segments or history files). */
+  timeline: TimelineId | undefined;
+  /** Where streaming resumes on `timeline`: a segment start. */
+  resumeLsn: Lsn | undefined;
+  /** The end of WAL durable in the directory on `timeline` (≥ `resumeLsn`). */
+  durableEnd: Lsn | undefined;
+}
+
+/** Reads a file's first bytes (up to `n`). */
+async function readHead(path: string, n: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(n);
+  using f = await Deno.open(path);
+  let got = 0;
+  while (got < n) {
+    const r = await f.read(buf.subarray(got));
+    if (r === null) break;
+    got += r;
+  }
+  return buf.subarray(0, got);
+}
+
+/**
+ * Looks at a WAL directory and finds where a receiver resumes: after the last complete segment of
+ * the newest timeline, or at the start of its newest `.partial` (validated to find how much of it
+ * is durable WAL), or, on a timeline with only its history file, at the segment holding the
+ * switch point.
+ *
+ * @param segmentSize The upstream's `wal_segment_size` (names are parsed with it).
+ * @throws {Error} when a segment's long page header disagrees with `segmentSize`.
+ *
+ * @example
+ * ```ts
+ * import { scanLocalWal } from "./durable_writer.ts";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * const local = await scanLocalWal(dir, 1 << 20);
+ * assert.equal(local.resumeLsn, undefined); // empty: the upstream decides
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function scanLocalWal(dir: string, segmentSize: number): Promise<LocalWal> {
+  const segs: { tli: TimelineId; segno: bigint; name: string; partial: boolean; size: number }[] =
+    [];
+  const histories: TimelineId[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.isFile) continue;
+    const p = parseWalFileName(e.name, segmentSize);
+    if (!p) continue;
+    if (p.kind === "history") {
+      histories.push(p.tli);
+      continue;
+    }
+    const size = (await Deno.stat(join(dir, e.name))).size;
+    segs.push({ tli: p.tli, segno: p.segno, name: e.name, partial: p.partial, size });
+  }
+  const result: LocalWal = {
+    systemId: undefined,
+    segmentSize: undefined,
+    timeline: undefined,
+    resumeLsn: undefined,
+    durableEnd: undefined,
+  };
+  // Identity from the newest file with a readable long header (a zeroed .partial has none).
+  const byAge = [...segs].sort((a, b) =>
+    a.segno === b.segno ? b.tli - a.tli : a.segno < b.segno ? 1 : -1
+  );
+  for (const s of byAge) {
+    const h = readLongPageHeader(await readHead(join(dir, s.name), SIZE_OF_LONG_PAGE_HEADER));
+    if (!h) continue;
+    if (h.segmentSize !== segmentSize) {
+      throw new Error(
+        `WAL file "${s.name}" in "${dir}" has segment size ${h.segmentSize}, ` +
+          `the upstream ${segmentSize}`,
+      );
+    }
+    result.systemId = h.systemId;
+    result.segmentSize = h.segmentSize;
+    break;
+  }
+  if (segs.length === 0 && histories.length === 0) return result;
+  const tli = Math.max(...segs.map((s) => s.tli), ...histories);
+  result.timeline = tli;
+  const mine = segs.filter((s) => s.tli === tli);
+  let lastComplete: bigint | undefined;
+  for (const s of mine) {
+    if (
+      !s.partial && s.size === segmentSize && (lastComplete === undefined || s.segno > lastComplete)
+    ) {
+      lastComplete = s.segno;
+    }
+  }
+  const partial =
+    mine.filter((s) => s.partial && (lastComplete === undefined || s.segno > lastComplete))
+      .sort((a, b) => (a.segno < b.segno ? 1 : -1))[0];
+  if (partial) {
+    const start = segmentStart(partial.segno, segmentSize);
+    let validEnd = start;
+    try {
+      const v = await validateFiles([join(dir, partial.name)]);
+      if (result.systemId !== undefined && v.systemId !== result.systemId) {
+        throw new Error(`"${partial.name}" belongs to database system ${v.systemId}`);
+      }
+      validEnd = v.validEnd;
+    } catch (e) {
+      // No valid long header yet (created, crashed before the first sync): nothing in it counts.
+      if (!(e instanceof Error) || !/long page header/.test(e.message)) throw e;
+    }
+    const segEnd = segmentStart(partial.segno + 1n, segmentSize);
+    result.resumeLsn = start;
+    result.durableEnd = validEnd < segEnd ? validEnd : segEnd;
+    return result;
+  }
+  if (lastComplete !== undefined) {
+    result.resumeLsn = result.durableEnd = segmentStart(lastComplete + 1n, segmentSize);
+    return result;
+  }
+  // Only a history file on the newest timeline: it begins at its parent's switch point.
+  try {
+    const history = parseHistory(tli, await Deno.readTextFile(join(dir, historyFileName(tli))));
+    const begin = history.at(-1)!.begin;
+    result.resumeLsn = segmentStart(segmentOf(begin, segmentSize), segmentSize);
+    result.durableEnd = begin;
+  } catch {
+    result.timeline = undefined; // unreadable: let the upstream decide
+  }
+  return result;
+}
+
+/** Fsyncs a directory, so renames and new files in it survive a crash. */
+export async function syncDir(dir: string): Promise<void> {
+  using d = await Deno.open(dir, { read: true });
+  await d.sync();
+}
+
+/**
+ * Writes a small file so that it is either absent or complete after a crash: a temporary file,
+ * fsync, rename, fsync of the directory.
+ *
+ * @example
+ * ```ts
+ * import { writeFileDurably } from "./durable_writer.ts";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await writeFileDurably(dir, "00000002.history", new TextEncoder().encode("1\t0/3000000\tx\n"));
+ * assert.equal(await Deno.readTextFile(`${dir}/00000002.history`), "1\t0/3000000\tx\n");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeFileDurably(
+  dir: string,
+  name: string,
+  content: Uint8Array,
+): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  {
+    using f = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    let off = 0;
+    while (off < content.length) off += await f.write(content.subarray(off));
+    await f.sync();
+  }
+  await Deno.rename(tmp, join(dir, name));
+  await syncDir(dir);
+}
+
+/** Options of {@linkcode DurableWriter.open}. */
+export interface DurableWriterOptions {
+  /** `wal_segment_size`. */
+  segmentSize: number;
+  /** Log lines (segment completed, …). */
+  log?: (message: string) => void;
+  /** Called after a segment was completed and renamed (retention hooks in here). */
+  onSegmentComplete?: (tli: TimelineId, segno: bigint) => void | Promise<void>;
+}
+
+interface OpenSegment {
+  tli: TimelineId;
+  segno: bigint;
+  file: Deno.FsFile;
+  partialName: string;
+  finalName: string;
+  complete: boolean;
+}
+
+const ZEROS = new Uint8Array(1 << 20);
+
+/**
+ * The durable segment writer of relay mode.
+ *
+ * @example
+ * ```ts ignore
+ * import { DurableWriter } from "./durable_writer.ts";
+ * const w = await DurableWriter.open("/var/lib/walrelay", { segmentSize: 16 << 20 });
+ * w.position(1, 0x1000000n);
+ * await w.write(1, 0x1000000n, bytes);
+ * await w.flush(); // fdatasync, rename complete segments, announce to the store
+ * ```
+ */
+export class DurableWriter {
+  /** The directory. */
+  readonly dir: string;
+  /** `wal_segment_size`. */
+  readonly segmentSize: number;
+
+  #log: (message: string) => void;
+  #onComplete: DurableWriterOptions["onSegmentComplete"];
+  #tli: TimelineId = 0;
+  #written: Lsn = 0n;
+  #flushed: Lsn = 0n;
+  #pending: { start: Lsn; bytes: Uint8Array }[] = [];
+  #pendingBytes = 0;
+  #current: OpenSegment | undefined;
+  #dirty: OpenSegment[] = [];
+  #sink: DurableSink | undefined;
+  #announcedTli: TimelineId = 0;
+  #announced: Lsn = 0n;
+  #lock: Promise<unknown> = Promise.resolve();
+
+  private constructor(dir: string, options: DurableWriterOptions) {
+    this.dir = dir;
+    this.segmentSize = options.segmentSize;
+    this.#log = options.log ?? (() => {});
+    this.#onComplete = options.onSegmentComplete;
+  }
+
+  /** Creates a writer for `dir` (which must exist). Call {@linkcode position} before writing. */
+  static open(dir: string, options: DurableWriterOptions): Promise<DurableWriter> {
+    return Promise.resolve(new DurableWriter(dir, options));
+  }
+
+  /** Serialises flushes, attaching and timeline switches: each sees the others' effects. */
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#lock.then(fn);
+    this.#lock = p.catch(() => {});
+    return p;
+  }
+
+  /** The timeline being written. */
+  get timeline(): TimelineId {
+    return this.#tli;
+  }
+
+  /** End of what was written (not necessarily synced). */
+  get writtenLsn(): Lsn {
+    return this.#written;
+  }
+
+  /** End of what is durable: written and fdatasynced (and renamed when complete). */
+  get flushedLsn(): Lsn {
+    return this.#flushed;
+  }
+
+  /** Bytes written since the last flush. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /**
+   * Sets where the next write goes. `durableEnd` is how much from `lsn` on is already durable
+   * in the directory (a resumed `.partial`'s valid prefix); it is what gets announced first.
+   */
+  position(tli: TimelineId, lsn: Lsn, durableEnd: Lsn = lsn): void {
+    if (this.#pending.length > 0) throw new Error("position() with unflushed writes");
+    this.#tli = tli;
+    this.#written = lsn;
+    this.#flushed = durableEnd > lsn ? durableEnd : lsn;
+  }
+
+  /**
+   * Writes WAL bytes at their LSN. They must continue what was written (the upstream resends a
+   * resumed segment from its start, so a write may begin before the durable end).
+   */
+  async write(tli: TimelineId, start: Lsn, bytes: Uint8Array): Promise<void> {
+    if (tli !== this.#tli || start !== this.#written) {
+      throw new Error(
+        `got WAL data at ${formatLsn(start)} on timeline ${tli}, expected ` +
+          `${formatLsn(this.#written)} on timeline ${this.#tli}`,
+      );
+    }
+    let off = 0;
+    while (off < bytes.length) {
+      const lsn = start + BigInt(off);
+      const segno = segmentOf(lsn, this.segmentSize);
+      const inSeg = segmentOffset(lsn, this.segmentSize);
+      const n = Math.min(bytes.length - off, this.segmentSize - inSeg);
+      const seg = await this.#segment(tli, segno);
+      const piece = bytes.subarray(off, off + n);
+      await seg.file.seek(inSeg, Deno.SeekMode.Start);
+      let w = 0;
+      while (w < n) w += await seg.file.write(piece.subarray(w));
+      if (!this.#dirty.includes(seg)) this.#dirty.push(seg);
+      if (inSeg + n === this.segmentSize) {
+        seg.complete = true;
+        this.#current = undefined;
+      }
+      off += n;
+    }
+    this.#pending.push({ start, bytes });
+    this.#pendingBytes += bytes.length;
+    this.#written = start + BigInt(bytes.length);
+  }
+
+  async #segment(tli: TimelineId, segno: bigint): Promise<OpenSegment> {
+    const cur = this.#current;
+    if (cur && cur.tli === tli && cur.segno === segno) return cur;
+    const finalName = segmentFileName(tli, segno, this.segmentSize);
+    const partialName = `${finalName}.partial`;
+    let file: Deno.FsFile;
+    let name = partialName;
+    try {
+      // Rewriting a segment that is already complete (same bytes again): in place.
+      file = await Deno.open(join(this.dir, finalName), { write: true });
+      name = finalName;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      file = await Deno.open(join(this.dir, partialName), { write: true, create: true });
+      const size = (await file.stat()).size;
+      if (size < this.segmentSize) {
+        // Real zeros, not a sparse file: later fdatasyncs then never update allocation metadata,
+        // and a crash leaves zeros (the end of valid WAL), never garbage.
+        await file.seek(size, Deno.SeekMode.Start);
+        let at = size;
+        while (at < this.segmentSize) {
+          const n = Math.min(ZEROS.length, this.segmentSize - at);
+          at += await file.write(ZEROS.subarray(0, n));
+        }
+        await file.sync();
+        await syncDir(this.dir);
+      } else if (size > this.segmentSize) {
+        await file.truncate(this.segmentSize);
+      }
+    }
+    const seg: OpenSegment = {
+      tli,
+      segno,
+      file,
+      partialName: name,
+      finalName,
+      complete: false,
+    };
+    // A segment left open by a timeline switch stays a .partial, as pg_receivewal leaves it.
+    if (this.#current && !this.#dirty.includes(this.#current)) this.#current.file.close();
+    this.#current = seg;
+    return seg;
+  }
+
+  /**
+   * Makes everything written durable: fdatasync of each file written to, rename of completed
+   * segments and fsync of the directory; then announces the bytes to the sink.
+   */
+  flush(): Promise<void> {
+    return this.#locked(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const seg of dirty) await seg.file.syncData();
+    let completed = false;
+    for (const seg of dirty) {
+      if (!seg.complete) continue;
+      seg.file.close();
+      if (seg.partialName !== seg.finalName) {
+        await Deno.rename(join(this.dir, seg.partialName), join(this.dir, seg.finalName));
+        completed = true;
+      }
+    }
+    if (completed) await syncDir(this.dir);
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#written > this.#flushed) this.#flushed = this.#written;
+    for (const p of pending) this.#announce(this.#tli, p.start, p.bytes);
+    for (const seg of dirty) {
+      if (!seg.complete || seg.partialName === seg.finalName) continue;
+      this.#log(`finished segment ${seg.finalName}`);
+      if (!this.#sink?.noteDurable) await this.#sink?.refresh();
+      await this.#onComplete?.(seg.tli, seg.segno);
+    }
+  }
+
+  /** Tells the sink about durable bytes it has not heard of yet. */
+  #announce(tli: TimelineId, start: Lsn, bytes: Uint8Array): void {
+    const sink = this.#sink;
+    if (!sink?.noteDurable) return;
+    if (tli !== this.#announcedTli) {
+      this.#announcedTli = tli;
+      this.#announced = sink.timeline === tli ? sink.endLsn : start;
+    }
+    const end = start + BigInt(bytes.length);
+    if (end <= this.#announced) return;
+    const skip = this.#announced > start ? Number(this.#announced - start) : 0;
+    if (start + BigInt(skip) !== this.#announced) return; // a gap: the sink would not accept it
+    sink.noteDurable(tli, this.#announced, bytes.subarray(skip));
+    this.#announced = end;
+  }
+
+  /**
+   * Connects the writer to the store. What is durable in the directory beyond what the store
+   * knows (a resumed `.partial`'s valid prefix, WAL received before the store opened) is read
+   * back from the files and announced first.
+   */
+  attach(sink: DurableSink): Promise<void> {
+    return this.#locked(async () => {
+      this.#sink = sink;
+      await sink.refresh();
+      if (!sink.noteDurable || this.#tli === 0) return;
+      this.#announcedTli = this.#tli;
+      this.#announced = sink.timeline === this.#tli ? sink.endLsn : this.#flushed;
+      // What is durable on disk but the store does not know of (at most a segment or so).
+      let at = this.#announced;
+      while (at < this.#flushed) {
+        const segno = segmentOf(at, this.segmentSize);
+        const off = segmentOffset(at, this.segmentSize);
+        const segEnd = segmentStart(segno + 1n, this.segmentSize);
+        const to = this.#flushed < segEnd ? this.#flushed : segEnd;
+        const bytes = await this.#readBack(this.#tli, segno, off, Number(to - at));
+        if (!bytes) break;
+        sink.noteDurable(this.#tli, at, bytes);
+        this.#announced = at = to;
+      }
+    });
+  }
+
+  async #readBack(
+    tli: TimelineId,
+    segno: bigint,
+    off: number,
+    len: number,
+  ): Promise<Uint8Array | undefined> {
+    const name = segmentFileName(tli, segno, this.segmentSize);
+    for (const n of [name, `${name}.partial`]) {
+      try {
+        using f = await Deno.open(join(this.dir, n));
+        await f.seek(off, Deno.SeekMode.Start);
+        const buf = new Uint8Array(len);
+        let got = 0;
+        while (got < len) {
+          const r = await f.read(buf.subarray(got));
+          if (r === null) break;
+          got += r;
+        }
+        if (got === len) return buf;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Follows a timeline switch: flushes, writes the new timeline's history file durably, lets the
+   * sink read it, and positions at the segment holding the switch point on the new timeline.
+   * The old timeline's last segment stays a `.partial`, as with `pg_receivewal`.
+   */
+  switchTimeline(newTli: TimelineId, switchpoint: Lsn, history: Uint8Array): Promise<void> {
+    return this.#locked(async () => {
+      await this.#flush();
+      await writeFileDurably(this.dir, historyFileName(newTli), history);
+      if (this.#current) {
+        this.#current.file.close();
+        this.#current = undefined;
+      }
+      const segno = segmentOf(switchpoint, this.segmentSize);
+      const start = segmentStart(segno, this.segmentSize);
+      const prefix = Number(switchpoint - start);
+      if (prefix > 0) {
+        // As PostgreSQL's XLogInitNewTimeline: the new timeline's first segment begins with the
+        // old timeline's bytes up to the switch point. They must be in the file before the store
+        // learns of the timeline, since senders read that segment from the new timeline's file.
+        const bytes = await this.#readBack(this.#tli, segno, 0, prefix);
+        if (!bytes) {
+          throw new Error(
+            `segment ${segmentFileName(this.#tli, segno, this.segmentSize)} does not hold ` +
+              `WAL up to the switch point ${formatLsn(switchpoint)}`,
+          );
+        }
+        const seg = await this.#segment(newTli, segno);
+        await seg.file.seek(0, Deno.SeekMode.Start);
+        let w = 0;
+        while (w < bytes.length) w += await seg.file.write(bytes.subarray(w));
+        await seg.file.syncData();
+      }
+      this.#tli = newTli;
+      this.#written = start;
+      this.#flushed = switchpoint;
+      await this.#sink?.refresh();
+    });
+  }
+
+  /** Flushes and closes the open files. */
+  async close(): Promise<void> {
+    await this.flush().catch(() => {});
+    for (const s of [this.#current, ...this.#dirty]) {
+      try {
+        s?.file.close();
+      } catch { /* closed already */ }
+    }
+    this.#current = undefined;
+    this.#dirty = [];
+  }
+}
