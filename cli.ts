@@ -37,6 +37,7 @@ serve options:
   --retain SIZE         keep at most SIZE of complete segments (e.g. 10GB), never one a slot needs
   --max-senders N       most replication connections at once, as max_wal_senders (default 10)
   --log-format FORMAT   text (default) or json
+  --log-level LEVEL     debug, info (default), warn or error
   --max-connections N   connections at once in any state (default max-senders + 10); more get 53300
   --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout (default 60);
                         0 disables
@@ -77,6 +78,7 @@ async function serve(args: string[]): Promise<void> {
       listen: { type: "string", default: "127.0.0.1:5433" },
       "max-senders": { type: "string", default: "10" },
       "log-format": { type: "string", default: "text" },
+      "log-level": { type: "string", default: "info" },
       "sender-timeout": { type: "string", default: "60" },
       "max-connections": { type: "string" },
       "authentication-timeout": { type: "string", default: "60" },
@@ -119,7 +121,11 @@ async function serve(args: string[]): Promise<void> {
   }
   const format = values["log-format"];
   if (format !== "text" && format !== "json") fail(`invalid --log-format "${format}"`);
-  const logger = createLogger({ format });
+  const level = values["log-level"];
+  if (level !== "debug" && level !== "info" && level !== "warn" && level !== "error") {
+    fail(`invalid --log-level "${level}": expected debug, info, warn or error`);
+  }
+  const logger = createLogger({ format, level });
   const { hostname, port } = parseListen(values.listen);
 
   let upstream: WalRelayOptions["upstream"];

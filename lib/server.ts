@@ -147,6 +147,7 @@ export class WalRelay {
         authentication: options.timeouts?.authentication ?? 60_000,
         sender: options.timeouts?.sender ?? 60_000,
         keepalive: options.timeouts?.keepalive ?? 10_000,
+        progressLog: options.timeouts?.progressLog ?? 10_000,
       },
       tls,
       lag: this.lag,

@@ -77,6 +77,8 @@ export interface SessionTimeouts {
   sender: number;
   /** Idle keepalive interval while streaming and caught up. */
   keepalive: number;
+  /** How often a catching-up client's progress is logged. Default 10 s. */
+  progressLog?: number;
 }
 
 /** What the authenticator knows of the client and how it talks to it. */
@@ -801,7 +803,7 @@ export class Session {
         lastSend = Date.now();
         sender.sentLsn = end;
         sender.bytesSent += msg.length - XLOG_DATA_OVERHEAD;
-        if (sender.state === "catchup" && sender.sentLsn >= store.endLsn) {
+        if (sender.state === "catchup" && sender.sentLsn >= store.endOf(tli)) {
           sender.state = "streaming";
         }
       },
@@ -839,8 +841,27 @@ export class Session {
     });
 
     // The sender's clock: idle keepalives, the half-timeout ping and wal_sender_timeout.
+    // Progress of a catching-up client, every few seconds, so a long catch-up is visible.
+    const progressMs = timeouts.progressLog ?? 10_000;
+    let progressAt = Date.now();
+    let progressLsn = sender.sentLsn;
     const ticker = setInterval(() => {
       const now = Date.now();
+      if (sender.state === "catchup" && now - progressAt >= progressMs) {
+        const behind = store.endOf(tli) - sender.sentLsn;
+        const rate = Number(sender.sentLsn - progressLsn) / ((now - progressAt) / 1000);
+        log.log("info", "client catching up", {
+          pid: sender.pid,
+          application_name: sender.applicationName,
+          sent_lsn: formatLsn(sender.sentLsn),
+          end_lsn: formatLsn(store.endOf(tli)),
+          bytes_behind: behind,
+          rate_bytes_per_second: Math.round(rate),
+          eta_seconds: rate > 0 ? Math.round(Number(behind) / rate) : undefined,
+        });
+        progressAt = now;
+        progressLsn = sender.sentLsn;
+      }
       if (timeouts.sender > 0 && now - lastReceive > timeouts.sender) {
         log.log("warn", "terminating walsender process due to replication timeout", {
           pid: sender.pid,
@@ -855,7 +876,7 @@ export class Session {
         lastSend = now;
         this.#writer.write(keepaliveMessage(keepaliveWalEnd(), wantPing)).catch(() => {});
       }
-    }, Math.min(1000, Math.max(50, timeouts.keepalive / 2)));
+    }, Math.max(50, Math.min(1000, timeouts.keepalive / 2, progressMs)));
 
     try {
       const first = await Promise.race([pipeline, copyReader]);
