@@ -338,13 +338,7 @@ export class WalRelay {
       this.logger.log("info", "received shutdown request", { senders: this.registry.size });
       // The upstream stops first, so the end the senders drain to is final.
       await this.upstream?.close().catch(() => {});
-      try {
-        this.#listener.close();
-      } catch { /* already closed */ }
-      for (const t of this.#timers) clearInterval(t);
-      try {
-        this.#watcher?.close();
-      } catch { /* already closed */ }
+      this.#stopAccepting();
       await this.store.refresh().catch(() => {});
       for (const s of this.#sessions) s.beginShutdown();
     }
@@ -363,10 +357,8 @@ export class WalRelay {
     await this.slots.flush().catch(() => {});
   }
 
-  /** Closes every connection at once (the second signal). */
-  close(): void {
-    this.#shutdown.abort();
-    this.upstream?.close().catch(() => {});
+  /** No new clients, no more rescans. */
+  #stopAccepting(): void {
     try {
       this.#listener.close();
     } catch { /* already closed */ }
@@ -374,6 +366,13 @@ export class WalRelay {
     try {
       this.#watcher?.close();
     } catch { /* already closed */ }
+  }
+
+  /** Closes every connection at once (the second signal). */
+  close(): void {
+    this.#shutdown.abort();
+    this.upstream?.close().catch(() => {});
+    this.#stopAccepting();
     for (const s of this.#sessions) s.close();
     this.#tls?.close();
   }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { parseDataRow, parseErrorFields } from "../lib/pgwire/client.ts";
 import { join } from "node:path";
 import {
   type BackgroundProcess,
@@ -233,37 +234,10 @@ export interface BackendMessage {
 }
 
 /** Fields of an ErrorResponse by code letter (`C` SQLSTATE, `M` message, …). */
-export function errorFields(body: Uint8Array): Record<string, string> {
-  const out: Record<string, string> = {};
-  const dec = new TextDecoder();
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const code = String.fromCharCode(body[i]!);
-    const end = body.indexOf(0, i + 1);
-    out[code] = dec.decode(body.subarray(i + 1, end));
-    i = end + 1;
-  }
-  return out;
-}
+export const errorFields: (body: Uint8Array) => Record<string, string> = parseErrorFields;
 
 /** Decodes a DataRow into text values (NULL as `null`). */
-export function dataRowValues(body: Uint8Array): (string | null)[] {
-  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  const n = v.getInt16(0);
-  const out: (string | null)[] = [];
-  let off = 2;
-  for (let i = 0; i < n; i++) {
-    const len = v.getInt32(off);
-    off += 4;
-    if (len < 0) {
-      out.push(null);
-      continue;
-    }
-    out.push(new TextDecoder().decode(body.subarray(off, off + len)));
-    off += len;
-  }
-  return out;
-}
+export const dataRowValues: (body: Uint8Array) => (string | null)[] = parseDataRow;
 
 /**
  * A bare replication client over TCP: startup as `postgres` with `replication=true`, simple

@@ -4,59 +4,10 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
 import { MessageBuilder } from "../lib/pgwire/messages.ts";
-import { pgBin, run, runOk, startRelay, tempDir } from "./_pg.ts";
+import { pgBin, run, startRelay, tempDir } from "./_pg.ts";
+import { makeCertificates } from "./_tls_util.ts";
 
 const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
-
-async function makeCertificates(dir: string): Promise<void> {
-  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=walrelay test CA",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-  ]);
-  await openssl([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-  ]);
-  await Deno.writeTextFile(`${dir}/san.ext`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-sha256",
-    "-extfile",
-    "san.ext",
-    "-out",
-    "server.crt",
-  ]);
-}
 
 Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS", async () => {
   await using dir = await tempDir("walrelay_tls_");

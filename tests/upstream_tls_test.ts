@@ -3,60 +3,8 @@
 
 import assert from "node:assert/strict";
 import { PgClient } from "../lib/pgwire/client.ts";
-import { runOk, startPrimary, tempDir } from "./_pg.ts";
-import { chownPostgres } from "./_relay_util.ts";
-
-async function makeCertificates(dir: string): Promise<void> {
-  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=walrelay test CA",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-  ]);
-  await openssl([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-  ]);
-  await Deno.writeTextFile(`${dir}/san.ext`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-sha256",
-    "-extfile",
-    "san.ext",
-    "-out",
-    "server.crt",
-  ]);
-  await Deno.chmod(`${dir}/server.key`, 0o600);
-  await chownPostgres(dir);
-}
+import { startPrimary, tempDir } from "./_pg.ts";
+import { makeCertificates } from "./_tls_util.ts";
 
 Deno.test("upstream client: sslmode against PostgreSQL with ssl=on", async () => {
   await using certs = await tempDir("walrelay-upstream-tls-");

@@ -44,3 +44,19 @@ export function decodeBase64(text: string): Uint8Array<ArrayBuffer> | undefined 
 export function encodeBase64(bytes: Uint8Array): string {
   return bytes.toBase64();
 }
+
+/** HMAC-SHA-256 of `data` (bytes or UTF-8 text) under `key`, with WebCrypto. */
+export async function hmacSha256(
+  key: Uint8Array,
+  data: Uint8Array | string,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const k = await crypto.subtle.importKey(
+    "raw",
+    new Uint8Array(key),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const bytes = typeof data === "string" ? encoder.encode(data) : new Uint8Array(data);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes));
+}

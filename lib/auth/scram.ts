@@ -7,7 +7,14 @@
  */
 
 import { PgError, SqlState } from "../pgwire/error.ts";
-import { concatBytes, decodeBase64, encodeBase64, timingSafeEqual, utf8 } from "./_bytes.ts";
+import {
+  concatBytes,
+  decodeBase64,
+  encodeBase64,
+  hmacSha256,
+  timingSafeEqual,
+  utf8,
+} from "./_bytes.ts";
 import { saslprep } from "./_saslprep.ts";
 
 /** The mechanism name without channel binding. */
@@ -110,16 +117,7 @@ export function parseScramVerifier(text: string): ScramVerifier | undefined {
   return { iterations, saltBase64: m[2]!, salt, storedKey, serverKey };
 }
 
-async function hmac(key: Uint8Array, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new Uint8Array(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", k, new Uint8Array(data)));
-}
+const hmac = hmacSha256;
 
 async function sha256(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(data)));

@@ -5,20 +5,11 @@
  * @module
  */
 
-import { timingSafeEqual } from "./_bytes.ts";
+import { hmacSha256, timingSafeEqual } from "./_bytes.ts";
 
 const enc = new TextEncoder();
 
-async function hmac(key: Uint8Array, data: string): Promise<Uint8Array<ArrayBuffer>> {
-  const k = await crypto.subtle.importKey(
-    "raw",
-    new Uint8Array(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", k, enc.encode(data)));
-}
+const hmac = hmacSha256;
 
 /**
  * Computes the client-final-message for a server-first-message, and the server signature the

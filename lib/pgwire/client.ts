@@ -602,7 +602,17 @@ function parseRowDescription(body: Uint8Array): ResultField[] {
   return fields;
 }
 
-function parseDataRow(body: Uint8Array): (string | null)[] {
+/**
+ * The text values of a DataRow body (`null` for SQL NULL).
+ *
+ * @example
+ * ```ts
+ * import { parseDataRow } from "./client.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseDataRow(new Uint8Array([0, 1, 255, 255, 255, 255])), [null]);
+ * ```
+ */
+export function parseDataRow(body: Uint8Array): (string | null)[] {
   const r = new BodyReader(body);
   const count = r.int16();
   const row: (string | null)[] = [];
