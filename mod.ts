@@ -46,7 +46,17 @@ export {
 } from "./lib/log.ts";
 export { openWalStream, type OpenWalStreamOptions } from "./lib/stream/open_wal_stream.ts";
 export { openWalSource, type WalSourceOptions } from "./lib/stream/source.ts";
-export { MAX_SEND_SIZE, type WalChunk } from "./lib/stream/chunk.ts";
+export { BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./lib/stream/chunk.ts";
+export {
+  startUpstream,
+  UpstreamConfigError,
+  type UpstreamFeedback,
+  type UpstreamOptions,
+  UpstreamReceiver,
+  type UpstreamStatus as UpstreamReceiverStatus,
+} from "./lib/upstream/receiver.ts";
+export { type DurableSink } from "./lib/upstream/durable_writer.ts";
+export { type ConninfoEnvironment } from "./lib/upstream/conninfo.ts";
 export { WalSlicer } from "./lib/stream/slicer.ts";
 export { WalFramer } from "./lib/stream/framer.ts";
 export {

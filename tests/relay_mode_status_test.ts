@@ -10,7 +10,7 @@ Deno.test("relay mode: /status shows the upstream link and /healthz follows it",
   await using pg = await startPrimary({ walSegSize: 1 });
   await using dir = await tempDir("walrelay-status-");
   const httpPort = await freePort();
-  await using relay = await startRelayMode({
+  await using _relay = await startRelayMode({
     walDir: dir.path,
     upstream: pg.conninfo({ password: "hunter2" }),
     args: ["--http", `127.0.0.1:${httpPort}`, "--http-ready-max-lag", "5"],

@@ -22,7 +22,7 @@ export interface WalChunk {
 }
 
 /** Bytes of message header before an XLogData payload: `d`, length, `w`, three Int64s. */
-export const FRAME_HEADROOM = 1 + 4 + 1 + 8 + 8 + 8;
+export const FRAME_HEADROOM: number = 1 + 4 + 1 + 8 + 8 + 8;
 
 /**
  * Read buffers with room for a message header, reused once the socket has taken a message, so
@@ -46,6 +46,8 @@ export class BufferPool {
   readonly #mine = new WeakSet<ArrayBuffer>();
 
   /**
+   * Creates an empty pool.
+   *
    * @param size Bytes per buffer.
    * @param max Free buffers kept; more are left to the collector.
    */

@@ -105,7 +105,11 @@ export interface UpstreamStatus {
 
 /** Thrown for problems reconnecting cannot fix (another database system, another segment size). */
 export class UpstreamConfigError extends Error {
-  /** @param message What is wrong. */
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong.
+   */
   constructor(message: string) {
     super(message);
     this.name = "UpstreamConfigError";
