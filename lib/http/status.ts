@@ -301,8 +301,7 @@ export class StatusModel {
     this.counters = options.counters;
     this.upstream = options.upstream;
     this.#historyLength = options.historyLength ?? 600;
-    this.#sourceOf = options.sourceOf ??
-      ((s) => (s as Sender & { source?: "memory" | "disk" }).source ?? "disk");
+    this.#sourceOf = options.sourceOf ?? ((s) => s.source);
   }
 
   /** The sampled history, oldest first. */

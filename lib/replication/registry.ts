@@ -48,6 +48,8 @@ export interface Sender {
   slot: string | undefined;
   /** WAL bytes handed to the socket. */
   bytesSent: number;
+  /** Where the last WAL sent came from: the in-memory tail or the segment files. */
+  source: "memory" | "disk";
 }
 
 /** What a new connection is known by before the startup packet. */
@@ -121,6 +123,7 @@ export class SenderRegistry {
       catalogXmin: 0,
       slot: undefined,
       bytesSent: 0,
+      source: "disk",
     };
     this.#senders.set(pid, sender);
     return sender;

@@ -813,6 +813,7 @@ export class Session {
       tli,
       start,
       pool,
+      onRead: (source) => sender.source = source,
       signal: stopPipeline.signal,
       stopAt: () => stopAt,
     }).pipeThrough(new WalSlicer(store.identity.blockSize)).pipeThrough(new WalFramer())

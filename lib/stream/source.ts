@@ -22,6 +22,8 @@ export interface WalSourceOptions {
   signal?: AbortSignal;
   /** Bytes per file read; rounded to whole pages. Default `MAX_SEND_SIZE`, one message a read. */
   readSize?: number;
+  /** Told where each chunk came from: the store's in-memory tail, or a segment file. */
+  onRead?: (source: "memory" | "disk") => void;
   /**
    * Where file reads get their buffers; the consumer releases each buffer once the socket has
    * taken its message. Without one, every read allocates.
@@ -112,14 +114,19 @@ export function openWalSource(
           let until = (sent + readSize) - (sent + readSize) % block;
           if (until > segEnd) until = segEnd;
           if (until > end) until = end;
+          // Read from disk only up to where the in-memory tail takes over.
+          const memStart = store.memoryStart(tli);
+          if (memStart !== undefined && memStart > sent && memStart < until) until = memStart;
           // The hot tail comes from memory (relay mode); older WAL from the segment files.
           const fromMemory = store.readMemory(tli, sent, Number(until - sent));
           if (fromMemory) {
+            options.onRead?.("memory");
             controller.enqueue({ start: sent, bytes: fromMemory, walEnd: end });
             sent += BigInt(fromMemory.length);
             return;
           }
           const bytes = await readSegment(store, tli, segno, sent, Number(until - sent));
+          options.onRead?.("disk");
           controller.enqueue({ start: sent, bytes, walEnd: end, headroom: true });
           sent += BigInt(bytes.length);
           return;

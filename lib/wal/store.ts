@@ -232,6 +232,12 @@ export class WalStore {
     this.latch.set();
   }
 
+  /** Where the in-memory tail of `tli` begins, or `undefined` when none is held. */
+  memoryStart(tli: TimelineId): Lsn | undefined {
+    const first = this.#memory[0];
+    return first && first.tli === tli ? first.start : undefined;
+  }
+
   /**
    * Durable WAL at `lsn` on `tli` still held in memory: a view of up to `max` bytes, or
    * `undefined` when it must be read from disk.

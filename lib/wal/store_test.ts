@@ -152,3 +152,30 @@ Deno.test("source: a recycled segment (an older one under a newer name) is 58P01
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("source: WAL noted durable is served from memory, older WAL from the files", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    // Pretend a writer just fsynced the last 8 kB of the newest segment as it stands.
+    const last = store.segments(store.timeline).at(-1)!;
+    const bytes = await Deno.readFile(store.path(last.name));
+    const end = store.endLsn;
+    const tailStart = end - 8192n;
+    const off = Number(tailStart - last.segno * BigInt(store.identity.segmentSize));
+    store.noteDurable(store.timeline, tailStart, bytes.slice(off, off + 8192));
+    const seen: string[] = [];
+    const chunks = await Array.fromAsync(openWalSource(store, {
+      tli: store.timeline,
+      start: tailStart - 16384n,
+      stopAt: () => end,
+      onRead: (s) => seen.push(s),
+    }));
+    assert.deepEqual(seen, ["disk", "memory"]);
+    const mem = chunks.at(-1)!;
+    assert.equal(mem.start, tailStart);
+    assert.deepEqual(mem.bytes, bytes.subarray(off, off + 8192), "memory holds the same bytes");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
