@@ -97,3 +97,15 @@ export function table(header: string[], rows: string[][]): string {
 export function fixed(n: number, digits = 2): string {
   return Number.isFinite(n) ? n.toFixed(digits) : "n/a";
 }
+
+/** The `p`-th percentile (0–100) of a non-empty list, by the nearest-rank method. */
+export function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[Math.min(rank, s.length) - 1]!;
+}
+
+/** The first three fields of `/proc/loadavg` (1, 5 and 15 minute load averages). */
+export async function loadAverage(): Promise<string> {
+  return (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+}

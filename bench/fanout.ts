@@ -1,0 +1,563 @@
+/**
+ * Fan-out and memory benchmarks (directory mode): many `pg_receivewal` pulling the same WAL at
+ * once, through one walrelay against straight from PostgreSQL's walsender, and the relay's memory
+ * with hundreds of idle connections beside the streaming ones.
+ *
+ * - **fan-out**: `--fanout-clients` (default 50) concurrent `pg_receivewal --no-sync -n`, each into
+ *   its own directory seeded with an empty `<first segment>.partial`, `--endpos` = end of the last
+ *   segment − 1, pulling `--fanout-size-mb` of WAL from one relay (`--max-senders 60`) or from the
+ *   primary (`max_wal_senders` = clients + 10). Per run: wall time until the last client exits,
+ *   sender CPU (the relay process's `utime + stime` delta; for PostgreSQL the sum of its
+ *   walsenders, read from the postmaster's `cutime + cstime` once all of them have been reaped),
+ *   the clients' CPU, and the relay's peak RSS. Rounds alternate which side goes first.
+ * - **memory**: a fresh relay (`--max-senders 260 --max-connections 300`), `--idle-clients`
+ *   (default 200) replication connections that authenticate and then sit in command mode, then
+ *   `--fanout-clients` `pg_receivewal` streaming the same WAL; the relay's `VmRSS` before, with
+ *   the idle connections, during streaming (sampled every 100 ms), after, and once the idle
+ *   connections are closed, plus `VmHWM`.
+ *
+ * To keep the disk out of it, complete segments are deleted from the client directories as they
+ * appear (after their size is checked); the first client's directory is kept and compared byte
+ * for byte with the source on each side's first run.
+ *
+ * Run through `deno task bench --suite fanout,memory`; both are part of the default run.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import {
+  assertSegmentsMatch,
+  delay,
+  pgBin,
+  type PgCluster,
+  run,
+  runOk,
+  startPrimary,
+  startRelay,
+  type TempDir,
+  tempDir,
+  waitFor,
+} from "../tests/_pg.ts";
+import { PgClient } from "../lib/pgwire/client.ts";
+import {
+  childPids,
+  fixed,
+  formatLsn,
+  median,
+  parseLsn,
+  procCpu,
+  procMemory,
+  segmentName,
+  table,
+} from "./_util.ts";
+
+const SEG_SIZE = 16 * 1024 * 1024;
+const MIB = 1024 * 1024;
+
+/** Options shared by {@linkcode runFanout} and {@linkcode runMemory}. */
+export interface FanoutOptions {
+  /** WAL to generate and stream, in MiB (rounded up to whole 16 MiB segments). */
+  sizeMb: number;
+  /** Concurrent `pg_receivewal` clients. */
+  clients: number;
+  /** Timed rounds of the fan-out (each round runs both sides). */
+  rounds: number;
+  /** Untimed rounds before them. */
+  warmup: number;
+  /** Idle connections in the memory benchmark. */
+  idleClients: number;
+  /** Where progress lines go. */
+  log: (line: string) => void;
+  /** Throws when the run was interrupted. */
+  checkInterrupted: () => void;
+}
+
+/** A primary with WAL generated, and a copy of its complete segments for the relay. */
+export interface FanoutWal extends AsyncDisposable {
+  pg: PgCluster;
+  /** The directory the relays serve. */
+  relayDir: string;
+  /** Scratch space for the clients' directories. */
+  work: TempDir;
+  segNames: string[];
+  endLsn: bigint;
+  totalMib: number;
+}
+
+/** The fan-out's figures. */
+export interface FanoutReport {
+  config: { size_mb: number; clients: number; rounds: number; warmup: number };
+  wal: { segments: number; first: string; last: string; bytes: number; endpos: string };
+  commands: { relay: string; client: string };
+  verification: string;
+  runs: FanoutRun[];
+  summary: {
+    postgres: FanoutSummary;
+    walrelay: FanoutSummary;
+    ratios: { wall_time: number; sender_cpu: number };
+  };
+}
+
+/** One fan-out run (all clients against one side). */
+export interface FanoutRun {
+  round: number;
+  arm: "postgres" | "walrelay";
+  order: number;
+  wall_s: number;
+  /** All clients' bytes over the wall time. */
+  aggregate_mib_per_s: number;
+  sender_cpu_s: number;
+  client_cpu_s: number;
+  /** Slowest and fastest single client. */
+  client_wall_max_s: number;
+  client_wall_min_s: number;
+}
+
+/** Medians of one side. */
+export interface FanoutSummary {
+  median_wall_s: number;
+  median_aggregate_mib_per_s: number;
+  median_sender_cpu_s: number;
+  median_client_cpu_s: number;
+}
+
+/** The memory benchmark's figures (bytes). */
+export interface MemoryReport {
+  config: { idle_clients: number; streaming_clients: number; size_mb: number };
+  relay_command: string;
+  rss_bytes: {
+    after_start: number;
+    with_idle: number;
+    streaming_peak: number;
+    streaming_median: number;
+    after_streaming: number;
+    after_idle_closed: number;
+  };
+  hwm_bytes: number;
+  streaming_wall_s: number;
+  per_idle_connection_bytes: number;
+}
+
+/**
+ * Starts a primary sized for `clients` walsenders, writes `sizeMb` of WAL, completes its segments
+ * and copies them into a directory for the relays.
+ */
+export async function prepareFanoutWal(
+  sizeMb: number,
+  clients: number,
+  log: (line: string) => void,
+): Promise<FanoutWal> {
+  const work = await tempDir("walrelay-bench-fanout-");
+  let pg: PgCluster | undefined;
+  try {
+    pg = await startPrimary({
+      walSegSize: 16,
+      conf: {
+        wal_keep_size: `${sizeMb * 2 + 512}MB`,
+        max_wal_size: `${sizeMb * 2 + 512}MB`,
+        checkpoint_timeout: "1h",
+        wal_compression: "off",
+        max_wal_senders: clients + 10,
+        max_connections: 100,
+        autovacuum: "off",
+        shared_buffers: "128MB",
+        wal_buffers: "16MB",
+        synchronous_commit: "off",
+      },
+    });
+    const t0 = performance.now();
+    const startLsn = parseLsn(await pg.currentLsn());
+    const firstName = await pg.sql(`SELECT pg_walfile_name('${formatLsn(startLsn)}')`);
+    const tli = parseInt(firstName.slice(0, 8), 16);
+    const firstSeg = startLsn / BigInt(SEG_SIZE);
+    const target = startLsn + BigInt(sizeMb) * BigInt(MIB);
+    const messageBytes = 256 * 1024;
+    while (true) {
+      const lsn = parseLsn(await pg.currentLsn());
+      if (lsn >= target) break;
+      const count = Math.max(1, Math.ceil(Number(target - lsn) / messageBytes));
+      await pg.sql(
+        `SELECT count(pg_logical_emit_message(false, 'walrelay-bench', ` +
+          `repeat(md5(i::text), ${messageBytes / 32}))) FROM generate_series(1, ${count}) i`,
+      );
+    }
+    await pg.sql("SELECT pg_switch_wal()");
+    await pg.sql("CHECKPOINT");
+    const currentLsn = parseLsn(await pg.currentLsn());
+    const endSeg = currentLsn / BigInt(SEG_SIZE);
+    const endLsn = endSeg * BigInt(SEG_SIZE);
+    const primary = pg;
+    await waitFor(
+      async () => parseLsn(await primary.sql("SELECT pg_current_wal_flush_lsn()")) >= endLsn,
+      { message: "WAL not flushed up to the end of the last complete segment" },
+    );
+    const segNames: string[] = [];
+    for (let s = firstSeg; s < endSeg; s++) segNames.push(segmentName(tli, s, SEG_SIZE));
+    const relayDir = join(work.path, "relay-wal");
+    await Deno.mkdir(relayDir);
+    for (const n of segNames) await Deno.copyFile(join(pg.walDir, n), join(relayDir, n));
+    const totalMib = (segNames.length * SEG_SIZE) / MIB;
+    log(
+      `generated WAL ${formatLsn(startLsn)} .. ${formatLsn(currentLsn)} in ` +
+        `${fixed((performance.now() - t0) / 1000, 1)} s; serving ${segNames.length} segments ` +
+        `${segNames[0]} .. ${segNames.at(-1)} (${totalMib} MiB) ending at ${formatLsn(endLsn)}`,
+    );
+    return {
+      pg,
+      relayDir,
+      work,
+      segNames,
+      endLsn,
+      totalMib,
+      async [Symbol.asyncDispose]() {
+        await primary[Symbol.asyncDispose]();
+        await work.remove();
+      },
+    };
+  } catch (e) {
+    await pg?.[Symbol.asyncDispose]();
+    await work.remove();
+    throw e;
+  }
+}
+
+/** The `pg_receivewal` command line of one fan-out client. */
+async function receiveArgs(port: number, dir: string, endLsn: bigint): Promise<string[]> {
+  return [
+    await pgBin("pg_receivewal"),
+    "-d",
+    `host=127.0.0.1 port=${port} user=postgres`,
+    "-D",
+    dir,
+    "-n",
+    "-w",
+    `--endpos=${formatLsn(endLsn - 1n)}`,
+    "--no-sync",
+  ];
+}
+
+/**
+ * Runs `clients` pg_receivewal at once against `port`, deleting complete segments from every
+ * directory but the first as they appear. Returns the wall time of the whole, each client's, and
+ * the first client's directory (with everything it received).
+ */
+async function receiveAll(
+  wal: FanoutWal,
+  port: number,
+  clients: number,
+  label: string,
+): Promise<{ wall_s: number; client_walls: number[]; keptDir: string; dirs: string[] }> {
+  const dirs: string[] = [];
+  for (let i = 0; i < clients; i++) {
+    const dir = join(wal.work.path, `${label}-${i}`);
+    await Deno.mkdir(dir);
+    await Deno.writeFile(join(dir, `${wal.segNames[0]}.partial`), new Uint8Array());
+    dirs.push(dir);
+  }
+  const seen = dirs.map(() => new Set<string>());
+  const problems: string[] = [];
+  const clean = async (): Promise<void> => {
+    for (let i = 1; i < dirs.length; i++) {
+      for await (const e of Deno.readDir(dirs[i]!)) {
+        if (!/^[0-9A-F]{24}$/.test(e.name)) continue;
+        const path = join(dirs[i]!, e.name);
+        const size = (await Deno.stat(path)).size;
+        if (size !== SEG_SIZE) problems.push(`${path}: ${size} bytes`);
+        seen[i]!.add(e.name);
+        await Deno.remove(path);
+      }
+    }
+  };
+  const cmds = await Promise.all(dirs.map((d) => receiveArgs(port, d, wal.endLsn)));
+  let running = true;
+  const cleaner = (async () => {
+    while (running) {
+      await clean();
+      await delay(200);
+    }
+  })();
+  const t = performance.now();
+  const results = await Promise.all(cmds.map(async (cmd) => {
+    const r = await run(cmd, { timeoutMs: 300_000 });
+    return { r, wall_s: (performance.now() - t) / 1000 };
+  }));
+  const wall_s = (performance.now() - t) / 1000;
+  running = false;
+  await cleaner;
+  await clean();
+  const failed = results.filter((x) => !x.r.success);
+  if (failed.length > 0) {
+    throw new Error(
+      `${failed.length} of ${clients} pg_receivewal failed against ${label}: ` +
+        `${failed[0]!.r.stdout}${failed[0]!.r.stderr}`,
+    );
+  }
+  for (const name of wal.segNames) {
+    if (!(await Deno.stat(join(dirs[0]!, name)).catch(() => undefined))) {
+      problems.push(`${dirs[0]}/${name} missing`);
+    }
+    for (let i = 1; i < dirs.length; i++) {
+      if (!seen[i]!.has(name)) problems.push(`${dirs[i]}/${name} never appeared`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`fan-out output incomplete:\n${problems.slice(0, 10).join("\n")}`);
+  }
+  return { wall_s, client_walls: results.map((x) => x.wall_s), keptDir: dirs[0]!, dirs };
+}
+
+/** Runs the fan-out benchmark and prints its tables; returns the figures. */
+export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<FanoutReport> {
+  const { log } = opts;
+  log(
+    `\n== fan-out: ${opts.clients} concurrent pg_receivewal, ${wal.totalMib} MiB each, ` +
+      `one walrelay vs PostgreSQL's walsenders ==`,
+  );
+  const relayArgs = ["--max-senders", String(opts.clients + 10), "--log-format", "text"];
+  await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
+  const pg = wal.pg;
+  const postmasterPid = Number(
+    (await Deno.readTextFile(join(pg.dataDir, "postmaster.pid"))).split("\n")[0],
+  );
+  const commands = {
+    relay: `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen 127.0.0.1:${relay.port} ` +
+      relayArgs.join(" "),
+    client: (await receiveArgs(pg.port, "<dir i>", wal.endLsn)).join(" "),
+  };
+  log(`relay: ${commands.relay}`);
+  log(`clients: ${opts.clients} × ${commands.client}`);
+  log(`         (or the relay's port), each dir seeded with ${wal.segNames[0]}.partial`);
+
+  const port = { postgres: pg.port, walrelay: relay.port };
+  const verified = new Set<string>();
+  const runs: FanoutRun[] = [];
+  for (let round = 1 - opts.warmup; round <= opts.rounds; round++) {
+    const arms = (round + 2 * opts.warmup) % 2 === 1
+      ? (["postgres", "walrelay"] as const)
+      : (["walrelay", "postgres"] as const);
+    for (const [order, arm] of arms.entries()) {
+      opts.checkInterrupted();
+      await runOk(["sync"]);
+      const before = {
+        pmChildren: new Set(await childPids(postmasterPid)),
+        pm: await procCpu(postmasterPid),
+        relay: await procCpu(relay.pid),
+        self: await procCpu("self"),
+      };
+      const r = await receiveAll(wal, port[arm], opts.clients, `${arm}-${round}`);
+      let sender_cpu_s: number;
+      if (arm === "postgres") {
+        await waitFor(
+          async () => (await childPids(postmasterPid)).every((p) => before.pmChildren.has(p)),
+          { timeoutMs: 20_000, intervalMs: 10, message: "the walsenders were not reaped" },
+        );
+        sender_cpu_s = (await procCpu(postmasterPid)).children - before.pm.children;
+      } else {
+        await delay(200);
+        sender_cpu_s = (await procCpu(relay.pid)).self - before.relay.self;
+      }
+      const client_cpu_s = (await procCpu("self")).children - before.self.children;
+      if (!verified.has(arm)) {
+        await assertSegmentsMatch(r.keptDir, wal.relayDir);
+        verified.add(arm);
+      }
+      for (const d of r.dirs) await Deno.remove(d, { recursive: true });
+      if (round < 1) continue;
+      runs.push({
+        round,
+        arm,
+        order: order + 1,
+        wall_s: r.wall_s,
+        aggregate_mib_per_s: (wal.totalMib * opts.clients) / r.wall_s,
+        sender_cpu_s,
+        client_cpu_s,
+        client_wall_max_s: Math.max(...r.client_walls),
+        client_wall_min_s: Math.min(...r.client_walls),
+      });
+    }
+    if (round < 1) {
+      log(`fan-out warm-up ${round + opts.warmup} done`);
+      continue;
+    }
+    log(`\nfan-out round ${round}/${opts.rounds}`);
+    log(table(
+      ["sender", "order", "wall s", "agg MiB/s", "sender cpu s", "client cpu s", "client wall s"],
+      runs.filter((x) => x.round === round).map((x) => [
+        x.arm,
+        String(x.order),
+        fixed(x.wall_s, 3),
+        fixed(x.aggregate_mib_per_s, 0),
+        fixed(x.sender_cpu_s, 2),
+        fixed(x.client_cpu_s, 2),
+        `${fixed(x.client_wall_min_s, 2)}–${fixed(x.client_wall_max_s, 2)}`,
+      ]),
+    ));
+  }
+  const relayMem = await procMemory(relay.pid);
+  const of = (arm: "postgres" | "walrelay"): FanoutSummary => {
+    const rs = runs.filter((x) => x.arm === arm);
+    return {
+      median_wall_s: median(rs.map((x) => x.wall_s)),
+      median_aggregate_mib_per_s: median(rs.map((x) => x.aggregate_mib_per_s)),
+      median_sender_cpu_s: median(rs.map((x) => x.sender_cpu_s)),
+      median_client_cpu_s: median(rs.map((x) => x.client_cpu_s)),
+    };
+  };
+  const p = of("postgres");
+  const w = of("walrelay");
+  const ratios = {
+    wall_time: p.median_wall_s / w.median_wall_s,
+    sender_cpu: p.median_sender_cpu_s / w.median_sender_cpu_s,
+  };
+  const verification = `each side's first run: all ${opts.clients} clients got all ` +
+    `${wal.segNames.length} segments at full size; client 1's byte-identical to the source`;
+  log(`verified: ${verification}`);
+  log(`\nfan-out summary: ${opts.rounds} rounds, ${opts.clients} × ${wal.totalMib} MiB, medians`);
+  log(table(
+    ["", "wall s", "agg MiB/s", "sender cpu s", "client cpu s"],
+    [
+      ...([["postgres", p], ["walrelay", w]] as const).map(([arm, s]) => [
+        arm,
+        fixed(s.median_wall_s, 3),
+        fixed(s.median_aggregate_mib_per_s, 0),
+        fixed(s.median_sender_cpu_s, 2),
+        fixed(s.median_client_cpu_s, 2),
+      ]),
+      ["ratio pg/relay", fixed(ratios.wall_time, 2), "", fixed(ratios.sender_cpu, 2), ""],
+    ],
+  ));
+  log(
+    `walrelay peak RSS (VmHWM) during the fan-out: ${fixed(relayMem.peak / MIB, 1)} MiB; ` +
+      `PostgreSQL's sender cpu is the sum of its ${opts.clients} walsender processes`,
+  );
+  return {
+    config: {
+      size_mb: opts.sizeMb,
+      clients: opts.clients,
+      rounds: opts.rounds,
+      warmup: opts.warmup,
+    },
+    wal: {
+      segments: wal.segNames.length,
+      first: wal.segNames[0]!,
+      last: wal.segNames.at(-1)!,
+      bytes: wal.segNames.length * SEG_SIZE,
+      endpos: formatLsn(wal.endLsn - 1n),
+    },
+    commands,
+    verification,
+    runs,
+    summary: { postgres: p, walrelay: w, ratios },
+  };
+}
+
+/** Runs the memory benchmark and prints its table; returns the figures. */
+export async function runMemory(wal: FanoutWal, opts: FanoutOptions): Promise<MemoryReport> {
+  const { log } = opts;
+  log(
+    `\n== relay memory: ${opts.idleClients} idle + ${opts.clients} streaming connections ==`,
+  );
+  const maxSenders = opts.idleClients + opts.clients + 10;
+  const relayArgs = [
+    "--max-senders",
+    String(maxSenders),
+    "--max-connections",
+    String(maxSenders + 40),
+    "--log-format",
+    "text",
+  ];
+  await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
+  const relayCommand = `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen ` +
+    `127.0.0.1:${relay.port} ${relayArgs.join(" ")}`;
+  log(`relay: ${relayCommand}`);
+  await delay(500);
+  const rss = async (): Promise<number> => (await procMemory(relay.pid)).current;
+  const afterStart = await rss();
+
+  const idle: PgClient[] = [];
+  try {
+    for (let i = 0; i < opts.idleClients; i += 20) {
+      opts.checkInterrupted();
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(20, opts.idleClients - i) }, () =>
+          PgClient.connect({
+            hostname: "127.0.0.1",
+            port: relay.port,
+            user: "postgres",
+            connectTimeoutMs: 20_000,
+          })),
+      );
+      idle.push(...batch);
+    }
+    // Each one in command mode, having run a command, as an idle standby between retries would.
+    for (const c of idle) await c.query("IDENTIFY_SYSTEM");
+    await delay(1000);
+    const withIdle = await rss();
+    log(`${idle.length} idle replication connections open (IDENTIFY_SYSTEM run on each)`);
+
+    const samples: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push(await rss());
+        await delay(100);
+      }
+    })();
+    const r = await receiveAll(wal, relay.port, opts.clients, "memory");
+    sampling = false;
+    await sampler;
+    for (const d of r.dirs) await Deno.remove(d, { recursive: true });
+    await delay(1000);
+    const afterStreaming = await rss();
+    for (const c of idle) await c.terminate();
+    idle.length = 0;
+    await delay(1000);
+    const afterIdleClosed = await rss();
+    const hwm = (await procMemory(relay.pid)).peak;
+
+    const report: MemoryReport = {
+      config: {
+        idle_clients: opts.idleClients,
+        streaming_clients: opts.clients,
+        size_mb: opts.sizeMb,
+      },
+      relay_command: relayCommand,
+      rss_bytes: {
+        after_start: afterStart,
+        with_idle: withIdle,
+        streaming_peak: Math.max(...samples),
+        streaming_median: median(samples),
+        after_streaming: afterStreaming,
+        after_idle_closed: afterIdleClosed,
+      },
+      hwm_bytes: hwm,
+      streaming_wall_s: r.wall_s,
+      per_idle_connection_bytes: opts.idleClients > 0
+        ? (withIdle - afterStart) / opts.idleClients
+        : 0,
+    };
+    const mib = (n: number): string => fixed(n / MIB, 1);
+    log(table(["relay VmRSS", "MiB"], [
+      ["after start", mib(afterStart)],
+      [`with ${opts.idleClients} idle`, mib(withIdle)],
+      [
+        `streaming to ${opts.clients} (median of ${samples.length} samples)`,
+        mib(report.rss_bytes.streaming_median),
+      ],
+      [`streaming to ${opts.clients} (peak sample)`, mib(report.rss_bytes.streaming_peak)],
+      ["after streaming (idle still open)", mib(afterStreaming)],
+      ["after the idle connections closed", mib(afterIdleClosed)],
+      ["VmHWM (peak over the run)", mib(hwm)],
+    ]));
+    log(
+      `${opts.clients} × ${wal.totalMib} MiB streamed in ${fixed(r.wall_s, 2)} s beside ` +
+        `${opts.idleClients} idle connections; ≈ ${
+          fixed(report.per_idle_connection_bytes / 1024, 1)
+        } KiB RSS per idle connection`,
+    );
+    return report;
+  } finally {
+    for (const c of idle) c.close();
+  }
+}
