@@ -5,6 +5,10 @@
  * @module
  */
 
+import { formatLsn as formatLsnText, parseLsn as parseLsnText } from "../lib/wal/lsn.ts";
+import { segmentFileName } from "../lib/wal/segment.ts";
+import { type PgCluster, waitFor } from "../tests/_pg.ts";
+
 /** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux). */
 export const CLOCK_TICKS = 100;
 
@@ -55,25 +59,80 @@ export async function childPids(pid: number): Promise<number[]> {
   return out;
 }
 
-/** Parses `X/Y` LSN text. */
+/** Parses `X/Y` LSN text; a benchmark stops on anything else. */
 export function parseLsn(text: string): bigint {
-  const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/.exec(text.trim());
-  if (!m) throw new Error(`not an LSN: "${text}"`);
-  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+  const lsn = parseLsnText(text.trim());
+  if (lsn === undefined) throw new Error(`not an LSN: "${text}"`);
+  return lsn;
 }
 
 /** Formats an LSN as PostgreSQL does (`X/Y`, upper-case hex). */
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${
-    (lsn & 0xffffffffn).toString(16).toUpperCase()
-  }`;
-}
+export const formatLsn: (lsn: bigint) => string = formatLsnText;
 
 /** The file name of a segment (timeline, segment number, segment size in bytes). */
-export function segmentName(tli: number, segno: bigint, segSize: number): string {
-  const perId = 0x100000000n / BigInt(segSize);
-  const hex = (n: bigint | number): string => n.toString(16).toUpperCase().padStart(8, "0");
-  return hex(tli) + hex(segno / perId) + hex(segno % perId);
+export const segmentName: (tli: number, segno: bigint, segSize: number) => string = segmentFileName;
+
+/** WAL a benchmark generated on a primary: the complete segments to stream. */
+export interface GeneratedWal {
+  /** Where generation began. */
+  startLsn: bigint;
+  /** The primary's position afterwards (inside the in-progress segment). */
+  currentLsn: bigint;
+  /** Timeline of the segments. */
+  tli: number;
+  /** Names of the complete segments, from the one holding `startLsn`. */
+  segNames: string[];
+  /** End of the last complete segment. */
+  endLsn: bigint;
+  /** Seconds generation took. */
+  seconds: number;
+}
+
+/**
+ * Writes at least `sizeMb` of WAL on `pg` with 256 kB logical messages (the fastest way to make
+ * WAL: one memcpy per record; what it holds does not matter to either sender), switches segment,
+ * checkpoints, and waits until everything up to the last complete segment is flushed.
+ */
+export async function generateWal(
+  pg: PgCluster,
+  sizeMb: number,
+  segSize: number,
+): Promise<GeneratedWal> {
+  const t0 = performance.now();
+  const startLsn = parseLsn(await pg.currentLsn());
+  const firstName = await pg.sql(`SELECT pg_walfile_name('${formatLsn(startLsn)}')`);
+  const tli = parseInt(firstName.slice(0, 8), 16);
+  const firstSeg = startLsn / BigInt(segSize);
+  const target = startLsn + BigInt(sizeMb) * 1024n * 1024n;
+  const messageBytes = 256 * 1024;
+  while (true) {
+    const lsn = parseLsn(await pg.currentLsn());
+    if (lsn >= target) break;
+    const count = Math.max(1, Math.ceil(Number(target - lsn) / messageBytes));
+    await pg.sql(
+      `SELECT count(pg_logical_emit_message(false, 'walrelay-bench', ` +
+        `repeat(md5(i::text), ${messageBytes / 32}))) FROM generate_series(1, ${count}) i`,
+    );
+  }
+  await pg.sql("SELECT pg_switch_wal()");
+  await pg.sql("CHECKPOINT");
+  const currentLsn = parseLsn(await pg.currentLsn());
+  const endSeg = currentLsn / BigInt(segSize); // the in-progress segment: not streamed
+  const endLsn = endSeg * BigInt(segSize);
+  await waitFor(
+    async () => parseLsn(await pg.sql("SELECT pg_current_wal_flush_lsn()")) >= endLsn,
+    { message: "WAL not flushed up to the end of the last complete segment" },
+  );
+  const segNames: string[] = [];
+  for (let s = firstSeg; s < endSeg; s++) segNames.push(segmentName(tli, s, segSize));
+  return {
+    startLsn,
+    currentLsn,
+    tli,
+    segNames,
+    endLsn,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
 /** The median of a non-empty list (the mean of the middle two for an even count). */

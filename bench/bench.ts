@@ -64,12 +64,11 @@ import {
   childPids,
   fixed,
   formatLsn,
+  generateWal,
   loadAverage,
   median,
-  parseLsn,
   procCpu,
   procMemory,
-  segmentName,
   table,
 } from "./_util.ts";
 
@@ -259,40 +258,16 @@ async function runThroughput(): Promise<Record<string, unknown>> {
   // ---------------------------------------------------------------------------------------------
   // 1. Generate WAL
 
-  const t0 = performance.now();
-  const startLsn = parseLsn(await pg.currentLsn());
-  const firstName = await pg.sql(`SELECT pg_walfile_name('${formatLsn(startLsn)}')`);
-  const tli = parseInt(firstName.slice(0, 8), 16);
-  const firstSeg = startLsn / BigInt(SEG_SIZE);
-  const target = startLsn + BigInt(sizeMb) * BigInt(MIB);
-  // 256 kB logical messages: the fastest way to write WAL (one memcpy per record). What the WAL
-  // holds does not matter to either sender: both ship complete segments byte for byte.
-  const messageBytes = 256 * 1024;
-  while (true) {
-    const lsn = parseLsn(await pg.currentLsn());
-    if (lsn >= target) break;
-    const count = Math.max(1, Math.ceil(Number(target - lsn) / messageBytes));
-    await pg.sql(
-      `SELECT count(pg_logical_emit_message(false, 'walrelay-bench', ` +
-        `repeat(md5(i::text), ${messageBytes / 32}))) FROM generate_series(1, ${count}) i`,
-    );
-  }
-  await pg.sql("SELECT pg_switch_wal()");
-  await pg.sql("CHECKPOINT");
-  const currentLsn = parseLsn(await pg.currentLsn());
-  const endSeg = currentLsn / BigInt(SEG_SIZE); // the in-progress segment: not copied
-  const endLsn = endSeg * BigInt(SEG_SIZE);
-  await waitFor(
-    async () => parseLsn(await pg.sql("SELECT pg_current_wal_flush_lsn()")) >= endLsn,
-    { message: "WAL not flushed up to the end of the last complete segment" },
+  const { startLsn, currentLsn, segNames, endLsn, seconds } = await generateWal(
+    pg,
+    sizeMb,
+    SEG_SIZE,
   );
-  const segNames: string[] = [];
-  for (let s = firstSeg; s < endSeg; s++) segNames.push(segmentName(tli, s, SEG_SIZE));
   const totalBytes = segNames.length * SEG_SIZE;
   const totalMib = totalBytes / MIB;
   log(
     `generated WAL ${formatLsn(startLsn)} .. ${formatLsn(currentLsn)} in ` +
-      `${fixed((performance.now() - t0) / 1000, 1)} s; streaming ${segNames.length} segments ` +
+      `${fixed(seconds, 1)} s; streaming ${segNames.length} segments ` +
       `${segNames[0]} .. ${segNames.at(-1)} (${totalMib} MiB) ending at ${formatLsn(endLsn)}`,
   );
 

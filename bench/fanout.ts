@@ -44,11 +44,10 @@ import {
   childPids,
   fixed,
   formatLsn,
+  generateWal,
   median,
-  parseLsn,
   procCpu,
   procMemory,
-  segmentName,
   table,
 } from "./_util.ts";
 
@@ -166,41 +165,19 @@ export async function prepareFanoutWal(
         synchronous_commit: "off",
       },
     });
-    const t0 = performance.now();
-    const startLsn = parseLsn(await pg.currentLsn());
-    const firstName = await pg.sql(`SELECT pg_walfile_name('${formatLsn(startLsn)}')`);
-    const tli = parseInt(firstName.slice(0, 8), 16);
-    const firstSeg = startLsn / BigInt(SEG_SIZE);
-    const target = startLsn + BigInt(sizeMb) * BigInt(MIB);
-    const messageBytes = 256 * 1024;
-    while (true) {
-      const lsn = parseLsn(await pg.currentLsn());
-      if (lsn >= target) break;
-      const count = Math.max(1, Math.ceil(Number(target - lsn) / messageBytes));
-      await pg.sql(
-        `SELECT count(pg_logical_emit_message(false, 'walrelay-bench', ` +
-          `repeat(md5(i::text), ${messageBytes / 32}))) FROM generate_series(1, ${count}) i`,
-      );
-    }
-    await pg.sql("SELECT pg_switch_wal()");
-    await pg.sql("CHECKPOINT");
-    const currentLsn = parseLsn(await pg.currentLsn());
-    const endSeg = currentLsn / BigInt(SEG_SIZE);
-    const endLsn = endSeg * BigInt(SEG_SIZE);
     const primary = pg;
-    await waitFor(
-      async () => parseLsn(await primary.sql("SELECT pg_current_wal_flush_lsn()")) >= endLsn,
-      { message: "WAL not flushed up to the end of the last complete segment" },
+    const { startLsn, currentLsn, segNames, endLsn, seconds } = await generateWal(
+      primary,
+      sizeMb,
+      SEG_SIZE,
     );
-    const segNames: string[] = [];
-    for (let s = firstSeg; s < endSeg; s++) segNames.push(segmentName(tli, s, SEG_SIZE));
     const relayDir = join(work.path, "relay-wal");
     await Deno.mkdir(relayDir);
     for (const n of segNames) await Deno.copyFile(join(pg.walDir, n), join(relayDir, n));
     const totalMib = (segNames.length * SEG_SIZE) / MIB;
     log(
       `generated WAL ${formatLsn(startLsn)} .. ${formatLsn(currentLsn)} in ` +
-        `${fixed((performance.now() - t0) / 1000, 1)} s; serving ${segNames.length} segments ` +
+        `${fixed(seconds, 1)} s; serving ${segNames.length} segments ` +
         `${segNames[0]} .. ${segNames.at(-1)} (${totalMib} MiB) ending at ${formatLsn(endLsn)}`,
     );
     return {
