@@ -75,7 +75,7 @@ export interface WalRelayOptions {
   timeouts?: Partial<SessionTimeouts>;
   /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
   rescanMs?: number;
-  /** Whether to watch the directory with `Deno.watchFs`. Default true. */
+  /** Whether to watch the directory with `Deno.watchFs`. Default: true, except in relay mode. */
   watch?: boolean;
 }
 
@@ -157,7 +157,9 @@ export class WalRelay {
     this.#done = this.#acceptLoop(ctx);
     const rescan = setInterval(() => this.#refresh(), options.rescanMs ?? 1000);
     this.#timers.push(rescan);
-    if (options.watch ?? true) this.#watch();
+    // In relay mode the writer announces each durable advance itself; watching the directory it
+    // writes into would only rescan on every write. The periodic rescan stays as a safety net.
+    if (options.watch ?? !options.upstream) this.#watch();
   }
 
   /** Opens the WAL directory, loads slots and starts listening. */

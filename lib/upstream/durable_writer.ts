@@ -231,6 +231,8 @@ interface OpenSegment {
   partialName: string;
   finalName: string;
   complete: boolean;
+  /** Where the next write lands without a seek; -1 when unknown. */
+  pos: number;
 }
 
 const ZEROS = new Uint8Array(1 << 20);
@@ -336,9 +338,13 @@ export class DurableWriter {
       const n = Math.min(bytes.length - off, this.segmentSize - inSeg);
       const seg = await this.#segment(tli, segno);
       const piece = bytes.subarray(off, off + n);
-      await seg.file.seek(inSeg, Deno.SeekMode.Start);
+      // Synchronous, and a seek only when not already there: a write into the page cache takes
+      // microseconds, and on the commit-to-standby path every trip to the blocking-thread pool
+      // is latency. Only the fdatasync in flush() waits for the disk.
+      if (seg.pos !== inSeg) seg.file.seekSync(inSeg, Deno.SeekMode.Start);
       let w = 0;
-      while (w < n) w += await seg.file.write(piece.subarray(w));
+      while (w < n) w += seg.file.writeSync(piece.subarray(w));
+      seg.pos = inSeg + n;
       if (!this.#dirty.includes(seg)) this.#dirty.push(seg);
       if (inSeg + n === this.segmentSize) {
         seg.complete = true;
@@ -388,6 +394,8 @@ export class DurableWriter {
       partialName: name,
       finalName,
       complete: false,
+      // The zero fill and opening leave the position somewhere; the first write seeks.
+      pos: -1,
     };
     // A segment left open by a timeline switch stays a .partial, as pg_receivewal leaves it.
     if (this.#current && !this.#dirty.includes(this.#current)) this.#current.file.close();
@@ -531,6 +539,7 @@ export class DurableWriter {
         await seg.file.seek(0, Deno.SeekMode.Start);
         let w = 0;
         while (w < bytes.length) w += await seg.file.write(bytes.subarray(w));
+        seg.pos = -1;
         await seg.file.syncData();
       }
       this.#tli = newTli;
