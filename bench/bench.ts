@@ -4,7 +4,7 @@
  * default (about 4 minutes on 2 cores); `--suite` picks some:
  *
  * ```
- * deno task bench [--suite all|throughput,latency,fanout,memory]
+ * deno task bench [--suite all|throughput,latency,fanout,memory,relay_lag]
  *                 [--size-mb 1024] [--rounds 5] [--sync both|on|off] [--warmup 1]
  *                 [--verify first|all] [--relay-cli PATH] [--cpu-prof DIR]
  *                 [--latency-samples 300] [--latency-interval-ms 20] [--rescan-ms 1000]
@@ -71,6 +71,7 @@ import {
   procMemory,
   table,
 } from "./_util.ts";
+import { runRelayLagBenchmark } from "./relay_lag.ts";
 
 const SEG_SIZE = 16 * 1024 * 1024;
 const MIB = 1024 * 1024;
@@ -103,7 +104,7 @@ interface ArmSummary {
   median_client_cpu_s: number;
 }
 
-const SUITES = ["throughput", "latency", "fanout", "memory"] as const;
+const SUITES = ["throughput", "latency", "fanout", "memory", "relay_lag"] as const;
 
 const USAGE = `deno task bench [options]
 
@@ -602,6 +603,15 @@ if (suites.has("latency")) {
         `(n=${s.samples}${s.missing ? `, ${s.missing} missing` : ""})`,
     );
   }
+}
+if (suites.has("relay_lag")) {
+  const r = await runRelayLagBenchmark({ log });
+  results.relay_lag = r;
+  headline.push(
+    `relay lag (commit → standby, via relay minus direct): added p50 ${
+      fixed(r.median.added_p50_ms, 3)
+    } ms, p99 ${fixed(r.median.added_p99_ms, 3)} ms`,
+  );
 }
 if (suites.has("fanout") || suites.has("memory")) {
   log(`\n== WAL for the fan-out and memory suites ==`);
