@@ -109,13 +109,14 @@ Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS",
   );
   noAlpn.close();
 
-  // pg_receivewal streams over TLS.
+  // pg_receivewal streams over TLS, verifying the relay's certificate and name.
   await using out = await tempDir("walrelay_tls_out_");
   await Deno.writeFile(`${out.path}/000000010000000000000006.partial`, new Uint8Array());
   const rw = await run([
     await pgBin("pg_receivewal"),
     "-d",
-    `host=127.0.0.1 port=${relay.port} user=repl sslmode=require`,
+    `host=localhost hostaddr=127.0.0.1 port=${relay.port} user=repl sslmode=verify-full ` +
+    `sslrootcert=${dir.path}/ca.crt`,
     "-D",
     out.path,
     "-n",
