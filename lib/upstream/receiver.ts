@@ -343,6 +343,8 @@ export class UpstreamReceiver {
         log: (m) => this.#log("debug", m),
         onSegmentComplete: () => this.#enforceRetention(segmentSize),
       });
+      // A relay restarted with a smaller --retain trims at once, not at the next segment.
+      await this.#enforceRetention(segmentSize);
     } else if (writer.segmentSize !== segmentSize) {
       throw new UpstreamConfigError(
         `upstream WAL segment size ${segmentSize} differs from ${writer.segmentSize}`,
