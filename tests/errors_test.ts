@@ -254,6 +254,27 @@ Deno.test("errors: protocol misuse", async () => {
       (e: unknown) => e instanceof PgServerError && e.code === "22023",
     );
 
+    // replication= is read as parse_bool reads it: prefixes, on/of(f), 1/0; a lone "o" is neither.
+    const yes = await PgClient.connect({
+      hostname: "127.0.0.1",
+      port: relay.port,
+      user: "repl",
+      params: { replication: "ye" },
+    });
+    await yes.terminate();
+    for (const [value, code] of [["of", "0A000"], ["o", "22023"], ["2", "22023"]] as const) {
+      await assert.rejects(
+        PgClient.connect({
+          hostname: "127.0.0.1",
+          port: relay.port,
+          user: "repl",
+          params: { replication: value },
+        }),
+        (e: unknown) => e instanceof PgServerError && e.code === code,
+        `replication=${value}`,
+      );
+    }
+
     // An oversized startup packet is refused before it is read.
     const raw = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
     await raw.write(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]));

@@ -17,7 +17,6 @@ import {
   dataRow,
   errorResponse,
   type FieldDescription,
-  MessageBuilder,
   negotiateProtocolVersion,
   parameterStatus,
   readyForQuery,
@@ -1003,21 +1002,17 @@ export class Session {
   }
 }
 
-/** PostgreSQL's `parse_bool`: true/false/on/off/yes/no/1/0 and unique prefixes. */
+/**
+ * PostgreSQL's `parse_bool`: a prefix of `true`, `false`, `yes` or `no`; `on`; `off` and its
+ * two-letter prefix (a lone `o` is ambiguous); `1`; `0`. Anything else is `undefined`.
+ */
 function parseBool(value: string): boolean | undefined {
   const v = value.trim().toLowerCase();
   if (v === "") return undefined;
-  if ("true".startsWith(v) || "yes".startsWith(v) || v === "on" || v === "1") return true;
-  if ("false".startsWith(v) || "no".startsWith(v) || v === "off" || v === "of" || v === "0") {
-    if (v === "o") return undefined;
+  const prefixOf = (word: string) => word.startsWith(v);
+  if (prefixOf("true") || prefixOf("yes") || v === "on" || v === "1") return true;
+  if (prefixOf("false") || prefixOf("no") || (v.length >= 2 && prefixOf("off")) || v === "0") {
     return false;
   }
   return undefined;
-}
-
-/** For tests and embedding: the bytes of a raw startup packet. */
-export function startupPacket(params: Record<string, string>): Uint8Array {
-  const b = new MessageBuilder(null).int32(PROTOCOL_3_0);
-  for (const [k, v] of Object.entries(params)) b.cstring(k).cstring(v);
-  return b.byte(0).finish();
 }

@@ -106,7 +106,6 @@ export class WalStore {
   #history: TimelineHistory = [{ tli: 1, begin: 0n, end: undefined }];
   #timeline: TimelineId = 1;
   #end: Lsn = 0n;
-  #generation = 0;
   #tail: Tail | undefined;
   #headerCache = new Map<string, boolean>();
   #warned = new Set<string>();
@@ -149,11 +148,6 @@ export class WalStore {
   /** The durable end of WAL on the newest timeline: senders never send past it. */
   get endLsn(): Lsn {
     return this.#end;
-  }
-
-  /** Counts rescans that changed something, so watchers can tell a stale view. */
-  get generation(): number {
-    return this.#generation;
   }
 
   /** Segment numbers present for a timeline, ascending. */
@@ -228,7 +222,6 @@ export class WalStore {
         this.#memoryBytes -= this.#memory.shift()!.bytes.length;
       }
     }
-    this.#generation++;
     this.latch.set();
   }
 
@@ -370,10 +363,7 @@ export class WalStore {
     const changed = newest !== this.#timeline || end !== this.#end;
     this.#timeline = newest;
     this.#end = end;
-    if (changed) {
-      this.#generation++;
-      this.latch.set();
-    }
+    if (changed) this.latch.set();
     return changed;
   }
 
