@@ -128,3 +128,19 @@ Deno.test("store: a growing .partial advances the end record by record, incremen
     await reader.cancel();
   }
 });
+
+Deno.test("store: an archive copy in progress ends where its bytes end, even after XLOG_SWITCH", async () => {
+  await using dir = await tempDir("walrelay_sv_");
+  await setup(dir.path, [S6, S7]);
+  // cp of segment 8 half done: past its XLOG_SWITCH (at 0x27258) but short of the segment end.
+  // The switch makes the rest of the segment valid padding, which this file does not hold yet.
+  const real = await Deno.readFile(TESTDATA + S8);
+  await Deno.writeFile(`${dir.path}/${S8}`, real.subarray(0, 200_000));
+  const store = await WalStore.open(dir.path);
+  assert.ok(store.endLsn <= 0x800000n + 200_000n, `end ${formatLsn(store.endLsn)} past the file`);
+  assert.equal(await sentBytes(store, 0x600000n), store.endLsn, "every byte up to it is readable");
+  // The copy completes: the whole segment.
+  await Deno.writeFile(`${dir.path}/${S8}`, real);
+  await store.refresh();
+  assert.equal(store.endLsn, 0x900000n);
+});

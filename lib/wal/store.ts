@@ -402,7 +402,11 @@ export class WalStore {
       };
     }
     await this.#advanceTail(this.#tail, tail);
-    const v = this.#tail.validator.validEnd;
+    let v = this.#tail.validator.validEnd;
+    // An XLOG_SWITCH makes the rest of its segment valid padding, but a file still being copied
+    // into an archive does not hold that padding yet: never past the bytes the file has.
+    const fileEnd = start + BigInt(tail.size);
+    if (v > fileEnd) v = fileEnd;
     return v > start ? v : start > begin ? start : begin;
   }
 
