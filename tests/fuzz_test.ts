@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
 import { MessageBuilder } from "../lib/pgwire/messages.ts";
-import { delay, pgBin, spawnBackground, startRelay, tempDir, waitFor } from "./_pg.ts";
+import { delay, startRelay, tempDir, waitFor } from "./_pg.ts";
+import { spawnReceivewal } from "./_relay_util.ts";
 
 const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
 const SEGMENTS = [
@@ -154,14 +155,7 @@ Deno.test("fuzz: 10,000+ hostile messages in every phase; relay survives, leaks 
   // A well-behaved client streaming the whole time; more WAL lands while the fuzzing runs.
   await using out = await tempDir("walrelay_fuzz_out_");
   await Deno.writeFile(`${out.path}/${SEGMENTS[0]}.partial`, new Uint8Array());
-  await using receiver = await spawnBackground([
-    await pgBin("pg_receivewal"),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(relay.port),
-    "-U",
-    "good",
+  await using receiver = await spawnReceivewal(relay.port, [
     "-D",
     out.path,
     "-n",

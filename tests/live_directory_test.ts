@@ -10,7 +10,6 @@ import {
   delay,
   pgBin,
   run,
-  spawnBackground,
   startPrimary,
   startRelay,
   startStandby,
@@ -19,7 +18,7 @@ import {
 } from "./_pg.ts";
 import { PgClient, PgServerError } from "../lib/pgwire/client.ts";
 import { formatLsn } from "../lib/wal/lsn.ts";
-import { generateArchive, segmentStartLsn } from "./_relay_util.ts";
+import { generateArchive, segmentStartLsn, spawnReceivewal } from "./_relay_util.ts";
 
 Deno.test("live: pgbench → pg_receivewal --synchronous → relay → standby + pg_receivewal", async () => {
   await using pg = await startPrimary({ walSegSize: 1, conf: { wal_keep_size: "512MB" } });
@@ -32,14 +31,7 @@ Deno.test("live: pgbench → pg_receivewal --synchronous → relay → standby +
 
   // pg_receivewal from the primary, flushing each write: the directory the relay serves.
   await pg.sql("SELECT pg_switch_wal()");
-  await using upstream = await spawnBackground([
-    await pgBin("pg_receivewal"),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(pg.port),
-    "-U",
-    "postgres",
+  await using upstream = await spawnReceivewal(pg.port, [
     "-D",
     upstreamDir,
     "--synchronous",
@@ -63,14 +55,7 @@ Deno.test("live: pgbench → pg_receivewal --synchronous → relay → standby +
     /^[0-9A-F]{24}(\.partial)?$/.test(n)
   ).sort()[0]!;
   await Deno.writeFile(`${downstreamDir}/${first.slice(0, 24)}.partial`, new Uint8Array());
-  await using downstream = await spawnBackground([
-    await pgBin("pg_receivewal"),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(relay.port),
-    "-U",
-    "postgres",
+  await using downstream = await spawnReceivewal(relay.port, [
     "-D",
     downstreamDir,
     "-n",

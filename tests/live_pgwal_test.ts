@@ -4,17 +4,9 @@
 // segments byte-identical to the primary's.
 
 import assert from "node:assert/strict";
-import {
-  basebackup,
-  pgBin,
-  spawnBackground,
-  startPrimary,
-  startRelay,
-  startStandby,
-  tempDir,
-  waitFor,
-} from "./_pg.ts";
+import { basebackup, startPrimary, startRelay, startStandby, tempDir, waitFor } from "./_pg.ts";
 import { parseWalFileName, segmentFileName } from "../lib/wal/segment.ts";
+import { spawnReceivewal } from "./_relay_util.ts";
 
 const SEG = 1024 * 1024;
 
@@ -34,14 +26,7 @@ Deno.test("live pg_wal: pgbench on the primary, relay on its pg_wal, standby + p
   await using out = await tempDir("walrelay_pgwal_out_");
   const first = await pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
   await Deno.writeFile(`${out.path}/${first}.partial`, new Uint8Array());
-  await using receiver = await spawnBackground([
-    await pgBin("pg_receivewal"),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(relay.port),
-    "-U",
-    "postgres",
+  await using receiver = await spawnReceivewal(relay.port, [
     "-D",
     out.path,
     "-n",

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PgError } from "../pgwire/error.ts";
 import { parseCommand, type ReplicationCommand, validateSlotName } from "./command.ts";
+import { KEYWORDS } from "./_lexer.ts";
 
 /** Asserts that parsing throws a PgError with this SQLSTATE and message. */
 function assertFails(text: string, code: string, message: string): void {
@@ -188,29 +189,7 @@ Deno.test("parseCommand: PostgreSQL 15 has no doubled-quote escape in identifier
 });
 
 Deno.test("parseCommand: every keyword is reserved where an identifier is expected", () => {
-  for (
-    const k of [
-      "BASE_BACKUP",
-      "IDENTIFY_SYSTEM",
-      "READ_REPLICATION_SLOT",
-      "SHOW",
-      "TIMELINE",
-      "START_REPLICATION",
-      "CREATE_REPLICATION_SLOT",
-      "DROP_REPLICATION_SLOT",
-      "TIMELINE_HISTORY",
-      "PHYSICAL",
-      "RESERVE_WAL",
-      "LOGICAL",
-      "SLOT",
-      "TEMPORARY",
-      "TWO_PHASE",
-      "EXPORT_SNAPSHOT",
-      "NOEXPORT_SNAPSHOT",
-      "USE_SNAPSHOT",
-      "WAIT",
-    ]
-  ) {
+  for (const k of KEYWORDS) {
     assertSyntaxError(`SHOW ${k}`);
     // ...but all except READ_REPLICATION_SLOT may name an option, in lower case.
     if (k === "READ_REPLICATION_SLOT") {
