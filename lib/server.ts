@@ -20,7 +20,7 @@ import { TlsBridge } from "./pgwire/tls_bridge.ts";
 import { RelayCounters } from "./http/counters.ts";
 import { ReplicationLag } from "./replication/lag_tracker.ts";
 import { startUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
-import { oldestXmin } from "./upstream/feedback.ts";
+import { oldestFeedback } from "./upstream/feedback.ts";
 import type { Lsn } from "./wal/lsn.ts";
 import { PgError, SqlState } from "./pgwire/error.ts";
 import { errorResponse } from "./pgwire/messages.ts";
@@ -181,7 +181,7 @@ export class WalRelay {
         retainBytes: options.upstream.retainBytes,
         logger,
         protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
-        feedback: () => ref.relay && oldestXmin(ref.relay.registry.list().map((s) => s.xmin)),
+        feedback: () => ref.relay && oldestFeedback(ref.relay.registry.list()),
       })
       : undefined;
     let store: WalStore;

@@ -682,6 +682,8 @@ export interface PrimaryOptions {
   archive?: boolean;
   /** Extra `initdb` arguments. */
   initdbArgs?: string[];
+  /** `pg_resetwal` arguments run on the new cluster before it starts (`-e 7`: XID epoch 7). */
+  resetwalArgs?: string[];
 }
 
 const DEFAULT_HBA = [
@@ -717,6 +719,9 @@ export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster
       ],
       { asPostgres: true, timeoutMs: 120_000 },
     );
+    if (opts.resetwalArgs) {
+      await runOk([join(bin, "pg_resetwal"), ...opts.resetwalArgs, dataDir], { asPostgres: true });
+    }
     if (archiveDir) await runOk(["mkdir", archiveDir], { asPostgres: true });
     const port = await freePort();
     const conf: Record<string, string | number> = {

@@ -42,8 +42,12 @@ export interface Sender {
   replyTime: Date | undefined;
   /** Hot standby feedback xmin (0 = none). */
   xmin: number;
+  /** The epoch of `xmin`. */
+  xminEpoch: number;
   /** Hot standby feedback catalog_xmin (0 = none). */
   catalogXmin: number;
+  /** The epoch of `catalogXmin`. */
+  catalogXminEpoch: number;
   /** Slot in use while streaming. */
   slot: string | undefined;
   /** WAL bytes handed to the socket. */
@@ -120,7 +124,9 @@ export class SenderRegistry {
       replayLsn: 0n,
       replyTime: undefined,
       xmin: 0,
+      xminEpoch: 0,
       catalogXmin: 0,
+      catalogXminEpoch: 0,
       slot: undefined,
       bytesSent: 0,
       source: "disk",

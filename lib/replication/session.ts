@@ -988,8 +988,9 @@ export class Session {
     if (type === "h") {
       sender.replyTime = pgTimestampToDate(r.int64());
       sender.xmin = r.uint32();
-      r.uint32(); // xmin epoch
+      sender.xminEpoch = r.uint32();
       sender.catalogXmin = r.uint32();
+      sender.catalogXminEpoch = r.uint32();
       return;
     }
     // As the walsender: logged, and the connection closed without telling the client.

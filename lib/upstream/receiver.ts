@@ -35,7 +35,10 @@ import {
 } from "./durable_writer.ts";
 import { enforceRetention } from "./retention.ts";
 
-/** Hot standby feedback to forward: an xmin, or an xmin with its epoch and a catalog xmin. */
+/**
+ * Hot standby feedback to forward: an xmin, or an xmin and a catalog_xmin with their epochs
+ * (0 = none).
+ */
 export type UpstreamFeedback = number | {
   xmin: number;
   epoch?: number;
@@ -59,7 +62,7 @@ export interface UpstreamOptions {
   retainBytes?: number | undefined;
   /** The oldest LSN a slot on the relay still needs (retention never removes it). */
   protectedLsn?: () => Lsn | undefined;
-  /** The oldest xmin among downstream standbys, forwarded as hot standby feedback. */
+  /** The oldest xmin and catalog_xmin among downstream standbys, forwarded as feedback. */
   feedback?: () => UpstreamFeedback | undefined;
   /** `application_name` when the conninfo sets none. Default `walrelay`. */
   applicationName?: string;
