@@ -513,13 +513,21 @@ export class UpstreamReceiver {
     let reportedFlush = -1n;
     let pinged = false;
 
-    const sendStatus = async (replyRequested = false): Promise<void> => {
-      const flushed = writer.flushedLsn;
-      await client.sendStatus(flushed, flushed, 0n, replyRequested, pgTimestampNow());
-      reportedFlush = flushed;
-      lastStatus = Date.now();
-      await this.#sendFeedback(client);
+    // Messages to the upstream go out one at a time, whether from the loop or the ticker.
+    let sending: Promise<unknown> = Promise.resolve();
+    const serially = (send: () => Promise<void>): Promise<void> => {
+      const p = sending.then(send);
+      sending = p.catch(() => {});
+      return p;
     };
+    const sendStatus = (replyRequested = false): Promise<void> =>
+      serially(async () => {
+        const flushed = writer.flushedLsn;
+        await client.sendStatus(flushed, flushed, 0n, replyRequested, pgTimestampNow());
+        reportedFlush = flushed;
+        lastStatus = Date.now();
+        await this.#sendFeedback(client);
+      });
     const flush = async (): Promise<void> => {
       await writer.flush();
       this.#checkReady();
@@ -527,111 +535,121 @@ export class UpstreamReceiver {
       if (writer.flushedLsn !== reportedFlush) await sendStatus();
     };
 
-    let pending: Promise<{ type: string; body: Uint8Array }> = client.nextRaw();
-    pending.catch(() => {});
-    await sendStatus();
-    while (!this.#stopped) {
-      const now = Date.now();
-      const wait = Math.max(
-        0,
-        Math.min(
-          lastStatus + statusInterval - now,
-          lastReceive + receiveTimeout / (pinged ? 1 : 2) - now,
-          writer.pendingBytes > 0 ? lastFlush + flushInterval - now : statusInterval,
-        ),
-      );
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const msg = await Promise.race([
-        pending,
-        new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), wait)),
-      ]);
-      clearTimeout(timer);
-      if (msg === undefined) {
-        const t = Date.now();
-        if (writer.pendingBytes > 0 && t - lastFlush >= flushInterval) await flush();
-        if (t - lastReceive >= receiveTimeout) {
-          throw new Error("terminating upstream connection due to timeout");
-        }
-        if (!pinged && t - lastReceive >= receiveTimeout / 2) {
-          pinged = true;
-          await sendStatus(true);
-        } else if (t - lastStatus >= statusInterval) {
-          await sendStatus();
-        }
-        continue;
-      }
-      pending = client.nextRaw();
-      pending.catch(() => {});
-      lastReceive = Date.now();
-      pinged = false;
-      this.#status.lastMessageTime = new Date(lastReceive);
-      if (msg.type === "d") {
-        const kind = msg.body[0];
-        if (kind === 0x77) {
-          const r = new BodyReader(msg.body.subarray(1));
-          const dataStart = r.uint64();
-          const walEnd = r.uint64();
-          r.uint64(); // sendTime
-          this.#status.upstreamEndLsn = walEnd;
-          await writer.write(tli, dataStart, msg.body.subarray(25));
-          streamed = true;
-        } else if (kind === 0x6b) {
-          const r = new BodyReader(msg.body.subarray(1));
-          this.#status.upstreamEndLsn = r.uint64();
-          r.uint64();
-          if (r.byte() === 1) {
-            // Answer at once, with everything received made durable first.
-            await writer.flush();
-            this.#checkReady();
-            lastFlush = Date.now();
-            await sendStatus();
-          }
-        } else {
-          throw new Error(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
-        }
-        // Sync when the upstream pauses (nothing buffered), or at the byte/time bounds.
-        if (
-          writer.pendingBytes > 0 &&
-          (client.buffered === 0 || writer.pendingBytes >= flushBytes ||
-            Date.now() - lastFlush >= flushInterval)
-        ) {
-          await flush();
-        }
-      } else if (msg.type === "c") {
-        // End of the timeline: answer CopyDone, read next_tli and the two CommandCompletes.
-        await writer.flush();
+    // The periodic duties (status, the receive timeout, a flush left by a stalled burst) run
+    // beside the read loop, so each message is one await on the socket and no timer of its own.
+    let failure: Error | undefined;
+    let ticking = false;
+    const tick = async (): Promise<void> => {
+      const t = Date.now();
+      if (writer.pendingBytes > 0 && t - lastFlush >= flushInterval) await flush();
+      if (t - lastReceive >= receiveTimeout) {
+        failure = new Error("terminating upstream connection due to timeout");
+        client.close();
+      } else if (!pinged && t - lastReceive >= receiveTimeout / 2) {
+        pinged = true;
+        await sendStatus(true);
+      } else if (t - lastStatus >= statusInterval) {
         await sendStatus();
-        await client.sendCopyDone();
-        const results: QueryResult[] = [];
-        let current: QueryResult = { fields: [], rows: [], tag: "" };
-        while (true) {
-          const m = await client.next();
-          if (m.type === "Z") break;
-          if (m.type === "T") current.fields = [];
-          else if (m.type === "D") current.rows.push(dataRowText(m.body));
-          else if (m.type === "C") {
-            results.push(current);
-            current = { fields: [], rows: [], tag: "" };
-          }
-        }
-        const next = parseNextTimeline(results);
-        if (!next) throw new Error("upstream ended the stream without a next timeline");
-        return { streamed, next };
-      } else if (msg.type === "C") {
-        // `COPY 0`: the upstream shut down after sending everything.
-        await writer.flush();
-        this.#log("info", "replication terminated by upstream server", {
-          end: formatLsn(writer.flushedLsn),
-          timeline: tli,
-        });
-        return { streamed, next: undefined };
-      } else if (msg.type === "E") {
-        throw new PgServerError(parseErrorFields(msg.body));
-      } else if (msg.type !== "N" && msg.type !== "S") {
-        throw new Error(`unexpected message "${msg.type}" in replication stream`);
       }
+    };
+    const ticker = setInterval(() => {
+      if (ticking || failure) return;
+      ticking = true;
+      tick().catch((e) => {
+        failure ??= e as Error;
+        client.close();
+      }).finally(() => ticking = false);
+    }, Math.max(10, Math.min(flushInterval, statusInterval, receiveTimeout / 4)));
+    const stopTicker = async (): Promise<void> => {
+      clearInterval(ticker);
+      while (ticking) await new Promise((r) => setTimeout(r, 1));
+      await sending;
+    };
+
+    try {
+      await sendStatus();
+      while (!this.#stopped) {
+        let msg;
+        try {
+          msg = await client.nextRaw();
+        } catch (e) {
+          throw failure ?? e;
+        }
+        lastReceive = Date.now();
+        pinged = false;
+        this.#status.lastMessageTime = new Date(lastReceive);
+        if (msg.type === "d") {
+          const kind = msg.body[0];
+          if (kind === 0x77) {
+            const r = new BodyReader(msg.body.subarray(1));
+            const dataStart = r.uint64();
+            const walEnd = r.uint64();
+            r.uint64(); // sendTime
+            this.#status.upstreamEndLsn = walEnd;
+            await writer.write(tli, dataStart, msg.body.subarray(25));
+            streamed = true;
+          } else if (kind === 0x6b) {
+            const r = new BodyReader(msg.body.subarray(1));
+            this.#status.upstreamEndLsn = r.uint64();
+            r.uint64();
+            if (r.byte() === 1) {
+              // Answer at once, with everything received made durable first.
+              await writer.flush();
+              this.#checkReady();
+              lastFlush = Date.now();
+              await sendStatus();
+            }
+          } else {
+            throw new Error(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
+          }
+          // Sync when the upstream pauses (nothing buffered), or at the byte/time bounds.
+          if (
+            writer.pendingBytes > 0 &&
+            (client.buffered === 0 || writer.pendingBytes >= flushBytes ||
+              Date.now() - lastFlush >= flushInterval)
+          ) {
+            await flush();
+          }
+        } else if (msg.type === "c") {
+          // End of the timeline: answer CopyDone, read next_tli and the two CommandCompletes.
+          // Nothing else may follow CopyDone: the ticker stops first.
+          await stopTicker();
+          await writer.flush();
+          await sendStatus();
+          await client.sendCopyDone();
+          const results: QueryResult[] = [];
+          let current: QueryResult = { fields: [], rows: [], tag: "" };
+          while (true) {
+            const m = await client.next();
+            if (m.type === "Z") break;
+            if (m.type === "T") current.fields = [];
+            else if (m.type === "D") current.rows.push(dataRowText(m.body));
+            else if (m.type === "C") {
+              results.push(current);
+              current = { fields: [], rows: [], tag: "" };
+            }
+          }
+          const next = parseNextTimeline(results);
+          if (!next) throw new Error("upstream ended the stream without a next timeline");
+          return { streamed, next };
+        } else if (msg.type === "C") {
+          // `COPY 0`: the upstream shut down after sending everything.
+          await writer.flush();
+          this.#log("info", "replication terminated by upstream server", {
+            end: formatLsn(writer.flushedLsn),
+            timeline: tli,
+          });
+          return { streamed, next: undefined };
+        } else if (msg.type === "E") {
+          throw new PgServerError(parseErrorFields(msg.body));
+        } else if (msg.type !== "N" && msg.type !== "S") {
+          throw new Error(`unexpected message "${msg.type}" in replication stream`);
+        }
+      }
+      return { streamed, next: undefined };
+    } finally {
+      await stopTicker();
     }
-    return { streamed, next: undefined };
   }
 
   async #sendFeedback(client: PgClient): Promise<void> {
