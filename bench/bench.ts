@@ -612,6 +612,22 @@ if (suites.has("relay_lag")) {
       fixed(r.median.added_p50_ms, 3)
     } ms, p99 ${fixed(r.median.added_p99_ms, 3)} ms`,
   );
+  const c = r.median.cascade;
+  if (c !== null) {
+    headline.push(
+      `relay lag, PostgreSQL cascading standby minus direct: added p50 ${
+        fixed(c.added_p50_ms, 3)
+      } ms, p99 ${fixed(c.added_p99_ms, 3)} ms; cascade / walrelay p50 ${
+        fixed(c.vs_relay.p50)
+      }, p99 ${fixed(c.vs_relay.p99)}`,
+    );
+  }
+  if (r.relay_fsync.skipped === null) {
+    headline.push(
+      `relay WAL filesystem: fdatasync ${fixed(r.relay_fsync.fdatasync_us_per_op, 0)} µs/op ` +
+        `(pg_test_fsync, ${r.relay_fsync.filesystem})`,
+    );
+  }
 }
 if (suites.has("fanout") || suites.has("memory")) {
   log(`\n== WAL for the fan-out and memory suites ==`);
