@@ -237,6 +237,9 @@ interface OpenSegment {
 
 const ZEROS = new Uint8Array(1 << 20);
 
+/** Flushes of at most this many bytes fdatasync without leaving the event loop. */
+const SYNC_IN_PLACE_MAX = 64 * 1024;
+
 /**
  * The durable segment writer of relay mode.
  *
@@ -415,7 +418,14 @@ export class DurableWriter {
     if (this.#pending.length === 0) return;
     const dirty = this.#dirty;
     this.#dirty = [];
-    for (const seg of dirty) await seg.file.syncData();
+    // A small flush (a commit or two while the upstream is quiet) syncs in place: the disk's
+    // latency is the relay's added lag, and a round trip through the blocking-thread pool adds
+    // to it. A large one (catching up) goes to the pool, so senders keep streaming meanwhile.
+    const inPlace = this.#pendingBytes <= SYNC_IN_PLACE_MAX;
+    for (const seg of dirty) {
+      if (inPlace) seg.file.syncDataSync();
+      else await seg.file.syncData();
+    }
     let completed = false;
     for (const seg of dirty) {
       if (!seg.complete) continue;
