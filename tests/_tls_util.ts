@@ -62,3 +62,45 @@ export async function makeCertificates(dir: string): Promise<void> {
   await Deno.chmod(`${dir}/server.key`, 0o600);
   await chownPostgres(dir);
 }
+
+/**
+ * Writes `NAME.crt` and `NAME.key` (mode 0600, owned by whoever runs the test) into `dir`: a
+ * client certificate for the role `cn` (PostgreSQL's `cert` method matches the CN to the user
+ * name), signed by the CA {@linkcode makeCertificates} wrote there.
+ */
+export async function makeClientCertificate(
+  dir: string,
+  cn: string,
+  name = "client",
+): Promise<void> {
+  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
+  await openssl([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${cn}`,
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+  ]);
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-sha256",
+    "-out",
+    `${name}.crt`,
+  ]);
+  await Deno.chmod(`${dir}/${name}.key`, 0o600);
+}

@@ -261,6 +261,7 @@ Deno.test("/healthz: ready with a readable store, or with upstream connected and
     flushed_lsn: "0/C00000",
     lag_seconds: 0.25,
     last_message_time: null,
+    server: null,
   });
   const m = (await r.get("/metrics")).text;
   assert.ok(m.includes("walrelay_upstream_connected 1\n"));

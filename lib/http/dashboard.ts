@@ -195,6 +195,7 @@ function renderStatus(s) {
   const u = s.upstream;
   rows($("upstream").tBodies[0], u ? [
     ["conninfo", u.conninfo],
+    ["server", u.server],
     ["state", u.state + (u.connected ? "" : " (not connected)")],
     ["received", u.received_lsn],
     ["flushed", u.flushed_lsn],

@@ -40,6 +40,8 @@ export interface UpstreamStatus {
   lagSeconds: number | undefined;
   /** The upstream's clock at its last message, when known. */
   lastMessageTime?: Date | undefined;
+  /** Which host of a multi-host connection string the link went to (`host:port`). */
+  server?: string | undefined;
 }
 
 /** Anything that can report the upstream link's state (the upstream receiver). */
@@ -128,6 +130,8 @@ export interface UpstreamStatusJson {
   lag_seconds: number | null;
   /** Upstream clock at its last message (ISO 8601). */
   last_message_time: string | null;
+  /** The host (`host:port`) of the connection string the current or last connection went to. */
+  server: string | null;
 }
 
 /** One timeline of the store. */
@@ -458,6 +462,7 @@ export class StatusModel {
       flushed_lsn: u.flushedLsn === undefined ? null : formatLsn(u.flushedLsn),
       lag_seconds: u.lagSeconds ?? null,
       last_message_time: u.lastMessageTime?.toISOString() ?? null,
+      server: u.server ?? null,
     };
   }
 

@@ -52,8 +52,15 @@ export interface ClientTlsOptions {
    * With a `rootCert`, `require` and `prefer` verify the chain, as libpq does.
    */
   mode: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
-  /** Root certificate(s), PEM text. */
+  /**
+   * Root certificate(s), PEM text: the only trust anchors, as libpq's `sslrootcert`. Without
+   * them, `verify-ca` and `verify-full` use the system's trusted roots (`sslrootcert=system`).
+   */
   rootCert?: string;
+  /** Client certificate (chain), PEM text, presented when the server asks (libpq's `sslcert`). */
+  cert?: string;
+  /** The client certificate's private key, unencrypted PEM (libpq's `sslkey`). */
+  key?: string;
 }
 
 /** The byte stream a client speaks over: a Deno connection or an adapted `node:tls` socket. */
@@ -63,16 +70,42 @@ interface Transport {
   close(): void;
 }
 
-/** Whether the TLS policy needs a handshake that does not check the certificate chain. */
-function unverified(t: ClientTlsOptions | undefined): boolean {
-  return t !== undefined && t.rootCert === undefined &&
-    (t.mode === "allow" || t.mode === "prefer" || t.mode === "require");
+/**
+ * The server could not be reached: the TCP connection was refused, the name did not resolve, the
+ * network was unreachable. libpq moves on to the next host of a list after such a failure, and
+ * after a timeout, but not after anything that happens once the server has answered.
+ */
+export class PgConnectError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param hostname Where the connection was attempted.
+   * @param port Its port.
+   * @param cause The socket's error.
+   */
+  constructor(readonly hostname: string, readonly port: number, cause: unknown) {
+    super(`connection to server at "${hostname}", port ${port} failed: ${reason(cause)}`, {
+      cause,
+    });
+    this.name = "PgConnectError";
+  }
+}
+
+/** A socket error in libpq's words where there are some (`connect ECONNREFUSED …` otherwise). */
+function reason(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  if (e instanceof Deno.errors.ConnectionRefused || code === "ECONNREFUSED") {
+    return "Connection refused";
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "could not translate host name";
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
- * A `node:net`/`node:tls` socket as a {@linkcode Transport}. Deno's own `startTls` always
- * verifies the server certificate; libpq's `sslmode=require` does not, and only `node:tls`
- * (`rejectUnauthorized: false`) can do that without a process-wide flag.
+ * A `node:net`/`node:tls` socket as a {@linkcode Transport}. TLS goes through `node:tls`, not
+ * `Deno.startTls`: only `node:tls` can skip the chain check (libpq's `sslmode=require`), present a
+ * client certificate, and trust `sslrootcert` alone (`Deno.startTls` adds its `caCerts` to the
+ * default store, so `verify-ca` would also accept any publicly trusted certificate).
  */
 class NodeSocketTransport implements Transport {
   #sock: net.Socket;
@@ -157,78 +190,104 @@ async function readOneByte(t: Transport): Promise<number> {
 
 const SSL_REQUEST = new MessageBuilder(null).int32(80877103).finish();
 
-/** Opens the byte stream: TCP, then SSLRequest and TLS as the options say. */
-async function openTransport(options: ClientOptions): Promise<Transport> {
-  const t = options.tls;
-  const wantTls = t !== undefined && t.mode !== "disable";
-  if (unverified(t)) {
-    const sock = net.connect({ host: options.hostname, port: options.port });
-    await new Promise<void>((resolve, reject) => {
-      sock.once("connect", resolve);
-      sock.once("error", reject);
-    });
-    sock.setNoDelay(true);
-    const plain = new NodeSocketTransport(sock);
-    try {
-      await plain.write(SSL_REQUEST);
-      const answer = await readOneByte(plain);
-      if (answer === 0x4e) {
-        if (t!.mode === "require") {
-          throw new Error("server does not support SSL, but SSL was required");
-        }
-        return plain;
-      }
-      if (answer !== 0x53) {
-        throw new Error(
-          `received invalid response to SSL negotiation: ${String.fromCharCode(answer)}`,
-        );
-      }
-      const raw = plain.detach();
-      const secure = tls.connect({
-        socket: raw,
-        rejectUnauthorized: false,
-        ...(net.isIP(options.tlsHostname ?? options.hostname)
-          ? {}
-          : { servername: options.tlsHostname ?? options.hostname }),
-      });
-      await new Promise<void>((resolve, reject) => {
-        secure.once("secureConnect", resolve);
-        secure.once("error", reject);
-      });
-      return new NodeSocketTransport(secure);
-    } catch (e) {
-      plain.close();
-      throw e;
+/** A connection attempt's open socket, so that a timeout can close whatever stage it reached. */
+interface Attempt {
+  transport: Transport | undefined;
+  abandoned: boolean;
+}
+
+/** Sets the attempt's current transport; closes it at once when the attempt has timed out. */
+function track<T extends Transport>(attempt: Attempt | undefined, t: T): T {
+  if (attempt) {
+    attempt.transport = t;
+    if (attempt.abandoned) {
+      t.close();
+      throw new Deno.errors.TimedOut("connection attempt abandoned");
     }
   }
-  const conn = await Deno.connect({ hostname: options.hostname, port: options.port });
-  conn.setNoDelay(true);
-  if (!wantTls && !options.sslRequest) return conn;
-  try {
-    await writeAll(conn, SSL_REQUEST);
-    const answer = await readOneByte(conn);
-    if (!wantTls) {
-      if (answer !== 0x4e) {
+  return t;
+}
+
+/** Opens the byte stream: TCP, then SSLRequest and TLS as the options say. */
+async function openTransport(options: ClientOptions, attempt?: Attempt): Promise<Transport> {
+  const t = options.tls;
+  if (t === undefined || t.mode === "disable") {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: options.hostname, port: options.port });
+    } catch (e) {
+      throw new PgConnectError(options.hostname, options.port, e);
+    }
+    track(attempt, conn);
+    conn.setNoDelay(true);
+    if (!options.sslRequest) return conn;
+    try {
+      await writeAll(conn, SSL_REQUEST);
+      if (await readOneByte(conn) !== 0x4e) {
         throw new Error("server answered SSLRequest with something other than N");
       }
       return conn;
+    } catch (e) {
+      conn.close();
+      throw e;
     }
-    if (answer === 0x4e) throw new Error("server does not support SSL, but SSL was required");
+  }
+  const sock = net.connect({ host: options.hostname, port: options.port });
+  const plain = track(attempt, new NodeSocketTransport(sock));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", resolve);
+      sock.once("error", (e) => reject(new PgConnectError(options.hostname, options.port, e)));
+      // Closed by a timeout before it connected: settle rather than wait forever.
+      sock.once("close", () => reject(new Deno.errors.TimedOut("connection attempt abandoned")));
+    });
+  } catch (e) {
+    plain.close();
+    throw e;
+  }
+  sock.setNoDelay(true);
+  try {
+    await plain.write(SSL_REQUEST);
+    const answer = await readOneByte(plain);
+    if (answer === 0x4e) {
+      if (t.mode !== "allow" && t.mode !== "prefer") {
+        throw new Error("server does not support SSL, but SSL was required");
+      }
+      return plain;
+    }
     if (answer !== 0x53) {
       throw new Error(
         `received invalid response to SSL negotiation: ${String.fromCharCode(answer)}`,
       );
     }
-    return await Deno.startTls(conn, {
-      hostname: options.tlsHostname ?? options.hostname,
-      ...(t!.rootCert !== undefined ? { caCerts: [t!.rootCert] } : {}),
-      // verify-ca (and require/prefer with a root certificate): the chain, not the name.
-      ...(t!.mode !== "verify-full" ? { unsafelyDisableHostnameVerification: true } : {}),
+    const name = options.tlsHostname ?? options.hostname;
+    // libpq checks the chain whenever it has a root certificate, and always for verify-*.
+    const verify = t.rootCert !== undefined || t.mode === "verify-ca" || t.mode === "verify-full";
+    const secure = tls.connect({
+      socket: plain.detach(),
+      rejectUnauthorized: verify,
+      ...(t.rootCert !== undefined ? { ca: t.rootCert } : {}),
+      // The name is checked only for verify-full, against `host` even when `hostaddr` is used.
+      checkServerIdentity: t.mode === "verify-full"
+        ? (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(name, cert)
+        : () => undefined,
+      // SNI carries host names only (libpq's sslsni), never an address.
+      ...(net.isIP(name) ? {} : { servername: name }),
+      ...(t.cert !== undefined ? { cert: t.cert } : {}),
+      ...(t.key !== undefined ? { key: t.key } : {}),
     });
+    const transport = track(attempt, new NodeSocketTransport(secure));
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", (e: Error) => reject(new Error(`SSL error: ${e.message}`)));
+      secure.once("close", () => reject(new Error("SSL error: connection closed")));
+    }).catch((e) => {
+      transport.close();
+      throw e;
+    });
+    return transport;
   } catch (e) {
-    try {
-      conn.close();
-    } catch { /* consumed by startTls */ }
+    plain.close();
     throw e;
   }
 }
@@ -328,16 +387,21 @@ export class PgClient {
     const timeout = options.connectTimeoutMs ?? 0;
     if (timeout <= 0) return await PgClient.#connect(options);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let expired = false;
-    const attempt = PgClient.#connect(options);
+    const attempt: Attempt = { transport: undefined, abandoned: false };
+    const connecting = PgClient.#connect(options, attempt);
     // A connection that completes after the deadline is nobody's: close it.
-    attempt.then((c) => expired && c.close(), () => {});
+    connecting.then((c) => attempt.abandoned && c.close(), () => {});
     try {
       return await Promise.race([
-        attempt,
+        connecting,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            expired = true;
+            // Close the socket too: a server that accepted and then went silent would otherwise
+            // hold it (and a pending read) for as long as the process lives.
+            attempt.abandoned = true;
+            try {
+              attempt.transport?.close();
+            } catch { /* closed already */ }
             reject(
               new Deno.errors.TimedOut(
                 `timeout expired connecting to ${options.hostname}:${options.port}`,
@@ -351,8 +415,8 @@ export class PgClient {
     }
   }
 
-  static async #connect(options: ClientOptions): Promise<PgClient> {
-    const conn = await openTransport(options);
+  static async #connect(options: ClientOptions, attempt?: Attempt): Promise<PgClient> {
+    const conn = await openTransport(options, attempt);
     const client = new PgClient(conn);
     try {
       const startup = new MessageBuilder(null).int32(196608).cstring("user").cstring(options.user);

@@ -447,6 +447,8 @@ export class Session {
       host: this.#remote.address,
       user,
       application_name: sender.applicationName,
+      // As PostgreSQL's log_connections says "SSL enabled": which links are encrypted.
+      ssl: this.#ssl ? "on" : "off",
     });
     const major = this.#ctx.store.identity.serverMajor;
     const status: [string, string][] = [

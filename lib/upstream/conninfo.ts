@@ -1,9 +1,12 @@
 /**
- * libpq connection strings: `key=value` lists and `postgres://` URLs, the `PG*` environment
- * defaults, and the password file (`~/.pgpass`), as `fe-connect.c` reads them.
+ * libpq connection strings: `key=value` lists and `postgres://` URLs, host lists, the `PG*`
+ * environment defaults, the password file (`~/.pgpass`), and the TLS files (root certificate,
+ * client certificate and key), as `fe-connect.c` and `fe-secure-openssl.c` read them.
  *
  * @module
  */
+
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 
 /** The `sslmode` values libpq knows. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
@@ -202,27 +205,74 @@ function parseUrl(text: string): ConninfoParams {
   return out;
 }
 
-/** A connection's settings after defaults, environment and password file. */
-export interface ResolvedConninfo {
-  /** Host name (or address) to connect to; the first of a list. */
+/** The `target_session_attrs` values libpq (14 and later) knows. */
+export type TargetSessionAttrs =
+  | "any"
+  | "read-write"
+  | "read-only"
+  | "primary"
+  | "standby"
+  | "prefer-standby";
+
+const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = [
+  "any",
+  "read-write",
+  "read-only",
+  "primary",
+  "standby",
+  "prefer-standby",
+];
+
+/** One entry of the host list: where to connect, and the password for it. */
+export interface ConninfoHost {
+  /**
+   * Host name as given: what `verify-full` checks the server certificate against and what the
+   * password file is searched for. It is the `hostaddr` entry when only that is given, and
+   * `localhost` when neither is.
+   */
   host: string;
-  /** Address to connect to instead of resolving `host` (`hostaddr`). */
+  /** Numeric address to connect to instead of resolving `host` (`hostaddr`). */
   hostaddr: string | undefined;
   /** TCP port. */
   port: number;
+  /** Password from the string, `PGPASSWORD` or the password file (searched for this host). */
+  password: string | undefined;
+}
+
+/** A connection's settings after defaults, environment and password file. */
+export interface ResolvedConninfo {
+  /**
+   * The hosts to try, in order: libpq's comma-separated `host`, `hostaddr` and `port` lists
+   * matched entry by entry, empty entries given their defaults. Never empty.
+   */
+  hosts: ConninfoHost[];
+  /** What kind of server a connection must reach to be kept (`target_session_attrs`). */
+  targetSessionAttrs: TargetSessionAttrs;
+  /** `load_balance_hosts`: `random` tries the hosts in a new random order on every attempt. */
+  loadBalanceHosts: "disable" | "random";
   /** Role name. */
   user: string;
-  /** Password from the string, `PGPASSWORD` or the password file. */
-  password: string | undefined;
   /** Database name (for the password file; a physical walsender ignores it). */
   dbname: string;
   /** TLS policy. */
   sslmode: SslMode;
-  /** Root certificate file (PEM), when given or present at `~/.postgresql/root.crt`. */
+  /**
+   * Root certificate file (PEM), when given or present at `~/.postgresql/root.crt`. Undefined
+   * with `sslrootcert=system` (the system's trusted roots) or when nothing verifies.
+   */
   sslrootcert: string | undefined;
+  /**
+   * Client certificate file (PEM) to present: `sslcert`, or `~/.postgresql/postgresql.crt` when
+   * that exists. Undefined when none is sent (and always with `sslmode=disable`).
+   */
+  sslcert: string | undefined;
+  /** The client certificate's private key file: `sslkey` or `~/.postgresql/postgresql.key`. */
+  sslkey: string | undefined;
+  /** Passphrase of an encrypted `sslkey`. */
+  sslpassword: string | undefined;
   /** `application_name` (or the fallback). */
   applicationName: string;
-  /** `connect_timeout` in seconds (0 = none). */
+  /** `connect_timeout` in seconds, per host (0 = none; 1 counts as 2, as in libpq). */
   connectTimeout: number;
   /** Every keyword as given, for what the fields above do not cover. */
   params: ConninfoParams;
@@ -232,10 +282,13 @@ export interface ResolvedConninfo {
 export interface ConninfoEnvironment {
   /** Environment variable lookup. */
   env(name: string): string | undefined;
-  /** The home directory (for `~/.pgpass` and `~/.postgresql/root.crt`). */
+  /** The home directory (for `~/.pgpass` and `~/.postgresql/…`). */
   home(): string | undefined;
-  /** Reads a file with its mode bits, or `undefined` when it does not exist. */
-  readFile(path: string): { text: string; mode: number | null } | undefined;
+  /**
+   * Reads a file with its mode bits (and owner, for the private key check), or `undefined` when
+   * it does not exist.
+   */
+  readFile(path: string): { text: string; mode: number | null; uid?: number | null } | undefined;
   /** Receives warnings (a group/world readable password file). */
   warn(message: string): void;
 }
@@ -260,7 +313,7 @@ export const processEnvironment: ConninfoEnvironment = {
     try {
       const info = Deno.statSync(path);
       if (!info.isFile) return undefined;
-      return { text: Deno.readTextFileSync(path), mode: info.mode };
+      return { text: Deno.readTextFileSync(path), mode: info.mode, uid: info.uid };
     } catch {
       return undefined;
     }
@@ -278,11 +331,64 @@ export interface ResolveOptions {
   environment?: ConninfoEnvironment;
 }
 
+/** libpq's `count_comma_separated_elems` and the split that goes with it: `a,,b` is three. */
+function splitList(text: string): string[] {
+  return text.split(",");
+}
+
+/**
+ * Values the relay cannot honour. libpq would insist on them (fail rather than connect without
+ * them), so accepting them silently would connect with less than was asked for.
+ */
+const REFUSED_VALUES: {
+  keyword: string;
+  env: string;
+  values: string[];
+  refuse: string;
+  why: string;
+}[] = [
+  {
+    keyword: "channel_binding",
+    env: "PGCHANNELBINDING",
+    values: ["disable", "prefer", "require"],
+    refuse: "require",
+    why: "the relay authenticates with SCRAM-SHA-256 without channel binding",
+  },
+  {
+    keyword: "gssencmode",
+    env: "PGGSSENCMODE",
+    values: ["disable", "prefer", "require"],
+    refuse: "require",
+    why: "the relay has no GSSAPI support",
+  },
+  {
+    keyword: "sslnegotiation",
+    env: "PGSSLNEGOTIATION",
+    values: ["postgres", "direct"],
+    refuse: "direct",
+    why: "the relay negotiates TLS with an SSLRequest, which every server version understands",
+  },
+];
+
 /**
  * Applies libpq's defaults to parsed settings: `PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`,
- * `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`,
- * `PGPASSFILE`; then, without a password, the password file. A list of hosts is cut to its first
- * entry. Unix-socket hosts (a path) are refused: the relay connects over TCP.
+ * `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`, `PGAPPNAME`,
+ * `PGCONNECT_TIMEOUT`, `PGPASSFILE`, `PGTARGETSESSIONATTRS`, `PGLOADBALANCEHOSTS`; then, without
+ * a password, the password file, searched per host.
+ *
+ * Host lists follow libpq's "Specifying Multiple Hosts": `host`, `hostaddr` and `port` are
+ * comma-separated lists matched entry by entry (a single port serves every host), and an empty
+ * entry takes its default. Unix-socket hosts (a path) are refused: the relay connects over TCP.
+ *
+ * TLS files are checked here, so that a mistake stops the relay at startup instead of failing
+ * every reconnection: a client certificate is loaded with its key (see
+ * {@linkcode loadClientCertificate}), and a missing root certificate under `verify-ca` or
+ * `verify-full` is an error, as in libpq. What the relay cannot do is refused with an error naming
+ * the option rather than ignored: certificate revocation lists (`sslcrl`, `sslcrldir`, or
+ * `~/.postgresql/root.crl` next to a root certificate), `channel_binding=require`,
+ * `gssencmode=require` and `sslnegotiation=direct`.
+ *
+ * @throws {Error} on a value libpq would reject or the relay cannot honour.
  *
  * @example
  * ```ts
@@ -291,14 +397,26 @@ export interface ResolveOptions {
  * const environment = {
  *   env: (n: string) => ({ PGUSER: "repl", PGSSLMODE: "require" } as Record<string, string>)[n],
  *   home: () => "/home/x",
- *   readFile: () => ({ text: "db:*:replication:repl:secret\n", mode: 0o100600 }),
+ *   readFile: (path: string) =>
+ *     path === "/home/x/.pgpass"
+ *       ? { text: "db2:*:replication:repl:secret\n", mode: 0o100600 }
+ *       : undefined,
  *   warn: () => {},
  * };
- * const c = resolveConninfo(parseConninfo("host=db"), { replication: true, environment });
+ * const c = resolveConninfo(parseConninfo("host=db1,db2 port=5432,"), {
+ *   replication: true,
+ *   environment,
+ * });
  * assert.equal(c.user, "repl");
- * assert.equal(c.password, "secret");
  * assert.equal(c.sslmode, "require");
- * assert.equal(c.port, 5432);
+ * assert.deepEqual(c.hosts, [
+ *   { host: "db1", hostaddr: undefined, port: 5432, password: undefined },
+ *   { host: "db2", hostaddr: undefined, port: 5432, password: "secret" },
+ * ]);
+ * assert.throws(
+ *   () => resolveConninfo(parseConninfo("host=a,b,c port=1,2"), { environment }),
+ *   /could not match 2 port numbers to 3 hosts/,
+ * );
  * ```
  */
 export function resolveConninfo(
@@ -312,59 +430,299 @@ export function resolveConninfo(
     const ev = envName ? e.env(envName) : undefined;
     return ev !== undefined && ev !== "" ? ev : undefined;
   };
-  const host = (pick("host", "PGHOST") ?? "").split(",")[0] ?? "";
-  const hostaddr = pick("hostaddr", "PGHOSTADDR")?.split(",")[0];
-  if (host.startsWith("/") || host.startsWith("@")) {
-    throw new Error(`Unix-domain socket host "${host}" is not supported; use a TCP host`);
+
+  // The number of hosts comes from hostaddr when given, else from host (fe-connect.c).
+  const hostText = pick("host", "PGHOST");
+  const hostaddrText = pick("hostaddr", "PGHOSTADDR");
+  const hostaddrs = hostaddrText !== undefined ? splitList(hostaddrText) : undefined;
+  const names = hostText !== undefined ? splitList(hostText) : undefined;
+  const count = hostaddrs?.length ?? names?.length ?? 1;
+  if (names !== undefined && names.length !== count) {
+    throw new Error(`could not match ${names.length} host names to ${count} hostaddr values`);
   }
-  const portText = (pick("port", "PGPORT") ?? "5432").split(",")[0] || "5432";
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`invalid port number: "${portText}"`);
+  const portText = pick("port", "PGPORT");
+  const portList = portText !== undefined ? splitList(portText) : [""];
+  if (portList.length !== 1 && portList.length !== count) {
+    throw new Error(`could not match ${portList.length} port numbers to ${count} hosts`);
   }
+  const hosts: (ConninfoHost & { portText: string })[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = names?.[i] ?? "";
+    const addr = hostaddrs?.[i] ?? "";
+    if (name.startsWith("/") || name.startsWith("@")) {
+      throw new Error(`Unix-domain socket host "${name}" is not supported; use a TCP host`);
+    }
+    // An empty port entry means the default port, not PGPORT: the variable fills the whole list.
+    const text = (portList.length === 1 ? portList[0] : portList[i]) || "5432";
+    const port = Number(text);
+    if (!/^\d+$/.test(text) || port < 1 || port > 65535) {
+      throw new Error(`invalid port number: "${text}"`);
+    }
+    hosts.push({
+      host: name || addr || "localhost",
+      hostaddr: addr || undefined,
+      port,
+      password: undefined,
+      portText: text,
+    });
+  }
+
   const user = pick("user", "PGUSER") ?? e.env("USER") ?? "postgres";
   const dbname = pick("dbname", "PGDATABASE") ?? user;
   const sslmodeText = pick("sslmode", "PGSSLMODE") ?? "prefer";
   if (!SSL_MODES.includes(sslmodeText as SslMode)) {
     throw new Error(`invalid sslmode value: "${sslmodeText}"`);
   }
+  const sslmode = sslmodeText as SslMode;
+  const targetSessionAttrs = pickEnum(
+    "target_session_attrs",
+    pick("target_session_attrs", "PGTARGETSESSIONATTRS") ?? "any",
+    TARGET_SESSION_ATTRS,
+  );
+  const loadBalanceHosts = pickEnum(
+    "load_balance_hosts",
+    pick("load_balance_hosts", "PGLOADBALANCEHOSTS") ?? "disable",
+    ["disable", "random"] as const,
+  );
+  for (const r of REFUSED_VALUES) {
+    const v = pick(r.keyword, r.env);
+    if (v === undefined) continue;
+    pickEnum(r.keyword, v, r.values);
+    if (v === r.refuse) throw new Error(`${r.keyword}=${v} is not supported: ${r.why}`);
+  }
+
   const home = e.home();
-  let sslrootcert = pick("sslrootcert", "PGSSLROOTCERT");
-  if (sslrootcert === undefined && home !== undefined) {
-    // libpq's default root store: when present, require behaves like verify-ca.
-    const def = `${home}/.postgresql/root.crt`;
-    if (e.readFile(def)) sslrootcert = def;
-  }
+  const tlsFiles = sslmode === "disable"
+    ? { sslrootcert: undefined, sslcert: undefined, sslkey: undefined }
+    : resolveTlsFiles(pick, sslmode, home, e);
+  const sslpassword = tlsFiles.sslcert !== undefined ? params.sslpassword : undefined;
+
   const timeoutText = pick("connect_timeout", "PGCONNECT_TIMEOUT") ?? "0";
-  const connectTimeout = Math.max(0, parseInt(timeoutText, 10) || 0);
-  const resolvedHost = host || (hostaddr ?? "localhost");
-  let password = pick("password", "PGPASSWORD");
-  if (password === undefined) {
-    const passfile = pick("passfile", "PGPASSFILE") ??
-      (home !== undefined ? `${home}/.pgpass` : undefined);
-    if (passfile !== undefined) {
-      password = passwordFromFile(passfile, {
-        host: host || "localhost",
-        port: String(port),
-        dbname: options.replication ? "replication" : dbname,
-        user,
-      }, e);
-    }
+  if (!/^\s*[-+]?\d+\s*$/.test(timeoutText)) {
+    throw new Error(
+      `invalid integer value "${timeoutText}" for connection option "connect_timeout"`,
+    );
   }
-  return {
-    host: resolvedHost,
-    hostaddr,
-    port,
+  // libpq: no timeout at or below zero, and at least two seconds, so one second is not too few.
+  const timeout = parseInt(timeoutText, 10);
+  const connectTimeout = timeout <= 0 ? 0 : Math.max(2, timeout);
+
+  const password = pick("password", "PGPASSWORD");
+  let passfileText: string | null | undefined;
+  for (const h of hosts) {
+    h.password = password;
+    if (password !== undefined) continue;
+    if (passfileText === undefined) {
+      const passfile = pick("passfile", "PGPASSFILE") ??
+        (home !== undefined ? `${home}/.pgpass` : undefined);
+      passfileText = passfile !== undefined ? readPassfile(passfile, e) : null;
+    }
+    if (passfileText === null) continue;
+    // libpq searches with the host name, else the address, per host and with that host's port.
+    h.password = findPassfilePassword(passfileText, {
+      host: h.host,
+      port: h.portText,
+      dbname: options.replication ? "replication" : dbname,
+      user,
+    });
+  }
+
+  const resolved: ResolvedConninfo = {
+    hosts: hosts.map(({ portText: _, ...h }) => h),
+    targetSessionAttrs,
+    loadBalanceHosts,
     user,
-    password,
     dbname,
-    sslmode: sslmodeText as SslMode,
-    sslrootcert,
+    sslmode,
+    ...tlsFiles,
+    sslpassword,
     applicationName: pick("application_name", "PGAPPNAME") ??
       params.fallback_application_name ?? options.fallbackApplicationName ?? "",
     connectTimeout,
     params,
   };
+  // Load the certificate and key once now: a wrong file, permission or passphrase is reported at
+  // startup. Each connection loads them again, so renewed files are picked up as libpq does.
+  loadClientCertificate(resolved, e);
+  return resolved;
+}
+
+function pickEnum<T extends string>(keyword: string, value: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) throw new Error(`invalid ${keyword} value: "${value}"`);
+  return value as T;
+}
+
+/**
+ * Root certificate, client certificate and key, as `initialize_SSL` in libpq's
+ * `fe-secure-openssl.c` finds them.
+ */
+function resolveTlsFiles(
+  pick: (key: string, envName?: string) => string | undefined,
+  sslmode: SslMode,
+  home: string | undefined,
+  e: ConninfoEnvironment,
+): { sslrootcert: string | undefined; sslcert: string | undefined; sslkey: string | undefined } {
+  const verify = sslmode === "verify-ca" || sslmode === "verify-full";
+  const given = pick("sslrootcert", "PGSSLROOTCERT");
+  let sslrootcert: string | undefined;
+  if (given === "system") {
+    // PostgreSQL 16's spelling for the system's trusted roots; like libpq, only with verify-full,
+    // since any publicly trusted certificate would pass a mere chain check.
+    if (sslmode !== "verify-full") {
+      throw new Error(
+        `weak sslmode "${sslmode}" may not be used with sslrootcert=system (use "verify-full")`,
+      );
+    }
+  } else {
+    const path = given ?? (home !== undefined ? `${home}/.postgresql/root.crt` : undefined);
+    if (path !== undefined && e.readFile(path) !== undefined) {
+      sslrootcert = path;
+    } else if (verify) {
+      // Without it libpq refuses to verify rather than fall back to some other trust store.
+      throw new Error(
+        path === undefined
+          ? "could not get home directory to locate root certificate file; " +
+            "either provide the file, use the system's trusted roots with sslrootcert=system, " +
+            "or change sslmode to disable server certificate verification"
+          : `root certificate file "${path}" does not exist; either provide the file, ` +
+            "use the system's trusted roots with sslrootcert=system, " +
+            "or change sslmode to disable server certificate verification",
+      );
+    }
+    // require/prefer without the file: encrypted but unverified, as libpq.
+  }
+
+  // Revocation lists. Deno's TLS client has no way to check them (node:tls takes a `crl` option
+  // and ignores it), so refuse rather than connect to a server whose certificate was revoked.
+  for (const [keyword, envName] of [["sslcrl", "PGSSLCRL"], ["sslcrldir", "PGSSLCRLDIR"]]) {
+    if (pick(keyword!, envName) !== undefined) {
+      throw new Error(
+        `${keyword} is not supported: the relay's TLS client cannot check certificate ` +
+          `revocation lists; remove ${keyword} from the connection string`,
+      );
+    }
+  }
+  if (sslrootcert !== undefined && home !== undefined) {
+    // libpq applies ~/.postgresql/root.crl by default whenever it verifies with a root certificate.
+    const crl = `${home}/.postgresql/root.crl`;
+    if (e.readFile(crl) !== undefined) {
+      throw new Error(
+        `certificate revocation list "${crl}" exists, but the relay's TLS client cannot check ` +
+          "revocation lists; remove the file to connect without revocation checks",
+      );
+    }
+  }
+
+  const certGiven = pick("sslcert", "PGSSLCERT");
+  const keyGiven = pick("sslkey", "PGSSLKEY");
+  const certPath = certGiven ??
+    (home !== undefined ? `${home}/.postgresql/postgresql.crt` : undefined);
+  let sslcert: string | undefined;
+  let sslkey: string | undefined;
+  if (certPath !== undefined && e.readFile(certPath) !== undefined) {
+    sslcert = certPath;
+    sslkey = keyGiven ?? (home !== undefined ? `${home}/.postgresql/postgresql.key` : undefined);
+    if (sslkey === undefined) {
+      throw new Error("could not get home directory to locate the client's private key file");
+    }
+  } else if (certGiven !== undefined) {
+    // libpq goes on without a certificate when the file is missing; a misspelt path would then
+    // surface only as the server's "connection requires a valid client certificate".
+    throw new Error(`certificate file "${certGiven}" does not exist`);
+  } else if (keyGiven !== undefined) {
+    throw new Error(`sslkey "${keyGiven}" is set, but there is no client certificate (sslcert)`);
+  }
+  return { sslrootcert, sslcert, sslkey };
+}
+
+/** A client certificate and its key, both PEM, the key decrypted. */
+export interface ClientCertificate {
+  /** The certificate (chain) file's text. */
+  cert: string;
+  /** The private key, unencrypted PKCS #8. */
+  key: string;
+}
+
+/**
+ * Loads the client certificate and private key named by resolved settings, with libpq's checks:
+ * the key file must exist and must not be readable by group or others (0640 is allowed for a
+ * root-owned file); an encrypted key needs `sslpassword`; the key must belong to the certificate.
+ * Returns `undefined` when no certificate is to be sent.
+ *
+ * @throws {Error} naming the file that is wrong.
+ *
+ * @example
+ * ```ts
+ * import { loadClientCertificate } from "./conninfo.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   loadClientCertificate({ sslcert: undefined, sslkey: undefined, sslpassword: undefined }),
+ *   undefined,
+ * );
+ * assert.throws(
+ *   () =>
+ *     loadClientCertificate({ sslcert: "/nonexistent.crt", sslkey: "k", sslpassword: undefined }),
+ *   /could not open certificate file "\/nonexistent.crt"/,
+ * );
+ * ```
+ */
+export function loadClientCertificate(
+  c: Pick<ResolvedConninfo, "sslcert" | "sslkey" | "sslpassword">,
+  environment: ConninfoEnvironment = processEnvironment,
+): ClientCertificate | undefined {
+  if (c.sslcert === undefined) return undefined;
+  const certFile = environment.readFile(c.sslcert);
+  if (!certFile) throw new Error(`could not open certificate file "${c.sslcert}"`);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(certFile.text);
+  } catch (e) {
+    throw new Error(
+      `could not load client certificate file "${c.sslcert}": ${(e as Error).message}`,
+    );
+  }
+  const keyPath = c.sslkey ?? "";
+  const keyFile = environment.readFile(keyPath);
+  if (!keyFile) throw new Error(`certificate present, but not private key file "${keyPath}"`);
+  if (keyFile.mode !== null) {
+    // fe-secure-openssl.c: root-owned keys may be group-readable (for system-wide certificates
+    // shared through a group), anybody else's must be private.
+    const loose = keyFile.uid === 0 ? keyFile.mode & 0o037 : keyFile.mode & 0o077;
+    if (loose !== 0) {
+      throw new Error(
+        `private key file "${keyPath}" has group or world access; file must have permissions ` +
+          "u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or " +
+          "less if owned by root",
+      );
+    }
+  }
+  // libpq would prompt on the terminal for the passphrase; a service has no terminal.
+  const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(
+    keyFile.text,
+  );
+  if (encrypted && c.sslpassword === undefined) {
+    throw new Error(
+      `could not load private key file "${keyPath}": the key is encrypted and sslpassword is not set`,
+    );
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(
+      encrypted ? { key: keyFile.text, passphrase: c.sslpassword ?? "" } : keyFile.text,
+    );
+  } catch (e) {
+    const why = (e as Error).message;
+    throw new Error(
+      `could not load private key file "${keyPath}": ${why}` +
+        (encrypted && /decrypt/i.test(why) ? " (wrong sslpassword?)" : ""),
+    );
+  }
+  if (!certificate.checkPrivateKey(key)) {
+    throw new Error(`certificate does not match private key file "${keyPath}"`);
+  }
+  // Handed to the TLS layer decrypted: Deno's node:tls, given a wrong passphrase, would quietly
+  // send no certificate at all.
+  return { cert: certFile.text, key: key.export({ type: "pkcs8", format: "pem" }) as string };
 }
 
 /** What a password-file line is matched against. */
@@ -432,20 +790,17 @@ export function findPassfilePassword(text: string, key: PassfileKey): string | u
   return undefined;
 }
 
-function passwordFromFile(
-  path: string,
-  key: PassfileKey,
-  e: ConninfoEnvironment,
-): string | undefined {
+/** The password file's text, or `null` when it is missing or too open (with a warning). */
+function readPassfile(path: string, e: ConninfoEnvironment): string | null {
   const file = e.readFile(path);
-  if (!file) return undefined;
+  if (!file) return null;
   if (file.mode !== null && (file.mode & 0o077) !== 0) {
     e.warn(
       `password file "${path}" has group or world access; permissions should be u=rw (0600) or less`,
     );
-    return undefined;
+    return null;
   }
-  return findPassfilePassword(file.text, key);
+  return file.text;
 }
 
 /**

@@ -7,7 +7,12 @@
  * @module
  */
 
-import { parseErrorFields, PgClient, PgServerError, type QueryResult } from "../pgwire/client.ts";
+import {
+  parseErrorFields,
+  type PgClient,
+  PgServerError,
+  type QueryResult,
+} from "../pgwire/client.ts";
 import { BodyReader } from "../pgwire/body_reader.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
 import type { Logger } from "../log.ts";
@@ -27,6 +32,7 @@ import {
   resolveConninfo,
   type ResolvedConninfo,
 } from "./conninfo.ts";
+import { connectUpstream } from "./connect.ts";
 import {
   type DurableSink,
   DurableWriter,
@@ -102,6 +108,8 @@ export interface UpstreamStatus {
   lastMessageTime: Date | undefined;
   /** The last error, until the next successful connection. */
   lastError: string | undefined;
+  /** The host of the list the current (or last) connection went to, as `host:port`. */
+  server: string | undefined;
   /** The slot streamed from. */
   slot: string | undefined;
 }
@@ -180,6 +188,7 @@ export class UpstreamReceiver {
       upstreamEndLsn: undefined,
       lastMessageTime: undefined,
       lastError: undefined,
+      server: undefined,
       slot: opts.slot,
     };
     this.#ready.promise.catch(() => {});
@@ -296,26 +305,25 @@ export class UpstreamReceiver {
   /** One connection: identify, start, stream (across timeline switches). Returns whether WAL flowed. */
   async #session(): Promise<boolean> {
     const c = this.#conn;
-    const client = await PgClient.connect({
-      hostname: c.hostaddr ?? c.host,
-      tlsHostname: c.host,
-      port: c.port,
-      user: c.user,
-      ...(c.password !== undefined ? { password: c.password } : {}),
+    // Each (re)connection walks the host list from its start, as a walreceiver's new PGconn does.
+    const { client, server } = await connectUpstream(c, {
       params: {
         database: "replication",
         replication: "true",
         ...(c.applicationName ? { application_name: c.applicationName } : {}),
       },
-      tls: {
-        mode: c.sslmode,
-        ...(c.sslrootcert !== undefined
-          ? { rootCert: await Deno.readTextFile(c.sslrootcert) }
-          : {}),
+      ...(this.#opts.environment ? { environment: this.#opts.environment } : {}),
+      stopped: () => this.#stopped,
+      onHostFailed: (host, e) => {
+        if (c.hosts.length > 1) {
+          this.#log("warn", `could not use upstream host ${host}: ${e.message}`, {
+            upstream: this.#status.conninfo,
+          });
+        }
       },
-      connectTimeoutMs: c.connectTimeout * 1000,
     });
     this.#client = client;
+    this.#status.server = server;
     if (this.#stopped) return false;
     const [ident] = await client.query("IDENTIFY_SYSTEM");
     const row = ident?.rows[0];
@@ -363,6 +371,7 @@ export class UpstreamReceiver {
     this.#status.lastError = undefined;
     this.#log("info", "connected to upstream", {
       upstream: this.#status.conninfo,
+      server: this.#status.server,
       system_identifier: String(systemId),
       timeline: upstreamTli,
       upstream_lsn: formatLsn(xlogpos),

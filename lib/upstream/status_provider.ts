@@ -35,6 +35,7 @@ export function upstreamProvider(receiver: UpstreamReceiver): UpstreamProvider {
         flushedLsn: s.flushedLsn,
         lagSeconds: caughtUp ? 0 : (now - caughtUpAt) / 1000,
         lastMessageTime: s.lastMessageTime,
+        server: s.server,
       };
     },
   };
