@@ -13,6 +13,7 @@ import { PgError, type SqlStateCode } from "./error.ts";
 import { type FrontendMessage, MessageReader } from "./message_reader.ts";
 import { MessageBuilder } from "./messages.ts";
 import net from "node:net";
+import { connDuplex } from "./_conn_duplex.ts";
 import tls from "node:tls";
 
 const encoder = new TextEncoder();
@@ -102,7 +103,7 @@ function reason(e: unknown): string {
 }
 
 /**
- * A `node:net`/`node:tls` socket as a {@linkcode Transport}. TLS goes through `node:tls`, not
+ * A `node:tls` socket as a {@linkcode Transport}. TLS goes through `node:tls`, not
  * `Deno.startTls`: only `node:tls` can skip the chain check (libpq's `sslmode=require`), present a
  * client certificate, and trust `sslrootcert` alone (`Deno.startTls` adds its `caCerts` to the
  * default store, so `verify-ca` would also accept any publicly trusted certificate).
@@ -140,16 +141,6 @@ class NodeSocketTransport implements Transport {
     const w = this.#wake;
     this.#wake = undefined;
     w?.();
-  }
-
-  /** Hands the socket over (to `tls.connect`); nothing may be buffered. */
-  detach(): net.Socket {
-    if (this.#chunks.length > 0) throw new Error("received unencrypted data after SSL request");
-    this.#sock.off("data", this.#onData);
-    this.#sock.off("end", this.#onEnd);
-    this.#sock.off("close", this.#onEnd);
-    this.#sock.off("error", this.#onError);
-    return this.#sock;
   }
 
   async read(p: Uint8Array): Promise<number | null> {
@@ -211,49 +202,30 @@ function track<T extends Transport>(attempt: Attempt | undefined, t: T): T {
 /** Opens the byte stream: TCP, then SSLRequest and TLS as the options say. */
 async function openTransport(options: ClientOptions, attempt?: Attempt): Promise<Transport> {
   const t = options.tls;
-  if (t === undefined || t.mode === "disable") {
-    let conn: Deno.TcpConn;
-    try {
-      conn = await Deno.connect({ hostname: options.hostname, port: options.port });
-    } catch (e) {
-      throw new PgConnectError(options.hostname, options.port, e);
-    }
-    track(attempt, conn);
-    conn.setNoDelay(true);
-    if (!options.sslRequest) return conn;
-    try {
-      await writeAll(conn, SSL_REQUEST);
-      if (await readOneByte(conn) !== 0x4e) {
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: options.hostname, port: options.port });
+  } catch (e) {
+    throw new PgConnectError(options.hostname, options.port, e);
+  }
+  track(attempt, conn);
+  conn.setNoDelay(true);
+  const wantTls = t !== undefined && t.mode !== "disable";
+  if (!wantTls && !options.sslRequest) return conn;
+  try {
+    await writeAll(conn, SSL_REQUEST);
+    const answer = await readOneByte(conn);
+    if (!wantTls) {
+      if (answer !== 0x4e) {
         throw new Error("server answered SSLRequest with something other than N");
       }
       return conn;
-    } catch (e) {
-      conn.close();
-      throw e;
     }
-  }
-  const sock = net.connect({ host: options.hostname, port: options.port });
-  const plain = track(attempt, new NodeSocketTransport(sock));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      sock.once("connect", resolve);
-      sock.once("error", (e) => reject(new PgConnectError(options.hostname, options.port, e)));
-      // Closed by a timeout before it connected: settle rather than wait forever.
-      sock.once("close", () => reject(new Deno.errors.TimedOut("connection attempt abandoned")));
-    });
-  } catch (e) {
-    plain.close();
-    throw e;
-  }
-  sock.setNoDelay(true);
-  try {
-    await plain.write(SSL_REQUEST);
-    const answer = await readOneByte(plain);
     if (answer === 0x4e) {
       if (t.mode !== "allow" && t.mode !== "prefer") {
         throw new Error("server does not support SSL, but SSL was required");
       }
-      return plain;
+      return conn;
     }
     if (answer !== 0x53) {
       throw new Error(
@@ -264,7 +236,7 @@ async function openTransport(options: ClientOptions, attempt?: Attempt): Promise
     // libpq checks the chain whenever it has a root certificate, and always for verify-*.
     const verify = t.rootCert !== undefined || t.mode === "verify-ca" || t.mode === "verify-full";
     const secure = tls.connect({
-      socket: plain.detach(),
+      socket: connDuplex(conn),
       rejectUnauthorized: verify,
       ...(t.rootCert !== undefined ? { ca: t.rootCert } : {}),
       // The name is checked only for verify-full, against `host` even when `hostaddr` is used.
@@ -287,7 +259,9 @@ async function openTransport(options: ClientOptions, attempt?: Attempt): Promise
     });
     return transport;
   } catch (e) {
-    plain.close();
+    try {
+      conn.close();
+    } catch { /* closed with the TLS socket */ }
     throw e;
   }
 }
