@@ -73,7 +73,10 @@ export interface WalRelayOptions {
   };
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
-  /** How often the directory is rescanned as a safety net beside file watching. Default 1000 ms. */
+  /**
+   * How often the directory is rescanned as a safety net beside file watching. Default 1000 ms;
+   * 10000 ms in relay mode, where the writer announces every durable advance itself.
+   */
   rescanMs?: number;
   /** Whether to watch the directory with `Deno.watchFs`. Default: true, except in relay mode. */
   watch?: boolean;
@@ -155,7 +158,10 @@ export class WalRelay {
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
     this.#done = this.#acceptLoop(ctx);
-    const rescan = setInterval(() => this.#refresh(), options.rescanMs ?? 1000);
+    const rescan = setInterval(
+      () => this.#refresh(),
+      options.rescanMs ?? (options.upstream ? 10_000 : 1000),
+    );
     this.#timers.push(rescan);
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.

@@ -685,14 +685,16 @@ export class UpstreamReceiver {
     const budget = this.#opts.retainBytes;
     if (budget === undefined) return Promise.resolve();
     // In the background, one pass at a time: removing files must not stall the stream.
-    this.#retention = this.#retention.then(() =>
-      enforceRetention(this.#opts.dir, {
+    this.#retention = this.#retention.then(async () => {
+      const removed = await enforceRetention(this.#opts.dir, {
         retainBytes: budget,
         segmentSize,
         keepFrom: this.#opts.protectedLsn?.(),
         log: (m) => this.#log("info", m),
-      })
-    ).catch((e) => this.#log("warn", `retention failed: ${(e as Error).message}`));
+      });
+      // The store learns of removals now rather than at its next periodic rescan.
+      if (removed.length > 0) await this.#sink?.refresh();
+    }).catch((e) => this.#log("warn", `retention failed: ${(e as Error).message}`));
     return Promise.resolve();
   }
 
