@@ -27,6 +27,7 @@ import {
 } from "../wal/segment.ts";
 import { parseHistory } from "../wal/history.ts";
 import { join } from "../wal/_path.ts";
+import { SyncBudget } from "./_sync_budget.ts";
 
 /**
  * What the writer tells about durable WAL: the relay's `WalStore` fits. `noteDurable` is
@@ -237,9 +238,6 @@ interface OpenSegment {
 
 const ZEROS = new Uint8Array(1 << 20);
 
-/** Flushes of at most this many bytes fdatasync without leaving the event loop. */
-const SYNC_IN_PLACE_MAX = 64 * 1024;
-
 /**
  * The durable segment writer of relay mode.
  *
@@ -265,6 +263,7 @@ export class DurableWriter {
   #flushed: Lsn = 0n;
   #pending: { start: Lsn; bytes: Uint8Array }[] = [];
   #pendingBytes = 0;
+  #syncBudget = new SyncBudget({ windowMs: 100, share: 0.25 });
   #current: OpenSegment | undefined;
   #dirty: OpenSegment[] = [];
   #sink: DurableSink | undefined;
@@ -420,11 +419,14 @@ export class DurableWriter {
     this.#dirty = [];
     // A small flush (a commit or two while the upstream is quiet) syncs in place: the disk's
     // latency is the relay's added lag, and a round trip through the blocking-thread pool adds
-    // to it. A large one (catching up) goes to the pool, so senders keep streaming meanwhile.
-    const inPlace = this.#pendingBytes <= SYNC_IN_PLACE_MAX;
-    for (const seg of dirty) {
-      if (inPlace) seg.file.syncDataSync();
-      else await seg.file.syncData();
+    // to it. A large one (catching up), or one when in-place syncs already hold the loop a
+    // quarter of the time, goes to the pool, so senders keep streaming meanwhile.
+    const now = performance.now();
+    if (this.#syncBudget.allows(now, this.#pendingBytes)) {
+      for (const seg of dirty) seg.file.syncDataSync();
+      this.#syncBudget.record(now, performance.now() - now);
+    } else {
+      for (const seg of dirty) await seg.file.syncData();
     }
     let completed = false;
     for (const seg of dirty) {
