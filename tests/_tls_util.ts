@@ -1,5 +1,6 @@
 /**
- * A test CA and a server certificate for `localhost` / 127.0.0.1, made with openssl.
+ * Test certificates made with openssl: a CA, a server certificate for `localhost` / 127.0.0.1,
+ * and client certificates.
  *
  * @module
  */
@@ -7,13 +8,13 @@
 import { runOk } from "./_pg.ts";
 import { chownPostgres } from "./_relay_util.ts";
 
-/**
- * Writes `ca.crt`, `ca.key`, `server.crt` and `server.key` (mode 0600) into `dir`, owned by
- * postgres so a PostgreSQL server can use them as well as the relay.
- */
-export async function makeCertificates(dir: string): Promise<void> {
-  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
-  await openssl([
+function openssl(dir: string, args: string[]): Promise<unknown> {
+  return runOk(["openssl", ...args], { cwd: dir });
+}
+
+/** Writes a self-signed CA, `NAME.crt` and `NAME.key`, into `dir`. */
+export async function makeCa(dir: string, name = "ca", cn = "walrelay test CA"): Promise<void> {
+  await openssl(dir, [
     "req",
     "-x509",
     "-newkey",
@@ -22,30 +23,43 @@ export async function makeCertificates(dir: string): Promise<void> {
     "-days",
     "2",
     "-subj",
-    "/CN=walrelay test CA",
+    `/CN=${cn}`,
     "-keyout",
-    "ca.key",
+    `${name}.key`,
     "-out",
-    "ca.crt",
+    `${name}.crt`,
   ]);
-  await openssl([
+}
+
+/**
+ * Writes `NAME.key` and `NAME.crt` for the subject `cn` into `dir`, signed by the CA in `ca.crt`
+ * and `ca.key` there, with `extensions` (an openssl extension file's text) when given; the key
+ * is mode 0600.
+ */
+async function makeSigned(
+  dir: string,
+  name: string,
+  cn: string,
+  extensions?: string,
+): Promise<void> {
+  await openssl(dir, [
     "req",
     "-newkey",
     "rsa:2048",
     "-nodes",
     "-subj",
-    "/CN=localhost",
+    `/CN=${cn}`,
     "-keyout",
-    "server.key",
+    `${name}.key`,
     "-out",
-    "server.csr",
+    `${name}.csr`,
   ]);
-  await Deno.writeTextFile(`${dir}/san.ext`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-  await openssl([
+  if (extensions !== undefined) await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
+  await openssl(dir, [
     "x509",
     "-req",
     "-in",
-    "server.csr",
+    `${name}.csr`,
     "-CA",
     "ca.crt",
     "-CAkey",
@@ -54,12 +68,20 @@ export async function makeCertificates(dir: string): Promise<void> {
     "-days",
     "2",
     "-sha256",
-    "-extfile",
-    "san.ext",
+    ...(extensions !== undefined ? ["-extfile", `${name}.ext`] : []),
     "-out",
-    "server.crt",
+    `${name}.crt`,
   ]);
-  await Deno.chmod(`${dir}/server.key`, 0o600);
+  await Deno.chmod(`${dir}/${name}.key`, 0o600);
+}
+
+/**
+ * Writes `ca.crt`, `ca.key`, `server.crt` and `server.key` (mode 0600) into `dir`, owned by
+ * postgres so a PostgreSQL server can use them as well as the relay.
+ */
+export async function makeCertificates(dir: string): Promise<void> {
+  await makeCa(dir);
+  await makeSigned(dir, "server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
   await chownPostgres(dir);
 }
 
@@ -73,34 +95,5 @@ export async function makeClientCertificate(
   cn: string,
   name = "client",
 ): Promise<void> {
-  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: dir });
-  await openssl([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    `/CN=${cn}`,
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-  ]);
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-sha256",
-    "-out",
-    `${name}.crt`,
-  ]);
-  await Deno.chmod(`${dir}/${name}.key`, 0o600);
+  await makeSigned(dir, name, cn);
 }

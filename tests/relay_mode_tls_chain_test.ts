@@ -9,7 +9,6 @@ import {
   pgBin,
   REPO_ROOT,
   run,
-  runOk,
   spawnBackground,
   startPrimary,
   tempDir,
@@ -17,29 +16,14 @@ import {
 } from "./_pg.ts";
 import { spawnReceivewal, waitForFiles } from "./_relay_util.ts";
 import { startRelayMode } from "./_relay_mode_util.ts";
-import { makeCertificates } from "./_tls_util.ts";
+import { makeCa, makeCertificates } from "./_tls_util.ts";
 
 Deno.test("relay mode: relays chained over verify-full TLS deliver identical WAL", async () => {
   await using certs = await tempDir("walrelay-tlschain-certs-");
   await makeCertificates(certs.path);
   const c = certs.path;
   // A second CA that signed nothing here: the wrong root for relay 1's certificate.
-  await runOk([
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=another CA",
-    "-keyout",
-    `${c}/other_ca.key`,
-    "-out",
-    `${c}/other_ca.crt`,
-  ]);
+  await makeCa(c, "other_ca", "another CA");
   // Relay 1 admits encrypted replication connections only.
   await Deno.writeTextFile(`${c}/hba.conf`, "hostssl replication all 127.0.0.1/32 trust\n");
 
