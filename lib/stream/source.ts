@@ -148,15 +148,27 @@ export function openWalSource(
     lsn: Lsn,
     length: number,
   ): Promise<Uint8Array> {
-    const wanted = store.segmentFile(tli, segno);
+    let wanted = store.segmentFile(tli, segno);
     if (!wanted) throw segmentRemovedError(store.fileName(tli, segno));
     if (current?.name !== wanted.name) {
       closeFile();
       try {
         file = await Deno.open(store.path(wanted.name), { read: true });
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) throw segmentRemovedError(wanted.name);
-        throw e;
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        // A `.partial` completed and renamed to its final name (by pg_receivewal, or by the
+        // relay's writer) since the store last looked: look again before calling it removed.
+        if (!wanted.partial) throw segmentRemovedError(wanted.name);
+        await store.refresh();
+        const renamed = store.segmentFile(tli, segno);
+        if (!renamed || renamed.name === wanted.name) throw segmentRemovedError(wanted.name);
+        wanted = renamed;
+        try {
+          file = await Deno.open(store.path(wanted.name), { read: true });
+        } catch (e2) {
+          if (e2 instanceof Deno.errors.NotFound) throw segmentRemovedError(wanted.name);
+          throw e2;
+        }
       }
       current = wanted;
       // A recycled file keeps its old pages until overwritten: its first page must carry this

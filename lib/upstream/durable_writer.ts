@@ -437,7 +437,12 @@ export class DurableWriter {
         completed = true;
       }
     }
-    if (completed) await syncDir(this.dir);
+    if (completed) {
+      await syncDir(this.dir);
+      // The store finds the final names now, not at its next periodic rescan; a sender that
+      // opens the old `.partial` name meanwhile looks again itself.
+      if (this.#sink?.noteDurable) this.#sink.refresh().catch(() => {});
+    }
     const pending = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;

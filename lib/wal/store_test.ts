@@ -179,3 +179,27 @@ Deno.test("source: WAL noted durable is served from memory, older WAL from the f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("source: a .partial renamed to its final name after the store listed it is still read", async () => {
+  const dir = await copyTestdata();
+  try {
+    // The newest segment arrives as a .partial, as pg_receivewal and the relay's writer leave it.
+    await Deno.rename(`${dir}/00000002000000000000000B`, `${dir}/00000002000000000000000B.partial`);
+    const store = await WalStore.open(dir);
+    assert.equal(store.segmentFile(2, 0xbn)?.name, "00000002000000000000000B.partial");
+    // Completed and renamed before any sender opened it; the store has not rescanned yet.
+    await Deno.rename(`${dir}/00000002000000000000000B.partial`, `${dir}/00000002000000000000000B`);
+    const ac = new AbortController();
+    const reader = openWalSource(store, { tli: 2, start: 0xb00000n, signal: ac.signal })
+      .getReader();
+    const first = await reader.read();
+    ac.abort();
+    await reader.cancel();
+    assert.ok(first.value, "no WAL from the renamed segment");
+    const file = await Deno.readFile(`${dir}/00000002000000000000000B`);
+    assert.deepEqual(first.value.bytes, file.subarray(0, first.value.bytes.length));
+    assert.equal(store.segmentFile(2, 0xbn)?.name, "00000002000000000000000B");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
