@@ -152,24 +152,27 @@ export function openWalSource(
     if (!wanted) throw segmentRemovedError(store.fileName(tli, segno));
     if (current?.name !== wanted.name) {
       closeFile();
-      try {
-        file = await Deno.open(store.path(wanted.name), { read: true });
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      const open = async (name: string): Promise<Deno.FsFile | undefined> => {
+        try {
+          return await Deno.open(store.path(name), { read: true });
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) return undefined;
+          throw e;
+        }
+      };
+      let opened = await open(wanted.name);
+      if (!opened && wanted.partial) {
         // A `.partial` completed and renamed to its final name (by pg_receivewal, or by the
         // relay's writer) since the store last looked: look again before calling it removed.
-        if (!wanted.partial) throw segmentRemovedError(wanted.name);
         await store.refresh();
         const renamed = store.segmentFile(tli, segno);
-        if (!renamed || renamed.name === wanted.name) throw segmentRemovedError(wanted.name);
-        wanted = renamed;
-        try {
-          file = await Deno.open(store.path(wanted.name), { read: true });
-        } catch (e2) {
-          if (e2 instanceof Deno.errors.NotFound) throw segmentRemovedError(wanted.name);
-          throw e2;
+        if (renamed && renamed.name !== wanted.name) {
+          wanted = renamed;
+          opened = await open(wanted.name);
         }
       }
+      if (!opened) throw segmentRemovedError(wanted.name);
+      file = opened;
       current = wanted;
       // A recycled file keeps its old pages until overwritten: its first page must carry this
       // segment's address and this cluster's identity, or it is not the segment we want.
