@@ -40,17 +40,10 @@ import {
   writeFileDurably,
 } from "./durable_writer.ts";
 import { enforceRetention } from "./retention.ts";
+import type { ForwardedFeedback } from "./feedback.ts";
 
-/**
- * Hot standby feedback to forward: an xmin, or an xmin and a catalog_xmin with their epochs
- * (0 = none).
- */
-export type UpstreamFeedback = number | {
-  xmin: number;
-  epoch?: number;
-  catalogXmin?: number;
-  catalogEpoch?: number;
-};
+/** Hot standby feedback to forward: xmin and catalog_xmin with their epochs (0 = none). */
+export type UpstreamFeedback = ForwardedFeedback;
 
 /** Options of {@linkcode startUpstream}. */
 export interface UpstreamOptions {
@@ -547,7 +540,7 @@ export class UpstreamReceiver {
     // The periodic duties (status, the receive timeout, a flush left by a stalled burst) run
     // beside the read loop, so each message is one await on the socket and no timer of its own.
     let failure: Error | undefined;
-    let ticking = false;
+    let ticking: Promise<void> | undefined;
     const tick = async (): Promise<void> => {
       const t = Date.now();
       if (writer.pendingBytes > 0 && t - lastFlush >= flushInterval) await flush();
@@ -563,15 +556,14 @@ export class UpstreamReceiver {
     };
     const ticker = setInterval(() => {
       if (ticking || failure) return;
-      ticking = true;
-      tick().catch((e) => {
+      ticking = tick().catch((e) => {
         failure ??= e as Error;
         client.close();
-      }).finally(() => ticking = false);
+      }).finally(() => ticking = undefined);
     }, Math.max(10, Math.min(flushInterval, statusInterval, receiveTimeout / 4)));
     const stopTicker = async (): Promise<void> => {
       clearInterval(ticker);
-      while (ticking) await new Promise((r) => setTimeout(r, 1));
+      await ticking;
       await sending;
     };
 
@@ -670,14 +662,7 @@ export class UpstreamReceiver {
       this.#feedbackSent = false;
       return;
     }
-    const v = typeof f === "number" ? { xmin: f } : f;
-    await client.sendFeedback(
-      v.xmin,
-      v.epoch ?? 0,
-      v.catalogXmin ?? 0,
-      v.catalogEpoch ?? 0,
-      pgTimestampNow(),
-    );
+    await client.sendFeedback(f.xmin, f.epoch, f.catalogXmin, f.catalogEpoch, pgTimestampNow());
     this.#feedbackSent = true;
   }
 
