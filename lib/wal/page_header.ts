@@ -28,7 +28,33 @@ export const PAGE_MAGIC_BY_MAJOR: Readonly<Record<number, number>> = {
   15: 0xD110,
   16: 0xD113,
   17: 0xD116,
+  18: 0xD118,
 };
+
+/** The oldest and newest majors of {@linkcode PAGE_MAGIC_BY_MAJOR}, for messages. */
+const SUPPORTED_RANGE = (() => {
+  const majors = Object.keys(PAGE_MAGIC_BY_MAJOR).map(Number);
+  return `${Math.min(...majors)}–${Math.max(...majors)}`;
+})();
+
+/**
+ * Why WAL with this page magic cannot be served, in the words walrelay logs and returns: the
+ * magic in PostgreSQL's hex notation and the range of majors that can.
+ *
+ * @example
+ * ```ts
+ * import { unsupportedMagicMessage } from "./page_header.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   unsupportedMagicMessage(0xD11A),
+ *   "WAL page magic 0xD11A is not from a PostgreSQL major walrelay supports (15–18)",
+ * );
+ * ```
+ */
+export function unsupportedMagicMessage(magic: number): string {
+  const hex = magic.toString(16).toUpperCase().padStart(4, "0");
+  return `WAL page magic 0x${hex} is not from a PostgreSQL major walrelay supports (${SUPPORTED_RANGE})`;
+}
 
 /** The fields of the short page header. */
 export interface PageHeader {
