@@ -54,12 +54,17 @@ export function segmentRemovedError(name: string): PgError {
  * 58P01; nothing read from a file that vanished is sent.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { WalStore } from "../wal/store.ts";
  * import { openWalSource } from "./source.ts";
  * const store = await WalStore.open("testdata/wal");
- * const ac = new AbortController();
- * const source = openWalSource(store, { tli: store.timeline, start: 0x6000000n, signal: ac.signal });
+ * // Timeline 1 is historic: its stream ends by itself at the switch point.
+ * let end = 0n;
+ * for await (const chunk of openWalSource(store, { tli: 1, start: 0x600000n })) {
+ *   end = chunk.start + BigInt(chunk.bytes.length);
+ * }
+ * assert.equal(end, store.endOf(1));
  * ```
  */
 export function openWalSource(

@@ -87,10 +87,14 @@ interface MemoryChunk {
  * here; what lies beyond the last of them is not sent.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { WalStore } from "./store.ts";
  * const store = await WalStore.open("testdata/wal");
- * console.log(store.timeline, store.endLsn);
+ * // The sample switches to timeline 2; its last segment is complete.
+ * assert.equal(store.timeline, 2);
+ * assert.equal(store.endLsn, 0xC00000n);
+ * assert.deepEqual(store.timelines(), [1, 2]);
  * ```
  */
 export class WalStore {
