@@ -7,7 +7,17 @@
 /** ErrorResponse severities walrelay sends. */
 export type Severity = "ERROR" | "FATAL";
 
-/** SQLSTATE codes walrelay uses, named as in PostgreSQL's `errcodes.txt`. */
+/**
+ * SQLSTATE codes walrelay uses, named as in PostgreSQL's `errcodes.txt`. An `Authenticator`
+ * rejects a client with one of them, as PostgreSQL would.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SqlState } from "./error.ts";
+ * assert.equal(SqlState.INVALID_PASSWORD, "28P01");
+ * ```
+ */
 export const SqlState = {
   SYNTAX_ERROR: "42601",
   UNDEFINED_OBJECT: "42704",
@@ -67,6 +77,8 @@ export class PgError extends Error {
   readonly fields: PgErrorFields;
 
   /**
+   * Creates the error; `ERROR` unless told otherwise.
+   *
    * @param code The SQLSTATE.
    * @param message The primary message, lower case, as PostgreSQL words it.
    * @param fields Detail, hint and routine.
