@@ -11,14 +11,6 @@ export function utf8(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(text);
 }
 
-/** `a` followed by `b`, in a new buffer. */
-export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-
 /**
  * Compares two byte strings in time that depends only on their lengths, so a client probing a
  * proof or a hash learns nothing from how long the answer took. Lengths are public here (fixed

@@ -7,14 +7,8 @@
  */
 
 import { PgError, SqlState } from "../pgwire/error.ts";
-import {
-  concatBytes,
-  decodeBase64,
-  encodeBase64,
-  hmacSha256,
-  timingSafeEqual,
-  utf8,
-} from "./_bytes.ts";
+import { concatBytes } from "../_io.ts";
+import { decodeBase64, encodeBase64, hmacSha256, timingSafeEqual, utf8 } from "./_bytes.ts";
 import { saslprep } from "./_saslprep.ts";
 
 /** The mechanism name without channel binding. */

@@ -9,6 +9,7 @@
  */
 
 import { Duplex } from "node:stream";
+import { writeAll } from "../_io.ts";
 
 /**
  * Wraps `conn`. Reads are pulled as the TLS layer asks for data, so the kernel's buffer is the
@@ -49,10 +50,7 @@ export function connDuplex(conn: Deno.Conn): Duplex {
       })();
     },
     write(chunk: Uint8Array, _encoding, callback) {
-      (async () => {
-        let off = 0;
-        while (off < chunk.length) off += await conn.write(chunk.subarray(off));
-      })().then(() => callback(), (e) => callback(e as Error));
+      writeAll(conn, chunk).then(() => callback(), (e) => callback(e as Error));
     },
     final(callback) {
       try {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { writeAll } from "../_io.ts";
 import { certificateHash } from "./certificate_hash.ts";
 
 /** Certificate and key, PEM. */
@@ -160,11 +161,6 @@ export class TlsBridge {
   get finished(): Promise<void> {
     return this.#loop;
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
 /** The DER bytes of the first certificate in a PEM bundle. */

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { readFileHead, readFull, writeAll } from "../_io.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { formatLsn } from "../wal/lsn.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
@@ -57,19 +58,6 @@ export interface LocalWal {
   resumeLsn: Lsn | undefined;
   /** The end of WAL durable in the directory on `timeline` (≥ `resumeLsn`). */
   durableEnd: Lsn | undefined;
-}
-
-/** Reads a file's first bytes (up to `n`). */
-async function readHead(path: string, n: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(n);
-  using f = await Deno.open(path);
-  let got = 0;
-  while (got < n) {
-    const r = await f.read(buf.subarray(got));
-    if (r === null) break;
-    got += r;
-  }
-  return buf.subarray(0, got);
 }
 
 /**
@@ -118,7 +106,7 @@ export async function scanLocalWal(dir: string, segmentSize: number): Promise<Lo
     a.segno === b.segno ? b.tli - a.tli : a.segno < b.segno ? 1 : -1
   );
   for (const s of byAge) {
-    const h = readLongPageHeader(await readHead(join(dir, s.name), SIZE_OF_LONG_PAGE_HEADER));
+    const h = readLongPageHeader(await readFileHead(join(dir, s.name), SIZE_OF_LONG_PAGE_HEADER));
     if (!h) continue;
     if (h.segmentSize !== segmentSize) {
       throw new Error(
@@ -207,8 +195,7 @@ export async function writeFileDurably(
   const tmp = join(dir, `${name}.tmp`);
   {
     using f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    let off = 0;
-    while (off < content.length) off += await f.write(content.subarray(off));
+    await writeAll(f, content);
     await f.sync();
   }
   await Deno.rename(tmp, join(dir, name));
@@ -378,10 +365,8 @@ export class DurableWriter {
         // Real zeros, not a sparse file: later fdatasyncs then never update allocation metadata,
         // and a crash leaves zeros (the end of valid WAL), never garbage.
         await file.seek(size, Deno.SeekMode.Start);
-        let at = size;
-        while (at < this.segmentSize) {
-          const n = Math.min(ZEROS.length, this.segmentSize - at);
-          at += await file.write(ZEROS.subarray(0, n));
+        for (let at = size; at < this.segmentSize; at += ZEROS.length) {
+          await writeAll(file, ZEROS.subarray(0, Math.min(ZEROS.length, this.segmentSize - at)));
         }
         await file.sync();
         await syncDir(this.dir);
@@ -511,13 +496,7 @@ export class DurableWriter {
         using f = await Deno.open(join(this.dir, n));
         await f.seek(off, Deno.SeekMode.Start);
         const buf = new Uint8Array(len);
-        let got = 0;
-        while (got < len) {
-          const r = await f.read(buf.subarray(got));
-          if (r === null) break;
-          got += r;
-        }
-        if (got === len) return buf;
+        if (await readFull(f, buf) === len) return buf;
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       }
@@ -554,8 +533,7 @@ export class DurableWriter {
         }
         const seg = await this.#segment(newTli, segno);
         await seg.file.seek(0, Deno.SeekMode.Start);
-        let w = 0;
-        while (w < bytes.length) w += await seg.file.write(bytes.subarray(w));
+        await writeAll(seg.file, bytes);
         seg.pos = -1;
         await seg.file.syncData();
       }
