@@ -56,7 +56,7 @@ export {
   type UpstreamStatus as UpstreamReceiverStatus,
 } from "./lib/upstream/receiver.ts";
 export { type DurableSink } from "./lib/upstream/durable_writer.ts";
-export { type ConninfoEnvironment } from "./lib/upstream/conninfo.ts";
+export { type ConninfoEnvironment } from "./lib/upstream/conninfo_environment.ts";
 export { WalSlicer } from "./lib/stream/slicer.ts";
 export { WalFramer } from "./lib/stream/framer.ts";
 export {

@@ -3,7 +3,8 @@
 // refuses at startup instead of ignoring.
 
 import assert from "node:assert/strict";
-import { parseConninfo, resolveConninfo } from "../lib/upstream/conninfo.ts";
+import { parseConninfo } from "../lib/upstream/conninfo.ts";
+import { resolveConninfo } from "../lib/upstream/conninfo_resolve.ts";
 import { connectUpstream } from "../lib/upstream/connect.ts";
 import {
   assertSegmentsMatch,

@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { PgServerError } from "../lib/pgwire/client.ts";
-import { parseConninfo, resolveConninfo } from "../lib/upstream/conninfo.ts";
+import { parseConninfo } from "../lib/upstream/conninfo.ts";
+import { resolveConninfo } from "../lib/upstream/conninfo_resolve.ts";
 import { connectUpstream, type UpstreamConnection } from "../lib/upstream/connect.ts";
 import {
   assertSegmentsMatch,

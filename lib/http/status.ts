@@ -13,6 +13,7 @@ import { WALRELAY_VERSION } from "../replication/settings.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { RelayCounters } from "./counters.ts";
+import { redactConninfo } from "../upstream/conninfo.ts";
 
 /** What the status pages read from a relay (a `WalRelay` has all of it). */
 export interface StatusSource {
@@ -232,21 +233,6 @@ export interface HistoryPoint {
   received: number;
   /** Per client: `[pid, application_name, write_lag, flush_lag, replay_lag]` in seconds. */
   clients: [number, string, number | null, number | null, number | null][];
-}
-
-/** Removes any password from a libpq key/value string or a `postgres://` URL. */
-export function redactConninfo(conninfo: string): string {
-  const s = conninfo.trim();
-  if (/^postgres(ql)?:\/\//i.test(s)) {
-    let out = s.replace(/^(postgres(?:ql)?:\/\/[^:@/?#]*):[^@/?#]*@/i, "$1@");
-    out = out.replace(
-      /([?&])password=[^&#]*(&?)/gi,
-      (_m, sep: string, amp: string) => amp ? sep : "",
-    );
-    return out.replace(/[?&]$/, "");
-  }
-  // key = value pairs, where a value is a bare word or a single-quoted string with \-escapes.
-  return s.replace(/\s*\bpassword\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S*)/gi, "").trim();
 }
 
 interface SenderSample {

@@ -13,14 +13,9 @@
  */
 
 import { PgClient, PgConnectError } from "../pgwire/client.ts";
-import {
-  type ConninfoEnvironment,
-  type ConninfoHost,
-  loadClientCertificate,
-  processEnvironment,
-  type ResolvedConninfo,
-  type TargetSessionAttrs,
-} from "./conninfo.ts";
+import { type ConninfoEnvironment, processEnvironment } from "./conninfo_environment.ts";
+import type { ConninfoHost, ResolvedConninfo, TargetSessionAttrs } from "./conninfo_resolve.ts";
+import { loadClientCertificate } from "./ssl_files.ts";
 
 /** Options of {@linkcode connectUpstream}. */
 export interface UpstreamConnectOptions {
@@ -129,7 +124,8 @@ function shuffled<T>(items: readonly T[], random: () => number): T[] {
  *
  * @example
  * ```ts ignore
- * import { parseConninfo, resolveConninfo } from "./conninfo.ts";
+ * import { parseConninfo } from "./conninfo.ts";
+ * import { resolveConninfo } from "./conninfo_resolve.ts";
  * import { connectUpstream } from "./connect.ts";
  * const c = resolveConninfo(parseConninfo("host=db1,db2 user=repl target_session_attrs=primary"));
  * const { client, server } = await connectUpstream(c, {

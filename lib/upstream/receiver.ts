@@ -25,13 +25,9 @@ import {
   type TimelineId,
 } from "../wal/segment.ts";
 import { join } from "../wal/_path.ts";
-import {
-  type ConninfoEnvironment,
-  parseConninfo,
-  redactConninfo,
-  resolveConninfo,
-  type ResolvedConninfo,
-} from "./conninfo.ts";
+import { parseConninfo, redactConninfo } from "./conninfo.ts";
+import type { ConninfoEnvironment } from "./conninfo_environment.ts";
+import { resolveConninfo, type ResolvedConninfo } from "./conninfo_resolve.ts";
 import { connectUpstream } from "./connect.ts";
 import {
   type DurableSink,

@@ -3,10 +3,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DurableWriter, scanLocalWal } from "../lib/upstream/durable_writer.ts";
-import { REPO_ROOT } from "./_pg.ts";
+import { DurableWriter, scanLocalWal } from "./durable_writer.ts";
 
-const WAL = join(REPO_ROOT, "testdata", "wal");
+const WAL = new URL("../../testdata/wal", import.meta.url).pathname;
 const SEG = 1 << 20;
 
 /** A sink that records what is announced, as the store would receive it. */

@@ -1,18 +1,11 @@
-// libpq connection strings, environment defaults and the password file.
+// What a connection string comes to: environment defaults, host lists, the password file, and
+// what the relay refuses.
 
 import assert from "node:assert/strict";
-import {
-  type ConninfoEnvironment,
-  findPassfilePassword,
-  loadClientCertificate,
-  parseConninfo,
-  processEnvironment,
-  redactConninfo,
-  resolveConninfo,
-} from "../lib/upstream/conninfo.ts";
-import { redactConninfo as statusRedact } from "../lib/http/status.ts";
-import { runOk, tempDir } from "./_pg.ts";
-import { parseSize } from "../lib/upstream/retention.ts";
+import { parseConninfo } from "./conninfo.ts";
+import type { ConninfoEnvironment } from "./conninfo_environment.ts";
+import { resolveConninfo } from "./conninfo_resolve.ts";
+import { findPassfilePassword } from "./passfile.ts";
 
 function environment(
   env: Record<string, string>,
@@ -27,39 +20,11 @@ function environment(
   };
 }
 
-Deno.test("conninfo: key/value syntax as libpq parses it", () => {
-  assert.deepEqual(parseConninfo("  host = db  port=5433 dbname='my db' password='it\\'s'"), {
-    host: "db",
-    port: "5433",
-    dbname: "my db",
-    password: "it's",
-  });
-  assert.deepEqual(parseConninfo("password=a\\ b user=''"), { password: "a b", user: "" });
-  assert.throws(() => parseConninfo("host"), /missing "="/);
-  assert.throws(() => parseConninfo("host='db"), /unterminated quoted string/);
-  assert.throws(() => parseConninfo("nosuch=1"), /invalid connection option "nosuch"/);
-});
-
-Deno.test("conninfo: URLs", () => {
-  assert.deepEqual(
-    parseConninfo("postgresql://repl:p%3Aw@[::1]:6000/db?application_name=x&sslmode=verify-full"),
-    {
-      user: "repl",
-      password: "p:w",
-      host: "::1",
-      port: "6000",
-      dbname: "db",
-      application_name: "x",
-      sslmode: "verify-full",
-    },
-  );
-  assert.deepEqual(parseConninfo("postgres://"), {});
-  assert.deepEqual(parseConninfo("postgres://a:1,b:2/x"), {
-    host: "a,b",
-    port: "1,2",
-    dbname: "x",
-  });
-  assert.throws(() => parseConninfo("postgres://h/?bogus=1"), /invalid connection option/);
+const host = (h: string, port = 5432, hostaddr?: string, password?: string) => ({
+  host: h,
+  hostaddr,
+  port,
+  password,
 });
 
 Deno.test("conninfo: environment defaults and precedence", () => {
@@ -133,25 +98,6 @@ Deno.test("conninfo: the password file, database replication, permissions", () =
     }),
     "a\\b:c",
   );
-});
-
-Deno.test("conninfo: printing without the password", () => {
-  assert.equal(
-    redactConninfo("password=secret host=db port=5432 user=repl application_name='a b'"),
-    "host=db port=5432 user=repl application_name='a b'",
-  );
-  assert.equal(
-    redactConninfo("postgresql://repl:secret@db:5432/x"),
-    "host=db port=5432 user=repl dbname=x",
-  );
-  assert.doesNotMatch(redactConninfo("host=db password=x sslpassword=y"), /x|y'/);
-});
-
-const host = (h: string, port = 5432, hostaddr?: string, password?: string) => ({
-  host: h,
-  hostaddr,
-  port,
-  password,
 });
 
 Deno.test("conninfo: host lists as libpq matches them", () => {
@@ -283,123 +229,4 @@ Deno.test("conninfo: what the relay cannot honour is refused, not ignored", () =
   assert.throws(() => r("sslcert=/nope.crt"), /certificate file "\/nope.crt" does not exist/);
   assert.throws(() => r("sslkey=/k.key"), /sslkey "\/k.key" is set, but there is no client/);
   assert.equal(r("sslmode=disable sslcert=/nope.crt").sslcert, undefined);
-});
-
-Deno.test("conninfo: client certificates and keys, with libpq's checks", async () => {
-  await using dir = await tempDir("walrelay-clientcert-");
-  const d = dir.path;
-  const openssl = (args: string[]) => runOk(["openssl", ...args], { cwd: d });
-  await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ca"]
-    .concat(["-keyout", "ca.key", "-out", "ca.crt"]));
-  await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=repl", "-keyout"]
-    .concat(["c.key", "-out", "c.csr"]));
-  await openssl(["x509", "-req", "-in", "c.csr", "-CA", "ca.crt", "-CAkey", "ca.key"]
-    .concat(["-CAcreateserial", "-days", "2", "-out", "c.crt"]));
-  await openssl(["pkcs8", "-topk8", "-in", "c.key", "-out", "enc.key", "-passout", "pass:s3"]);
-  await openssl(["rsa", "-in", "c.key", "-aes256", "-out", "trad.key", "-passout", "pass:s3"]);
-  await Deno.writeTextFile(`${d}/bad.crt`, "not a certificate\n");
-  for (const k of ["c.key", "enc.key", "trad.key", "ca.key"]) await Deno.chmod(`${d}/${k}`, 0o600);
-  await Deno.mkdir(`${d}/.postgresql`);
-  await Deno.copyFile(`${d}/c.crt`, `${d}/.postgresql/postgresql.crt`);
-  await Deno.copyFile(`${d}/c.key`, `${d}/.postgresql/postgresql.key`);
-  await Deno.chmod(`${d}/.postgresql/postgresql.key`, 0o600);
-
-  const real: ConninfoEnvironment = {
-    env: () => undefined,
-    home: () => d,
-    readFile: processEnvironment.readFile,
-    warn: () => {},
-  };
-  const r = (s: string) => resolveConninfo(parseConninfo(s), { environment: real });
-  const cert = await Deno.readTextFile(`${d}/c.crt`);
-
-  // The default files under ~/.postgresql, as libpq finds them.
-  const byDefault = r("host=a sslmode=require");
-  assert.equal(byDefault.sslcert, `${d}/.postgresql/postgresql.crt`);
-  assert.equal(byDefault.sslkey, `${d}/.postgresql/postgresql.key`);
-  const loaded = loadClientCertificate(byDefault, real)!;
-  assert.equal(loaded.cert, cert);
-  assert.match(loaded.key, /^-----BEGIN PRIVATE KEY-----/);
-  // Named files win; an encrypted key (PKCS #8 or traditional) is opened with sslpassword.
-  for (const key of ["enc.key", "trad.key"]) {
-    const c = r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/${key} sslpassword=s3`);
-    assert.equal(c.sslkey, `${d}/${key}`);
-    assert.match(loadClientCertificate(c, real)!.key, /^-----BEGIN PRIVATE KEY-----/);
-    assert.throws(
-      () => r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/${key}`),
-      /the key is encrypted and sslpassword is not set/,
-    );
-    assert.throws(
-      () => r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/${key} sslpassword=wrong`),
-      /could not load private key file .*wrong sslpassword\?/,
-    );
-  }
-  // The key must be the certificate's, private, and present.
-  assert.throws(
-    () => r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/ca.key`),
-    /certificate does not match private key file/,
-  );
-  assert.throws(
-    () => r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/none.key`),
-    /certificate present, but not private key file ".*none.key"/,
-  );
-  assert.throws(
-    () => r(`sslmode=require sslcert=${d}/bad.crt sslkey=${d}/c.key`),
-    /could not load client certificate file ".*bad.crt"/,
-  );
-  await Deno.chmod(`${d}/c.key`, 0o644);
-  assert.throws(
-    () => r(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/c.key`),
-    /private key file ".*c.key" has group or world access/,
-  );
-  // Group-readable is allowed for a file owned by root (system-wide keys shared via a group).
-  await Deno.chmod(`${d}/c.key`, 0o640);
-  const owned = (uid: number): ConninfoEnvironment => ({
-    ...real,
-    readFile: (p) => {
-      const f = real.readFile(p);
-      return f && { ...f, uid };
-    },
-  });
-  const rootOwned = owned(0);
-  assert.ok(loadClientCertificate(
-    resolveConninfo(parseConninfo(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/c.key`), {
-      environment: rootOwned,
-    }),
-    rootOwned,
-  ));
-  const userOwned = owned(1000);
-  assert.throws(
-    () =>
-      resolveConninfo(parseConninfo(`sslmode=require sslcert=${d}/c.crt sslkey=${d}/c.key`), {
-        environment: userOwned,
-      }),
-    /group or world access/,
-  );
-});
-
-Deno.test("conninfo: host lists printed without passwords", () => {
-  assert.equal(
-    redactConninfo("postgres://repl:secret@h1:6000,h2:6001/x?target_session_attrs=primary"),
-    "host=h1,h2 port=6000,6001 user=repl dbname=x target_session_attrs=primary",
-  );
-  assert.equal(
-    redactConninfo("host=h1,h2 port=1,2 password=secret sslpassword=k"),
-    "host=h1,h2 port=1,2",
-  );
-  assert.equal(
-    statusRedact("postgresql://repl:secret@h1:6000,h2:6001/x"),
-    "postgresql://repl@h1:6000,h2:6001/x",
-  );
-  assert.equal(
-    statusRedact("host=h1,h2 port=1,2 password=secret user=r"),
-    "host=h1,h2 port=1,2 user=r",
-  );
-});
-
-Deno.test("retention sizes", () => {
-  assert.equal(parseSize("1024"), 1024);
-  assert.equal(parseSize("64kB"), 65536);
-  assert.equal(parseSize("1.5GB"), 1.5 * 1024 ** 3);
-  assert.throws(() => parseSize("ten"), /invalid size/);
 });

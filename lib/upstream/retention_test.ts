@@ -2,7 +2,7 @@
 // a slot needs stay.
 
 import assert from "node:assert/strict";
-import { enforceRetention } from "../lib/upstream/retention.ts";
+import { enforceRetention, parseSize } from "./retention.ts";
 
 const SEG = 1 << 20;
 
@@ -49,4 +49,11 @@ Deno.test("retention: removes the oldest complete segments beyond the budget", a
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("retention sizes", () => {
+  assert.equal(parseSize("1024"), 1024);
+  assert.equal(parseSize("64kB"), 65536);
+  assert.equal(parseSize("1.5GB"), 1.5 * 1024 ** 3);
+  assert.throws(() => parseSize("ten"), /invalid size/);
 });
