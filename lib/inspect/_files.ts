@@ -18,6 +18,7 @@ import {
   type TimelineId,
 } from "../wal/segment.ts";
 import { join } from "../wal/_path.ts";
+import { readFileHead } from "../_io.ts";
 
 /** A file whose name looks like a segment's, with what its first page claims. */
 export interface CandidateFile {
@@ -51,19 +52,6 @@ export interface FileScan {
 // Any segment size: the name's third field is checked against the real size later.
 const SEGMENT_LIKE = /^[0-9A-F]{24}(\.partial)?$/;
 
-/** Reads the first bytes of a file; fewer when it is shorter. */
-async function readHead(path: string): Promise<Uint8Array> {
-  using f = await Deno.open(path);
-  const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
-  let got = 0;
-  while (got < head.length) {
-    const r = await f.read(head.subarray(got));
-    if (r === null) break;
-    got += r;
-  }
-  return head.subarray(0, got);
-}
-
 /**
  * The long page header at the start of a file, or `undefined` when there is none PostgreSQL
  * could have written: a zero-filled or truncated file, or sizes no build accepts. The magic is
@@ -78,7 +66,12 @@ function plausibleHeader(head: Uint8Array): LongPageHeader | undefined {
 }
 
 async function candidate(path: string, name: string, size: number): Promise<CandidateFile> {
-  return { name, path, size, header: plausibleHeader(await readHead(path)) };
+  return {
+    name,
+    path,
+    size,
+    header: plausibleHeader(await readFileHead(path, SIZE_OF_LONG_PAGE_HEADER)),
+  };
 }
 
 /**

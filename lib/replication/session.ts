@@ -37,6 +37,7 @@ import type { ReplicationSlot, SlotManager } from "./slots.ts";
 import { showSetting } from "./settings.ts";
 import type { TlsBridge } from "../pgwire/tls_bridge.ts";
 import type { ReplicationLag } from "./lag_tracker.ts";
+import { pgErrorOf } from "./wal_errors.ts";
 
 const PROTOCOL_3_0 = 196608;
 const SSL_REQUEST = 80877103;
@@ -261,7 +262,8 @@ export class Session {
     }
   }
 
-  async #reportFailure(e: unknown): Promise<string> {
+  async #reportFailure(failure: unknown): Promise<string> {
+    const e = pgErrorOf(failure);
     if (e instanceof PgError) {
       if (!this.#closed) {
         try {
@@ -488,7 +490,8 @@ export class Session {
           const text = new BodyReader(msg.body).cstring();
           try {
             pending = await this.#execute(text);
-          } catch (e) {
+          } catch (err) {
+            const e = pgErrorOf(err);
             if (!(e instanceof PgError) || e.severity === "FATAL") throw e;
             this.#ctx.log.log("info", e.message, { sqlstate: e.code, pid: this.#sender?.pid });
             await this.#send(errorResponse(e), readyForQuery());
@@ -819,7 +822,10 @@ export class Session {
       stopAt: () => stopAt,
     }).pipeThrough(new WalSlicer(store.identity.blockSize)).pipeThrough(new WalFramer())
       .pipeTo(sink, { preventClose: true })
-      .then(() => ({ kind: "done" as const }), (error) => ({ kind: "error" as const, error }));
+      .then(
+        () => ({ kind: "done" as const }),
+        (error) => ({ kind: "error" as const, error: pgErrorOf(error) }),
+      );
 
     const keepaliveWalEnd = () => sender.sentLsn;
     // Reads the client's messages while WAL flows: status updates, feedback, CopyDone.

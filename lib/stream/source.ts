@@ -5,7 +5,8 @@
  * @module
  */
 
-import { PgError, SqlState } from "../pgwire/error.ts";
+import { readFull, readFullSync } from "../_io.ts";
+import { WalSegmentRemovedError, WalSystemMismatchError } from "../wal/errors.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
@@ -38,20 +39,12 @@ export interface WalSourceOptions {
   stopAt?: () => Lsn | undefined;
 }
 
-/** The error PostgreSQL raises for a segment that is gone (`WalSndSegmentOpen`). */
-export function segmentRemovedError(name: string): PgError {
-  return new PgError(
-    SqlState.UNDEFINED_FILE,
-    `requested WAL segment ${name} has already been removed`,
-    { routine: "WalSndSegmentOpen" },
-  );
-}
-
 /**
  * Opens WAL from a store as a stream of chunks. The stream ends at the switch point of a historic
  * timeline (the caller then runs the end-of-timeline exchange), when `stopAt` is reached, or when the
  * signal aborts. A segment that is missing, or removed while it was read, errors the stream with
- * 58P01; nothing read from a file that vanished is sent.
+ * {@linkcode WalSegmentRemovedError}; a segment of another cluster with
+ * {@linkcode WalSystemMismatchError}. Nothing read from a file that vanished is sent.
  *
  * @example
  * ```ts
@@ -154,7 +147,7 @@ export function openWalSource(
     length: number,
   ): Promise<Uint8Array> {
     let wanted = store.segmentFile(tli, segno);
-    if (!wanted) throw segmentRemovedError(store.fileName(tli, segno));
+    if (!wanted) throw new WalSegmentRemovedError(store.fileName(tli, segno));
     if (current?.name !== wanted.name) {
       closeFile();
       const open = async (name: string): Promise<Deno.FsFile | undefined> => {
@@ -176,33 +169,20 @@ export function openWalSource(
           opened = await open(wanted.name);
         }
       }
-      if (!opened) throw segmentRemovedError(wanted.name);
+      if (!opened) throw new WalSegmentRemovedError(wanted.name);
       file = opened;
       current = wanted;
       // A recycled file keeps its old pages until overwritten: its first page must carry this
       // segment's address and this cluster's identity, or it is not the segment we want.
       const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
-      let n = 0;
-      while (n < head.length) {
-        const got = await file.read(head.subarray(n));
-        if (got === null) break;
-        n += got;
-      }
-      const h = n === head.length ? readLongPageHeader(head) : undefined;
+      const h = readLongPageHeader(head.subarray(0, await readFull(file, head)));
       if (h && h.magic === store.identity.magic && h.systemId !== store.identity.systemId) {
         closeFile();
-        throw new PgError(
-          SqlState.DATA_CORRUPTED,
-          `WAL file "${wanted.name}" is from a different database system`,
-          {
-            detail: `WAL file database system identifier is ${h.systemId}, ` +
-              `the served system identifier is ${store.identity.systemId}.`,
-          },
-        );
+        throw new WalSystemMismatchError(wanted.name, h.systemId, store.identity.systemId);
       }
       if (!h || h.magic !== store.identity.magic || h.pageAddr !== segmentStart(segno, segSize)) {
         closeFile();
-        throw segmentRemovedError(wanted.name);
+        throw new WalSegmentRemovedError(wanted.name);
       }
       filePos = SIZE_OF_LONG_PAGE_HEADER;
     }
@@ -217,18 +197,13 @@ export function openWalSource(
     // async read through the blocking-thread pool; with fifty clients that halves the relay's
     // CPU for reading. A cold read does hold the event loop for its duration.
     if (offset !== filePos) file!.seekSync(offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < length) {
-      const n = file!.readSync(out.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
+    const got = readFullSync(file!, out);
     filePos = offset + got;
     // Re-check after reading, as the walsender does: a file removed or recycled while we read it
     // may have handed us bytes of another segment.
     if (got < length || store.isRemoved(wanted)) {
       closeFile();
-      throw segmentRemovedError(wanted.name);
+      throw new WalSegmentRemovedError(wanted.name);
     }
     return out;
   }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { PgError, SqlState } from "../pgwire/error.ts";
+import { UnknownTimelineError, WalHistoryError } from "./errors.ts";
 import { formatLsn, type Lsn } from "./lsn.ts";
 import { historyFileName, type TimelineId } from "./segment.ts";
 
@@ -35,11 +35,6 @@ const SWITCHPOINT_FIELD =
   /^[ \t\n\v\f\r]*(?:0[xX])?([0-9A-Fa-f]+)\/[ \t\n\v\f\r]*(?:0[xX])?([0-9A-Fa-f]+)/;
 const LEADING_SPACE = /^[ \t\n\v\f\r]*/;
 
-function historyError(message: string, hint: string): PgError {
-  // PostgreSQL raises these without an errcode, hence XX000.
-  return new PgError(SqlState.INTERNAL_ERROR, message, { hint });
-}
-
 /** A `%u` or `%X` field narrowed to 32 bits; wider numbers make the line unreadable. */
 function uint32(digits: string, radix: 10 | 16): number | undefined {
   const v = BigInt(radix === 16 ? "0x" + digits : digits);
@@ -58,7 +53,7 @@ function uint32(digits: string, radix: 10 | 16): number | undefined {
  * @param content The file's text, or `undefined` when there is no file.
  * @param path The file's name for error messages; defaults to `pg_wal/%08X.history`.
  * @returns The history, oldest timeline first, ending with `tli` itself.
- * @throws {PgError} XX000 when the file is malformed.
+ * @throws {WalHistoryError} when the file is malformed.
  *
  * @example
  * ```ts
@@ -91,7 +86,7 @@ export function parseHistory(
     const t = TLI_FIELD.exec(line);
     const parent = t ? uint32(t[1]!, 10) : undefined;
     if (!t || parent === undefined) {
-      throw historyError(
+      throw new WalHistoryError(
         `syntax error in history file: ${line}`,
         "Expected a numeric timeline ID.",
       );
@@ -100,14 +95,14 @@ export function parseHistory(
     const hi = sp ? uint32(sp[1]!, 16) : undefined;
     const lo = sp ? uint32(sp[2]!, 16) : undefined;
     if (hi === undefined || lo === undefined) {
-      throw historyError(
+      throw new WalHistoryError(
         `syntax error in history file: ${line}`,
         "Expected a write-ahead log switchpoint location.",
       );
     }
     const last = history.at(-1);
     if (last && parent <= last.tli) {
-      throw historyError(
+      throw new WalHistoryError(
         `invalid data in history file: ${line}`,
         "Timeline IDs must be in increasing sequence.",
       );
@@ -119,7 +114,7 @@ export function parseHistory(
 
   const last = history.at(-1);
   if (last && tli <= last.tli) {
-    throw historyError(
+    throw new WalHistoryError(
       `invalid data in history file "${path}"`,
       "Timeline IDs must be less than child timeline's ID.",
     );
@@ -130,12 +125,7 @@ export function parseHistory(
 
 function indexOf(history: TimelineHistory, tli: TimelineId): number {
   const i = history.findIndex((e) => e.tli === tli);
-  if (i < 0) {
-    throw new PgError(
-      SqlState.INTERNAL_ERROR,
-      `requested timeline ${tli} is not in this server's history`,
-    );
-  }
+  if (i < 0) throw new UnknownTimelineError(tli);
   return i;
 }
 
@@ -143,7 +133,7 @@ function indexOf(history: TimelineHistory, tli: TimelineId): number {
  * Where a timeline ended, forking into its child (`tliSwitchPoint`); `undefined` for the newest
  * timeline, which has not ended.
  *
- * @throws {PgError} XX000 `requested timeline %u is not in this server's history`.
+ * @throws {UnknownTimelineError} when `tli` is not in the history.
  *
  * @example
  * ```ts
@@ -152,7 +142,7 @@ function indexOf(history: TimelineHistory, tli: TimelineId): number {
  * const history = parseHistory(2, "1\t0/7311718\tno recovery target specified\n");
  * assert.equal(switchPoint(history, 1), 0x7311718n);
  * assert.equal(switchPoint(history, 2), undefined);
- * assert.throws(() => switchPoint(history, 3), { code: "XX000" });
+ * assert.throws(() => switchPoint(history, 3), { name: "UnknownTimelineError", tli: 3 });
  * ```
  */
 export function switchPoint(history: TimelineHistory, tli: TimelineId): Lsn | undefined {
@@ -163,7 +153,7 @@ export function switchPoint(history: TimelineHistory, tli: TimelineId): Lsn | un
  * The timeline that followed `tli` in this history (the `nextTLI` of `tliSwitchPoint`), or
  * `undefined` when `tli` is the newest.
  *
- * @throws {PgError} XX000 `requested timeline %u is not in this server's history`.
+ * @throws {UnknownTimelineError} when `tli` is not in the history.
  *
  * @example
  * ```ts
@@ -183,7 +173,7 @@ export function nextTimeline(history: TimelineHistory, tli: TimelineId): Timelin
  * `[begin, end)` holds it, the newest timeline being open-ended. A switch point itself belongs
  * to the child.
  *
- * @throws {PgError} XX000 when the history has a gap, which a parsed history never has.
+ * @throws {WalHistoryError} when the history has a gap, which a parsed history never has.
  *
  * @example
  * ```ts
@@ -200,7 +190,7 @@ export function timelineOf(history: TimelineHistory, lsn: Lsn): TimelineId {
     const e = history[i]!;
     if (e.begin <= lsn && (e.end === undefined || lsn < e.end)) return e.tli;
   }
-  throw new PgError(SqlState.INTERNAL_ERROR, "timeline history was not contiguous");
+  throw new WalHistoryError("timeline history was not contiguous");
 }
 
 /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PgError } from "../pgwire/error.ts";
+import { UnknownTimelineError, WalHistoryError } from "./errors.ts";
 import {
   appendHistory,
   formatHistoryLine,
@@ -21,10 +21,9 @@ function assertHistoryError(
   hint: string,
 ): void {
   assert.throws(() => parseHistory(tli, content), (e: unknown) => {
-    assert.ok(e instanceof PgError);
-    assert.equal(e.code, "XX000");
+    assert.ok(e instanceof WalHistoryError);
     assert.equal(e.message, message);
-    assert.equal(e.fields.hint, hint);
+    assert.equal(e.hint, hint);
     return true;
   });
 }
@@ -126,8 +125,8 @@ Deno.test("switchPoint and nextTimeline follow tliSwitchPoint", () => {
   assert.equal(nextTimeline(h, 3), undefined);
   for (const f of [switchPoint, nextTimeline]) {
     assert.throws(() => f(h, 4), (e: unknown) => {
-      assert.ok(e instanceof PgError);
-      assert.equal(e.code, "XX000");
+      assert.ok(e instanceof UnknownTimelineError);
+      assert.equal(e.tli, 4);
       assert.equal(e.message, "requested timeline 4 is not in this server's history");
       return true;
     });
@@ -154,7 +153,7 @@ Deno.test("timelineOf follows tliOfPointInHistory", () => {
   assert.equal(timelineOf(empty, 0x100n), 3);
   assert.equal(timelineOf(empty, 0xFFn), 1);
   assert.throws(() => timelineOf([{ tli: 1, begin: 0n, end: 0x10n }], 0x10n), {
-    code: "XX000",
+    name: "WalHistoryError",
     message: "timeline history was not contiguous",
   });
 });

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { readFileHead } from "../_io.ts";
 import { crc32cUpdate } from "./crc32c.ts";
 import { formatLsn, type Lsn } from "./lsn.ts";
 import {
@@ -692,17 +693,7 @@ export async function validateFiles(
 ): Promise<ValidateFilesResult> {
   const first = paths[0];
   if (first === undefined) throw new RangeError("no WAL files to validate");
-  const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
-  {
-    using f = await Deno.open(first);
-    let got = 0;
-    while (got < head.length) {
-      const r = await f.read(head.subarray(got));
-      if (r === null) break;
-      got += r;
-    }
-  }
-  const long = readLongPageHeader(head);
+  const long = readLongPageHeader(await readFileHead(first, SIZE_OF_LONG_PAGE_HEADER));
   if (long === undefined || !isValidSegmentSize(long.segmentSize)) {
     throw new Error(`file "${first}" does not begin with a valid long page header`);
   }

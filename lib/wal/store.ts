@@ -6,8 +6,9 @@
  * @module
  */
 
-import { Latch } from "../stream/latch.ts";
-import { PgError, SqlState } from "../pgwire/error.ts";
+import { Latch } from "./latch.ts";
+import { readFileHead, readFull } from "../_io.ts";
+import { UnknownTimelineError, WalFileMissingError } from "./errors.ts";
 import type { Lsn } from "./lsn.ts";
 import {
   majorVersionOfMagic,
@@ -169,17 +170,13 @@ export class WalStore {
   /**
    * The end of WAL that may be sent on `tli`: its switch point when the timeline is historic, the
    * durable end when it is the newest.
+   *
+   * @throws {UnknownTimelineError} when `tli` is not in the newest timeline's history.
    */
   endOf(tli: TimelineId): Lsn {
     if (tli === this.#timeline) return this.#end;
     const entry = this.#history.find((h) => h.tli === tli);
-    if (!entry || entry.end === undefined) {
-      throw new PgError(
-        SqlState.INTERNAL_ERROR,
-        `requested timeline ${tli} is not in this server's history`,
-        { routine: "tliSwitchPoint" },
-      );
-    }
+    if (!entry || entry.end === undefined) throw new UnknownTimelineError(tli);
     return entry.end;
   }
 
@@ -260,7 +257,9 @@ export class WalStore {
   }
 
   /**
-   * Reads a timeline's history file as stored. Missing → ERROR 58P01 in PostgreSQL's words.
+   * Reads a timeline's history file as stored.
+   *
+   * @throws {WalFileMissingError} when the directory has no such file.
    */
   async historyContent(tli: TimelineId): Promise<Uint8Array> {
     const name = historyFileName(tli);
@@ -268,10 +267,7 @@ export class WalStore {
       return await Deno.readFile(this.path(name));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
-        throw new PgError(
-          SqlState.UNDEFINED_FILE,
-          `could not open file "${name}": No such file or directory`,
-        );
+        throw new WalFileMissingError(name);
       }
       throw e;
     }
@@ -372,11 +368,11 @@ export class WalStore {
   }
 
   /**
-   * The valid end of the newest timeline, as issue 3 defines it: a whole segment file is
-   * complete when the next segment begins with a valid long page header for its own address;
-   * the highest such segment (the tail) is validated record by record, as xlogreader would, and
-   * the end is where that validation stops. Recycled and preallocated files above the real end
-   * fail the header check and are never trusted.
+   * The valid end of the newest timeline: a whole segment file is complete when the next segment
+   * begins with a valid long page header for its own address; the highest such segment (the tail)
+   * is validated record by record, as xlogreader would, and the end is where that validation
+   * stops. Recycled and preallocated files above the real end fail the header check and are never
+   * trusted.
    */
   async #validatedEnd(tli: TimelineId): Promise<Lsn> {
     const segSize = this.identity.segmentSize;
@@ -433,12 +429,7 @@ export class WalStore {
       while (pos < segEnd) {
         await f.seek(Number(pos - segStart), Deno.SeekMode.Start);
         const want = Math.min(buf.length, Number(segEnd - pos));
-        let got = 0;
-        while (got < want) {
-          const n = await f.read(buf.subarray(got, want));
-          if (n === null) break;
-          got += n;
-        }
+        const got = await readFull(f, buf.subarray(0, want));
         if (got === 0) break;
         v.push(pos, buf.subarray(0, got));
         pos += BigInt(got);
@@ -452,23 +443,13 @@ export class WalStore {
   /** Whether a segment file starts with a long page header for its own address and cluster. */
   async #validHeader(f: SegmentFile): Promise<boolean> {
     if (this.#headerCache.get(f.name)) return true;
-    const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
-    let got = 0;
+    let head: Uint8Array;
     try {
-      const file = await Deno.open(this.path(f.name), { read: true });
-      try {
-        while (got < head.length) {
-          const n = await file.read(head.subarray(got));
-          if (n === null) break;
-          got += n;
-        }
-      } finally {
-        file.close();
-      }
+      head = await readFileHead(this.path(f.name), SIZE_OF_LONG_PAGE_HEADER);
     } catch {
       return false;
     }
-    const h = got === head.length ? readLongPageHeader(head) : undefined;
+    const h = readLongPageHeader(head);
     const ok = h !== undefined && h.magic === this.identity.magic &&
       h.pageAddr === segmentStart(f.segno, this.identity.segmentSize) &&
       h.systemId === this.identity.systemId && h.segmentSize === this.identity.segmentSize;
@@ -507,17 +488,8 @@ async function readIdentity(dir: string): Promise<WalIdentity> {
   names.sort().reverse();
   const problems: string[] = [];
   for (const name of names) {
-    const head = new Uint8Array(SIZE_OF_LONG_PAGE_HEADER);
-    let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(join(dir, name));
-      let got = 0;
-      while (got < head.length) {
-        const n = await file.read(head.subarray(got));
-        if (n === null) break;
-        got += n;
-      }
-      const h = got === head.length ? readLongPageHeader(head) : undefined;
+      const h = readLongPageHeader(await readFileHead(join(dir, name), SIZE_OF_LONG_PAGE_HEADER));
       const serverMajor = h ? majorVersionOfMagic(h.magic) : undefined;
       if (!h || serverMajor === undefined || !isValidSegmentSize(h.segmentSize)) {
         problems.push(`${name}: no valid long page header`);
@@ -532,8 +504,6 @@ async function readIdentity(dir: string): Promise<WalIdentity> {
       };
     } catch (e) {
       problems.push(`${name}: ${(e as Error).message}`);
-    } finally {
-      file?.close();
     }
   }
   throw new Error(

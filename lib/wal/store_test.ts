@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { WalStore } from "./store.ts";
 import { openWalSource } from "../stream/source.ts";
 import { parseLsn } from "./lsn.ts";
-import { PgError } from "../pgwire/error.ts";
+import { UnknownTimelineError, WalSegmentRemovedError } from "./errors.ts";
 
 const TESTDATA = new URL("../../testdata/", import.meta.url).pathname;
 
@@ -45,7 +45,10 @@ Deno.test("store: identity, timelines and end agree with the generator's manifes
   assert.equal(store.endLsn, parseLsn(newest.segment_end_lsn!));
   const tl1 = manifest.timelines[0]!;
   assert.equal(store.endOf(1), parseLsn(newest.switchpoint!), "TLI 1 ends at the switch point");
-  assert.throws(() => store.endOf(7), (e: unknown) => e instanceof PgError && e.code === "XX000");
+  assert.throws(
+    () => store.endOf(7),
+    (e: unknown) => e instanceof UnknownTimelineError && e.tli === 7,
+  );
   assert.equal(tl1.timeline, 1);
 });
 
@@ -79,7 +82,7 @@ Deno.test("source: streams a historic timeline to its switch point, byte-identic
   }
 });
 
-Deno.test("source: a missing segment is ERROR 58P01 in the walsender's words", async () => {
+Deno.test("source: a missing segment is WalSegmentRemovedError (58P01 for the client)", async () => {
   const dir = await copyTestdata();
   try {
     const store = await WalStore.open(dir);
@@ -90,13 +93,13 @@ Deno.test("source: a missing segment is ERROR 58P01 in the walsender's words", a
     await assert.rejects(
       collect(openWalSource(store, { tli: store.timeline, start, stopAt: () => start + 100n })),
       (e: unknown) =>
-        e instanceof PgError && e.code === "58P01" &&
+        e instanceof WalSegmentRemovedError && e.fileName === newest.name &&
         e.message === `requested WAL segment ${newest.name} has already been removed`,
     );
     // Before the first segment: nothing was ever there.
     await assert.rejects(
       collect(openWalSource(store, { tli: 1, start: 0n, stopAt: () => 100n })),
-      (e: unknown) => e instanceof PgError && e.code === "58P01",
+      WalSegmentRemovedError,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -145,7 +148,7 @@ Deno.test("source: a recycled segment (an older one under a newer name) is 58P01
     await assert.rejects(
       collect(openWalSource(store, { tli: 1, start, stopAt: () => start + 8192n })),
       (e: unknown) =>
-        e instanceof PgError && e.code === "58P01" &&
+        e instanceof WalSegmentRemovedError && e.fileName === b!.name &&
         e.message === `requested WAL segment ${b!.name} has already been removed`,
     );
   } finally {

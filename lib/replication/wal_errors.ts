@@ -1,0 +1,66 @@
+/**
+ * The WAL layer's errors as a client sees them: each fact (a segment gone, a timeline unknown, a
+ * file of another cluster) becomes the SQLSTATE and the message PostgreSQL's walsender sends for
+ * it. This is the one place those words are chosen, so an operator's grep finds them.
+ *
+ * @module
+ */
+
+import { PgError, SqlState } from "../pgwire/error.ts";
+import {
+  UnknownTimelineError,
+  WalFileMissingError,
+  WalHistoryError,
+  WalSegmentRemovedError,
+  WalSystemMismatchError,
+} from "../wal/errors.ts";
+
+/**
+ * The ErrorResponse for an error of the WAL layer; any other error is returned as it is.
+ *
+ * @example
+ * ```ts
+ * import { pgErrorOf } from "./wal_errors.ts";
+ * import { WalSegmentRemovedError } from "../wal/errors.ts";
+ * import assert from "node:assert/strict";
+ * const e = pgErrorOf(new WalSegmentRemovedError("000000010000000000000003"));
+ * assert.equal((e as { code: string }).code, "58P01");
+ * ```
+ */
+export function pgErrorOf(e: unknown): unknown {
+  if (e instanceof WalSegmentRemovedError) {
+    return new PgError(
+      SqlState.UNDEFINED_FILE,
+      `requested WAL segment ${e.fileName} has already been removed`,
+      { routine: "WalSndSegmentOpen" },
+    );
+  }
+  if (e instanceof WalFileMissingError) {
+    return new PgError(
+      SqlState.UNDEFINED_FILE,
+      `could not open file "${e.fileName}": No such file or directory`,
+    );
+  }
+  if (e instanceof UnknownTimelineError) {
+    return new PgError(
+      SqlState.INTERNAL_ERROR,
+      `requested timeline ${e.tli} is not in this server's history`,
+      { routine: "tliSwitchPoint" },
+    );
+  }
+  if (e instanceof WalHistoryError) {
+    // timeline.c raises these without an errcode, hence XX000; the message quotes the file.
+    return new PgError(SqlState.INTERNAL_ERROR, e.message, e.hint ? { hint: e.hint } : {});
+  }
+  if (e instanceof WalSystemMismatchError) {
+    return new PgError(
+      SqlState.DATA_CORRUPTED,
+      `WAL file "${e.fileName}" is from a different database system`,
+      {
+        detail: `WAL file database system identifier is ${e.systemId}, ` +
+          `the served system identifier is ${e.expectedSystemId}.`,
+      },
+    );
+  }
+  return e;
+}
