@@ -35,7 +35,7 @@ export {
   type SenderState,
 } from "./lib/replication/registry.ts";
 export { type ReplicationSlot, SlotManager } from "./lib/replication/slots.ts";
-export { Latch } from "./lib/stream/latch.ts";
+export { Latch } from "./lib/wal/latch.ts";
 export {
   createLogger,
   type LogFields,
