@@ -2,12 +2,26 @@
  * walrelay: a PostgreSQL WAL sender for Deno. Real standbys and `pg_receivewal` stream WAL from
  * it with the ordinary replication protocol, served from a directory of segment files.
  *
- * Start a relay in-process:
+ * Start a relay in-process (port 0 picks a free port); it shuts down gracefully when disposed:
  *
- * ```ts ignore
- * import { WalRelay } from "./mod.ts";
- * await using relay = await WalRelay.start({ walDir: "/var/lib/wal-archive", port: 5433 });
- * await relay.finished;
+ * ```ts
+ * import { silentLogger, WalRelay } from "./mod.ts";
+ * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0, logger: silentLogger });
+ * console.log(`psql "host=${relay.hostname} port=${relay.port} replication=true"`);
+ * ```
+ *
+ * Decide who may connect: an {@linkcode Authenticator} rejects a client with a {@linkcode PgError}
+ * carrying a {@linkcode SqlState}, which the client sees as PostgreSQL's FATAL.
+ *
+ * ```ts
+ * import { type Authenticator, loopbackTrust, PgError, SqlState } from "./mod.ts";
+ * const onlyRepl: Authenticator = (req) =>
+ *   req.user === "repl" ? loopbackTrust(req) : Promise.reject(
+ *     PgError.fatal(
+ *       SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+ *       `role "${req.user}" is not permitted to log in`,
+ *     ),
+ *   );
  * ```
  *
  * Read a WAL range from a directory as a stream:
@@ -35,6 +49,13 @@ export {
   type SenderState,
 } from "./lib/replication/registry.ts";
 export { type ReplicationSlot, SlotManager } from "./lib/replication/slots.ts";
+export {
+  PgError,
+  type PgErrorFields,
+  type Severity,
+  SqlState,
+  type SqlStateCode,
+} from "./lib/pgwire/error.ts";
 export { Latch } from "./lib/wal/latch.ts";
 export {
   createLogger,
