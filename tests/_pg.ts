@@ -1,6 +1,12 @@
 /**
- * Integration-test harness: real PostgreSQL 15 servers, standbys, client programs and the
- * walrelay CLI, each in its own temporary directory on loopback ports chosen at run time.
+ * The one PostgreSQL test harness: real servers, standbys, client programs and the walrelay CLI,
+ * each in its own temporary directory on loopback ports chosen at run time. Unit tests in `lib/`
+ * that need real WAL or a real server use it too, and the sample WAL ({@linkcode TESTDATA}).
+ *
+ * Servers are PostgreSQL 15 (the host's) unless a test names another major: 17 and 18 run from the
+ * Debian chroots that `../shared/tools/pg-versions.sh` builds, with their own client programs
+ * ({@linkcode PgCluster.programs}). A major that is not set up fails the test with the command
+ * that installs it; it never skips.
  *
  * Everything returned here is `AsyncDisposable`, so a test written with `await using` stops its
  * servers, kills its processes and removes its directories even when an assertion fails:
@@ -12,8 +18,9 @@
  * ```
  *
  * When the tests run as root, servers (and `initdb`, `pg_ctl`, `pg_basebackup` into their data
- * directories) run as the `postgres` user, which PostgreSQL requires; client programs run as the
- * current user. Missing PostgreSQL binaries make tests fail with the command that installs them.
+ * directories) run as the `postgres` user, which PostgreSQL requires; the host's client programs
+ * run as the current user, a chroot major's as its `postgres`. Paths are the host's (`dataDir`,
+ * `TempDir.path`); what a chroot major's programs see is `pgDataDir`, `TempDir.pgPath`.
  *
  * @module
  */
@@ -391,28 +398,299 @@ export function freePort(): Promise<number> {
 
 /** A temporary directory; disposing it removes it with everything inside. */
 export interface TempDir extends AsyncDisposable {
-  /** Absolute path. */
+  /** Absolute path, as the tests (on the host) see it. */
   readonly path: string;
+  /**
+   * The same directory as the programs of the major it was made for see it: inside their chroot
+   * for a chroot major, else equal to {@linkcode TempDir.path}.
+   */
+  readonly pgPath: string;
   /** Removes the directory (again harmless). */
   remove(): Promise<void>;
 }
 
 /**
  * Creates a temporary directory, owned by `postgres` when running as root so servers can create
- * data directories and sockets in it.
+ * data directories and sockets in it. With `major`, it is made where that major's programs can
+ * reach it (inside its chroot) and owned by that major's `postgres`.
+ *
+ * @example
+ * ```ts
+ * await using dir = await tempDir("walrelay-example-");
+ * await Deno.writeTextFile(`${dir.path}/f`, "x");
+ * ```
  */
-export async function tempDir(prefix = "walrelay-test-"): Promise<TempDir> {
+export async function tempDir(
+  prefix = "walrelay-test-",
+  opts: { major?: number } = {},
+): Promise<TempDir> {
+  if (opts.major !== undefined) return await (await pgPrograms(opts.major)).tempDir(prefix);
   const path = await Deno.makeTempDir({ prefix });
   if (isRoot()) {
     const u = await lookupPostgresUser();
     await Deno.chown(path, u.uid, u.gid);
   }
+  return removableDir(path, path);
+}
+
+function removableDir(path: string, pgPath: string): TempDir {
   const remove = async (): Promise<void> => {
     await Deno.remove(path, { recursive: true }).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
   };
-  return { path, remove, [Symbol.asyncDispose]: remove };
+  return { path, pgPath, remove, [Symbol.asyncDispose]: remove };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL majors
+
+/**
+ * The major a test gets when it names none: the host's PostgreSQL 15 (Debian bookworm's), which
+ * every existing test was written against.
+ */
+export const DEFAULT_MAJOR = 15;
+
+/**
+ * Debian suites that ship the majors bookworm lacks; `pg-versions.sh` builds a chroot of each under
+ * `$WALRELAY_PG_ROOTS` (default `/opt/walrelay-pg`), named after the suite.
+ */
+const CHROOT_SUITES: Readonly<Record<number, string>> = { 17: "trixie", 18: "sid" };
+
+/** The chroot builder, in the read-only `shared/` that CI places beside the clone. */
+const PG_VERSIONS_SCRIPT = join(REPO_ROOT, "..", "shared", "tools", "pg-versions.sh");
+
+/** The command that sets up a chroot major, as the failure message of a test names it. */
+function installHint(major: number): string {
+  return major === DEFAULT_MAJOR
+    ? `apt-get install -y postgresql-${major}`
+    : `bash ../shared/tools/pg-versions.sh ${major}`;
+}
+
+/**
+ * One PostgreSQL major's programs (`postgres`, `initdb`, `pg_ctl`, `psql`, `pg_receivewal`,
+ * `pg_basebackup`, `pgbench`, `pg_waldump`, …), on the host or in a Debian chroot, and the one way
+ * to run them. A chroot major's programs see only paths inside the chroot and always run as its
+ * `postgres` user; {@linkcode PgPrograms.pgPath} and {@linkcode PgPrograms.hostPath} translate.
+ */
+export interface PgPrograms {
+  /** The major version (15, 17, 18, …). */
+  readonly major: number;
+  /** The chroot the programs run in, or `undefined` when they are the host's. */
+  readonly root: string | undefined;
+  /** The program directory as the programs see it (inside {@linkcode PgPrograms.root}). */
+  readonly binDir: string;
+  /** The command line that runs program `name` (through `chroot` for a chroot major). */
+  command(name: string, args?: string[]): string[];
+  /** Runs program `name` to completion, as {@linkcode run} does. */
+  run(name: string, args: string[], opts?: RunOptions): Promise<RunResult>;
+  /** Runs program `name`, as {@linkcode runOk} does: throws unless it exits with 0. */
+  runOk(name: string, args: string[], opts?: RunOptions): Promise<string>;
+  /** Starts program `name` in the background, as {@linkcode spawnBackground} does. */
+  spawn(
+    name: string,
+    args: string[],
+    opts?: Omit<RunOptions, "timeoutMs">,
+  ): Promise<BackgroundProcess>;
+  /** The path the programs see for a host path; throws for one outside the chroot. */
+  pgPath(hostPath: string): string;
+  /** The host path of a path the programs see. */
+  hostPath(pgPath: string): string;
+  /** Gives a host path to this major's `postgres` user (when running as root). */
+  chown(hostPath: string): Promise<void>;
+  /** A temporary directory the programs can use, owned by this major's `postgres`. */
+  tempDir(prefix?: string): Promise<TempDir>;
+}
+
+const programsCache = new Map<string, Promise<PgPrograms>>();
+
+/**
+ * The programs of PostgreSQL `major` (default {@linkcode DEFAULT_MAJOR}): the host's when it has
+ * them (15 through {@linkcode pgBinDir}), else 17 and 18 from the Debian chroots that
+ * `../shared/tools/pg-versions.sh` builds. Throws, naming the command that installs the major,
+ * when it is not set up: a test asking for a major fails, it never skips.
+ *
+ * @example
+ * ```ts
+ * const pg = await pgPrograms();
+ * const version = await pg.runOk("psql", ["--version"]);
+ * ```
+ */
+export function pgPrograms(major: number = DEFAULT_MAJOR): Promise<PgPrograms> {
+  // Keyed by where the chroots live too, so a test may point the harness elsewhere.
+  const key = `${major} ${Deno.env.get("WALRELAY_PG_ROOTS") ?? ""}`;
+  let found = programsCache.get(key);
+  if (found === undefined) {
+    found = findPrograms(major);
+    programsCache.set(key, found);
+    // A failed lookup is retried by the next caller rather than cached.
+    found.catch(() => programsCache.delete(key));
+  }
+  return found;
+}
+
+async function findPrograms(major: number): Promise<PgPrograms> {
+  if (major === DEFAULT_MAJOR) return hostPrograms(major, await pgBinDir());
+  const hostDir = `/usr/lib/postgresql/${major}/bin`;
+  if (await isExecutable(join(hostDir, "postgres"))) return hostPrograms(major, hostDir);
+  const suite = CHROOT_SUITES[major];
+  const hint = installHint(major);
+  if (suite === undefined) {
+    throw new Error(`PostgreSQL ${major} is not installed and no chroot is known for it (${hint})`);
+  }
+  let root = join(Deno.env.get("WALRELAY_PG_ROOTS") ?? "/opt/walrelay-pg", suite);
+  let binDir = `/usr/lib/postgresql/${major}/bin`;
+  if (!isRoot()) {
+    throw new Error(`PostgreSQL ${major} runs in a chroot, which needs root (set up: ${hint})`);
+  }
+  if (!await isExecutable(join(root, binDir, "postgres"))) {
+    throw new Error(
+      `PostgreSQL ${major} is not set up (no ${root}${binDir}); install it with: ${hint}`,
+    );
+  }
+  if (await isExecutable(PG_VERSIONS_SCRIPT)) {
+    // Built already, so the script only mounts /proc, /dev and /dev/shm (lost at a reboot).
+    const r = await run(["bash", PG_VERSIONS_SCRIPT, String(major)], { timeoutMs: 120_000 });
+    const line = r.stdout.split("\n").find((l) => l.startsWith(`${major} `));
+    const [, scriptRoot, scriptBin] = line?.split(" ") ?? [];
+    if (!r.success || scriptRoot === undefined || scriptBin === undefined) {
+      throw new Error(`PostgreSQL ${major}: ${hint} failed:\n${r.stdout}${r.stderr}`);
+    }
+    root = scriptRoot;
+    binDir = scriptBin;
+  } else if (!await exists(join(root, "proc", "self")) || !await exists(join(root, "dev", "shm"))) {
+    throw new Error(
+      `PostgreSQL ${major}: ${root} lacks /proc or /dev/shm; mount them with: ${hint}`,
+    );
+  }
+  return chrootPrograms(major, root, binDir, await chrootPostgresUser(root, hint));
+}
+
+function hostPrograms(major: number, binDir: string): PgPrograms {
+  const command = (name: string, args: string[] = []): string[] => [join(binDir, name), ...args];
+  return {
+    major,
+    root: undefined,
+    binDir,
+    command,
+    run: (name, args, opts) => run(command(name, args), opts),
+    runOk: (name, args, opts) => runOk(command(name, args), opts),
+    spawn: (name, args, opts) => spawnBackground(command(name, args), opts),
+    pgPath: (hostPath) => hostPath,
+    hostPath: (pgPath) => pgPath,
+    async chown(hostPath) {
+      if (!isRoot()) return;
+      const u = await lookupPostgresUser();
+      await Deno.chown(hostPath, u.uid, u.gid);
+    },
+    tempDir: (prefix) => tempDir(prefix),
+  };
+}
+
+/** The `postgres` account of a chroot, from its own password database (its uid is not ours). */
+async function chrootPostgresUser(root: string, hint: string): Promise<PostgresUser> {
+  const passwd = await Deno.readTextFile(join(root, "etc", "passwd")).catch(() => "");
+  const fields = passwd.split("\n").find((l) => l.startsWith("postgres:"))?.split(":") ?? [];
+  if (fields.length < 6) throw new Error(`no postgres user in ${root}; set it up with: ${hint}`);
+  return { uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5] ?? "/" };
+}
+
+function chrootPrograms(
+  major: number,
+  root: string,
+  binDir: string,
+  user: PostgresUser,
+): PgPrograms {
+  // `chroot --userspec` execs the program itself (runuser would fork), so signals reach it.
+  const command = (name: string, args: string[] = []): string[] => [
+    "chroot",
+    `--userspec=${user.uid}:${user.gid}`,
+    root,
+    join(binDir, name),
+    ...args,
+  ];
+  const env = (extra: Record<string, string> | undefined): Record<string, string> => ({
+    HOME: user.home,
+    USER: "postgres",
+    LOGNAME: "postgres",
+    ...extra,
+  });
+  // Everything runs as the chroot's postgres already; runuser would pick the host's.
+  const asIs = <T extends RunOptions>(opts: T | undefined): T =>
+    ({ ...opts, asPostgres: false, env: env(opts?.env) }) as T;
+  const pgPath = (hostPath: string): string => {
+    if (hostPath === root) return "/";
+    if (hostPath.startsWith(`${root}/`)) return hostPath.slice(root.length);
+    throw new Error(`${hostPath} is outside ${root}, so PostgreSQL ${major} cannot see it`);
+  };
+  const chown = async (hostPath: string): Promise<void> => {
+    await Deno.chown(hostPath, user.uid, user.gid);
+  };
+  return {
+    major,
+    root,
+    binDir,
+    command,
+    run: (name, args, opts) => run(command(name, args), asIs(opts)),
+    runOk: (name, args, opts) => runOk(command(name, args), asIs(opts)),
+    spawn: (name, args, opts) => spawnBackground(command(name, args), asIs(opts)),
+    pgPath,
+    hostPath: (p) => join(root, p),
+    chown,
+    async tempDir(prefix = "walrelay-test-") {
+      const path = await Deno.makeTempDir({ dir: join(root, "tmp"), prefix });
+      await chown(path);
+      return removableDir(path, pgPath(path));
+    },
+  };
+}
+
+/**
+ * Runs program `name` of a PostgreSQL major (default {@linkcode DEFAULT_MAJOR}) to completion;
+ * never throws for a non-zero exit.
+ *
+ * @example
+ * ```ts
+ * const r = await runPg("pg_waldump", ["--rmgr=list"]);
+ * ```
+ */
+export async function runPg(
+  name: string,
+  args: string[],
+  opts: RunOptions & { major?: number } = {},
+): Promise<RunResult> {
+  return await (await pgPrograms(opts.major)).run(name, args, opts);
+}
+
+/**
+ * Like {@linkcode runPg}, but throws (with the program's output) unless it exits with 0; returns
+ * its standard output.
+ *
+ * @example
+ * ```ts
+ * const rmgrs = (await runPgOk("pg_waldump", ["--rmgr=list"])).trim().split("\n");
+ * ```
+ */
+export async function runPgOk(
+  name: string,
+  args: string[],
+  opts: RunOptions & { major?: number } = {},
+): Promise<string> {
+  return await (await pgPrograms(opts.major)).runOk(name, args, opts);
+}
+
+/**
+ * Whether this test run may start servers (`deno test -A`). Without run/read/write/net/env/sys
+ * permissions (a bare `deno test --doc`), tests that need a cluster declare themselves ignored.
+ *
+ * @example
+ * ```ts
+ * Deno.test({ name: "needs a server", ignore: !clusterPermitted(), fn: () => {} });
+ * ```
+ */
+export function clusterPermitted(): boolean {
+  const names = ["run", "read", "write", "net", "env", "sys"] as const;
+  return names.every((name) => Deno.permissions.querySync({ name }).state === "granted");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,15 +708,30 @@ export class PgCluster implements AsyncDisposable {
   constructor(
     /** TCP port on 127.0.0.1. */
     readonly port: number,
-    /** The data directory (owned by `postgres`). */
+    /** The data directory (owned by `postgres`), as the host sees it. */
     readonly dataDir: string,
     /** Directory of the Unix socket and the server log; removed on dispose. */
     readonly runDir: TempDir,
     /** Where `archive_command` copies segments, when archiving was asked for. */
     readonly archiveDir: string | undefined,
-    /** PostgreSQL's program directory. */
-    readonly binDir: string,
+    /** The programs of the server's major; its clients (`psql`, `pgbench`, …) are these too. */
+    readonly programs: PgPrograms,
   ) {}
+
+  /** The server's major version. */
+  get major(): number {
+    return this.programs.major;
+  }
+
+  /** The program directory, as the programs see it (inside the chroot of a chroot major). */
+  get binDir(): string {
+    return this.programs.binDir;
+  }
+
+  /** The data directory as the server's programs see it (inside the chroot of a chroot major). */
+  get pgDataDir(): string {
+    return this.programs.pgPath(this.dataDir);
+  }
 
   /** `pg_wal` of the data directory. */
   get walDir(): string {
@@ -487,9 +780,9 @@ export class PgCluster implements AsyncDisposable {
   }
 
   async #psql(conninfo: string, query: string): Promise<string> {
-    const out = await runOk(
+    const out = await this.programs.runOk(
+      "psql",
       [
-        join(this.binDir, "psql"),
         "-X",
         "-q",
         "-A",
@@ -518,9 +811,9 @@ export class PgCluster implements AsyncDisposable {
 
   /** Runs `pgbench` against the `postgres` database (e.g. `["-i", "-s", "1"]`); returns stdout. */
   pgbench(args: string[]): Promise<string> {
-    return runOk(
+    return this.programs.runOk(
+      "pgbench",
       [
-        join(this.binDir, "pgbench"),
         "-h",
         this.host,
         "-p",
@@ -536,7 +829,7 @@ export class PgCluster implements AsyncDisposable {
 
   /** `pg_controldata` as a map of its labels to values. */
   async controlData(): Promise<Record<string, string>> {
-    const out = await runOk([join(this.binDir, "pg_controldata"), "-D", this.dataDir], {
+    const out = await this.programs.runOk("pg_controldata", ["-D", this.pgDataDir], {
       asPostgres: true,
     });
     const map: Record<string, string> = {};
@@ -558,7 +851,7 @@ export class PgCluster implements AsyncDisposable {
 
   /** Promotes a standby and waits until it accepts writes. */
   async promote(): Promise<void> {
-    await runOk([join(this.binDir, "pg_ctl"), "-D", this.dataDir, "-w", "-t", "60", "promote"], {
+    await this.programs.runOk("pg_ctl", ["-D", this.pgDataDir, "-w", "-t", "60", "promote"], {
       asPostgres: true,
       timeoutMs: 90_000,
     });
@@ -580,8 +873,9 @@ export class PgCluster implements AsyncDisposable {
   /** Stops the server with `pg_ctl stop -m mode` (default `fast`); harmless when stopped. */
   async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
     if (!this.#running) return;
-    const r = await run(
-      [join(this.binDir, "pg_ctl"), "-D", this.dataDir, "-m", mode, "-w", "-t", "60", "stop"],
+    const r = await this.programs.run(
+      "pg_ctl",
+      ["-D", this.pgDataDir, "-m", mode, "-w", "-t", "60", "stop"],
       { asPostgres: true, timeoutMs: 90_000 },
     );
     if (!r.success && await exists(join(this.dataDir, "postmaster.pid"))) {
@@ -593,7 +887,7 @@ export class PgCluster implements AsyncDisposable {
   /** Starts a stopped server again (same port and settings). */
   async start(): Promise<void> {
     if (this.#running) return;
-    await pgCtlStart(this.binDir, this.dataDir, this.logFile, 60);
+    await pgCtlStart(this.programs, this.dataDir, this.logFile, 60);
     this.#running = true;
   }
 
@@ -632,28 +926,26 @@ function confLines(conf: Record<string, string | number>): string {
   return Object.entries(conf).map(([k, v]) => `${k} = ${confValue(v)}\n`).join("");
 }
 
-async function appendAsPostgres(path: string, text: string): Promise<void> {
+async function appendAsPostgres(programs: PgPrograms, path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path, text, { append: true });
-  if (isRoot()) {
-    const u = await lookupPostgresUser();
-    await Deno.chown(path, u.uid, u.gid);
-  }
+  await programs.chown(path);
 }
 
+/** `pg_ctl start` on a data directory and log file given as host paths. */
 async function pgCtlStart(
-  bin: string,
+  programs: PgPrograms,
   dataDir: string,
   logFile: string,
   timeoutSec: number,
   wait = true,
 ): Promise<void> {
-  const r = await run(
+  const r = await programs.run(
+    "pg_ctl",
     [
-      join(bin, "pg_ctl"),
       "-D",
-      dataDir,
+      programs.pgPath(dataDir),
       "-l",
-      logFile,
+      programs.pgPath(logFile),
       wait ? "-w" : "-W",
       "-t",
       String(timeoutSec),
@@ -672,6 +964,11 @@ async function pgCtlStart(
 
 /** Options for {@linkcode startPrimary}. */
 export interface PrimaryOptions {
+  /**
+   * The PostgreSQL major (default {@linkcode DEFAULT_MAJOR}, the host's 15); 17 and 18 run from
+   * the chroots of `../shared/tools/pg-versions.sh`. A major that is not set up fails the test.
+   */
+  major?: number;
   /** `initdb --wal-segsize` in MB (default 16; tests usually want 1). */
   walSegSize?: number;
   /** Extra `postgresql.conf` settings (they override the harness's defaults). */
@@ -696,18 +993,24 @@ const DEFAULT_HBA = [
 /**
  * initdb's and starts a primary on a free loopback port, `wal_level = replica`, trust
  * authentication, its log in its run directory. Dispose it to stop it and remove everything.
+ *
+ * @example
+ * ```ts ignore
+ * await using pg = await startPrimary({ major: 18, walSegSize: 1 });
+ * await pg.sql("SHOW server_version_num"); // "180001" or later
+ * ```
  */
 export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster> {
-  const bin = await pgBinDir();
-  const dir = await tempDir("walrelay-pg-");
+  const programs = await pgPrograms(opts.major);
+  const dir = await programs.tempDir("walrelay-pg-");
+  const dataDir = join(dir.path, "data");
   try {
-    const dataDir = join(dir.path, "data");
     const archiveDir = opts.archive ? join(dir.path, "archive") : undefined;
-    await runOk(
+    await programs.runOk(
+      "initdb",
       [
-        join(bin, "initdb"),
         "-D",
-        dataDir,
+        programs.pgPath(dataDir),
         "--auth=trust",
         "--username=postgres",
         "--locale=C",
@@ -720,14 +1023,20 @@ export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster
       { asPostgres: true, timeoutMs: 120_000 },
     );
     if (opts.resetwalArgs) {
-      await runOk([join(bin, "pg_resetwal"), ...opts.resetwalArgs, dataDir], { asPostgres: true });
+      await programs.runOk("pg_resetwal", [...opts.resetwalArgs, programs.pgPath(dataDir)], {
+        asPostgres: true,
+      });
     }
-    if (archiveDir) await runOk(["mkdir", archiveDir], { asPostgres: true });
+    if (archiveDir) {
+      await Deno.mkdir(archiveDir);
+      await programs.chown(archiveDir);
+    }
     const port = await freePort();
+    const archiveTo = archiveDir === undefined ? "" : programs.pgPath(archiveDir);
     const conf: Record<string, string | number> = {
       listen_addresses: "127.0.0.1",
       port,
-      unix_socket_directories: dir.path,
+      unix_socket_directories: dir.pgPath,
       wal_level: "replica",
       max_wal_senders: 10,
       max_replication_slots: 10,
@@ -740,12 +1049,13 @@ export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster
       ...(archiveDir
         ? {
           archive_mode: "on",
-          archive_command: `test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f`,
+          archive_command: `test ! -f ${archiveTo}/%f && cp %p ${archiveTo}/%f`,
         }
         : {}),
       ...opts.conf,
     };
     await appendAsPostgres(
+      programs,
       join(dataDir, "postgresql.conf"),
       `\n# walrelay test harness\n${confLines(conf)}`,
     );
@@ -754,11 +1064,11 @@ export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster
       (opts.hba ?? DEFAULT_HBA).join("\n") + "\n",
     );
     const logFile = join(dir.path, "server.log");
-    await pgCtlStart(bin, dataDir, logFile, 60);
-    return new PgCluster(Number(conf.port), dataDir, dir, archiveDir, bin);
+    await pgCtlStart(programs, dataDir, logFile, 60);
+    return new PgCluster(Number(conf.port), dataDir, dir, archiveDir, programs);
   } catch (e) {
     // A half-started server must not outlive the failed test.
-    await run([join(bin, "pg_ctl"), "-D", join(dir.path, "data"), "-m", "immediate", "stop"], {
+    await programs.run("pg_ctl", ["-D", programs.pgPath(dataDir), "-m", "immediate", "stop"], {
       asPostgres: true,
       timeoutMs: 30_000,
     }).catch(() => {});
@@ -767,31 +1077,50 @@ export async function startPrimary(opts: PrimaryOptions = {}): Promise<PgCluster
   }
 }
 
+/**
+ * Runs `fn` with a new primary (see {@linkcode startPrimary}) and always disposes of it, even
+ * when `fn` throws; returns what `fn` returned. For code that cannot hold an `await using`.
+ *
+ * @example
+ * ```ts
+ * const one = await withPrimary((pg) => pg.sql("SELECT 1"), { walSegSize: 1 });
+ * ```
+ */
+export async function withPrimary<T>(
+  fn: (pg: PgCluster) => Promise<T>,
+  opts: PrimaryOptions = {},
+): Promise<T> {
+  await using pg = await startPrimary(opts);
+  return await fn(pg);
+}
+
 /** A base backup's data directory; disposing it removes it. */
 export interface BaseBackup extends AsyncDisposable {
   /** The data directory, owned by `postgres`, ready for {@linkcode startStandby}. */
   readonly dataDir: string;
+  /** The major of the server it was taken from (and of the `pg_basebackup` that took it). */
+  readonly major: number;
 }
 
 /**
- * Takes a base backup of `from` with `pg_basebackup -X stream -c fast` (as `postgres`), into a new
- * temporary directory. Pass `host`/`port` to take it through something else (a relay cannot serve
- * BASE_BACKUP, so usually not).
+ * Takes a base backup of `from` with its major's `pg_basebackup -X stream -c fast` (as
+ * `postgres`), into a new temporary directory. Pass `args` to add options.
  */
 export async function basebackup(
   from: PgCluster,
   opts: { args?: string[] } = {},
 ): Promise<BaseBackup> {
-  const dir = await tempDir("walrelay-bb-");
+  const programs = from.programs;
+  const dir = await programs.tempDir("walrelay-bb-");
   const dataDir = join(dir.path, "data");
   try {
-    await runOk(
+    await programs.runOk(
+      "pg_basebackup",
       [
-        join(from.binDir, "pg_basebackup"),
         "-d",
         from.conninfo(),
         "-D",
-        dataDir,
+        programs.pgPath(dataDir),
         "-X",
         "stream",
         "-c",
@@ -805,7 +1134,7 @@ export async function basebackup(
     await dir.remove();
     throw e;
   }
-  return { dataDir, [Symbol.asyncDispose]: dir.remove };
+  return { dataDir, major: programs.major, [Symbol.asyncDispose]: dir.remove };
 }
 
 /** Options for {@linkcode startStandby}. */
@@ -814,6 +1143,8 @@ export interface StandbyOptions {
   dataDir: string;
   /** Where to stream from: a libpq conninfo (the primary's or a relay's). */
   primaryConninfo: string;
+  /** The major to run (default: the one in the data directory's `PG_VERSION`). */
+  major?: number;
   /** Extra `postgresql.conf` settings. */
   conf?: Record<string, string | number>;
   /**
@@ -831,14 +1162,16 @@ export interface StandbyOptions {
  * belongs to the {@linkcode BaseBackup}.
  */
 export async function startStandby(opts: StandbyOptions): Promise<PgCluster> {
-  const bin = await pgBinDir();
-  const dir = await tempDir("walrelay-standby-");
+  const major = opts.major ??
+    Number((await Deno.readTextFile(join(opts.dataDir, "PG_VERSION"))).trim());
+  const programs = await pgPrograms(major);
+  const dir = await programs.tempDir("walrelay-standby-");
   try {
     const port = await freePort();
     const conf: Record<string, string | number> = {
       port,
       listen_addresses: "127.0.0.1",
-      unix_socket_directories: dir.path,
+      unix_socket_directories: dir.pgPath,
       hot_standby: "on",
       primary_conninfo: opts.primaryConninfo,
       // The primary's archive belongs to the primary.
@@ -847,15 +1180,16 @@ export async function startStandby(opts: StandbyOptions): Promise<PgCluster> {
       ...opts.conf,
     };
     await appendAsPostgres(
+      programs,
       join(opts.dataDir, "postgresql.conf"),
       `\n# walrelay test harness: standby\n${confLines(conf)}`,
     );
-    await appendAsPostgres(join(opts.dataDir, "standby.signal"), "");
+    await appendAsPostgres(programs, join(opts.dataDir, "standby.signal"), "");
     const logFile = join(dir.path, "server.log");
-    await pgCtlStart(bin, opts.dataDir, logFile, opts.timeoutSec ?? 60, opts.wait ?? true);
-    return new PgCluster(port, opts.dataDir, dir, undefined, bin);
+    await pgCtlStart(programs, opts.dataDir, logFile, opts.timeoutSec ?? 60, opts.wait ?? true);
+    return new PgCluster(port, opts.dataDir, dir, undefined, programs);
   } catch (e) {
-    await run([join(bin, "pg_ctl"), "-D", opts.dataDir, "-m", "immediate", "stop"], {
+    await programs.run("pg_ctl", ["-D", programs.pgPath(opts.dataDir), "-m", "immediate", "stop"], {
       asPostgres: true,
       timeoutMs: 30_000,
     }).catch(() => {});
@@ -979,6 +1313,71 @@ export async function startRelay(opts: RelayOptions): Promise<RelayProcess> {
       return Object.entries(kv).map(([k, v]) => `${k}=${quoteConninfo(String(v))}`).join(" ");
     },
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copying WAL
+
+/**
+ * The bundled sample WAL, `testdata/wal`: PostgreSQL 15, 1 MB segments, timeline 1 → 2 in the
+ * middle of a segment (`testdata/wal.json` describes it; `testdata/generate.sh` made it).
+ */
+export const TESTDATA: string = join(REPO_ROOT, "testdata", "wal");
+
+/**
+ * Copies the regular files of `src` whose names pass `filter` into the existing directory `dst`;
+ * returns their names, sorted.
+ *
+ * @example
+ * ```ts
+ * await using dir = await tempDir();
+ * const names = await copyFiles(TESTDATA, dir.path, isSegmentName);
+ * ```
+ */
+export async function copyFiles(
+  src: string,
+  dst: string,
+  filter: (name: string) => boolean = () => true,
+): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(src)) {
+    if (e.isFile && filter(e.name)) names.push(e.name);
+  }
+  names.sort();
+  for (const n of names) await Deno.copyFile(join(src, n), join(dst, n));
+  return names;
+}
+
+/**
+ * Copies the sample WAL ({@linkcode TESTDATA}) into `dir` (created when missing), or into a new
+ * temporary directory that the caller removes; returns the directory. Tests that rename, cut or
+ * remove segments work on such a copy.
+ *
+ * @example
+ * ```ts
+ * const dir = await copyTestdata();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function copyTestdata(dir?: string): Promise<string> {
+  if (dir === undefined) dir = await Deno.makeTempDir({ prefix: "walrelay-testdata-" });
+  else await Deno.mkdir(dir, { recursive: true });
+  await copyFiles(TESTDATA, dir);
+  return dir;
+}
+
+/**
+ * Copies the complete segments of a cluster's `pg_wal` into `dst` (stop the cluster first for a
+ * stable copy); returns their names, sorted.
+ *
+ * @example
+ * ```ts ignore
+ * await pg.stop();
+ * const names = await copyWal(pg, dir.path);
+ * ```
+ */
+export async function copyWal(cluster: PgCluster, dst: string): Promise<string[]> {
+  return await copyFiles(cluster.walDir, dst, isSegmentName);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// Exercises the integration-test harness itself against real PostgreSQL 15: if these fail, every
-// integration test would fail for reasons unrelated to walrelay.
+// Exercises the integration-test harness itself against real PostgreSQL 15, and 17 and 18 from
+// their chroots: if these fail, every integration test would fail for reasons unrelated to walrelay.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import {
   isRoot,
   pgBin,
   pgBinDir,
+  pgPrograms,
   REPO_ROOT,
   run,
   runOk,
@@ -202,4 +203,87 @@ for await (const conn of Deno.listen({ hostname, port: Number(port) })) {
   }
   // The process is gone once disposed.
   assert.equal((await run(["kill", "-0", String(pid)])).success, false);
+});
+
+for (const major of [17, 18]) {
+  Deno.test(`PostgreSQL ${major}: primary, its psql, and its pg_receivewal into a host-readable directory`, async () => {
+    await using pg = await startPrimary({ major, walSegSize: 1 });
+    assert.equal(pg.major, major);
+    assert.ok(pg.programs.root !== undefined, "a chroot major");
+    assert.ok(pg.dataDir.startsWith(`${pg.programs.root}/`), pg.dataDir);
+    assert.equal(pg.programs.hostPath(pg.pgDataDir), pg.dataDir);
+    assert.equal(await Deno.readTextFile(join(pg.dataDir, "PG_VERSION")), `${major}\n`);
+
+    // That major's psql, not the host's, against that major's server.
+    const psql = await pg.programs.runOk("psql", ["--version"]);
+    assert.match(psql, new RegExp(`^psql \\(PostgreSQL\\) ${major}\\.`));
+    assert.match(await pg.sql("SHOW server_version_num"), new RegExp(`^${major}\\d{4}$`));
+    assert.equal(await pg.sql("SHOW wal_segment_size"), "1MB");
+
+    await using target = await tempDir("walrelay-recv-", { major });
+    assert.ok(target.path.startsWith(`${pg.programs.root}/tmp/`), target.path);
+    assert.equal(target.pgPath, target.path.slice(pg.programs.root!.length));
+    await using recv = await pg.programs.spawn("pg_receivewal", [
+      "-h",
+      pg.host,
+      "-p",
+      String(pg.port),
+      "-U",
+      pg.user,
+      "-D",
+      target.pgPath,
+      "--no-loop",
+      "--verbose",
+    ]);
+    await waitFor(
+      async () => {
+        for await (const e of Deno.readDir(target.path)) {
+          if (e.name.endsWith(".partial")) return true;
+        }
+        return recv.exited ? Promise.reject(new Error(recv.stderr())) : false;
+      },
+      { timeoutMs: 20_000, message: `pg_receivewal ${major} did not start streaming` },
+    );
+    await pg.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 5000) g");
+    const completed = await pg.switchWal();
+    await waitFor(
+      async () => (await Deno.stat(join(target.path, completed)).catch(() => undefined))?.isFile,
+      { timeoutMs: 20_000, message: `pg_receivewal ${major} did not write ${completed}` },
+    );
+    const status = await recv.stop("SIGINT");
+    assert.equal(status.code, 0, recv.stderr());
+    const same = await assertSegmentsMatch(target.path, pg.walDir);
+    assert.ok(same.includes(completed), `${completed} compared`);
+  });
+
+  Deno.test(`PostgreSQL ${major}: pgbench, pg_basebackup and a standby of that major`, async () => {
+    await using pg = await startPrimary({ major, walSegSize: 1 });
+    await pg.pgbench(["-i", "-s", "1", "-q"]);
+    await using backup = await basebackup(pg);
+    assert.equal(backup.major, major);
+    await using standby = await startStandby({
+      dataDir: backup.dataDir,
+      primaryConninfo: pg.conninfo({ application_name: `harness_${major}` }),
+    });
+    assert.equal(standby.major, major);
+    await pg.pgbench(["-t", "50", "-c", "1"]);
+    await standby.waitForReplay(await pg.currentLsn());
+    assert.equal(await standby.sql("SELECT count(*) FROM pgbench_history"), "50");
+    assert.equal((await standby.controlData())["Database cluster state"], "in archive recovery");
+  });
+}
+
+Deno.test("a major that is not set up fails, naming the command that installs it", async () => {
+  await assert.rejects(startPrimary({ major: 9 }), /bash \.\.\/shared\/tools\/pg-versions\.sh 9/);
+  const prev = Deno.env.get("WALRELAY_PG_ROOTS");
+  Deno.env.set("WALRELAY_PG_ROOTS", "/nonexistent/walrelay-pg");
+  try {
+    await assert.rejects(
+      pgPrograms(17),
+      /not set up[\s\S]*bash \.\.\/shared\/tools\/pg-versions\.sh 17/,
+    );
+  } finally {
+    if (prev === undefined) Deno.env.delete("WALRELAY_PG_ROOTS");
+    else Deno.env.set("WALRELAY_PG_ROOTS", prev);
+  }
 });

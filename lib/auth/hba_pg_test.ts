@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { HbaParseError, parseHba } from "./hba.ts";
 import { parseIp } from "./_ip.ts";
-import { clusterPermitted, startCluster } from "./_test_cluster.ts";
+import { clusterPermitted, startPrimary } from "../../tests/_pg.ts";
 
 // Lines PostgreSQL 15 parses (or refuses); each is checked against the pg_hba_file_rules view.
 const LINES = [
@@ -65,7 +65,7 @@ Deno.test({
   name: "hba: parsing agrees with PostgreSQL 15's pg_hba_file_rules",
   ignore: !clusterPermitted(),
 }, async () => {
-  const cluster = await startCluster();
+  await using cluster = await startPrimary();
   try {
     // Line 1 keeps psql working; the server only re-reads the file on reload, the view at once.
     const text = "local all postgres trust\n" + LINES.join("\n") + "\n";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier, parseScramVerifier } from "./scram.ts";
-import { clusterPermitted, startCluster } from "./_test_cluster.ts";
+import { clusterPermitted, startPrimary } from "../../tests/_pg.ts";
 
 // Passwords whose verifiers must match PostgreSQL 15's byte for byte: plain ASCII, then ones
 // SASLprep changes (non-ASCII space, soft hyphen, NFKC), then ones it refuses (PostgreSQL then
@@ -20,7 +20,7 @@ Deno.test({
   name: "scram: verifiers equal PostgreSQL 15's rolpassword byte for byte",
   ignore: !clusterPermitted(),
 }, async () => {
-  const cluster = await startCluster();
+  await using cluster = await startPrimary({ conf: { password_encryption: "scram-sha-256" } });
   try {
     for (const [role, password] of PASSWORDS) {
       await cluster.sql(`CREATE ROLE ${role} LOGIN PASSWORD '${password.replaceAll("'", "''")}'`);

@@ -2,20 +2,20 @@
 // `deno bench -A lib/inspect/inspect_bench.ts`. The bench name carries the size; divide it by
 // the time per iteration for MB/s. Files are read from the page cache after the first run.
 import { inspectWal } from "./inspect.ts";
-import { copyWal, withTestCluster } from "../wal/_test_cluster.ts";
+import { copyWal, withPrimary } from "../../tests/_pg.ts";
 
 const TARGET_BYTES = 256 * 1024 * 1024;
 
 /** pgbench initialisation writes roughly 16 MB of WAL per scale unit. */
 async function generate(dir: string): Promise<void> {
-  await withTestCluster(async (c) => {
+  await withPrimary(async (c) => {
     await c.pgbench(["-i", "-s", "19", "-q"]);
     await c.pgbench(["-c", "2", "-t", "2000"]);
     await c.stop();
     await copyWal(c, dir);
   }, {
-    walSegSizeMb: 16,
-    settings: { wal_keep_size: "1GB", max_wal_size: "2GB", synchronous_commit: "off" },
+    walSegSize: 16,
+    conf: { fsync: "off", wal_keep_size: "1GB", max_wal_size: "2GB", synchronous_commit: "off" },
   });
 }
 

@@ -2,10 +2,7 @@ import assert from "node:assert/strict";
 import { type InspectReport, inspectWal, type TimelineReport } from "./inspect.ts";
 import { formatLsn, parseLsn } from "../wal/lsn.ts";
 import { parseWalFileName } from "../wal/segment.ts";
-import { copyWal, runPg, withTestCluster } from "../wal/_test_cluster.ts";
-
-const TESTDATA = new URL("../../testdata/", import.meta.url);
-const WAL_DIR = new URL("wal", TESTDATA).pathname;
+import { copyTestdata, copyWal, runPg, TESTDATA, withPrimary } from "../../tests/_pg.ts";
 
 interface Manifest {
   server_version: string;
@@ -27,7 +24,7 @@ interface Manifest {
 }
 
 const manifest: Manifest = JSON.parse(
-  await Deno.readTextFile(new URL("wal.json", TESTDATA)),
+  await Deno.readTextFile(new URL("../../testdata/wal.json", import.meta.url)),
 );
 
 /** One row of `pg_waldump --stats=rmgr`: N and the combined size (xl_tot_len). */
@@ -108,14 +105,6 @@ async function agreesWithWaldump(dir: string, t: TimelineReport): Promise<void> 
   assert.equal(t.recordBytes, bytes);
 }
 
-async function copyTestdata(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "walrelay_inspect_" });
-  for await (const e of Deno.readDir(WAL_DIR)) {
-    await Deno.copyFile(`${WAL_DIR}/${e.name}`, `${dir}/${e.name}`);
-  }
-  return dir;
-}
-
 function timeline(report: InspectReport, tli: number): TimelineReport {
   const t = report.timelines.find((x) => x.timeline === tli);
   assert.ok(t, `timeline ${tli} in the report`);
@@ -123,7 +112,7 @@ function timeline(report: InspectReport, tli: number): TimelineReport {
 }
 
 Deno.test("inspectWal agrees with the sample WAL's manifest and pg_waldump --stats", async () => {
-  const report = await inspectWal(WAL_DIR);
+  const report = await inspectWal(TESTDATA);
   assert.equal(report.kind, "directory");
   assert.equal(report.systemId, BigInt(manifest.system_identifier));
   assert.equal(report.segmentSize, manifest.segment_size);
@@ -163,12 +152,12 @@ Deno.test("inspectWal agrees with the sample WAL's manifest and pg_waldump --sta
   assert.equal(formatLsn(t2.lastRecord!), m2!.last_record_lsn);
   assert.deepEqual(t2.stop, { kind: "end", lsn: t2.validEnd, message: "" });
 
-  for (const t of report.timelines) await agreesWithWaldump(WAL_DIR, t);
+  for (const t of report.timelines) await agreesWithWaldump(TESTDATA, t);
 });
 
 Deno.test("inspectWal on one segment file reports that segment", async () => {
   const name = "000000010000000000000007";
-  const report = await inspectWal(`${WAL_DIR}/${name}`);
+  const report = await inspectWal(`${TESTDATA}/${name}`);
   assert.equal(report.kind, "file");
   assert.ok(report.consistent);
   assert.equal(report.timelines.length, 1);
@@ -179,12 +168,12 @@ Deno.test("inspectWal on one segment file reports that segment", async () => {
   // Its last record continues into the next segment, which is not given.
   assert.equal(t.stop.kind, "end");
   assert.match(t.stop.message, new RegExp(`^the record at ${formatLsn(t.validEnd)} continues`));
-  await agreesWithWaldump(WAL_DIR, t);
+  await agreesWithWaldump(TESTDATA, t);
 
   // Under another name, the page header places it.
   const dir = await Deno.makeTempDir({ prefix: "walrelay_inspect_" });
   try {
-    await Deno.copyFile(`${WAL_DIR}/${name}`, `${dir}/segment.bin`);
+    await Deno.copyFile(`${TESTDATA}/${name}`, `${dir}/segment.bin`);
     const renamed = await inspectWal(`${dir}/segment.bin`);
     assert.equal(formatLsn(renamed.timelines[0]!.startLsn), "0/700000");
     assert.equal(renamed.timelines[0]!.records, t.records);
@@ -231,7 +220,7 @@ Deno.test("inspectWal finds invalid WAL before the end, as xlogreader words it",
     const t1 = timeline(report, 1);
     assert.equal(t1.stop.kind, "invalid");
     // pg_waldump stops at the same record with the same words.
-    const out = await runPg("pg_waldump", ["-p", dir, "--start", "0/700000"], { check: false });
+    const out = await runPg("pg_waldump", ["-p", dir, "--start", "0/700000"]);
     const err = /error in WAL record at [^:]+: (.*)/.exec(out.stderr);
     assert.equal(t1.stop.message, err?.[1]);
     assert.match(t1.stop.message, /^incorrect resource manager data checksum in record at /);
@@ -271,7 +260,7 @@ Deno.test("inspectWal takes recycled segments past the end for what they are", a
 Deno.test("inspectWal finds a segment of another cluster", async () => {
   const dir = await copyTestdata();
   try {
-    const foreign = await withTestCluster(async (c) => {
+    const foreign = await withPrimary(async (c) => {
       await c.stop();
       const wal = await Deno.makeTempDir({ prefix: "walrelay_inspect_foreign_" });
       const names = await copyWal(c, wal);
@@ -279,7 +268,7 @@ Deno.test("inspectWal finds a segment of another cluster", async () => {
       const bytes = await Deno.readFile(`${wal}/${names[0]}`);
       await Deno.remove(wal, { recursive: true });
       return bytes;
-    }, { walSegSizeMb: manifest.segment_size >> 20 });
+    }, { walSegSize: manifest.segment_size >> 20 });
     const otherId = new DataView(foreign.buffer).getBigUint64(24, true);
     assert.notEqual(otherId, BigInt(manifest.system_identifier));
     await Deno.writeFile(`${dir}/000000010000000000000007`, foreign);
@@ -306,7 +295,7 @@ Deno.test("inspectWal finds a segment of another cluster", async () => {
 
 Deno.test("inspectWal reports progress up to the total and reads in chunks", async () => {
   const seen: [number, number][] = [];
-  const report = await inspectWal(WAL_DIR, {
+  const report = await inspectWal(TESTDATA, {
     chunkSize: 64 * 1024,
     onProgress: (done, total) => seen.push([done, total]),
   });
@@ -316,7 +305,7 @@ Deno.test("inspectWal reports progress up to the total and reads in chunks", asy
   assert.ok(seen.every(([d], i) => i === 0 || d >= seen[i - 1]![0]));
   assert.equal(seen.at(-1)![0], total);
   // Chunk size changes nothing in the result.
-  const whole = await inspectWal(WAL_DIR);
+  const whole = await inspectWal(TESTDATA);
   assert.deepEqual(
     report.timelines.map((t) => [t.validEnd, t.records, t.recordBytes]),
     whole.timelines.map((t) => [t.validEnd, t.records, t.recordBytes]),

@@ -6,7 +6,7 @@
  */
 
 import { formatLsn, parseLsn } from "./lsn.ts";
-import { runPg } from "./_test_cluster.ts";
+import { runPg } from "../../tests/_pg.ts";
 
 const SEG = 1 << 20;
 const BLCKSZ = 8192;
@@ -20,12 +20,14 @@ export interface Rec {
   xid: number;
 }
 
+/** What pg_waldump printed for a range, and where it stopped. */
 export interface Dump {
   records: Rec[];
   /** Where pg_waldump stopped reading: EndRecPtr of its last record. */
   end: bigint;
   /** The xlogreader message after "error in WAL record at …: ", if any. */
   error: string | undefined;
+  /** pg_waldump's standard error, for failure messages. */
   stderr: string;
 }
 
@@ -47,6 +49,10 @@ export function recordEnd(lsn: bigint, tot: number, isSwitch: boolean): bigint {
   return pos;
 }
 
+/**
+ * Runs PostgreSQL 15's pg_waldump on `dir` from `start` (to `end`, with `extra` arguments) and
+ * returns its records; a non-zero exit is an answer here (where the WAL stops), not a failure.
+ */
 export async function waldump(
   dir: string,
   start: bigint,
@@ -55,7 +61,7 @@ export async function waldump(
 ): Promise<Dump> {
   const args = ["-p", dir, "--start", formatLsn(start), ...extra];
   if (end !== undefined) args.push("--end", formatLsn(end));
-  const out = await runPg("pg_waldump", args, { check: false });
+  const out = await runPg("pg_waldump", args);
   const records: Rec[] = [];
   let last: { lsn: bigint; tot: number; isSwitch: boolean } | undefined;
   const line =

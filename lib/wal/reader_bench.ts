@@ -2,7 +2,7 @@
 // Divide the WAL size in the bench name by the time per iteration for GB/s.
 import { WalValidator } from "./reader.ts";
 import { parseWalFileName, segmentStart } from "./segment.ts";
-import { copyWal, withTestCluster } from "./_test_cluster.ts";
+import { copyWal, withPrimary } from "../../tests/_pg.ts";
 
 const SEG = 1 << 20;
 
@@ -10,13 +10,16 @@ const SEG = 1 << 20;
 async function pgbenchWal(): Promise<{ lsn: bigint; bytes: Uint8Array }[]> {
   const dir = await Deno.makeTempDir({ prefix: "walrelay_bench_" });
   try {
-    const names = await withTestCluster(async (c) => {
+    const names = await withPrimary(async (c) => {
       await c.pgbench(["-i", "-s", "2", "-q"]);
-      await c.psql("checkpoint");
+      await c.sql("checkpoint");
       await c.pgbench(["-c", "2", "-t", "3000"]);
       await c.stop();
       return await copyWal(c, dir);
-    }, { settings: { wal_keep_size: "256MB", synchronous_commit: "off" } });
+    }, {
+      walSegSize: 1,
+      conf: { fsync: "off", wal_keep_size: "256MB", synchronous_commit: "off" },
+    });
     const segs = [];
     for (const name of names) {
       const info = parseWalFileName(name, SEG);

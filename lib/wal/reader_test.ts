@@ -3,7 +3,7 @@ import { validateFiles, type WalRecordInfo, WalValidator } from "./reader.ts";
 import { formatLsn, parseLsn } from "./lsn.ts";
 import { rmgrName } from "./record_header.ts";
 import { parseWalFileName, segmentFileName, segmentStart } from "./segment.ts";
-import { copyWal, withTestCluster } from "./_test_cluster.ts";
+import { copyWal, withPrimary } from "../../tests/_pg.ts";
 import { type Dump, type Rec, waldump } from "./_waldump_oracle.ts";
 
 const SEG = 1 << 20;
@@ -109,21 +109,21 @@ Deno.test("WalValidator agrees with pg_waldump on real and damaged WAL", async (
   try {
     const wal = await Deno.makeTempDir({ prefix: "walrelay_wal_" });
     temps.push(wal);
-    const names = await withTestCluster(async (c) => {
-      await c.psql(
+    const names = await withPrimary(async (c) => {
+      await c.sql(
         "create table t(a int, b text); " +
           "insert into t select g, repeat('x', g % 300) from generate_series(1, 2000) g",
       );
       await c.pgbench(["-i", "-s", "1", "-q"]);
       await c.pgbench(["-t", "200", "-c", "1"]);
       // A record longer than a segment: its tail fills a whole segment with continuation.
-      await c.psql("select pg_logical_emit_message(true, 'big', repeat('y', 2300000))");
-      await c.psql("select pg_switch_wal()");
-      await c.psql("checkpoint");
+      await c.sql("select pg_logical_emit_message(true, 'big', repeat('y', 2300000))");
+      await c.sql("select pg_switch_wal()");
+      await c.sql("checkpoint");
       await c.pgbench(["-t", "100", "-c", "1"]);
       await c.stop();
       return await copyWal(c, wal);
-    }, { settings: { wal_keep_size: "64MB" } });
+    }, { walSegSize: 1, conf: { fsync: "off", wal_keep_size: "64MB" } });
     const first = parseWalFileName(names[0]!, SEG);
     assert.ok(first?.kind === "segment");
     const start = segmentStart(first.segno, SEG);

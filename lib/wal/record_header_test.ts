@@ -7,7 +7,7 @@ import {
   RMGR_NAMES,
   rmgrName,
 } from "./record_header.ts";
-import { runPg } from "./_test_cluster.ts";
+import { runPg } from "../../tests/_pg.ts";
 
 Deno.test("rmgr names are pg_waldump's", async () => {
   const out = await runPg("pg_waldump", ["--rmgr=list"]);
