@@ -6,10 +6,12 @@
  * @module
  */
 
-import { parseDataRow, parseErrorFields } from "../lib/pgwire/client.ts";
+import { parseDataRow } from "../lib/pgwire/query_result.ts";
+import { parseErrorFields } from "../lib/pgwire/server_error.ts";
 import { join } from "node:path";
 import {
   type BackgroundProcess,
+  copyFiles,
   isRoot,
   isSegmentName,
   pgBin,
@@ -22,9 +24,6 @@ import {
   tempDir,
   waitFor,
 } from "./_pg.ts";
-
-/** The bundled PostgreSQL 15 WAL (1 MB segments, timeline 1 → 2 switch mid-segment). */
-export const TESTDATA_WAL: string = join(REPO_ROOT, "testdata", "wal");
 
 /** What `testdata/wal.json` says about the bundled WAL (the parts the tests use). */
 export interface TestdataInfo {
@@ -55,21 +54,6 @@ export function lsn(text: string): bigint {
 /** Formats a byte position as PostgreSQL prints an LSN. */
 export function formatLsn(v: bigint): string {
   return `${(v >> 32n).toString(16).toUpperCase()}/${(v & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-/** Copies the regular files of `src` matching `filter` into the existing directory `dst`. */
-export async function copyFiles(
-  src: string,
-  dst: string,
-  filter: (name: string) => boolean = () => true,
-): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(src)) {
-    if (e.isFile && filter(e.name)) names.push(e.name);
-  }
-  names.sort();
-  for (const n of names) await Deno.copyFile(join(src, n), join(dst, n));
-  return names;
 }
 
 /**

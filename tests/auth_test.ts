@@ -4,9 +4,7 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
 import { md5PasswordHash } from "../lib/auth/md5.ts";
-import { delay, pgBin, run, startRelay, tempDir } from "./_pg.ts";
-
-const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
+import { copyTestdata, delay, pgBin, run, startRelay, tempDir } from "./_pg.ts";
 
 async function psql(port: number, user: string, password: string | undefined, cmd: string) {
   return await run([
@@ -23,10 +21,7 @@ async function psql(port: number, user: string, password: string | undefined, cm
 Deno.test("auth: hba methods with real clients, wrong passwords, reload on SIGHUP", async () => {
   await using dir = await tempDir("walrelay_auth_");
   const walDir = `${dir.path}/wal`;
-  await Deno.mkdir(walDir);
-  for await (const e of Deno.readDir(TESTDATA)) {
-    await Deno.copyFile(TESTDATA + e.name, `${walDir}/${e.name}`);
-  }
+  await copyTestdata(walDir);
   const hba = `${dir.path}/hba.conf`;
   const passwords = `${dir.path}/passwords`;
   await Deno.writeTextFile(

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "npm:playwright-core@1";
-import { REPO_ROOT, tempDir, waitFor } from "./_pg.ts";
-import { copyFiles, spawnReceivewal, TESTDATA_WAL, testdataInfo, touch } from "./_relay_util.ts";
+import { copyFiles, REPO_ROOT, tempDir, TESTDATA, waitFor } from "./_pg.ts";
+import { spawnReceivewal, testdataInfo, touch } from "./_relay_util.ts";
 import { startStatusRelay } from "./_status_relay.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -20,7 +20,7 @@ Deno.test("the dashboard lists the clients and its charts update, without consol
   }
   const info = await testdataInfo();
   await using walDir = await tempDir("walrelay-dash-");
-  await copyFiles(TESTDATA_WAL, walDir.path);
+  await copyFiles(TESTDATA, walDir.path);
   await using r = await startStatusRelay({ walDir: walDir.path });
   await using target = await tempDir("walrelay-dash-recv-");
   // Start from the first segment, so there is WAL to send and a lag to measure.

@@ -2,21 +2,13 @@
 // testdata archive, while another client streams through the same relay undisturbed.
 
 import assert from "node:assert/strict";
-import { PgClient, PgServerError } from "../lib/pgwire/client.ts";
+import { PgClient } from "../lib/pgwire/client.ts";
+import { PgServerError } from "../lib/pgwire/server_error.ts";
 import { WalRelay } from "../lib/server.ts";
 import { silentLogger } from "../lib/log.ts";
 import { formatLsn } from "../lib/wal/lsn.ts";
 import { MessageBuilder } from "../lib/pgwire/messages.ts";
-
-const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
-
-async function copyTestdata(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "walrelay_errors_" });
-  for await (const e of Deno.readDir(TESTDATA)) {
-    await Deno.copyFile(TESTDATA + e.name, `${dir}/${e.name}`);
-  }
-  return dir;
-}
+import { copyTestdata } from "./_pg.ts";
 
 async function withRelay(
   fn: (relay: WalRelay, connect: (user?: string) => Promise<PgClient>) => Promise<void>,

@@ -5,10 +5,9 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
 import { MessageBuilder } from "../lib/pgwire/messages.ts";
-import { delay, startRelay, tempDir, waitFor } from "./_pg.ts";
+import { delay, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { spawnReceivewal } from "./_relay_util.ts";
 
-const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
 const SEGMENTS = [
   "000000010000000000000006",
   "000000010000000000000007",
@@ -130,7 +129,7 @@ Deno.test("fuzz: 10,000+ hostile messages in every phase; relay survives, leaks 
   await using dir = await tempDir("walrelay_fuzz_");
   const walDir = `${dir.path}/wal`;
   await Deno.mkdir(walDir);
-  await Deno.copyFile(TESTDATA + SEGMENTS[0], `${walDir}/${SEGMENTS[0]}`);
+  await Deno.copyFile(`${TESTDATA}/${SEGMENTS[0]}`, `${walDir}/${SEGMENTS[0]}`);
   await Deno.writeTextFile(
     `${dir.path}/hba`,
     "host replication scram 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 trust\n",
@@ -262,10 +261,10 @@ Deno.test("fuzz: 10,000+ hostile messages in every phase; relay survives, leaks 
       const job = jobs[next++]!;
       await job();
       if (next === Math.floor(jobs.length / 3)) {
-        await Deno.copyFile(TESTDATA + SEGMENTS[1], `${walDir}/${SEGMENTS[1]}`);
+        await Deno.copyFile(`${TESTDATA}/${SEGMENTS[1]}`, `${walDir}/${SEGMENTS[1]}`);
       }
       if (next === Math.floor((2 * jobs.length) / 3)) {
-        await Deno.copyFile(TESTDATA + SEGMENTS[2], `${walDir}/${SEGMENTS[2]}`);
+        await Deno.copyFile(`${TESTDATA}/${SEGMENTS[2]}`, `${walDir}/${SEGMENTS[2]}`);
       }
     }
   };
@@ -282,7 +281,7 @@ Deno.test("fuzz: 10,000+ hostile messages in every phase; relay survives, leaks 
   for (const name of SEGMENTS.slice(0, 3)) {
     assert.deepEqual(
       await Deno.readFile(`${out.path}/${name}`),
-      await Deno.readFile(TESTDATA + name),
+      await Deno.readFile(`${TESTDATA}/${name}`),
       name,
     );
   }

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import {
   assertSegmentsMatch,
   basebackup,
+  copyFiles,
   isSegmentName,
   type PgCluster,
   startPrimary,
@@ -14,7 +15,7 @@ import {
   tempDir,
   waitFor,
 } from "./_pg.ts";
-import { copyFiles, listDir, lsn, spawnReceivewal, touch } from "./_relay_util.ts";
+import { listDir, lsn, spawnReceivewal, touch } from "./_relay_util.ts";
 import { startStatusRelay, type StatusRelay } from "./_status_relay.ts";
 import type { SenderStatus } from "../lib/http/status.ts";
 import { runStatusCommand } from "../lib/http/status_command.ts";

@@ -14,8 +14,8 @@ import {
   PG_STAT_REPLICATION_COLUMNS,
   runStatusCommand,
 } from "../lib/http/status_command.ts";
-import { tempDir, waitFor } from "./_pg.ts";
-import { copyFiles, TESTDATA_WAL } from "./_relay_util.ts";
+import { copyFiles, tempDir, TESTDATA, waitFor } from "./_pg.ts";
+
 import { startStatusRelay } from "./_status_relay.ts";
 
 // `psql -X -c "SELECT * FROM (VALUES …) AS t(<pg_stat_replication's columns>)"` with PGTZ=UTC,
@@ -96,7 +96,7 @@ Deno.test("lag: two fully applied replies in a row clear the lags, as the walsen
 async function bundledRelay(upstream?: UpstreamStatus, readyMaxLagSeconds?: number) {
   const dir = await tempDir("walrelay-http-");
   try {
-    await copyFiles(TESTDATA_WAL, dir.path);
+    await copyFiles(TESTDATA, dir.path);
     const r = await startStatusRelay({
       walDir: dir.path,
       watch: false,

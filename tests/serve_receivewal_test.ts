@@ -3,16 +3,22 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSegmentsMatch, compareDirs, firstDifference, startRelay, tempDir } from "./_pg.ts";
 import {
+  assertSegmentsMatch,
+  compareDirs,
   copyFiles,
+  firstDifference,
+  startRelay,
+  tempDir,
+  TESTDATA,
+} from "./_pg.ts";
+import {
   formatLsn,
   generateArchive,
   listDir,
   lsn,
   runReceivewal,
   segmentStartLsn,
-  TESTDATA_WAL,
   testdataInfo,
   touch,
 } from "./_relay_util.ts";
@@ -23,7 +29,7 @@ Deno.test("pg_receivewal pulls the bundled archive through the relay across the 
   assert.ok(tl1 && tl2 && tl2.switchpoint && tl2.segment_end_lsn);
 
   await using walDir = await tempDir("walrelay-serve-");
-  await copyFiles(TESTDATA_WAL, walDir.path);
+  await copyFiles(TESTDATA, walDir.path);
   await using relay = await startRelay({ walDir: walDir.path });
   await using target = await tempDir("walrelay-recv-");
   // An empty .partial makes pg_receivewal start at that segment, on its timeline.
@@ -40,7 +46,7 @@ Deno.test("pg_receivewal pulls the bundled archive through the relay across the 
   // Every complete segment and the history file, byte for byte.
   const wanted = info.files.map((f) => f.name).filter((n) => !n.endsWith(".partial"));
   // Against the pristine originals, not the copy the relay was given.
-  const c = await compareDirs(target.path, TESTDATA_WAL, (n) => wanted.includes(n));
+  const c = await compareDirs(target.path, TESTDATA, (n) => wanted.includes(n));
   assert.deepEqual(c.differ, []);
   assert.deepEqual(c.onlyInB, [], "files the client never wrote");
   assert.deepEqual(c.same, [...wanted].sort());
@@ -53,7 +59,7 @@ Deno.test("pg_receivewal pulls the bundled archive through the relay across the 
   const segSize = BigInt(info.segment_size);
   const cut = Number(lsn(tl2.switchpoint) % segSize);
   const got = await Deno.readFile(join(target.path, "000000010000000000000009.partial"));
-  const src = await Deno.readFile(join(TESTDATA_WAL, "000000010000000000000009.partial"));
+  const src = await Deno.readFile(join(TESTDATA, "000000010000000000000009.partial"));
   assert.equal(got.length, info.segment_size);
   assert.equal(firstDifference(got.subarray(0, cut), src.subarray(0, cut)), -1);
   assert.ok(got.subarray(cut).every((b) => b === 0), "bytes past the switch point");

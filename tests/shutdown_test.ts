@@ -3,9 +3,17 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSegmentsMatch, delay, isSegmentName, startRelay, tempDir, waitFor } from "./_pg.ts";
 import {
+  assertSegmentsMatch,
   copyFiles,
+  delay,
+  isSegmentName,
+  startRelay,
+  tempDir,
+  TESTDATA,
+  waitFor,
+} from "./_pg.ts";
+import {
   formatLsn,
   generateArchive,
   listDir,
@@ -15,7 +23,6 @@ import {
   runReceivewal,
   segmentStartLsn,
   spawnReceivewal,
-  TESTDATA_WAL,
   testdataInfo,
   touch,
   waitForFiles,
@@ -42,7 +49,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number, message: () => string):
 Deno.test("SIGTERM while pg_receivewal is caught up: COPY 0, exit 0, every byte delivered", async () => {
   const info = await testdataInfo();
   await using walDir = await tempDir("walrelay-shutdown-");
-  const names = await copyFiles(TESTDATA_WAL, walDir.path);
+  const names = await copyFiles(TESTDATA, walDir.path);
   await using relay = await startRelay({ walDir: walDir.path });
   await using target = await tempDir("walrelay-shutdown-recv-");
   await touch(join(target.path, `${info.timelines[0]!.first_segment}.partial`));
@@ -111,7 +118,7 @@ Deno.test("SIGTERM in the middle of a catch-up: the relay sends everything, then
 
 Deno.test("a second SIGTERM ends a shutdown stuck on a client that never answers", async () => {
   await using walDir = await tempDir("walrelay-shutdown-stuck-");
-  await copyFiles(TESTDATA_WAL, walDir.path);
+  await copyFiles(TESTDATA, walDir.path);
   await using relay = await startRelay({ walDir: walDir.path });
 
   // Starts streaming, then never reads and never replies: the drain can never finish.
@@ -173,7 +180,7 @@ Deno.test("a client that stops reading is dropped after --sender-timeout, freein
 Deno.test("a pg_receivewal killed with SIGKILL frees its sender slot (--max-senders 1)", async () => {
   const info = await testdataInfo();
   await using walDir = await tempDir("walrelay-kill9-");
-  const names = await copyFiles(TESTDATA_WAL, walDir.path);
+  const names = await copyFiles(TESTDATA, walDir.path);
   await using relay = await startRelay({ walDir: walDir.path, args: ["--max-senders", "1"] });
   const first = `${info.timelines[0]!.first_segment}.partial`;
   const complete = names.filter((n) => !n.endsWith(".partial"));

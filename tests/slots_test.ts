@@ -4,15 +4,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertSegmentsMatch, startRelay, tempDir, waitFor } from "./_pg.ts";
+import { assertSegmentsMatch, copyFiles, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import {
-  copyFiles,
   RawReplClient,
   replPsql,
   replPsqlOk,
   runReceivewal,
   spawnReceivewal,
-  TESTDATA_WAL,
   testdataInfo,
   touch,
 } from "./_relay_util.ts";
@@ -20,7 +18,7 @@ import {
 Deno.test("pg_receivewal creates a slot, streams with it, and the slot survives a relay restart", async () => {
   const info = await testdataInfo();
   await using walDir = await tempDir("walrelay-slots-");
-  await copyFiles(TESTDATA_WAL, walDir.path);
+  await copyFiles(TESTDATA, walDir.path);
   const relay1 = await startRelay({ walDir: walDir.path });
   try {
     const port = relay1.port;
@@ -104,7 +102,7 @@ Deno.test("pg_receivewal creates a slot, streams with it, and the slot survives 
 
 Deno.test("a temporary slot lives as long as the connection that created it", async () => {
   await using walDir = await tempDir("walrelay-tempslot-");
-  await copyFiles(TESTDATA_WAL, walDir.path);
+  await copyFiles(TESTDATA, walDir.path);
   await using relay = await startRelay({ walDir: walDir.path });
 
   using client = await RawReplClient.connect(relay.port);

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import {
   basebackup,
+  copyFiles,
   isSegmentName,
   type PgCluster,
   startPrimary,
@@ -12,7 +13,6 @@ import {
   tempDir,
   waitFor,
 } from "./_pg.ts";
-import { copyFiles } from "./_relay_util.ts";
 
 // A digest of the table every node must agree on.
 const DIGEST =

@@ -11,9 +11,8 @@ import { WalStore } from "../lib/wal/store.ts";
 import { openWalSource } from "../lib/stream/source.ts";
 import { formatLsn, type Lsn } from "../lib/wal/lsn.ts";
 import { waldump } from "../lib/wal/_waldump_oracle.ts";
-import { tempDir } from "./_pg.ts";
+import { tempDir, TESTDATA } from "./_pg.ts";
 
-const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
 const SEG = 1024 * 1024;
 const S6 = "000000010000000000000006";
 const S7 = "000000010000000000000007";
@@ -41,14 +40,14 @@ async function sentBytes(store: WalStore, start: Lsn): Promise<Lsn> {
 }
 
 async function setup(dir: string, names: string[]): Promise<void> {
-  for (const n of names) await Deno.copyFile(TESTDATA + n, `${dir}/${n}`);
+  for (const n of names) await Deno.copyFile(`${TESTDATA}/${n}`, `${dir}/${n}`);
 }
 
 Deno.test("store: a zero-padded .partial ends where pg_waldump ends", async () => {
   await using dir = await tempDir("walrelay_sv_");
   await setup(dir.path, [S6, S7]);
   // pg_receivewal's .partial: the real bytes up to some point, zeros to the segment size.
-  const real = await Deno.readFile(TESTDATA + S8);
+  const real = await Deno.readFile(`${TESTDATA}/${S8}`);
   const partial = new Uint8Array(SEG);
   partial.set(real.subarray(0, 100_000));
   await Deno.writeFile(`${dir.path}/${S8}.partial`, partial);
@@ -64,7 +63,7 @@ Deno.test("store: recycled and preallocated files above the end are never truste
     await using dir = await tempDir("walrelay_sv_");
     await setup(dir.path, [S6, S7]);
     // What pg_wal holds past its end: an old segment renamed for reuse, or a zero-filled file.
-    if (kind === "recycled") await Deno.copyFile(TESTDATA + S6, `${dir.path}/${S8}`);
+    if (kind === "recycled") await Deno.copyFile(`${TESTDATA}/${S6}`, `${dir.path}/${S8}`);
     else await Deno.writeFile(`${dir.path}/${S8}`, new Uint8Array(SEG));
     const oracle = await waldumpEnd(dir.path);
     const store = await WalStore.open(dir.path);
@@ -77,7 +76,7 @@ Deno.test("store: recycled and preallocated files above the end are never truste
 Deno.test("store: a damaged record in the tail stops the end at that record", async () => {
   await using dir = await tempDir("walrelay_sv_");
   await setup(dir.path, [S6, S7]);
-  const bytes = await Deno.readFile(TESTDATA + S8);
+  const bytes = await Deno.readFile(`${TESTDATA}/${S8}`);
   bytes[60_000] = bytes[60_000]! ^ 0xff; // inside some record
   const partial = new Uint8Array(SEG);
   partial.set(bytes.subarray(0, 150_000));
@@ -94,7 +93,7 @@ Deno.test("store: a damaged record in the tail stops the end at that record", as
 Deno.test("store: a growing .partial advances the end record by record, incrementally", async () => {
   await using dir = await tempDir("walrelay_sv_");
   await setup(dir.path, [S6, S7]);
-  const real = await Deno.readFile(TESTDATA + S8);
+  const real = await Deno.readFile(`${TESTDATA}/${S8}`);
   const file = await Deno.open(`${dir.path}/${S8}.partial`, { write: true, create: true });
   await file.truncate(SEG);
   const store = await WalStore.open(dir.path);
@@ -134,7 +133,7 @@ Deno.test("store: an archive copy in progress ends where its bytes end, even aft
   await setup(dir.path, [S6, S7]);
   // cp of segment 8 half done: past its XLOG_SWITCH (at 0x27258) but short of the segment end.
   // The switch makes the rest of the segment valid padding, which this file does not hold yet.
-  const real = await Deno.readFile(TESTDATA + S8);
+  const real = await Deno.readFile(`${TESTDATA}/${S8}`);
   await Deno.writeFile(`${dir.path}/${S8}`, real.subarray(0, 200_000));
   const store = await WalStore.open(dir.path);
   assert.ok(store.endLsn <= 0x800000n + 200_000n, `end ${formatLsn(store.endLsn)} past the file`);

@@ -4,19 +4,14 @@
 import assert from "node:assert/strict";
 import { buildScramVerifier } from "../lib/auth/scram.ts";
 import { MessageBuilder } from "../lib/pgwire/messages.ts";
-import { pgBin, run, startRelay, tempDir } from "./_pg.ts";
+import { copyTestdata, pgBin, run, startRelay, tempDir } from "./_pg.ts";
 import { makeCertificates } from "./_tls_util.ts";
-
-const TESTDATA = new URL("../testdata/wal/", import.meta.url).pathname;
 
 Deno.test("tls: sslmode=require and verify-full, hostssl rules, SCRAM over TLS", async () => {
   await using dir = await tempDir("walrelay_tls_");
   await makeCertificates(dir.path);
   const walDir = `${dir.path}/wal`;
-  await Deno.mkdir(walDir);
-  for await (const e of Deno.readDir(TESTDATA)) {
-    await Deno.copyFile(TESTDATA + e.name, `${walDir}/${e.name}`);
-  }
+  await copyTestdata(walDir);
   await Deno.writeTextFile(
     `${dir.path}/hba.conf`,
     [

@@ -4,7 +4,7 @@ import { openWalSource } from "../stream/source.ts";
 import { parseLsn } from "./lsn.ts";
 import { UnknownTimelineError, WalSegmentRemovedError } from "./errors.ts";
 
-const TESTDATA = new URL("../../testdata/", import.meta.url).pathname;
+import { copyTestdata, TESTDATA } from "../../tests/_pg.ts";
 
 interface Manifest {
   system_identifier: string;
@@ -13,15 +13,9 @@ interface Manifest {
   timelines: { timeline: number; switchpoint?: string; segment_end_lsn?: string }[];
   files: { name: string; size: number }[];
 }
-const manifest: Manifest = JSON.parse(await Deno.readTextFile(TESTDATA + "wal.json"));
-
-async function copyTestdata(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "walrelay_store_" });
-  for await (const e of Deno.readDir(TESTDATA + "wal")) {
-    await Deno.copyFile(`${TESTDATA}wal/${e.name}`, `${dir}/${e.name}`);
-  }
-  return dir;
-}
+const manifest: Manifest = JSON.parse(
+  await Deno.readTextFile(new URL("../../testdata/wal.json", import.meta.url)),
+);
 
 async function collect(stream: ReadableStream<{ start: bigint; bytes: Uint8Array }>) {
   const parts = await Array.fromAsync(stream);
@@ -35,7 +29,7 @@ async function collect(stream: ReadableStream<{ start: bigint; bytes: Uint8Array
 }
 
 Deno.test("store: identity, timelines and end agree with the generator's manifest", async () => {
-  const store = await WalStore.open(TESTDATA + "wal");
+  const store = await WalStore.open(TESTDATA);
   assert.equal(store.identity.systemId.toString(), manifest.system_identifier);
   assert.equal(store.identity.segmentSize, manifest.segment_size);
   assert.equal(store.identity.blockSize, manifest.block_size);
@@ -53,7 +47,7 @@ Deno.test("store: identity, timelines and end agree with the generator's manifes
 });
 
 Deno.test("store: the switch segment of the old timeline is read from the new timeline's file", async () => {
-  const store = await WalStore.open(TESTDATA + "wal");
+  const store = await WalStore.open(TESTDATA);
   const switchPoint = store.endOf(1);
   const segno = switchPoint / BigInt(store.identity.segmentSize);
   const f = store.segmentFile(1, segno);
@@ -63,7 +57,7 @@ Deno.test("store: the switch segment of the old timeline is read from the new ti
 });
 
 Deno.test("source: streams a historic timeline to its switch point, byte-identical", async () => {
-  const store = await WalStore.open(TESTDATA + "wal");
+  const store = await WalStore.open(TESTDATA);
   const first = manifest.files.find((f) => f.name.startsWith("00000001"))!;
   const start = BigInt(parseInt(first.name.slice(16), 16)) * BigInt(store.identity.segmentSize);
   const got = await collect(openWalSource(store, { tli: 1, start }));
