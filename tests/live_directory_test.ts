@@ -16,7 +16,8 @@ import {
   tempDir,
   waitFor,
 } from "./_pg.ts";
-import { PgClient, PgServerError } from "../lib/pgwire/client.ts";
+import { PgClient } from "../lib/pgwire/client.ts";
+import { PgServerError } from "../lib/pgwire/server_error.ts";
 import { formatLsn } from "../lib/wal/lsn.ts";
 import { generateArchive, segmentStartLsn, spawnReceivewal } from "./_relay_util.ts";
 

@@ -3,7 +3,8 @@
 // the WAL before it, and the relay says so in its log; it never sends the foreign bytes.
 
 import assert from "node:assert/strict";
-import { PgClient, PgServerError } from "../lib/pgwire/client.ts";
+import { PgClient } from "../lib/pgwire/client.ts";
+import { PgServerError } from "../lib/pgwire/server_error.ts";
 import { formatLsn } from "../lib/wal/lsn.ts";
 import { startRelay, waitFor } from "./_pg.ts";
 import { generateArchive, segmentStartLsn } from "./_relay_util.ts";

@@ -3,7 +3,7 @@
 // relay following the host that answers, and target_session_attrs with a primary and a standby.
 
 import assert from "node:assert/strict";
-import { PgServerError } from "../lib/pgwire/client.ts";
+import { PgServerError } from "../lib/pgwire/server_error.ts";
 import { parseConninfo } from "../lib/upstream/conninfo.ts";
 import { resolveConninfo } from "../lib/upstream/conninfo_resolve.ts";
 import { connectUpstream, type UpstreamConnection } from "../lib/upstream/connect.ts";

@@ -12,7 +12,8 @@
  * @module
  */
 
-import { PgClient, PgConnectError } from "../pgwire/client.ts";
+import { PgClient } from "../pgwire/client.ts";
+import { PgConnectError } from "../pgwire/client_transport.ts";
 import { type ConninfoEnvironment, processEnvironment } from "./conninfo_environment.ts";
 import type { ConninfoHost, ResolvedConninfo, TargetSessionAttrs } from "./conninfo_resolve.ts";
 import { loadClientCertificate } from "./ssl_files.ts";

@@ -7,12 +7,9 @@
  * @module
  */
 
-import {
-  parseErrorFields,
-  type PgClient,
-  PgServerError,
-  type QueryResult,
-} from "../pgwire/client.ts";
+import type { PgClient } from "../pgwire/client.ts";
+import type { QueryResult } from "../pgwire/query_result.ts";
+import { parseErrorFields, PgServerError } from "../pgwire/server_error.ts";
 import { BodyReader } from "../pgwire/body_reader.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
 import type { Logger } from "../log.ts";
