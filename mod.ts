@@ -68,9 +68,9 @@ export {
 export { openWalStream, type OpenWalStreamOptions } from "./lib/stream/open_wal_stream.ts";
 export { openWalSource, type WalSourceOptions } from "./lib/stream/source.ts";
 export { BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./lib/stream/chunk.ts";
+export { UpstreamConfigError } from "./lib/upstream/config_error.ts";
 export {
   startUpstream,
-  UpstreamConfigError,
   type UpstreamFeedback,
   type UpstreamOptions,
   UpstreamReceiver,

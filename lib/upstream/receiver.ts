@@ -4,24 +4,28 @@
  * as write and flush (so a relay named in `synchronous_standby_names` holds commits until the WAL
  * is durable here), forwards hot standby feedback, follows timeline switches and reconnects.
  *
+ * This file is the following: where to start, what to do when a timeline ends, when to
+ * reconnect. What is said on one connection is in `_session.ts`.
+ *
  * @module
  */
 
 import type { PgClient } from "../pgwire/client.ts";
-import type { QueryResult } from "../pgwire/query_result.ts";
-import { parseErrorFields, PgServerError } from "../pgwire/server_error.ts";
-import { BodyReader } from "../pgwire/body_reader.ts";
-import { pgTimestampNow } from "../pgwire/timestamp.ts";
 import type { Logger } from "../log.ts";
-import { formatLsn, type Lsn, parseLsn } from "../wal/lsn.ts";
-import {
-  historyFileName,
-  isValidSegmentSize,
-  segmentOf,
-  segmentStart,
-  type TimelineId,
-} from "../wal/segment.ts";
+import { formatLsn, type Lsn } from "../wal/lsn.ts";
+import { historyFileName, segmentOf, segmentStart, type TimelineId } from "../wal/segment.ts";
 import { join } from "../wal/_path.ts";
+import {
+  createPhysicalSlot,
+  FeedbackForwarder,
+  fetchTimelineHistory,
+  identifySystem,
+  type NextTimeline,
+  readSlotPosition,
+  startReplication,
+  streamWal,
+} from "./_session.ts";
+import { UpstreamConfigError } from "./config_error.ts";
 import { parseConninfo, redactConninfo } from "./conninfo.ts";
 import type { ConninfoEnvironment } from "./conninfo_environment.ts";
 import { resolveConninfo, type ResolvedConninfo } from "./conninfo_resolve.ts";
@@ -100,34 +104,6 @@ export interface UpstreamStatus {
   slot: string | undefined;
 }
 
-/** Thrown for problems reconnecting cannot fix (another database system, another segment size). */
-export class UpstreamConfigError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What is wrong.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "UpstreamConfigError";
-  }
-}
-
-/** Parses `SHOW wal_segment_size` (`16MB`, `1GB`). */
-function parseSegmentSize(text: string): number {
-  const m = /^(\d+)\s*(kB|MB|GB)$/.exec(text);
-  const unit = m?.[2] === "GB" ? 1 << 30 : m?.[2] === "MB" ? 1 << 20 : 1024;
-  const size = m ? Number(m[1]) * unit : NaN;
-  if (!isValidSegmentSize(size)) {
-    throw new UpstreamConfigError(`WAL segment size could not be parsed: "${text}"`);
-  }
-  return size;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
 /**
  * A running upstream receiver. Create it with {@linkcode startUpstream}.
  *
@@ -152,7 +128,7 @@ export class UpstreamReceiver {
   #loop: Promise<void> | undefined;
   #ready = Promise.withResolvers<void>();
   #slotCreated = false;
-  #feedbackSent = false;
+  #feedback: FeedbackForwarder;
   #bootstrapStart: Lsn | undefined;
   #retention: Promise<unknown> = Promise.resolve();
 
@@ -177,6 +153,7 @@ export class UpstreamReceiver {
       server: undefined,
       slot: opts.slot,
     };
+    this.#feedback = new FeedbackForwarder(opts.feedback);
     this.#ready.promise.catch(() => {});
   }
 
@@ -288,7 +265,10 @@ export class UpstreamReceiver {
     }
   }
 
-  /** One connection: identify, start, stream (across timeline switches). Returns whether WAL flowed. */
+  /**
+   * One connection: identify, choose where to start, then stream, following the upstream across
+   * timeline switches. Returns whether WAL flowed.
+   */
   async #session(): Promise<boolean> {
     const c = this.#conn;
     // Each (re)connection walks the host list from its start, as a walreceiver's new PGconn does.
@@ -311,19 +291,7 @@ export class UpstreamReceiver {
     this.#client = client;
     this.#status.server = server;
     if (this.#stopped) return false;
-    const [ident] = await client.query("IDENTIFY_SYSTEM");
-    const row = ident?.rows[0];
-    if (!row || row.length < 3) {
-      throw new Error("could not identify system: bad IDENTIFY_SYSTEM result");
-    }
-    const systemId = BigInt(row[0]!);
-    const upstreamTli = Number(row[1]);
-    const xlogpos = parseLsn(row[2] ?? "");
-    if (xlogpos === undefined) {
-      throw new Error(`could not parse write-ahead log location "${row[2]}"`);
-    }
-    const [show] = await client.query("SHOW wal_segment_size");
-    const segmentSize = parseSegmentSize(show?.rows[0]?.[0] ?? "");
+    const { systemId, timeline: upstreamTli, xlogpos, segmentSize } = await identifySystem(client);
 
     let writer = this.#writer;
     let local;
@@ -365,17 +333,8 @@ export class UpstreamReceiver {
 
     const slot = this.#opts.slot;
     if (slot && this.#opts.createSlot && !this.#slotCreated) {
-      const major = Math.floor(
-        Number(/^\d+/.exec(client.parameters.get("server_version") ?? "")?.[0] ?? 15),
-      );
-      const cmd = major >= 15
-        ? `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} PHYSICAL ( RESERVE_WAL)`
-        : `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} PHYSICAL RESERVE_WAL`;
-      try {
-        await client.query(cmd);
+      if (await createPhysicalSlot(client, slot)) {
         this.#log("info", `created replication slot "${slot}" on the upstream`);
-      } catch (e) {
-        if (!(e instanceof PgServerError && e.code === "42710")) throw e;
       }
       this.#slotCreated = true;
     }
@@ -400,7 +359,7 @@ export class UpstreamReceiver {
       tli = upstreamTli;
       start = this.#opts.start ?? xlogpos;
       if (slot && this.#opts.start === undefined) {
-        const fromSlot = await this.#slotPosition(client, slot);
+        const fromSlot = await readSlotPosition(client, slot);
         if (fromSlot) [start, tli] = [fromSlot.lsn, fromSlot.tli];
       }
       start = segmentStart(segmentOf(start, segmentSize), segmentSize);
@@ -417,33 +376,31 @@ export class UpstreamReceiver {
 
     let streamed = false;
     while (!this.#stopped) {
-      const cmd = `START_REPLICATION ${slot ? `SLOT ${quoteIdent(slot)} ` : ""}${
-        formatLsn(start)
-      } TIMELINE ${tli}`;
       this.#log("info", "starting replication from upstream", {
         start: formatLsn(start),
         timeline: tli,
         ...(slot ? { slot } : {}),
       });
-      const result = await client.startReplication(cmd);
-      let next: { tli: TimelineId; start: Lsn } | undefined;
-      if (result === "copy") {
-        const end = await this.#stream(client, tli);
+      let next: NextTimeline | "copy" | undefined = await startReplication(
+        client,
+        slot,
+        tli,
+        start,
+      );
+      if (next === "copy") {
+        const end = await this.#stream(client, writer, tli);
         streamed ||= end.streamed;
         if (end.next === undefined) return streamed; // the upstream ended the stream (shutdown)
         next = end.next;
-      } else {
-        next = parseNextTimeline(result);
-        if (!next) throw new Error("unexpected result after START_REPLICATION");
       }
       if (next.tli <= tli) {
         throw new Error(
           `server reported unexpected next timeline ${next.tli}, following timeline ${tli}`,
         );
       }
-      await this.#writer.flush();
-      const history = await this.#fetchHistory(client, next.tli);
-      await this.#writer.switchTimeline(next.tli, next.start, history);
+      await writer.flush();
+      const history = await fetchTimelineHistory(client, next.tli);
+      await writer.switchTimeline(next.tli, next.start, history);
       this.#log("info", `switched to timeline ${next.tli} at ${formatLsn(next.start)}`, {
         upstream: this.#status.conninfo,
       });
@@ -453,210 +410,36 @@ export class UpstreamReceiver {
     return streamed;
   }
 
-  async #slotPosition(
-    client: PgClient,
-    slot: string,
-  ): Promise<{ lsn: Lsn; tli: TimelineId } | undefined> {
-    try {
-      const [r] = await client.query(`READ_REPLICATION_SLOT ${quoteIdent(slot)}`);
-      const lsn = parseLsn(r?.rows[0]?.[1] ?? "");
-      const tli = Number(r?.rows[0]?.[2]);
-      return lsn !== undefined && tli > 0 ? { lsn, tli } : undefined;
-    } catch {
-      return undefined; // before PostgreSQL 15
-    }
-  }
-
-  async #fetchHistory(client: PgClient, tli: TimelineId): Promise<Uint8Array> {
-    const [r] = await client.query(`TIMELINE_HISTORY ${tli}`);
-    const name = r?.rows[0]?.[0];
-    const content = r?.rows[0]?.[1];
-    if (name !== historyFileName(tli) || content === null || content === undefined) {
-      throw new Error(`unexpected response to TIMELINE_HISTORY ${tli}: file "${name}"`);
-    }
-    return new TextEncoder().encode(content);
-  }
-
   /** Fetches the history file of `tli` when the directory lacks it (before any of its WAL). */
   async #ensureHistory(client: PgClient, tli: TimelineId): Promise<void> {
     try {
       await Deno.stat(join(this.#opts.dir, historyFileName(tli)));
       return;
     } catch { /* missing */ }
-    const content = await this.#fetchHistory(client, tli);
+    const content = await fetchTimelineHistory(client, tli);
     await writeFileDurably(this.#opts.dir, historyFileName(tli), content);
     await this.#sink?.refresh();
   }
 
-  /**
-   * The COPY BOTH phase. Returns the next timeline when the upstream ended this one, or
-   * `undefined` when it ended the stream (`COPY 0` at shutdown).
-   */
-  async #stream(
+  /** The COPY BOTH phase on `tli`, with the receiver's settings and status. */
+  #stream(
     client: PgClient,
+    writer: DurableWriter,
     tli: TimelineId,
-  ): Promise<{ streamed: boolean; next: { tli: TimelineId; start: Lsn } | undefined }> {
-    const writer = this.#writer!;
-    const statusInterval = this.#opts.statusIntervalMs ?? 10_000;
-    const receiveTimeout = this.#opts.receiveTimeoutMs ?? 60_000;
-    const flushInterval = this.#opts.flushIntervalMs ?? 100;
-    const flushBytes = this.#opts.flushBytes ?? 4 << 20;
-    let streamed = false;
-    let lastReceive = Date.now();
-    let lastStatus = 0;
-    let lastFlush = Date.now();
-    let reportedFlush = -1n;
-    let pinged = false;
-
-    // Messages to the upstream go out one at a time, whether from the loop or the ticker.
-    let sending: Promise<unknown> = Promise.resolve();
-    const serially = (send: () => Promise<void>): Promise<void> => {
-      const p = sending.then(send);
-      sending = p.catch(() => {});
-      return p;
-    };
-    const sendStatus = (replyRequested = false): Promise<void> =>
-      serially(async () => {
-        const flushed = writer.flushedLsn;
-        await client.sendStatus(flushed, flushed, 0n, replyRequested, pgTimestampNow());
-        reportedFlush = flushed;
-        lastStatus = Date.now();
-        await this.#sendFeedback(client);
-      });
-    const flush = async (): Promise<void> => {
-      await writer.flush();
-      this.#checkReady();
-      lastFlush = Date.now();
-      if (writer.flushedLsn !== reportedFlush) await sendStatus();
-    };
-
-    // The periodic duties (status, the receive timeout, a flush left by a stalled burst) run
-    // beside the read loop, so each message is one await on the socket and no timer of its own.
-    let failure: Error | undefined;
-    let ticking: Promise<void> | undefined;
-    const tick = async (): Promise<void> => {
-      const t = Date.now();
-      if (writer.pendingBytes > 0 && t - lastFlush >= flushInterval) await flush();
-      if (t - lastReceive >= receiveTimeout) {
-        failure = new Error("terminating upstream connection due to timeout");
-        client.close();
-      } else if (!pinged && t - lastReceive >= receiveTimeout / 2) {
-        pinged = true;
-        await sendStatus(true);
-      } else if (t - lastStatus >= statusInterval) {
-        await sendStatus();
-      }
-    };
-    const ticker = setInterval(() => {
-      if (ticking || failure) return;
-      ticking = tick().catch((e) => {
-        failure ??= e as Error;
-        client.close();
-      }).finally(() => ticking = undefined);
-    }, Math.max(10, Math.min(flushInterval, statusInterval, receiveTimeout / 4)));
-    const stopTicker = async (): Promise<void> => {
-      clearInterval(ticker);
-      await ticking;
-      await sending;
-    };
-
-    try {
-      await sendStatus();
-      while (!this.#stopped) {
-        let msg;
-        try {
-          msg = await client.nextRaw();
-        } catch (e) {
-          throw failure ?? e;
-        }
-        lastReceive = Date.now();
-        pinged = false;
-        this.#status.lastMessageTime = new Date(lastReceive);
-        if (msg.type === "d") {
-          const kind = msg.body[0];
-          if (kind === 0x77) {
-            const r = new BodyReader(msg.body.subarray(1));
-            const dataStart = r.uint64();
-            const walEnd = r.uint64();
-            r.uint64(); // sendTime
-            this.#status.upstreamEndLsn = walEnd;
-            await writer.write(tli, dataStart, msg.body.subarray(25));
-            streamed = true;
-          } else if (kind === 0x6b) {
-            const r = new BodyReader(msg.body.subarray(1));
-            this.#status.upstreamEndLsn = r.uint64();
-            r.uint64();
-            if (r.byte() === 1) {
-              // Answer at once, with everything received made durable first.
-              await writer.flush();
-              this.#checkReady();
-              lastFlush = Date.now();
-              await sendStatus();
-            }
-          } else {
-            throw new Error(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
-          }
-          // Sync when the upstream pauses (nothing buffered), or at the byte/time bounds.
-          if (
-            writer.pendingBytes > 0 &&
-            (client.buffered === 0 || writer.pendingBytes >= flushBytes ||
-              Date.now() - lastFlush >= flushInterval)
-          ) {
-            await flush();
-          }
-        } else if (msg.type === "c") {
-          // End of the timeline: answer CopyDone, read next_tli and the two CommandCompletes.
-          // Nothing else may follow CopyDone: the ticker stops first.
-          await stopTicker();
-          await writer.flush();
-          await sendStatus();
-          await client.sendCopyDone();
-          const results: QueryResult[] = [];
-          let current: QueryResult = { fields: [], rows: [], tag: "" };
-          while (true) {
-            const m = await client.next();
-            if (m.type === "Z") break;
-            if (m.type === "T") current.fields = [];
-            else if (m.type === "D") current.rows.push(dataRowText(m.body));
-            else if (m.type === "C") {
-              results.push(current);
-              current = { fields: [], rows: [], tag: "" };
-            }
-          }
-          const next = parseNextTimeline(results);
-          if (!next) throw new Error("upstream ended the stream without a next timeline");
-          return { streamed, next };
-        } else if (msg.type === "C") {
-          // `COPY 0`: the upstream shut down after sending everything.
-          await writer.flush();
-          this.#log("info", "replication terminated by upstream server", {
-            end: formatLsn(writer.flushedLsn),
-            timeline: tli,
-          });
-          return { streamed, next: undefined };
-        } else if (msg.type === "E") {
-          throw new PgServerError(parseErrorFields(msg.body));
-        } else if (msg.type !== "N" && msg.type !== "S") {
-          throw new Error(`unexpected message "${msg.type}" in replication stream`);
-        }
-      }
-      return { streamed, next: undefined };
-    } finally {
-      await stopTicker();
-    }
-  }
-
-  async #sendFeedback(client: PgClient): Promise<void> {
-    const f = this.#opts.feedback?.();
-    if (f === undefined) {
-      if (!this.#feedbackSent) return;
-      // Release what was held back before.
-      await client.sendFeedback(0, 0, 0, 0, pgTimestampNow());
-      this.#feedbackSent = false;
-      return;
-    }
-    await client.sendFeedback(f.xmin, f.epoch, f.catalogXmin, f.catalogEpoch, pgTimestampNow());
-    this.#feedbackSent = true;
+  ): ReturnType<typeof streamWal> {
+    return streamWal(client, tli, {
+      writer,
+      statusIntervalMs: this.#opts.statusIntervalMs ?? 10_000,
+      receiveTimeoutMs: this.#opts.receiveTimeoutMs ?? 60_000,
+      flushIntervalMs: this.#opts.flushIntervalMs ?? 100,
+      flushBytes: this.#opts.flushBytes ?? 4 << 20,
+      feedback: this.#feedback,
+      stopped: () => this.#stopped,
+      received: (at) => this.#status.lastMessageTime = at,
+      upstreamEnd: (lsn) => this.#status.upstreamEndLsn = lsn,
+      flushed: () => this.#checkReady(),
+      log: (level, message, fields) => this.#log(level, message, fields),
+    });
   }
 
   #enforceRetention(segmentSize: number): Promise<void> {
@@ -684,25 +467,6 @@ export class UpstreamReceiver {
       this.#ready.resolve();
     }
   }
-}
-
-function dataRowText(body: Uint8Array): (string | null)[] {
-  const r = new BodyReader(body);
-  const n = r.int16();
-  const out: (string | null)[] = [];
-  for (let i = 0; i < n; i++) {
-    const len = r.int32();
-    out.push(len < 0 ? null : new TextDecoder().decode(r.bytes(len)));
-  }
-  return out;
-}
-
-function parseNextTimeline(results: QueryResult[]): { tli: TimelineId; start: Lsn } | undefined {
-  const row = results.find((r) => r.rows.length > 0)?.rows[0];
-  if (!row || row.length < 2) return undefined;
-  const tli = Number(row[0]);
-  const start = parseLsn(row[1] ?? "");
-  return Number.isInteger(tli) && tli > 0 && start !== undefined ? { tli, start } : undefined;
 }
 
 /**
