@@ -1,148 +1,91 @@
 /**
- * Helpers of the sender benchmark: process CPU and memory from `/proc`, LSN text, statistics and
- * table formatting.
+ * Small helpers every benchmark uses: LSN text, number and table formatting, command-line
+ * integers, and a Ctrl-C that unwinds instead of killing.
+ *
+ * Statistics live in `_stats.ts`, `/proc` readings in `_proc.ts`, servers and WAL in
+ * `_setup.ts`.
  *
  * @module
  */
 
 import { formatLsn as formatLsnText, parseLsn as parseLsnText } from "../lib/wal/lsn.ts";
 import { segmentFileName } from "../lib/wal/segment.ts";
-import { type PgCluster, waitFor } from "../tests/_pg.ts";
 
-/** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux). */
-export const CLOCK_TICKS = 100;
-
-/** CPU times of one process, in seconds, from `/proc/<pid>/stat`. */
-export interface ProcCpu {
-  /** utime + stime of the process (all its threads). */
-  self: number;
-  /** cutime + cstime: CPU of children it has reaped (waited for). */
-  children: number;
-}
+/** Bytes in a MiB. */
+export const MIB = 1024 * 1024;
 
 /**
- * Reads a process's CPU times. The command name (field 2) may hold spaces and parentheses, so the
- * fields are counted from the last `)`.
+ * Parses `X/Y` LSN text; a benchmark stops on anything else.
+ *
+ * @example
+ * ```ts
+ * import { parseLsn } from "./_util.ts";
+ * console.assert(parseLsn("0/1000028\n") === 0x1000028n);
+ * ```
  */
-export async function procCpu(pid: number | "self"): Promise<ProcCpu> {
-  const text = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  // rest[0] is field 3 (state), so field n is rest[n - 3].
-  const field = (n: number): number => Number(rest[n - 3]);
-  return {
-    self: (field(14) + field(15)) / CLOCK_TICKS,
-    children: (field(16) + field(17)) / CLOCK_TICKS,
-  };
-}
-
-/** Peak and current resident set size of a process, in bytes (`VmHWM`, `VmRSS`). */
-export async function procMemory(pid: number): Promise<{ peak: number; current: number }> {
-  const text = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kb = (key: string): number => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
-  return { peak: kb("VmHWM"), current: kb("VmRSS") };
-}
-
-/** Process ids of a process's direct children (all its threads' children). */
-export async function childPids(pid: number): Promise<number[]> {
-  const out: number[] = [];
-  try {
-    for await (const t of Deno.readDir(`/proc/${pid}/task`)) {
-      try {
-        const text = await Deno.readTextFile(`/proc/${pid}/task/${t.name}/children`);
-        for (const p of text.trim().split(/\s+/)) if (p) out.push(Number(p));
-      } catch { /* thread gone */ }
-    }
-  } catch { /* process gone */ }
-  return out;
-}
-
-/** Parses `X/Y` LSN text; a benchmark stops on anything else. */
 export function parseLsn(text: string): bigint {
   const lsn = parseLsnText(text.trim());
   if (lsn === undefined) throw new Error(`not an LSN: "${text}"`);
   return lsn;
 }
 
-/** Formats an LSN as PostgreSQL does (`X/Y`, upper-case hex). */
+/**
+ * Formats an LSN as PostgreSQL does (`X/Y`, upper-case hex).
+ *
+ * @example
+ * ```ts
+ * import { formatLsn } from "./_util.ts";
+ * console.assert(formatLsn(0x10000A8n) === "0/10000A8");
+ * ```
+ */
 export const formatLsn: (lsn: bigint) => string = formatLsnText;
 
-/** The file name of a segment (timeline, segment number, segment size in bytes). */
+/**
+ * The file name of a segment (timeline, segment number, segment size in bytes).
+ *
+ * @example
+ * ```ts
+ * import { segmentName } from "./_util.ts";
+ * console.assert(segmentName(1, 3n, 16 * 1024 * 1024) === "000000010000000000000003");
+ * ```
+ */
 export const segmentName: (tli: number, segno: bigint, segSize: number) => string = segmentFileName;
 
-/** WAL a benchmark generated on a primary: the complete segments to stream. */
-export interface GeneratedWal {
-  /** Where generation began. */
-  startLsn: bigint;
-  /** The primary's position afterwards (inside the in-progress segment). */
-  currentLsn: bigint;
-  /** Timeline of the segments. */
-  tli: number;
-  /** Names of the complete segments, from the one holding `startLsn`. */
-  segNames: string[];
-  /** End of the last complete segment. */
-  endLsn: bigint;
-  /** Seconds generation took. */
-  seconds: number;
+/**
+ * A number with a fixed count of decimals; `n/a` for NaN and infinities.
+ *
+ * @example
+ * ```ts
+ * import { fixed } from "./_util.ts";
+ * console.assert(fixed(1.005, 1) === "1.0" && fixed(NaN) === "n/a");
+ * ```
+ */
+export function fixed(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : "n/a";
 }
 
 /**
- * Writes at least `sizeMb` of WAL on `pg` with 256 kB logical messages (the fastest way to make
- * WAL: one memcpy per record; what it holds does not matter to either sender), switches segment,
- * checkpoints, and waits until everything up to the last complete segment is flushed.
+ * Bytes as MiB with one decimal, without the unit.
+ *
+ * @example
+ * ```ts
+ * import { mib } from "./_util.ts";
+ * console.assert(mib(3 * 1024 * 1024) === "3.0");
+ * ```
  */
-export async function generateWal(
-  pg: PgCluster,
-  sizeMb: number,
-  segSize: number,
-): Promise<GeneratedWal> {
-  const t0 = performance.now();
-  const startLsn = parseLsn(await pg.currentLsn());
-  const firstName = await pg.sql(`SELECT pg_walfile_name('${formatLsn(startLsn)}')`);
-  const tli = parseInt(firstName.slice(0, 8), 16);
-  const firstSeg = startLsn / BigInt(segSize);
-  const target = startLsn + BigInt(sizeMb) * 1024n * 1024n;
-  const messageBytes = 256 * 1024;
-  while (true) {
-    const lsn = parseLsn(await pg.currentLsn());
-    if (lsn >= target) break;
-    const count = Math.max(1, Math.ceil(Number(target - lsn) / messageBytes));
-    await pg.sql(
-      `SELECT count(pg_logical_emit_message(false, 'walrelay-bench', ` +
-        `repeat(md5(i::text), ${messageBytes / 32}))) FROM generate_series(1, ${count}) i`,
-    );
-  }
-  await pg.sql("SELECT pg_switch_wal()");
-  await pg.sql("CHECKPOINT");
-  const currentLsn = parseLsn(await pg.currentLsn());
-  const endSeg = currentLsn / BigInt(segSize); // the in-progress segment: not streamed
-  const endLsn = endSeg * BigInt(segSize);
-  await waitFor(
-    async () => parseLsn(await pg.sql("SELECT pg_current_wal_flush_lsn()")) >= endLsn,
-    { message: "WAL not flushed up to the end of the last complete segment" },
-  );
-  const segNames: string[] = [];
-  for (let s = firstSeg; s < endSeg; s++) segNames.push(segmentName(tli, s, segSize));
-  return {
-    startLsn,
-    currentLsn,
-    tli,
-    segNames,
-    endLsn,
-    seconds: (performance.now() - t0) / 1000,
-  };
+export function mib(bytes: number): string {
+  return fixed(bytes / MIB, 1);
 }
 
-/** The median of a non-empty list (the mean of the middle two for an even count). */
-export function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Renders rows as a fixed-width text table: the first column left-aligned, the rest right. */
+/**
+ * Renders rows as a fixed-width text table: the first column left-aligned, the rest right.
+ *
+ * @example
+ * ```ts
+ * import { table } from "./_util.ts";
+ * console.assert(table(["arm", "s"], [["pg", "1.5"]]) === "arm    s\n---  ---\npg   1.5");
+ * ```
+ */
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
@@ -152,19 +95,70 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
-/** A number with a fixed count of decimals. */
-export function fixed(n: number, digits = 2): string {
-  return Number.isFinite(n) ? n.toFixed(digits) : "n/a";
+/**
+ * Prints `program: message`, a blank line and the usage, and exits with status 2: what a
+ * benchmark's command line does on an option it cannot use.
+ *
+ * @example
+ * ```ts ignore
+ * import { usageError } from "./_util.ts";
+ * usageError("bench", `unknown suite "x"`, USAGE);
+ * ```
+ */
+export function usageError(program: string, message: string, usage: string): never {
+  console.error(`${program}: ${message}\n\n${usage}`);
+  Deno.exit(2);
 }
 
-/** The `p`-th percentile (0–100) of a non-empty list, by the nearest-rank method. */
-export function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
-  return s[Math.min(rank, s.length) - 1]!;
+/**
+ * A parser of integer options for one program: the value of `--name`, at least `min`, or a usage
+ * error.
+ *
+ * @example
+ * ```ts
+ * import { intOption } from "./_util.ts";
+ * const int = intOption("bench", "usage: …");
+ * console.assert(int("rounds", "5", 1) === 5);
+ * ```
+ */
+export function intOption(
+  program: string,
+  usage: string,
+): (name: string, text: string, min: number) => number {
+  return (name, text, min) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) usageError(program, `invalid --${name} "${text}"`, usage);
+    return n;
+  };
 }
 
-/** The first three fields of `/proc/loadavg` (1, 5 and 15 minute load averages). */
-export async function loadAverage(): Promise<string> {
-  return (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+/**
+ * Turns the first Ctrl-C into a request to stop: the returned check throws once it came, so the
+ * run unwinds through its `await using` disposals (servers, relay, temporary directories) instead
+ * of leaving a PostgreSQL server behind. A second Ctrl-C exits at once. Disposing the result
+ * removes the listener.
+ *
+ * @example
+ * ```ts
+ * import { interruptOnSigint } from "./_util.ts";
+ * using interrupt = interruptOnSigint("stopping");
+ * interrupt.check(); // throws once Ctrl-C was pressed
+ * ```
+ */
+export function interruptOnSigint(what: string): Disposable & { check: () => void } {
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) Deno.exit(130);
+    interrupted = true;
+    console.error(`\ninterrupted: ${what} (Ctrl-C again to exit at once)`);
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  return {
+    check(): void {
+      if (interrupted) throw new Error("interrupted");
+    },
+    [Symbol.dispose](): void {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    },
+  };
 }

@@ -29,30 +29,26 @@ import { join } from "node:path";
 import {
   assertSegmentsMatch,
   delay,
-  pgBin,
   type PgCluster,
   run,
   runOk,
-  startPrimary,
   startRelay,
   type TempDir,
   tempDir,
-  waitFor,
 } from "../tests/_pg.ts";
 import { PgClient } from "../lib/pgwire/client.ts";
+import { type Arm, postmasterPid, procMemory, startRunCpu } from "./_proc.ts";
 import {
-  childPids,
-  fixed,
-  formatLsn,
+  copySegments,
+  describeGeneratedWal,
   generateWal,
-  median,
-  procCpu,
-  procMemory,
-  table,
-} from "./_util.ts";
-
-const SEG_SIZE = 16 * 1024 * 1024;
-const MIB = 1024 * 1024;
+  receivewalCommand,
+  seedReceiveDir,
+  SEG_SIZE,
+  startWalPrimary,
+} from "./_setup.ts";
+import { median } from "./_stats.ts";
+import { fixed, formatLsn, MIB, mib, table } from "./_util.ts";
 
 /** Options shared by {@linkcode runFanout} and {@linkcode runMemory}. */
 export interface FanoutOptions {
@@ -101,7 +97,7 @@ export interface FanoutReport {
 /** One fan-out run (all clients against one side). */
 export interface FanoutRun {
   round: number;
-  arm: "postgres" | "walrelay";
+  arm: Arm;
   order: number;
   wall_s: number;
   /** All clients' bytes over the wall time. */
@@ -147,71 +143,31 @@ export async function prepareFanoutWal(
   clients: number,
   log: (line: string) => void,
 ): Promise<FanoutWal> {
-  const work = await tempDir("walrelay-bench-fanout-");
-  let pg: PgCluster | undefined;
-  try {
-    pg = await startPrimary({
-      walSegSize: 16,
-      conf: {
-        wal_keep_size: `${sizeMb * 2 + 512}MB`,
-        max_wal_size: `${sizeMb * 2 + 512}MB`,
-        checkpoint_timeout: "1h",
-        wal_compression: "off",
-        max_wal_senders: clients + 10,
-        max_connections: 100,
-        autovacuum: "off",
-        shared_buffers: "128MB",
-        wal_buffers: "16MB",
-        synchronous_commit: "off",
-      },
-    });
-    const primary = pg;
-    const { startLsn, currentLsn, segNames, endLsn, seconds } = await generateWal(
-      primary,
-      sizeMb,
-      SEG_SIZE,
-    );
-    const relayDir = join(work.path, "relay-wal");
-    await Deno.mkdir(relayDir);
-    for (const n of segNames) await Deno.copyFile(join(pg.walDir, n), join(relayDir, n));
-    const totalMib = (segNames.length * SEG_SIZE) / MIB;
-    log(
-      `generated WAL ${formatLsn(startLsn)} .. ${formatLsn(currentLsn)} in ` +
-        `${fixed(seconds, 1)} s; serving ${segNames.length} segments ` +
-        `${segNames[0]} .. ${segNames.at(-1)} (${totalMib} MiB) ending at ${formatLsn(endLsn)}`,
-    );
-    return {
-      pg,
-      relayDir,
-      work,
-      segNames,
-      endLsn,
-      totalMib,
-      async [Symbol.asyncDispose]() {
-        await primary[Symbol.asyncDispose]();
-        await work.remove();
-      },
-    };
-  } catch (e) {
-    await pg?.[Symbol.asyncDispose]();
-    await work.remove();
-    throw e;
-  }
-}
-
-/** The `pg_receivewal` command line of one fan-out client. */
-async function receiveArgs(port: number, dir: string, endLsn: bigint): Promise<string[]> {
-  return [
-    await pgBin("pg_receivewal"),
-    "-d",
-    `host=127.0.0.1 port=${port} user=postgres`,
-    "-D",
-    dir,
-    "-n",
-    "-w",
-    `--endpos=${formatLsn(endLsn - 1n)}`,
-    "--no-sync",
-  ];
+  await using stack = new AsyncDisposableStack();
+  const work = stack.use(await tempDir("walrelay-bench-fanout-"));
+  const pg = stack.use(
+    await startWalPrimary({
+      keepMb: sizeMb * 2 + 512,
+      maxWalSenders: clients + 10,
+      maxConnections: 100,
+      sharedBuffers: "128MB",
+    }),
+  );
+  const generated = await generateWal(pg, sizeMb, SEG_SIZE);
+  const { segNames, endLsn } = generated;
+  const relayDir = join(work.path, "relay-wal");
+  await copySegments(pg.walDir, segNames, relayDir);
+  log(describeGeneratedWal(generated, "serving"));
+  const owned = stack.move();
+  return {
+    pg,
+    relayDir,
+    work,
+    segNames,
+    endLsn,
+    totalMib: (segNames.length * SEG_SIZE) / MIB,
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
 }
 
 /**
@@ -228,8 +184,7 @@ async function receiveAll(
   const dirs: string[] = [];
   for (let i = 0; i < clients; i++) {
     const dir = join(wal.work.path, `${label}-${i}`);
-    await Deno.mkdir(dir);
-    await Deno.writeFile(join(dir, `${wal.segNames[0]}.partial`), new Uint8Array());
+    await seedReceiveDir(dir, wal.segNames[0]!);
     dirs.push(dir);
   }
   const seen = dirs.map(() => new Set<string>());
@@ -246,7 +201,9 @@ async function receiveAll(
       }
     }
   };
-  const cmds = await Promise.all(dirs.map((d) => receiveArgs(port, d, wal.endLsn)));
+  const cmds = await Promise.all(
+    dirs.map((dir) => receivewalCommand({ port, dir, endLsn: wal.endLsn, sync: false })),
+  );
   let running = true;
   const cleaner = (async () => {
     while (running) {
@@ -284,95 +241,61 @@ async function receiveAll(
   return { wall_s, client_walls: results.map((x) => x.wall_s), keptDir: dirs[0]!, dirs };
 }
 
-/** Runs the fan-out benchmark and prints its tables; returns the figures. */
-export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<FanoutReport> {
-  const { log } = opts;
-  log(
-    `\n== fan-out: ${opts.clients} concurrent pg_receivewal, ${wal.totalMib} MiB each, ` +
-      `one walrelay vs PostgreSQL's walsenders ==`,
-  );
-  const relayArgs = ["--max-senders", String(opts.clients + 10), "--log-format", "text"];
-  await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
-  const pg = wal.pg;
-  const postmasterPid = Number(
-    (await Deno.readTextFile(join(pg.dataDir, "postmaster.pid"))).split("\n")[0],
-  );
-  const commands = {
-    relay: `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen 127.0.0.1:${relay.port} ` +
-      relayArgs.join(" "),
-    client: (await receiveArgs(pg.port, "<dir i>", wal.endLsn)).join(" "),
-  };
-  log(`relay: ${commands.relay}`);
-  log(`clients: ${opts.clients} × ${commands.client}`);
-  log(`         (or the relay's port), each dir seeded with ${wal.segNames[0]}.partial`);
+/** The fan-out's relay and the primary's postmaster, and how to reach each side. */
+interface FanoutSides {
+  relayPid: number;
+  postmaster: number;
+  port: Record<Arm, number>;
+}
 
-  const port = { postgres: pg.port, walrelay: relay.port };
-  const verified = new Set<string>();
-  const runs: FanoutRun[] = [];
-  for (let round = 1 - opts.warmup; round <= opts.rounds; round++) {
-    const arms = (round + 2 * opts.warmup) % 2 === 1
-      ? (["postgres", "walrelay"] as const)
-      : (["walrelay", "postgres"] as const);
-    for (const [order, arm] of arms.entries()) {
-      opts.checkInterrupted();
-      await runOk(["sync"]);
-      const before = {
-        pmChildren: new Set(await childPids(postmasterPid)),
-        pm: await procCpu(postmasterPid),
-        relay: await procCpu(relay.pid),
-        self: await procCpu("self"),
-      };
-      const r = await receiveAll(wal, port[arm], opts.clients, `${arm}-${round}`);
-      let sender_cpu_s: number;
-      if (arm === "postgres") {
-        await waitFor(
-          async () => (await childPids(postmasterPid)).every((p) => before.pmChildren.has(p)),
-          { timeoutMs: 20_000, intervalMs: 10, message: "the walsenders were not reaped" },
-        );
-        sender_cpu_s = (await procCpu(postmasterPid)).children - before.pm.children;
-      } else {
-        await delay(200);
-        sender_cpu_s = (await procCpu(relay.pid)).self - before.relay.self;
-      }
-      const client_cpu_s = (await procCpu("self")).children - before.self.children;
-      if (!verified.has(arm)) {
-        await assertSegmentsMatch(r.keptDir, wal.relayDir);
-        verified.add(arm);
-      }
-      for (const d of r.dirs) await Deno.remove(d, { recursive: true });
-      if (round < 1) continue;
-      runs.push({
-        round,
-        arm,
-        order: order + 1,
-        wall_s: r.wall_s,
-        aggregate_mib_per_s: (wal.totalMib * opts.clients) / r.wall_s,
-        sender_cpu_s,
-        client_cpu_s,
-        client_wall_max_s: Math.max(...r.client_walls),
-        client_wall_min_s: Math.min(...r.client_walls),
-      });
-    }
-    if (round < 1) {
-      log(`fan-out warm-up ${round + opts.warmup} done`);
-      continue;
-    }
-    log(`\nfan-out round ${round}/${opts.rounds}`);
-    log(table(
-      ["sender", "order", "wall s", "agg MiB/s", "sender cpu s", "client cpu s", "client wall s"],
-      runs.filter((x) => x.round === round).map((x) => [
-        x.arm,
-        String(x.order),
-        fixed(x.wall_s, 3),
-        fixed(x.aggregate_mib_per_s, 0),
-        fixed(x.sender_cpu_s, 2),
-        fixed(x.client_cpu_s, 2),
-        `${fixed(x.client_wall_min_s, 2)}–${fixed(x.client_wall_max_s, 2)}`,
-      ]),
-    ));
-  }
-  const relayMem = await procMemory(relay.pid);
-  const of = (arm: "postgres" | "walrelay"): FanoutSummary => {
+/**
+ * One fan-out run: every client against `arm` at once, with the sender's and the clients' CPU.
+ * The first run of each side also compares client 1's output with the source, byte for byte.
+ */
+async function fanoutRun(
+  wal: FanoutWal,
+  sides: FanoutSides,
+  arm: Arm,
+  label: string,
+  verify: boolean,
+  opts: FanoutOptions,
+): Promise<Omit<FanoutRun, "round" | "order">> {
+  opts.checkInterrupted();
+  await runOk(["sync"]);
+  const meter = await startRunCpu(sides.postmaster, sides.relayPid);
+  const r = await receiveAll(wal, sides.port[arm], opts.clients, label);
+  const cpu = await meter.finish(arm, { reapTimeoutMs: 20_000, settleMs: 200 });
+  if (verify) await assertSegmentsMatch(r.keptDir, wal.relayDir);
+  for (const d of r.dirs) await Deno.remove(d, { recursive: true });
+  return {
+    arm,
+    wall_s: r.wall_s,
+    aggregate_mib_per_s: (wal.totalMib * opts.clients) / r.wall_s,
+    ...cpu,
+    client_wall_max_s: Math.max(...r.client_walls),
+    client_wall_min_s: Math.min(...r.client_walls),
+  };
+}
+
+/** The table of one fan-out round. */
+function fanoutRoundTable(runs: FanoutRun[]): string {
+  return table(
+    ["sender", "order", "wall s", "agg MiB/s", "sender cpu s", "client cpu s", "client wall s"],
+    runs.map((x) => [
+      x.arm,
+      String(x.order),
+      fixed(x.wall_s, 3),
+      fixed(x.aggregate_mib_per_s, 0),
+      fixed(x.sender_cpu_s, 2),
+      fixed(x.client_cpu_s, 2),
+      `${fixed(x.client_wall_min_s, 2)}–${fixed(x.client_wall_max_s, 2)}`,
+    ]),
+  );
+}
+
+/** Medians of each side, and PostgreSQL / walrelay. */
+function summarizeFanout(runs: FanoutRun[]): FanoutReport["summary"] {
+  const of = (arm: Arm): FanoutSummary => {
     const rs = runs.filter((x) => x.arm === arm);
     return {
       median_wall_s: median(rs.map((x) => x.wall_s)),
@@ -383,15 +306,20 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
   };
   const p = of("postgres");
   const w = of("walrelay");
-  const ratios = {
-    wall_time: p.median_wall_s / w.median_wall_s,
-    sender_cpu: p.median_sender_cpu_s / w.median_sender_cpu_s,
+  return {
+    postgres: p,
+    walrelay: w,
+    ratios: {
+      wall_time: p.median_wall_s / w.median_wall_s,
+      sender_cpu: p.median_sender_cpu_s / w.median_sender_cpu_s,
+    },
   };
-  const verification = `each side's first run: all ${opts.clients} clients got all ` +
-    `${wal.segNames.length} segments at full size; client 1's byte-identical to the source`;
-  log(`verified: ${verification}`);
-  log(`\nfan-out summary: ${opts.rounds} rounds, ${opts.clients} × ${wal.totalMib} MiB, medians`);
-  log(table(
+}
+
+/** The fan-out summary table: medians of each side and the ratio row. */
+function fanoutSummaryTable(summary: FanoutReport["summary"]): string {
+  const { postgres: p, walrelay: w, ratios } = summary;
+  return table(
     ["", "wall s", "agg MiB/s", "sender cpu s", "client cpu s"],
     [
       ...([["postgres", p], ["walrelay", w]] as const).map(([arm, s]) => [
@@ -403,9 +331,67 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
       ]),
       ["ratio pg/relay", fixed(ratios.wall_time, 2), "", fixed(ratios.sender_cpu, 2), ""],
     ],
-  ));
+  );
+}
+
+/** Runs the fan-out benchmark and prints its tables; returns the figures. */
+export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<FanoutReport> {
+  const { log } = opts;
   log(
-    `walrelay peak RSS (VmHWM) during the fan-out: ${fixed(relayMem.peak / MIB, 1)} MiB; ` +
+    `\n== fan-out: ${opts.clients} concurrent pg_receivewal, ${wal.totalMib} MiB each, ` +
+      `one walrelay vs PostgreSQL's walsenders ==`,
+  );
+  const relayArgs = ["--max-senders", String(opts.clients + 10), "--log-format", "text"];
+  await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
+  const pg = wal.pg;
+  const sides: FanoutSides = {
+    relayPid: relay.pid,
+    postmaster: await postmasterPid(pg.dataDir),
+    port: { postgres: pg.port, walrelay: relay.port },
+  };
+  const clientCommand = await receivewalCommand({
+    port: pg.port,
+    dir: "<dir i>",
+    endLsn: wal.endLsn,
+    sync: false,
+  });
+  const commands = {
+    relay: `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen 127.0.0.1:${relay.port} ` +
+      relayArgs.join(" "),
+    client: clientCommand.join(" "),
+  };
+  log(`relay: ${commands.relay}`);
+  log(`clients: ${opts.clients} × ${commands.client}`);
+  log(`         (or the relay's port), each dir seeded with ${wal.segNames[0]}.partial`);
+
+  const verified = new Set<Arm>();
+  const runs: FanoutRun[] = [];
+  for (let round = 1 - opts.warmup; round <= opts.rounds; round++) {
+    // Alternate which side goes first, so drift (page cache, other tenants) hits both alike.
+    const arms = (round + 2 * opts.warmup) % 2 === 1
+      ? (["postgres", "walrelay"] as const)
+      : (["walrelay", "postgres"] as const);
+    for (const [order, arm] of arms.entries()) {
+      const r = await fanoutRun(wal, sides, arm, `${arm}-${round}`, !verified.has(arm), opts);
+      verified.add(arm);
+      if (round >= 1) runs.push({ round, order: order + 1, ...r });
+    }
+    if (round < 1) {
+      log(`fan-out warm-up ${round + opts.warmup} done`);
+      continue;
+    }
+    log(`\nfan-out round ${round}/${opts.rounds}`);
+    log(fanoutRoundTable(runs.filter((x) => x.round === round)));
+  }
+  const relayMem = await procMemory(relay.pid);
+  const summary = summarizeFanout(runs);
+  const verification = `each side's first run: all ${opts.clients} clients got all ` +
+    `${wal.segNames.length} segments at full size; client 1's byte-identical to the source`;
+  log(`verified: ${verification}`);
+  log(`\nfan-out summary: ${opts.rounds} rounds, ${opts.clients} × ${wal.totalMib} MiB, medians`);
+  log(fanoutSummaryTable(summary));
+  log(
+    `walrelay peak RSS (VmHWM) during the fan-out: ${mib(relayMem.peak)} MiB; ` +
       `PostgreSQL's sender cpu is the sum of its ${opts.clients} walsender processes`,
   );
   return {
@@ -425,8 +411,69 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     commands,
     verification,
     runs,
-    summary: { postgres: p, walrelay: w, ratios },
+    summary,
   };
+}
+
+/**
+ * Opens `count` replication connections to the relay, twenty at a time, and runs
+ * `IDENTIFY_SYSTEM` on each: in command mode, having run a command, as an idle standby between
+ * retries would be. Pushes them into `into`, so the caller closes whatever was opened.
+ */
+async function openIdleConnections(
+  port: number,
+  count: number,
+  into: PgClient[],
+  checkInterrupted: () => void,
+): Promise<void> {
+  for (let i = 0; i < count; i += 20) {
+    checkInterrupted();
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(20, count - i) }, () =>
+        PgClient.connect({
+          hostname: "127.0.0.1",
+          port,
+          user: "postgres",
+          connectTimeoutMs: 20_000,
+        })),
+    );
+    into.push(...batch);
+  }
+  for (const c of into) await c.query("IDENTIFY_SYSTEM");
+}
+
+/** Samples `read()` every 100 ms until the returned stop function is called. */
+function sampleEvery100ms(read: () => Promise<number>): () => Promise<number[]> {
+  const samples: number[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      samples.push(await read());
+      await delay(100);
+    }
+  })();
+  return async () => {
+    sampling = false;
+    await sampler;
+    return samples;
+  };
+}
+
+/** The memory benchmark's table. */
+function memoryTable(report: MemoryReport, samples: number): string {
+  const { rss_bytes: rss, config } = report;
+  return table(["relay VmRSS", "MiB"], [
+    ["after start", mib(rss.after_start)],
+    [`with ${config.idle_clients} idle`, mib(rss.with_idle)],
+    [
+      `streaming to ${config.streaming_clients} (median of ${samples} samples)`,
+      mib(rss.streaming_median),
+    ],
+    [`streaming to ${config.streaming_clients} (peak sample)`, mib(rss.streaming_peak)],
+    ["after streaming (idle still open)", mib(rss.after_streaming)],
+    ["after the idle connections closed", mib(rss.after_idle_closed)],
+    ["VmHWM (peak over the run)", mib(report.hwm_bytes)],
+  ]);
 }
 
 /** Runs the memory benchmark and prints its table; returns the figures. */
@@ -454,36 +501,14 @@ export async function runMemory(wal: FanoutWal, opts: FanoutOptions): Promise<Me
 
   const idle: PgClient[] = [];
   try {
-    for (let i = 0; i < opts.idleClients; i += 20) {
-      opts.checkInterrupted();
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(20, opts.idleClients - i) }, () =>
-          PgClient.connect({
-            hostname: "127.0.0.1",
-            port: relay.port,
-            user: "postgres",
-            connectTimeoutMs: 20_000,
-          })),
-      );
-      idle.push(...batch);
-    }
-    // Each one in command mode, having run a command, as an idle standby between retries would.
-    for (const c of idle) await c.query("IDENTIFY_SYSTEM");
+    await openIdleConnections(relay.port, opts.idleClients, idle, opts.checkInterrupted);
     await delay(1000);
     const withIdle = await rss();
     log(`${idle.length} idle replication connections open (IDENTIFY_SYSTEM run on each)`);
 
-    const samples: number[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        samples.push(await rss());
-        await delay(100);
-      }
-    })();
+    const stopSampling = sampleEvery100ms(rss);
     const r = await receiveAll(wal, relay.port, opts.clients, "memory");
-    sampling = false;
-    await sampler;
+    const samples = await stopSampling();
     for (const d of r.dirs) await Deno.remove(d, { recursive: true });
     await delay(1000);
     const afterStreaming = await rss();
@@ -514,19 +539,7 @@ export async function runMemory(wal: FanoutWal, opts: FanoutOptions): Promise<Me
         ? (withIdle - afterStart) / opts.idleClients
         : 0,
     };
-    const mib = (n: number): string => fixed(n / MIB, 1);
-    log(table(["relay VmRSS", "MiB"], [
-      ["after start", mib(afterStart)],
-      [`with ${opts.idleClients} idle`, mib(withIdle)],
-      [
-        `streaming to ${opts.clients} (median of ${samples.length} samples)`,
-        mib(report.rss_bytes.streaming_median),
-      ],
-      [`streaming to ${opts.clients} (peak sample)`, mib(report.rss_bytes.streaming_peak)],
-      ["after streaming (idle still open)", mib(afterStreaming)],
-      ["after the idle connections closed", mib(afterIdleClosed)],
-      ["VmHWM (peak over the run)", mib(hwm)],
-    ]));
+    log(memoryTable(report, samples.length));
     log(
       `${opts.clients} × ${wal.totalMib} MiB streamed in ${fixed(r.wall_s, 2)} s beside ` +
         `${opts.idleClients} idle connections; ≈ ${

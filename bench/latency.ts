@@ -1,5 +1,5 @@
 /**
- * Latency benchmark (issue 3): how long after a commit on the primary its WAL reaches a client
+ * Latency benchmark: how long after a commit on the primary its WAL reaches a client
  * through walrelay, against the same client connected straight to PostgreSQL's walsender.
  *
  * Setup, as deployed: a PostgreSQL 15 primary (synchronous_commit on) → `pg_receivewal
@@ -27,8 +27,10 @@
 
 import { join } from "node:path";
 import {
+  type BackgroundProcess,
   delay,
   pgBin,
+  type PgCluster,
   REPO_ROOT,
   spawnBackground,
   startPrimary,
@@ -37,7 +39,9 @@ import {
   waitFor,
 } from "../tests/_pg.ts";
 import { PgClient } from "../lib/pgwire/client.ts";
-import { fixed, formatLsn, parseLsn, percentile, table } from "./_util.ts";
+import { readFileHead } from "../lib/_io.ts";
+import { distribution, percentile } from "./_stats.ts";
+import { fixed, formatLsn, parseLsn, table } from "./_util.ts";
 
 /** Options of {@linkcode runLatency}. */
 export interface LatencyOptions {
@@ -171,37 +175,50 @@ class ArrivalRecorder {
   }
 }
 
+/** The figures of one path from its latencies (from the commit's return, and from its send). */
 function stats(latencies: number[], fromSend: number[], missing: number): LatencyStats {
-  const sum = latencies.reduce((a, b) => a + b, 0);
+  const d = distribution(latencies);
   return {
     samples: latencies.length,
     missing,
-    p50_ms: percentile(latencies, 50),
-    p90_ms: percentile(latencies, 90),
-    p99_ms: percentile(latencies, 99),
-    max_ms: Math.max(...latencies),
-    min_ms: Math.min(...latencies),
-    mean_ms: sum / latencies.length,
+    p50_ms: d.p50,
+    p90_ms: d.p90,
+    p99_ms: d.p99,
+    max_ms: d.max,
+    min_ms: d.min,
+    mean_ms: d.mean,
     p50_from_send_ms: percentile(fromSend, 50),
     p99_from_send_ms: percentile(fromSend, 99),
   };
 }
 
-/** Runs the latency benchmark and prints its table; returns the figures. */
-export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
-  const { log } = opts;
-  log(`\n== latency: commit on the primary → arrival at a downstream client ==`);
-  await using work = await tempDir("walrelay-bench-latency-");
-  await using pg = await startPrimary({
-    walSegSize: 16,
-    conf: {
-      wal_keep_size: "512MB",
-      checkpoint_timeout: "1h",
-      autovacuum: "off",
-      max_wal_senders: 10,
-      synchronous_commit: "on",
-    },
-  });
+/** The chain under test: primary → pg_receivewal → two relays on its directory. */
+interface Chain extends AsyncDisposable {
+  pg: PgCluster;
+  commands: Record<string, string>;
+  /** The downstream paths: a name and the port its client connects to. */
+  paths: (readonly [string, number])[];
+}
+
+/**
+ * Starts the primary, `pg_receivewal --synchronous` into a directory, and two relays serving that
+ * directory: one watching it, one only rescanning every `rescanMs`.
+ */
+async function startChain(rescanMs: number, log: (line: string) => void): Promise<Chain> {
+  await using stack = new AsyncDisposableStack();
+  const work = stack.use(await tempDir("walrelay-bench-latency-"));
+  const pg = stack.use(
+    await startPrimary({
+      walSegSize: 16,
+      conf: {
+        wal_keep_size: "512MB",
+        checkpoint_timeout: "1h",
+        autovacuum: "off",
+        max_wal_senders: 10,
+        synchronous_commit: "on",
+      },
+    }),
+  );
   const dir = join(work.path, "received");
   await Deno.mkdir(dir);
   const receiveCmd = [
@@ -213,29 +230,14 @@ export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
     "-n",
     "--synchronous",
   ];
-  await using receiver = await spawnBackground(receiveCmd);
-
-  // The relay opens the directory from the segment's long page header: wait for it to be written.
-  const segment = await pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-  const partial = join(dir, `${segment}.partial`);
-  await waitFor(async () => {
-    if (receiver.exited) throw new Error(`pg_receivewal exited:\n${receiver.stderr()}`);
-    try {
-      const f = await Deno.open(partial);
-      const head = new Uint8Array(8);
-      const n = await f.read(head);
-      f.close();
-      return n === 8 && head.some((b) => b !== 0);
-    } catch {
-      return false;
-    }
-  }, { timeoutMs: 20_000, message: `pg_receivewal did not write ${partial}` });
+  const receiver = stack.use(await spawnBackground(receiveCmd));
+  await waitForPageHeader(pg, dir, receiver);
 
   const relayArgs = ["--log-format", "text"];
-  await using watching = await startRelay({ walDir: dir, args: relayArgs });
+  const watching = stack.use(await startRelay({ walDir: dir, args: relayArgs }));
   const procCli = join(REPO_ROOT, "bench", "_relay_proc.ts");
-  const procArgs = ["--no-watch", "--rescan-ms", String(opts.rescanMs)];
-  await using polling = await startRelay({ walDir: dir, cli: procCli, args: procArgs });
+  const procArgs = ["--no-watch", "--rescan-ms", String(rescanMs)];
+  const polling = stack.use(await startRelay({ walDir: dir, cli: procCli, args: procArgs }));
 
   const commands = {
     receiver: receiveCmd.join(" "),
@@ -247,36 +249,115 @@ export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
   log(`primary → ${commands.receiver}`);
   log(`        → ${commands.relay_watch}`);
   log(`        → ${commands.relay_no_watch}`);
+  const owned = stack.move();
+  return {
+    pg,
+    commands,
+    paths: [
+      ["postgres (direct)", pg.port],
+      ["walrelay (watch)", watching.port],
+      [`walrelay (no watch, rescan ${rescanMs} ms)`, polling.port],
+    ],
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
 
-  const paths = [
-    ["postgres (direct)", pg.port],
-    ["walrelay (watch)", watching.port],
-    [`walrelay (no watch, rescan ${opts.rescanMs} ms)`, polling.port],
-  ] as const;
+/**
+ * Waits until pg_receivewal has written the current segment's long page header into its
+ * `.partial`: the relay opens the directory from that header.
+ */
+async function waitForPageHeader(
+  pg: PgCluster,
+  dir: string,
+  receiver: BackgroundProcess,
+): Promise<void> {
+  const segment = await pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+  const partial = join(dir, `${segment}.partial`);
+  await waitFor(async () => {
+    if (receiver.exited) throw new Error(`pg_receivewal exited:\n${receiver.stderr()}`);
+    try {
+      const head = await readFileHead(partial, 8);
+      return head.length === 8 && head.some((b) => b !== 0);
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 20_000, message: `pg_receivewal did not write ${partial}` });
+}
+
+/**
+ * Commits `warmup + samples` logical messages on the primary, each followed by a random pause;
+ * returns the measured ones with the flush LSN that covers each.
+ */
+async function commitSeries(port: number, opts: LatencyOptions): Promise<Commit[]> {
+  await using writer = await PgClient.connect({
+    hostname: "127.0.0.1",
+    port,
+    user: "postgres",
+    params: { database: "postgres" },
+  });
+  const commits: Commit[] = [];
+  for (let i = 0; i < opts.warmup + opts.samples; i++) {
+    opts.checkInterrupted();
+    const sent = performance.now();
+    await writer.query(`SELECT pg_logical_emit_message(true, 'walrelay-latency', '${i}')`);
+    const acked = performance.now();
+    const [r] = await writer.query("SELECT pg_current_wal_flush_lsn()");
+    const lsn = parseLsn(r!.rows[0]![0]!);
+    if (i >= opts.warmup) commits.push({ sent, acked, lsn });
+    await delay(opts.intervalMs * (0.5 + Math.random()));
+  }
+  return commits;
+}
+
+/** A path's figures: every commit's arrival on that path's client. */
+function pathStats(rec: ArrivalRecorder, commits: Commit[]): LatencyStats {
+  const lat: number[] = [];
+  const fromSend: number[] = [];
+  let missing = 0;
+  for (const c of commits) {
+    const t = rec.arrivalOf(c.lsn);
+    if (t === undefined) {
+      missing++;
+      continue;
+    }
+    lat.push(t - c.acked);
+    fromSend.push(t - c.sent);
+  }
+  return stats(lat, fromSend, missing);
+}
+
+/** The latency table, one row per path. */
+function latencyTable(report: LatencyReport): string {
+  return table(
+    ["path", "n", "p50", "p90", "p99", "max", "mean", "p50 from send", "p99 from send"],
+    Object.entries(report.paths).map(([name, s]) => [
+      name,
+      s.missing > 0 ? `${s.samples} (${s.missing} missing)` : String(s.samples),
+      fixed(s.p50_ms),
+      fixed(s.p90_ms),
+      fixed(s.p99_ms),
+      fixed(s.max_ms),
+      fixed(s.mean_ms),
+      fixed(s.p50_from_send_ms),
+      fixed(s.p99_from_send_ms),
+    ]),
+  );
+}
+
+/** Runs the latency benchmark and prints its table; returns the figures. */
+export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
+  const { log } = opts;
+  log(`\n== latency: commit on the primary → arrival at a downstream client ==`);
+  await using chain = await startChain(opts.rescanMs, log);
+  const { paths } = chain;
   const recorders: ArrivalRecorder[] = [];
   try {
     for (const [, port] of paths) recorders.push(await ArrivalRecorder.start(port));
-    await using writer = await PgClient.connect({
-      hostname: "127.0.0.1",
-      port: pg.port,
-      user: "postgres",
-      params: { database: "postgres" },
-    });
     log(
       `${opts.samples} commits (+${opts.warmup} warm-up), one every ~${opts.intervalMs} ms; ` +
         `three downstream clients streaming at once`,
     );
-    const commits: Commit[] = [];
-    for (let i = 0; i < opts.warmup + opts.samples; i++) {
-      opts.checkInterrupted();
-      const sent = performance.now();
-      await writer.query(`SELECT pg_logical_emit_message(true, 'walrelay-latency', '${i}')`);
-      const acked = performance.now();
-      const [r] = await writer.query("SELECT pg_current_wal_flush_lsn()");
-      const lsn = parseLsn(r!.rows[0]![0]!);
-      if (i >= opts.warmup) commits.push({ sent, acked, lsn });
-      await delay(opts.intervalMs * (0.5 + Math.random()));
-    }
+    const commits = await commitSeries(chain.pg.port, opts);
     const last = commits.at(-1)!.lsn;
     // Give the slowest path (the rescan) time to deliver the last commit.
     await waitFor(() => recorders.every((r) => r.received >= last), {
@@ -295,28 +376,15 @@ export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
         interval_ms: opts.intervalMs,
         rescan_ms: opts.rescanMs,
       },
-      commands,
+      commands: chain.commands,
       commit_ms: { p50: percentile(commitMs, 50), p99: percentile(commitMs, 99) },
       paths: {},
       added_by_relay_ms: {},
     };
     for (const [i, [name]] of paths.entries()) {
-      const rec = recorders[i]!;
-      const lat: number[] = [];
-      const fromSend: number[] = [];
-      let missing = 0;
-      for (const c of commits) {
-        const t = rec.arrivalOf(c.lsn);
-        if (t === undefined) {
-          missing++;
-          continue;
-        }
-        lat.push(t - c.acked);
-        fromSend.push(t - c.sent);
-      }
-      report.paths[name] = stats(lat, fromSend, missing);
+      report.paths[name] = pathStats(recorders[i]!, commits);
     }
-    const direct = report.paths[paths[0][0]]!;
+    const direct = report.paths[paths[0]![0]]!;
     for (const [name] of paths.slice(1)) {
       const s = report.paths[name]!;
       report.added_by_relay_ms[name] = {
@@ -333,23 +401,7 @@ export async function runLatency(opts: LatencyOptions): Promise<LatencyReport> {
       `latency = arrival at the client − commit returned to the writer (ms); ` +
         `"from send" = − commit sent`,
     );
-    log(table(
-      ["path", "n", "p50", "p90", "p99", "max", "mean", "p50 from send", "p99 from send"],
-      paths.map(([name]) => {
-        const s = report.paths[name]!;
-        return [
-          name,
-          s.missing > 0 ? `${s.samples} (${s.missing} missing)` : String(s.samples),
-          fixed(s.p50_ms),
-          fixed(s.p90_ms),
-          fixed(s.p99_ms),
-          fixed(s.max_ms),
-          fixed(s.mean_ms),
-          fixed(s.p50_from_send_ms),
-          fixed(s.p99_from_send_ms),
-        ];
-      }),
-    ));
+    log(latencyTable(report));
     for (const [name, d] of Object.entries(report.added_by_relay_ms)) {
       log(`added by ${name}: p50 ${fixed(d.p50)} ms, p99 ${fixed(d.p99)} ms over the direct path`);
     }

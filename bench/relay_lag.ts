@@ -96,18 +96,9 @@ import {
   waitFor,
 } from "../tests/_pg.ts";
 import { PgClient } from "../lib/pgwire/client.ts";
-import {
-  childPids,
-  fixed,
-  formatLsn,
-  loadAverage,
-  median,
-  parseLsn,
-  percentile,
-  procCpu,
-  procMemory,
-  table,
-} from "./_util.ts";
+import { childPids, loadAverage, procCpu, procMemory } from "./_proc.ts";
+import { median, percentile } from "./_stats.ts";
+import { fixed, formatLsn, parseLsn, table } from "./_util.ts";
 
 /** How a standby is asked whether it shows a commit. */
 export type RelayLagProbe = "row" | "lsn";
