@@ -1,5 +1,5 @@
 /**
- * Relay lag benchmark (issue 4): the lag a relay adds between a commit on the primary and its
+ * Relay lag benchmark: the lag a relay adds between a commit on the primary and its
  * visibility on a standby fed through it, against a standby fed by the primary directly, with
  * PostgreSQL's own relay (a cascading standby) measured side by side in the same run.
  *
@@ -82,23 +82,49 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
-  type BackgroundProcess,
   basebackup,
   delay,
-  freePort,
-  pgBinDir,
   type PgCluster,
   REPO_ROOT,
-  spawnBackground,
   startPrimary,
   startStandby,
   tempDir,
-  waitFor,
 } from "../tests/_pg.ts";
 import { PgClient } from "../lib/pgwire/client.ts";
-import { childPids, loadAverage, procCpu, procMemory } from "./_proc.ts";
-import { median, percentile } from "./_stats.ts";
-import { fixed, formatLsn, parseLsn, table } from "./_util.ts";
+import {
+  type AddedLag,
+  addedLag,
+  type AddedRatio,
+  addedRatio,
+  type CommitSample,
+  type LagStats,
+  lagStats,
+  type Seen,
+} from "./_lag_stats.ts";
+import { type FsyncTest, runFsyncTest, skippedFsyncTest } from "./_pg_test_fsync.ts";
+import {
+  childPids,
+  cpuBetween,
+  cpuOf,
+  loadAverage,
+  postmasterPid,
+  procCpu,
+  procMemory,
+} from "./_proc.ts";
+import { type DenoRelay, startDenoRelay } from "./_setup.ts";
+import { median, percentile, ratio } from "./_stats.ts";
+import {
+  fixed,
+  formatLsn,
+  interruptOnSigint,
+  intOption,
+  mib,
+  parseLsn,
+  table,
+  usageError,
+} from "./_util.ts";
+
+export type { AddedLag, AddedRatio, FsyncTest, LagStats };
 
 /** How a standby is asked whether it shows a commit. */
 export type RelayLagProbe = "row" | "lsn";
@@ -151,67 +177,6 @@ export interface RelayLagOptions {
   checkInterrupted: () => void;
 }
 
-/** Lag figures of one standby over a set of commits, in milliseconds. */
-export interface LagStats {
-  /** Commits the standby showed. */
-  samples: number;
-  /** Commits it did not show within the timeout. */
-  missing: number;
-  /** Median lag. */
-  p50_ms: number;
-  /** 90th percentile. */
-  p90_ms: number;
-  /** 99th percentile. */
-  p99_ms: number;
-  /** Largest lag. */
-  max_ms: number;
-  /** Mean lag. */
-  mean_ms: number;
-  /** p50 measured from when the INSERT was sent rather than when it returned. */
-  p50_from_send_ms: number;
-  /** p99 measured from when the INSERT was sent. */
-  p99_from_send_ms: number;
-  /** Median round trip of the poll that saw the commit: the measurement's resolution. */
-  poll_rtt_p50_ms: number;
-  /** Median count of polls per commit. */
-  polls_p50: number;
-}
-
-/**
- * What a relay added, in milliseconds: B (via walrelay) − A (direct), or C (via the cascading
- * standby D) − A.
- */
-export interface AddedLag {
-  /** p50 of B (or C) − p50 of A. */
-  p50_ms: number;
-  /** p99 of B (or C) − p99 of A. */
-  p99_ms: number;
-  /** Median of the per-commit difference (B − A, or C − A, of the same commit). */
-  paired_p50_ms: number;
-  /** 90th percentile of the per-commit difference. */
-  paired_p90_ms: number;
-  /** 99th percentile of the per-commit difference. */
-  paired_p99_ms: number;
-  /** Largest per-commit difference. */
-  paired_max_ms: number;
-}
-
-/**
- * The cascading standby's added lag over walrelay's (C − A) / (B − A), figure by figure: above 1
- * when walrelay adds less. NaN (`null` in the JSON) when either added lag is not positive, where
- * the ratio says nothing.
- */
-export interface AddedRatio {
-  /** Of the p50 differences. */
-  p50: number;
-  /** Of the p99 differences. */
-  p99: number;
-  /** Of the medians of the per-commit differences. */
-  paired_p50: number;
-  /** Of the 99th percentiles of the per-commit differences. */
-  paired_p99: number;
-}
-
 /** One round's figures of the cascade arm (C fed by D, D by the primary). */
 export interface CascadeRound {
   /** Standby C, fed by the cascading standby D. */
@@ -253,27 +218,6 @@ export interface RelayLagRound {
   wal_bytes: number;
   /** Duration of the round. */
   wall_s: number;
-}
-
-/** What `pg_test_fsync` said about the filesystem of the relay's WAL directory. */
-export interface FsyncTest {
-  /** The command line; null when it did not run. */
-  command: string | null;
-  /** Why there is no figure (not run, binary missing, failed); null when there is. */
-  skipped: string | null;
-  /** The directory it wrote its test file into (the parent of the relay's WAL directory). */
-  dir: string;
-  /** Type, mount point and device of that directory's filesystem, from `/proc/self/mounts`. */
-  filesystem: string;
-  /**
-   * µs per `fdatasync` of one 8 kB write: 10⁶ / the ops/sec `pg_test_fsync` printed (it prints
-   * the same rounded to whole µs); NaN (`null` in the JSON) when skipped.
-   */
-  fdatasync_us_per_op: number;
-  /** Every method of its "one 8kB write" section, µs/op likewise; methods marked n/a left out. */
-  one_8kb_write_us_per_op: Record<string, number>;
-  /** `/proc/loadavg` just before it ran. */
-  load_average: string;
 }
 
 /** Medians over the rounds of the cascade arm's per-round figures. */
@@ -361,29 +305,6 @@ export interface RelayLagSummary {
   relay_hwm_bytes: number;
 }
 
-/** When one commit became visible on one standby. */
-interface Seen {
-  /** `performance.now()` at the arrival of the first answer showing it; undefined = never. */
-  at: number | undefined;
-  /** Round trip of that poll. */
-  rtt: number;
-  polls: number;
-}
-
-/** One measured commit. */
-interface CommitSample {
-  sent: number;
-  acked: number;
-  lsn: bigint;
-  direct: Seen;
-  relay: Seen;
-  /** Undefined without the cascade arm. */
-  cascade: Seen | undefined;
-}
-
-/** A polled standby: A, B or C. */
-type Arm = "direct" | "relay" | "cascade";
-
 const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
   commits: 1000,
   rounds: 3,
@@ -400,64 +321,6 @@ const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
   log: (line) => console.log(line),
   checkInterrupted: () => {},
 };
-
-/** A relay process and how to reach it. */
-interface Relay extends BackgroundProcess {
-  port: number;
-  command: string;
-}
-
-/**
- * Starts `deno run [--cpu-prof …] -A CLI serve --wal-dir DIR --listen 127.0.0.1:PORT --upstream
- * …` (the harness's `startRelay` cannot pass deno flags) and waits until it accepts connections.
- */
-async function startRelayProcess(
-  cli: string,
-  walDir: string,
-  upstream: string,
-  cpuProfDir: string | undefined,
-): Promise<Relay> {
-  const port = await freePort();
-  const denoFlags = cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`];
-  const args = [
-    "run",
-    ...denoFlags,
-    "-A",
-    cli,
-    "serve",
-    "--wal-dir",
-    walDir,
-    "--listen",
-    `127.0.0.1:${port}`,
-    "--upstream",
-    upstream,
-    "--log-format",
-    "text",
-  ];
-  const proc = await spawnBackground([Deno.execPath(), ...args], {
-    cwd: REPO_ROOT,
-    env: { NO_COLOR: "1" },
-  });
-  try {
-    await waitFor(async () => {
-      if (proc.exited) {
-        throw new Error(`walrelay exited:\n${proc.stderr()}`);
-      }
-      try {
-        const c = await Deno.connect({ hostname: "127.0.0.1", port });
-        c.close();
-        return true;
-      } catch {
-        return false;
-      }
-    }, { timeoutMs: 60_000, intervalMs: 100, message: `walrelay did not listen on ${port}` });
-  } catch (e) {
-    await proc[Symbol.asyncDispose]();
-    throw new Error(`${(e as Error).message}\n--- relay stderr ---\n${proc.stderr()}`);
-  }
-  const quoted = args.map((a) => (/^[\w./=:-]+$/.test(a) ? a : `'${a}'`));
-  return Object.assign(proc, { port, command: `deno ${quoted.join(" ")}` });
-}
 
 /** An ordinary (non-replication) in-process connection to the `postgres` database. */
 function sqlClient(port: number, name: string): Promise<PgClient> {
@@ -509,193 +372,12 @@ async function pollUntilSeen(
   }
 }
 
-function lagStats(samples: CommitSample[], which: Arm): LagStats {
-  const lag: number[] = [];
-  const fromSend: number[] = [];
-  const rtt: number[] = [];
-  const polls: number[] = [];
-  let missing = 0;
-  for (const s of samples) {
-    const seen = s[which];
-    if (seen === undefined) throw new Error(`no ${which} figures: the arm did not run`);
-    polls.push(seen.polls);
-    if (seen.at === undefined) {
-      missing++;
-      continue;
-    }
-    lag.push(seen.at - s.acked);
-    fromSend.push(seen.at - s.sent);
-    rtt.push(seen.rtt);
-  }
-  if (lag.length === 0) {
-    return {
-      samples: 0,
-      missing,
-      p50_ms: NaN,
-      p90_ms: NaN,
-      p99_ms: NaN,
-      max_ms: NaN,
-      mean_ms: NaN,
-      p50_from_send_ms: NaN,
-      p99_from_send_ms: NaN,
-      poll_rtt_p50_ms: NaN,
-      polls_p50: median(polls),
-    };
-  }
-  return {
-    samples: lag.length,
-    missing,
-    p50_ms: percentile(lag, 50),
-    p90_ms: percentile(lag, 90),
-    p99_ms: percentile(lag, 99),
-    max_ms: Math.max(...lag),
-    mean_ms: lag.reduce((a, b) => a + b, 0) / lag.length,
-    p50_from_send_ms: percentile(fromSend, 50),
-    p99_from_send_ms: percentile(fromSend, 99),
-    poll_rtt_p50_ms: median(rtt),
-    polls_p50: median(polls),
-  };
-}
-
-/** `b` − `a`, where `a` is A's figures and `b` those of the standby `which` (B or C). */
-function addedLag(
-  samples: CommitSample[],
-  which: "relay" | "cascade",
-  a: LagStats,
-  b: LagStats,
-): AddedLag {
-  const diffs: number[] = [];
-  for (const s of samples) {
-    const via = s[which]?.at;
-    if (s.direct.at !== undefined && via !== undefined) diffs.push(via - s.direct.at);
-  }
-  const p = (q: number): number => (diffs.length > 0 ? percentile(diffs, q) : NaN);
-  return {
-    p50_ms: b.p50_ms - a.p50_ms,
-    p99_ms: b.p99_ms - a.p99_ms,
-    paired_p50_ms: p(50),
-    paired_p90_ms: p(90),
-    paired_p99_ms: p(99),
-    paired_max_ms: diffs.length > 0 ? Math.max(...diffs) : NaN,
-  };
-}
-
-/** `x / y` when both are positive, else NaN. */
-function ratio(x: number, y: number): number {
-  return x > 0 && y > 0 ? x / y : NaN;
-}
-
-/** (C − A) / (B − A), figure by figure. */
-function addedRatio(cascade: AddedLag, relay: AddedLag): AddedRatio {
-  return {
-    p50: ratio(cascade.p50_ms, relay.p50_ms),
-    p99: ratio(cascade.p99_ms, relay.p99_ms),
-    paired_p50: ratio(cascade.paired_p50_ms, relay.paired_p50_ms),
-    paired_p99: ratio(cascade.paired_p99_ms, relay.paired_p99_ms),
-  };
-}
-
-/** The filesystem holding `path`: the longest mount point of `/proc/self/mounts` above it. */
-async function filesystemOf(path: string): Promise<string> {
-  let real = path;
-  try {
-    real = await Deno.realPath(path);
-    const mounts = await Deno.readTextFile("/proc/self/mounts");
-    let best: { mount: string; type: string; source: string } | undefined;
-    for (const line of mounts.split("\n")) {
-      const [source, rawMount, type] = line.split(" ");
-      if (source === undefined || rawMount === undefined || type === undefined) continue;
-      const mount = rawMount.replace(
-        /\\([0-7]{3})/g,
-        (_, o) => String.fromCharCode(parseInt(o, 8)),
-      );
-      const under = mount === "/" || real === mount || real.startsWith(`${mount}/`);
-      // A later line mounted on the same point hides the earlier one.
-      if (under && (best === undefined || mount.length >= best.mount.length)) {
-        best = { mount, type, source };
-      }
-    }
-    return best === undefined ? "unknown" : `${best.type} on ${best.mount} (${best.source})`;
-  } catch (e) {
-    return `unknown (${(e as Error).message})`;
-  }
-}
-
-/**
- * Runs `pg_test_fsync -s 1 -f DIR/pg_test_fsync.out` and stops it (SIGTERM, on which it removes
- * its file) once its first section, one 8 kB write per sync, is complete: the `fdatasync` figure
- * is there, and the rest would take ten more seconds of syncs.
- */
-async function runFsyncTest(dir: string): Promise<FsyncTest> {
-  const result: FsyncTest = {
-    command: null,
-    skipped: null,
-    dir,
-    filesystem: await filesystemOf(dir),
-    fdatasync_us_per_op: NaN,
-    one_8kb_write_us_per_op: {},
-    load_average: await loadAverage(),
-  };
-  let bin: string;
-  try {
-    bin = join(await pgBinDir(), "pg_test_fsync");
-    await Deno.stat(bin);
-  } catch (e) {
-    result.skipped = `pg_test_fsync not found (${(e as Error).message.split("\n")[0]})`;
-    return result;
-  }
-  const file = join(dir, "pg_test_fsync.out");
-  const args = ["-s", "1", "-f", file];
-  result.command = `${bin} ${args.join(" ")}`;
-  const child = new Deno.Command(bin, { args, stdin: "null", stdout: "piped", stderr: "piped" })
-    .spawn();
-  const kill = (signal: Deno.Signal): void => {
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
-  };
-  const timer = setTimeout(() => kill("SIGKILL"), 60_000);
-  const stderr = new Response(child.stderr).text();
-  let out = "";
-  let stopped = false;
-  try {
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      out += chunk;
-      // Printed when the second section starts: the first one is complete.
-      if (!stopped && out.includes("two 8kB writes")) {
-        stopped = true;
-        kill("SIGTERM");
-      }
-    }
-    await child.status;
-  } finally {
-    clearTimeout(timer);
-    await Deno.remove(file).catch(() => {});
-  }
-  const first =
-    /one 8kB write:[^\n]*\n(?:[^\n]*\n)?([\s\S]*?)(?:\n\s*\n|Compare|$)/.exec(out)?.[1] ?? "";
-  for (const m of first.matchAll(/^\s*(\S+)\s+([\d.]+) ops\/sec\s+(\d+) usecs\/op/gm)) {
-    result.one_8kb_write_us_per_op[m[1]!] = 1e6 / Number(m[2]);
-  }
-  const fdatasync = result.one_8kb_write_us_per_op["fdatasync"];
-  if (fdatasync === undefined) {
-    result.skipped = `no fdatasync figure in its output:\n${out}${await stderr}`.trimEnd();
-  } else {
-    result.fdatasync_us_per_op = fdatasync;
-  }
-  return result;
-}
-
-/** CPU seconds of some processes, by pid. */
-type CpuByPid = Map<number, number>;
-
 /**
  * D's walreceiver and its walsenders (the one to C): the children of the postmaster whose
  * process title says so.
  */
 async function cascadeSenderPids(cluster: PgCluster): Promise<{ pid: number; title: string }[]> {
-  const pidFile = await Deno.readTextFile(join(cluster.dataDir, "postmaster.pid"));
-  const postmaster = Number(pidFile.split("\n")[0]);
+  const postmaster = await postmasterPid(cluster.dataDir);
   const found: { pid: number; title: string }[] = [];
   for (const pid of await childPids(postmaster)) {
     try {
@@ -706,96 +388,91 @@ async function cascadeSenderPids(cluster: PgCluster): Promise<{ pid: number; tit
   return found;
 }
 
-async function cpuOf(pids: number[]): Promise<CpuByPid> {
-  const m: CpuByPid = new Map();
-  for (const pid of pids) {
-    try {
-      m.set(pid, (await procCpu(pid)).self);
-    } catch { /* gone: left out, which makes the difference NaN */ }
-  }
-  return m;
-}
-
-/** CPU seconds between two readings of the same processes; NaN if any came or went. */
-function cpuBetween(before: CpuByPid, after: CpuByPid): number {
-  if (before.size === 0 || before.size !== after.size) return NaN;
-  let sum = 0;
-  for (const [pid, t] of before) {
-    const t2 = after.get(pid);
-    if (t2 === undefined) return NaN;
-    sum += t2 - t;
-  }
-  return sum;
+/** The servers of one run, and the in-process connections that write and poll. */
+interface Topology extends AsyncDisposable {
+  pg: PgCluster;
+  relay: DenoRelay;
+  /** The relay's WAL directory. */
+  walDir: string;
+  fsync: FsyncTest;
+  commands: RelayLagSummary["commands"];
+  /** The connection that commits, on the primary. */
+  writer: PgClient;
+  /** One connection per polled standby: A, B and, with the cascade arm, C. */
+  pollers: PgClient[];
+  /** D's walreceiver and walsender to C, whose CPU is measured; empty without the arm. */
+  cascadePids: number[];
+  /** Closes the connections and stops the servers in order; returns the relay's exit status. */
+  stop(): Promise<Deno.CommandStatus>;
 }
 
 /**
- * Runs the relay lag benchmark: a primary, a relay following it, a standby on each, by default a
- * cascading standby and a standby on it, and `commits × rounds` commits timed to their visibility
- * on every polled standby. Prints its tables through `log` and returns the figures; never asserts
- * a time.
+ * The relay's WAL directory, under `relayWalParent` when given (removed again at the end), and
+ * the `pg_test_fsync` figures of its filesystem, measured before any server starts.
  */
-export async function runRelayLagBenchmark(
-  options: Partial<RelayLagOptions> = {},
-): Promise<RelayLagSummary> {
-  const opts: RelayLagOptions = {
-    ...DEFAULTS,
-    relayCli: join(REPO_ROOT, "cli.ts"),
-    ...options,
-  };
-  const { log } = opts;
-  const loadAtStart = await loadAverage();
-  log(
-    `\n== relay lag: commit on the primary → visible on a standby, direct vs via walrelay` +
-      `${opts.cascade ? " vs via a cascading standby" : ""} ==`,
-  );
-  await using work = await tempDir("walrelay-bench-lag-");
-  const relayParent = opts.relayWalParent === undefined
-    ? work.path
-    : await Deno.makeTempDir({ dir: opts.relayWalParent, prefix: "walrelay-lag-" });
-  // Disposed after the relay (declared before it).
-  await using _relayParent = {
-    async [Symbol.asyncDispose]() {
-      if (relayParent !== work.path) {
-        await Deno.remove(relayParent, { recursive: true }).catch(() => {});
-      }
-    },
-  };
-  const walDir = join(relayParent, "relay-wal");
+async function prepareRelayWalDir(
+  opts: RelayLagOptions,
+  stack: AsyncDisposableStack,
+): Promise<{ walDir: string; fsync: FsyncTest }> {
+  const work = stack.use(await tempDir("walrelay-bench-lag-"));
+  let parent = work.path;
+  if (opts.relayWalParent !== undefined) {
+    const dir = await Deno.makeTempDir({ dir: opts.relayWalParent, prefix: "walrelay-lag-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
+    parent = dir;
+  }
+  const walDir = join(parent, "relay-wal");
   await Deno.mkdir(walDir);
-  // Before any server starts, on the filesystem of the relay's WAL directory.
-  const fsync: FsyncTest = opts.fsyncTest ? await runFsyncTest(relayParent) : {
-    command: null,
-    skipped: "not asked for (--no-fsync-test)",
-    dir: relayParent,
-    filesystem: await filesystemOf(relayParent),
-    fdatasync_us_per_op: NaN,
-    one_8kb_write_us_per_op: {},
-    load_average: await loadAverage(),
-  };
+  const fsync = opts.fsyncTest
+    ? await runFsyncTest(parent)
+    : await skippedFsyncTest(parent, "not asked for (--no-fsync-test)");
+  return { walDir, fsync };
+}
 
-  await using pg = await startPrimary({
-    walSegSize: opts.segMb,
-    conf: {
-      synchronous_commit: "on",
-      autovacuum: "off",
-      checkpoint_timeout: "1h",
-      max_wal_size: "1GB",
-      wal_keep_size: "512MB",
-    },
-  });
+/**
+ * Starts the primary, the relay following it, and the standbys: A on the primary, B on the relay,
+ * and with the cascade arm D on the primary and C on D. Returns once every polled standby has
+ * replayed up to the primary's position after the setup.
+ */
+async function startServers(
+  opts: RelayLagOptions,
+  stack: AsyncDisposableStack,
+  walDir: string,
+): Promise<{
+  pg: PgCluster;
+  relay: DenoRelay;
+  standbys: PgCluster[];
+  d: PgCluster | undefined;
+  commands: RelayLagSummary["commands"];
+  dMaxWalSenders: number;
+}> {
+  const pg = stack.use(
+    await startPrimary({
+      walSegSize: opts.segMb,
+      conf: {
+        synchronous_commit: "on",
+        autovacuum: "off",
+        checkpoint_timeout: "1h",
+        max_wal_size: "1GB",
+        wal_keep_size: "512MB",
+      },
+    }),
+  );
   await pg.sql("CREATE TABLE relay_lag (id int PRIMARY KEY, t timestamptz)");
-  await using relay = await startRelayProcess(
-    opts.relayCli,
-    walDir,
-    pg.conninfo({ application_name: "walrelay" }),
-    opts.cpuProfDir,
+  const relay = stack.use(
+    await startDenoRelay({
+      cli: opts.relayCli,
+      walDir,
+      args: ["--upstream", pg.conninfo({ application_name: "walrelay" }), "--log-format", "text"],
+      cpuProfDir: opts.cpuProfDir,
+    }),
   );
   // After the relay started, so the backups' WAL is in the relay's directory.
-  await using backupA = await basebackup(pg);
-  await using backupB = await basebackup(pg);
-  await using backupD = opts.cascade ? await basebackup(pg) : undefined;
-  await using backupC = opts.cascade ? await basebackup(pg) : undefined;
-  const standbyConf = {
+  const backupA = stack.use(await basebackup(pg));
+  const backupB = stack.use(await basebackup(pg));
+  const backupD = opts.cascade ? stack.use(await basebackup(pg)) : undefined;
+  const backupC = opts.cascade ? stack.use(await basebackup(pg)) : undefined;
+  const standbyConf: Record<string, string | number> = {
     hot_standby: "on",
     wal_receiver_status_interval: "1s",
     recovery_min_apply_delay: 0,
@@ -805,23 +482,20 @@ export async function runRelayLagBenchmark(
   const relayConninfo = `host=127.0.0.1 port=${relay.port} user=postgres ` +
     `application_name=standby_via_relay`;
   const cascadingConninfo = pg.conninfo({ application_name: "standby_cascading" });
-  await using standbyA = await startStandby({
-    dataDir: backupA.dataDir,
-    primaryConninfo: directConninfo,
-    conf: standbyConf,
-  });
-  await using standbyB = await startStandby({
-    dataDir: backupB.dataDir,
-    primaryConninfo: relayConninfo,
-    conf: standbyConf,
-  });
+  const standby = async (
+    dataDir: string,
+    primaryConninfo: string,
+    conf = standbyConf,
+  ): Promise<PgCluster> => stack.use(await startStandby({ dataDir, primaryConninfo, conf }));
+  const a = await standby(backupA.dataDir, directConninfo);
+  const b = await standby(backupB.dataDir, relayConninfo);
   // A standby must allow at least as many walsenders as its primary, and needs some to cascade.
-  const maxWalSenders = Number(await pg.sql("SHOW max_wal_senders"));
-  await using standbyD = backupD === undefined ? undefined : await startStandby({
-    dataDir: backupD.dataDir,
-    primaryConninfo: cascadingConninfo,
-    conf: { ...standbyConf, max_wal_senders: Math.max(maxWalSenders, 1) },
-  });
+  const dMaxWalSenders = Math.max(Number(await pg.sql("SHOW max_wal_senders")), 1);
+  const d = backupD === undefined ? undefined : await standby(
+    backupD.dataDir,
+    cascadingConninfo,
+    { ...standbyConf, max_wal_senders: dMaxWalSenders },
+  );
   const ready = await pg.sql("SELECT pg_current_wal_flush_lsn()");
   const waitReplay = async (s: PgCluster, name: string): Promise<void> => {
     await s.waitForReplay(ready, 60_000).catch((e) => {
@@ -830,69 +504,119 @@ export async function runRelayLagBenchmark(
   };
   // C starts once D holds the WAL up to C's backup end: asked for WAL beyond its flush position,
   // D would refuse, and C retry only after wal_retrieve_retry_interval.
-  if (standbyD !== undefined) await waitReplay(standbyD, "standby D (cascading)");
-  const cascadeConninfo = standbyD?.conninfo({ application_name: "standby_via_cascade" });
-  await using standbyC = backupC === undefined || cascadeConninfo === undefined
+  if (d !== undefined) await waitReplay(d, "standby D (cascading)");
+  const cascadeConninfo = d?.conninfo({ application_name: "standby_via_cascade" });
+  const c = backupC === undefined || cascadeConninfo === undefined
     ? undefined
-    : await startStandby({
-      dataDir: backupC.dataDir,
-      primaryConninfo: cascadeConninfo,
-      conf: standbyConf,
-    });
-  await waitReplay(standbyA, "standby A (direct)");
-  await waitReplay(standbyB, "standby B (via relay)");
-  if (standbyC !== undefined) await waitReplay(standbyC, "standby C (via cascade)");
-  const commands = {
-    relay: relay.command,
-    standby_direct: directConninfo,
-    standby_via_relay: relayConninfo,
-    standby_cascading: standbyD === undefined ? null : cascadingConninfo,
-    standby_via_cascade: cascadeConninfo ?? null,
+    : await standby(backupC.dataDir, cascadeConninfo);
+  await waitReplay(a, "standby A (direct)");
+  await waitReplay(b, "standby B (via relay)");
+  if (c !== undefined) await waitReplay(c, "standby C (via cascade)");
+  return {
+    pg,
+    relay,
+    standbys: c === undefined ? [a, b] : [a, b, c],
+    d,
+    commands: {
+      relay: relay.command,
+      standby_direct: directConninfo,
+      standby_via_relay: relayConninfo,
+      standby_cascading: d === undefined ? null : cascadingConninfo,
+      standby_via_cascade: cascadeConninfo ?? null,
+    },
+    dMaxWalSenders,
   };
+}
+
+/**
+ * D's walreceiver and walsender to C, whose CPU stands for the cascading relay's work; empty (and
+ * said so) when D does not run exactly those two.
+ */
+async function cascadeCpuPids(d: PgCluster, log: (line: string) => void): Promise<number[]> {
+  const senders = await cascadeSenderPids(d);
+  const kinds = senders.map((p) => p.title.split(" ")[1]).sort().join(", ");
+  if (kinds !== "walreceiver, walsender") {
+    log(`D's CPU not measured: expected a walreceiver and one walsender, found [${kinds}]`);
+    return [];
+  }
+  return senders.map((p) => p.pid);
+}
+
+/** The header line on the relay WAL directory's filesystem and its fdatasync cost. */
+function fsyncLine(fsync: FsyncTest): string {
+  return `fsync:   ${fsync.filesystem} holds the relay's WAL directory; ` +
+    (fsync.skipped === null
+      ? `pg_test_fsync -s 1: fdatasync ${fixed(fsync.fdatasync_us_per_op, 1)} µs/op ` +
+        `(one 8 kB write; ${
+          Object.entries(fsync.one_8kb_write_us_per_op)
+            .filter(([k]) => k !== "fdatasync")
+            .map(([k, v]) => `${k} ${fixed(v, 1)}`)
+            .join(", ")
+        } µs/op; load average ${fsync.load_average})`
+      : `no pg_test_fsync figure: ${fsync.skipped}`);
+}
+
+/** Sets up everything a run measures, printing what it started. */
+async function setUp(opts: RelayLagOptions): Promise<Topology> {
+  const { log } = opts;
+  await using stack = new AsyncDisposableStack();
+  const { walDir, fsync } = await prepareRelayWalDir(opts, stack);
+  const { pg, relay, standbys, d, commands, dMaxWalSenders } = await startServers(
+    opts,
+    stack,
+    walDir,
+  );
   log(`primary: PostgreSQL on ${pg.port}, ${opts.segMb} MB segments, synchronous_commit on`);
   log(`relay:   ${commands.relay}`);
-  log(`A:       standby, primary_conninfo '${directConninfo}'`);
-  log(`B:       standby, primary_conninfo '${relayConninfo}'`);
+  log(`A:       standby, primary_conninfo '${commands.standby_direct}'`);
+  log(`B:       standby, primary_conninfo '${commands.standby_via_relay}'`);
   let cascadePids: number[] = [];
-  if (standbyD !== undefined && cascadeConninfo !== undefined) {
+  if (d !== undefined && commands.standby_via_cascade !== null) {
     log(
-      `D:       standby, max_wal_senders ${Math.max(maxWalSenders, 1)}, primary_conninfo ` +
-        `'${cascadingConninfo}' (not polled)`,
+      `D:       standby, max_wal_senders ${dMaxWalSenders}, primary_conninfo ` +
+        `'${commands.standby_cascading}' (not polled)`,
     );
-    log(`C:       standby, primary_conninfo '${cascadeConninfo}'`);
-    const senders = await cascadeSenderPids(standbyD);
-    cascadePids = senders.map((p) => p.pid);
-    const kinds = senders.map((p) => p.title.split(" ")[1]).sort().join(", ");
-    if (kinds !== "walreceiver, walsender") {
-      log(`D's CPU not measured: expected a walreceiver and one walsender, found [${kinds}]`);
-      cascadePids = [];
-    }
+    log(`C:       standby, primary_conninfo '${commands.standby_via_cascade}'`);
+    cascadePids = await cascadeCpuPids(d, log);
   }
-  log(
-    `fsync:   ${fsync.filesystem} holds the relay's WAL directory; ` +
-      (fsync.skipped === null
-        ? `pg_test_fsync -s 1: fdatasync ${fixed(fsync.fdatasync_us_per_op, 1)} µs/op ` +
-          `(one 8 kB write; ${
-            Object.entries(fsync.one_8kb_write_us_per_op)
-              .filter(([k]) => k !== "fdatasync")
-              .map(([k, v]) => `${k} ${fixed(v, 1)}`)
-              .join(", ")
-          } µs/op; load average ${fsync.load_average})`
-        : `no pg_test_fsync figure: ${fsync.skipped}`),
-  );
+  log(fsyncLine(fsync));
 
-  await using writer = await sqlClient(pg.port, "relay_lag_writer");
-  await using pollA = await sqlClient(standbyA.port, "relay_lag_poll");
-  await using pollB = await sqlClient(standbyB.port, "relay_lag_poll");
-  await using pollC = standbyC === undefined
-    ? undefined
-    : await sqlClient(standbyC.port, "relay_lag_poll");
-  const pollers = pollC === undefined ? [pollA, pollB] : [pollA, pollB, pollC];
+  const writer = stack.use(await sqlClient(pg.port, "relay_lag_writer"));
+  const pollers: PgClient[] = [];
+  for (const s of standbys) pollers.push(stack.use(await sqlClient(s.port, "relay_lag_poll")));
+  const owned = stack.move();
+  return {
+    pg,
+    relay,
+    walDir,
+    fsync,
+    commands,
+    writer,
+    pollers,
+    cascadePids,
+    async stop(): Promise<Deno.CommandStatus> {
+      await writer.terminate();
+      for (const c of pollers) await c.terminate();
+      // C, D, B, A: each standby before the server it streams from.
+      const [a, b, c] = standbys;
+      for (const s of [c, d, b, a]) await s?.stop("fast");
+      return await relay.stop("SIGTERM", 10_000);
+    },
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
 
-  let nextId = 1;
+/** Commits one by one and times each on every polled standby. */
+class Committer {
+  #nextId = 1;
+
+  constructor(readonly top: Topology, readonly opts: RelayLagOptions) {}
+
   /** One commit, timed on every polled standby. */
-  const commitOnce = async (): Promise<CommitSample> => {
-    const id = nextId++;
+  async commitOnce(): Promise<CommitSample> {
+    const { writer, pollers } = this.top;
+    const { opts } = this;
+    const id = this.#nextId++;
     // Known once the commit returned; the lsn probe compares against it from then on.
     const known: { lsn?: bigint } = {};
     const target = (): bigint | undefined => known.lsn;
@@ -909,90 +633,87 @@ export async function runRelayLagBenchmark(
     const lsn = known.lsn = parseLsn(r!.rows[0]![0]!);
     const [direct, relayed, cascaded] = await Promise.all(seen);
     return { sent, acked, lsn, direct: direct!, relay: relayed!, cascade: cascaded };
-  };
-  const pause = (): Promise<void> => delay(opts.intervalMs * (0.5 + Math.random()));
-
-  log(
-    `${opts.rounds} round(s) × ${opts.commits} commits (+${opts.warmup} warm-up), one every ` +
-      `~${opts.intervalMs} ms; probe ${opts.probe}, polling from ${opts.pollFrom}; ` +
-      `${pollers.length} standbys polled; load average ${await loadAverage()}`,
-  );
-  for (let i = 0; i < opts.warmup; i++) {
-    opts.checkInterrupted();
-    await commitOnce();
-    await pause();
   }
 
-  const rounds: RelayLagRound[] = [];
-  const all: CommitSample[] = [];
-  for (let round = 1; round <= opts.rounds; round++) {
-    const cpuBefore = await procCpu(relay.pid);
-    const cascadeCpuBefore = await cpuOf(cascadePids);
-    const t0 = performance.now();
+  /**
+   * `count` commits, each followed by a pause of [0.5, 1.5] × `intervalMs` once every polled
+   * standby saw it, so commits do not queue behind each other.
+   */
+  async commits(count: number): Promise<CommitSample[]> {
     const samples: CommitSample[] = [];
-    for (let i = 0; i < opts.commits; i++) {
-      opts.checkInterrupted();
-      samples.push(await commitOnce());
-      await pause();
+    for (let i = 0; i < count; i++) {
+      this.opts.checkInterrupted();
+      samples.push(await this.commitOnce());
+      await delay(this.opts.intervalMs * (0.5 + Math.random()));
     }
-    const wall = (performance.now() - t0) / 1000;
-    const cpuAfter = await procCpu(relay.pid);
-    const cascadeCpuAfter = await cpuOf(cascadePids);
-    all.push(...samples);
-    const direct = lagStats(samples, "direct");
-    const viaRelay = lagStats(samples, "relay");
-    const added = addedLag(samples, "relay", direct, viaRelay);
-    let cascade: CascadeRound | null = null;
-    if (pollC !== undefined) {
-      const viaCascade = lagStats(samples, "cascade");
-      const addedCascade = addedLag(samples, "cascade", direct, viaCascade);
-      const cpu = cpuBetween(cascadeCpuBefore, cascadeCpuAfter);
-      cascade = {
-        via_cascade: viaCascade,
-        added: addedCascade,
-        vs_relay: addedRatio(addedCascade, added),
-        cpu_s: cpu,
-        cpu_us_per_commit: (cpu / opts.commits) * 1e6,
-      };
-    }
-    const commitMs = samples.map((s) => s.acked - s.sent);
-    const relayCpu = cpuAfter.self - cpuBefore.self;
-    rounds.push({
-      round,
-      commit_p50_ms: percentile(commitMs, 50),
-      commit_p99_ms: percentile(commitMs, 99),
-      direct,
-      via_relay: viaRelay,
-      added,
-      cascade,
-      relay_cpu_s: relayCpu,
-      relay_cpu_us_per_commit: (relayCpu / opts.commits) * 1e6,
-      wal_bytes: Number(samples.at(-1)!.lsn - samples[0]!.lsn),
-      wall_s: wall,
-    });
-    const r = rounds.at(-1)!;
-    log(
-      `round ${round}: ${fixed(wall, 1)} s, WAL ${formatLsn(samples[0]!.lsn)} .. ` +
-        `${formatLsn(samples.at(-1)!.lsn)}, commit p50 ${fixed(r.commit_p50_ms, 3)} ms; added ` +
-        `by walrelay p50 ${fixed(r.added.p50_ms, 3)} ms, p99 ${fixed(r.added.p99_ms, 3)} ms` +
-        (r.cascade === null
-          ? ""
-          : `, by the cascading standby p50 ${fixed(r.cascade.added.p50_ms, 3)} ms, p99 ${
-            fixed(r.cascade.added.p99_ms, 3)
-          } ms`) +
-        `; relay CPU ${fixed(r.relay_cpu_us_per_commit, 0)} µs/commit`,
-    );
+    return samples;
   }
-  const loadAtEnd = await loadAverage();
-  const hwm = (await procMemory(relay.pid)).peak;
+}
 
-  const pooledA = lagStats(all, "direct");
-  const pooledB = lagStats(all, "relay");
-  const pooledAdded = addedLag(all, "relay", pooledA, pooledB);
+/** One round: `commits` commits and the relay's (and D's) CPU over them. */
+async function runRound(
+  round: number,
+  committer: Committer,
+): Promise<{ figures: RelayLagRound; samples: CommitSample[] }> {
+  const { top, opts } = committer;
+  const cpuBefore = await procCpu(top.relay.pid);
+  const cascadeCpuBefore = await cpuOf(top.cascadePids);
+  const t0 = performance.now();
+  const samples = await committer.commits(opts.commits);
+  const wall = (performance.now() - t0) / 1000;
+  const cpuAfter = await procCpu(top.relay.pid);
+  const cascadeCpuAfter = await cpuOf(top.cascadePids);
+  const direct = lagStats(samples, "direct");
+  const viaRelay = lagStats(samples, "relay");
+  const added = addedLag(samples, "relay", direct, viaRelay);
+  let cascade: CascadeRound | null = null;
+  if (top.pollers.length > 2) {
+    const viaCascade = lagStats(samples, "cascade");
+    const addedCascade = addedLag(samples, "cascade", direct, viaCascade);
+    const cpu = cpuBetween(cascadeCpuBefore, cascadeCpuAfter);
+    cascade = {
+      via_cascade: viaCascade,
+      added: addedCascade,
+      vs_relay: addedRatio(addedCascade, added),
+      cpu_s: cpu,
+      cpu_us_per_commit: (cpu / opts.commits) * 1e6,
+    };
+  }
+  const commitMs = samples.map((s) => s.acked - s.sent);
+  const relayCpu = cpuAfter.self - cpuBefore.self;
+  const figures: RelayLagRound = {
+    round,
+    commit_p50_ms: percentile(commitMs, 50),
+    commit_p99_ms: percentile(commitMs, 99),
+    direct,
+    via_relay: viaRelay,
+    added,
+    cascade,
+    relay_cpu_s: relayCpu,
+    relay_cpu_us_per_commit: (relayCpu / opts.commits) * 1e6,
+    wal_bytes: Number(samples.at(-1)!.lsn - samples[0]!.lsn),
+    wall_s: wall,
+  };
+  return { figures, samples };
+}
+
+/** The progress line after a round. */
+function roundLine(r: RelayLagRound, samples: CommitSample[]): string {
+  return `round ${r.round}: ${fixed(r.wall_s, 1)} s, WAL ${formatLsn(samples[0]!.lsn)} .. ` +
+    `${formatLsn(samples.at(-1)!.lsn)}, commit p50 ${fixed(r.commit_p50_ms, 3)} ms; added ` +
+    `by walrelay p50 ${fixed(r.added.p50_ms, 3)} ms, p99 ${fixed(r.added.p99_ms, 3)} ms` +
+    (r.cascade === null
+      ? ""
+      : `, by the cascading standby p50 ${fixed(r.cascade.added.p50_ms, 3)} ms, p99 ${
+        fixed(r.cascade.added.p99_ms, 3)
+      } ms`) +
+    `; relay CPU ${fixed(r.relay_cpu_us_per_commit, 0)} µs/commit`;
+}
+
+/** Medians over the rounds of the per-round figures; the cascade's when its arm ran. */
+function medians(rounds: RelayLagRound[], cascade: boolean): RelayLagSummary["median"] {
   const med = (f: (r: RelayLagRound) => number): number => median(rounds.map(f));
-  /** The median over the rounds of a cascade figure (only called with the arm on). */
-  const medC = (f: (c: CascadeRound) => number): number => med((r) => f(r.cascade!));
-  const summaryMedian: RelayLagSummary["median"] = {
+  const m: RelayLagSummary["median"] = {
     direct_p50_ms: med((r) => r.direct.p50_ms),
     direct_p99_ms: med((r) => r.direct.p99_ms),
     via_relay_p50_ms: med((r) => r.via_relay.p50_ms),
@@ -1004,64 +725,47 @@ export async function runRelayLagBenchmark(
     relay_cpu_us_per_commit: med((r) => r.relay_cpu_us_per_commit),
     cascade: null,
   };
-  if (pollC !== undefined) {
-    const c = {
-      via_cascade_p50_ms: medC((c) => c.via_cascade.p50_ms),
-      via_cascade_p99_ms: medC((c) => c.via_cascade.p99_ms),
-      added_p50_ms: medC((c) => c.added.p50_ms),
-      added_p99_ms: medC((c) => c.added.p99_ms),
-      added_paired_p50_ms: medC((c) => c.added.paired_p50_ms),
-      added_paired_p99_ms: medC((c) => c.added.paired_p99_ms),
-      cpu_us_per_commit: medC((c) => c.cpu_us_per_commit),
-    };
-    summaryMedian.cascade = {
-      ...c,
-      vs_relay: {
-        p50: ratio(c.added_p50_ms, summaryMedian.added_p50_ms),
-        p99: ratio(c.added_p99_ms, summaryMedian.added_p99_ms),
-        paired_p50: ratio(c.added_paired_p50_ms, summaryMedian.added_paired_p50_ms),
-        paired_p99: ratio(c.added_paired_p99_ms, summaryMedian.added_paired_p99_ms),
-      },
-    };
-  }
-  let pooledCascade: RelayLagSummary["pooled"]["cascade"] = null;
-  if (pollC !== undefined) {
-    const viaCascade = lagStats(all, "cascade");
-    const added = addedLag(all, "cascade", pooledA, viaCascade);
-    pooledCascade = { via_cascade: viaCascade, added, vs_relay: addedRatio(added, pooledAdded) };
-  }
-  const summary: RelayLagSummary = {
-    config: {
-      commits: opts.commits,
-      rounds: opts.rounds,
-      warmup: opts.warmup,
-      interval_ms: opts.intervalMs,
-      seg_mb: opts.segMb,
-      probe: opts.probe,
-      poll_from: opts.pollFrom,
-      relay_cli: opts.relayCli,
-      cpu_prof: opts.cpuProfDir ?? null,
-      relay_wal_dir: walDir,
-      cascade: opts.cascade,
-      fsync_test: opts.fsyncTest,
-    },
-    commands,
-    relay_fsync: fsync,
-    load_average_at_start: loadAtStart,
-    load_average_at_end: loadAtEnd,
-    rounds,
-    median: summaryMedian,
-    pooled: { direct: pooledA, via_relay: pooledB, added: pooledAdded, cascade: pooledCascade },
-    target_p99_added_le_1ms: false,
-    relay_hwm_bytes: hwm,
+  if (!cascade) return m;
+  const medC = (f: (c: CascadeRound) => number): number => med((r) => f(r.cascade!));
+  const c = {
+    via_cascade_p50_ms: medC((c) => c.via_cascade.p50_ms),
+    via_cascade_p99_ms: medC((c) => c.via_cascade.p99_ms),
+    added_p50_ms: medC((c) => c.added.p50_ms),
+    added_p99_ms: medC((c) => c.added.p99_ms),
+    added_paired_p50_ms: medC((c) => c.added.paired_p50_ms),
+    added_paired_p99_ms: medC((c) => c.added.paired_p99_ms),
+    cpu_us_per_commit: medC((c) => c.cpu_us_per_commit),
   };
-  summary.target_p99_added_le_1ms = summary.median.added_p99_ms <= 1;
+  m.cascade = {
+    ...c,
+    vs_relay: {
+      p50: ratio(c.added_p50_ms, m.added_p50_ms),
+      p99: ratio(c.added_p99_ms, m.added_p99_ms),
+      paired_p50: ratio(c.added_paired_p50_ms, m.added_paired_p50_ms),
+      paired_p99: ratio(c.added_paired_p99_ms, m.added_paired_p99_ms),
+    },
+  };
+  return m;
+}
 
-  const ms = (n: number): string => fixed(n, 3);
-  log(
-    `\nlag = visible on the standby − commit returned to the writer (ms); "from send" = − ` +
-      `INSERT sent; poll rtt = resolution`,
-  );
+/** Every round's commits together. */
+function pooled(all: CommitSample[], cascade: boolean): RelayLagSummary["pooled"] {
+  const direct = lagStats(all, "direct");
+  const viaRelay = lagStats(all, "relay");
+  const added = addedLag(all, "relay", direct, viaRelay);
+  let c: RelayLagSummary["pooled"]["cascade"] = null;
+  if (cascade) {
+    const viaCascade = lagStats(all, "cascade");
+    const addedC = addedLag(all, "cascade", direct, viaCascade);
+    c = { via_cascade: viaCascade, added: addedC, vs_relay: addedRatio(addedC, added) };
+  }
+  return { direct, via_relay: viaRelay, added, cascade: c };
+}
+
+const ms = (n: number): string => fixed(n, 3);
+
+/** The table of each standby's lag, per round and over all commits. */
+function standbyTable(summary: RelayLagSummary): string {
   const statRow = (label: string, s: LagStats): string[] => [
     label,
     s.missing > 0 ? `${s.samples} (${s.missing} missing)` : String(s.samples),
@@ -1075,28 +779,27 @@ export async function runRelayLagBenchmark(
     fixed(s.polls_p50, 0),
   ];
   const rows: string[][] = [];
-  for (const r of rounds) {
+  for (const r of summary.rounds) {
     rows.push(statRow(`round ${r.round} A direct`, r.direct));
     rows.push(statRow(`round ${r.round} B via walrelay`, r.via_relay));
     if (r.cascade !== null) {
       rows.push(statRow(`round ${r.round} C via cascade`, r.cascade.via_cascade));
     }
   }
-  rows.push(statRow("all A direct", pooledA));
-  rows.push(statRow("all B via walrelay", pooledB));
-  if (pooledCascade !== null) rows.push(statRow("all C via cascade", pooledCascade.via_cascade));
-  log(table(
+  const all = summary.pooled;
+  rows.push(statRow("all A direct", all.direct));
+  rows.push(statRow("all B via walrelay", all.via_relay));
+  if (all.cascade !== null) rows.push(statRow("all C via cascade", all.cascade.via_cascade));
+  return table(
     ["standby", "n", "p50", "p90", "p99", "max", "p50 send", "p99 send", "poll rtt", "polls"],
     rows,
-  ));
-  log(
-    pollC === undefined
-      ? `\nadded by walrelay (B − A, ms): p50/p99 of B minus those of A; paired = per commit; ` +
-        `CPU = the relay process`
-      : `\nadded lag (ms): B − A by walrelay, C − A by a PostgreSQL cascading standby; p50/p99 ` +
-        `of B (C) minus those of A; paired = per commit; CPU = the relay process (B rows), D's ` +
-        `walreceiver + walsender (C rows)`,
   );
+}
+
+/** The table of what each relay added: per round, medians of the rounds, all commits. */
+function addedTable(summary: RelayLagSummary): string {
+  const { rounds, median: m, pooled: all } = summary;
+  const med = (f: (r: RelayLagRound) => number): number => median(rounds.map(f));
   const addedRow = (label: string, a: AddedLag, cpu: number | undefined): string[] => [
     label,
     ms(a.p50_ms),
@@ -1107,86 +810,107 @@ export async function runRelayLagBenchmark(
     ms(a.paired_max_ms),
     cpu === undefined ? "" : fixed(cpu, 0),
   ];
-  const addedRows: string[][] = [];
+  const rows: string[][] = [];
   for (const r of rounds) {
-    addedRows.push(addedRow(`round ${r.round} B − A walrelay`, r.added, r.relay_cpu_us_per_commit));
+    rows.push(addedRow(`round ${r.round} B − A walrelay`, r.added, r.relay_cpu_us_per_commit));
     if (r.cascade !== null) {
-      addedRows.push(
+      rows.push(
         addedRow(`round ${r.round} C − A cascade`, r.cascade.added, r.cascade.cpu_us_per_commit),
       );
     }
   }
-  addedRows.push(addedRow(
+  rows.push(addedRow(
     "median B − A walrelay",
     {
-      p50_ms: summary.median.added_p50_ms,
-      p99_ms: summary.median.added_p99_ms,
-      paired_p50_ms: summary.median.added_paired_p50_ms,
+      p50_ms: m.added_p50_ms,
+      p99_ms: m.added_p99_ms,
+      paired_p50_ms: m.added_paired_p50_ms,
       paired_p90_ms: med((r) => r.added.paired_p90_ms),
-      paired_p99_ms: summary.median.added_paired_p99_ms,
+      paired_p99_ms: m.added_paired_p99_ms,
       paired_max_ms: med((r) => r.added.paired_max_ms),
     },
-    summary.median.relay_cpu_us_per_commit,
+    m.relay_cpu_us_per_commit,
   ));
-  const mc = summary.median.cascade;
+  const mc = m.cascade;
   if (mc !== null) {
-    addedRows.push(addedRow(
+    rows.push(addedRow(
       "median C − A cascade",
       {
         p50_ms: mc.added_p50_ms,
         p99_ms: mc.added_p99_ms,
         paired_p50_ms: mc.added_paired_p50_ms,
-        paired_p90_ms: medC((c) => c.added.paired_p90_ms),
+        paired_p90_ms: med((r) => r.cascade!.added.paired_p90_ms),
         paired_p99_ms: mc.added_paired_p99_ms,
-        paired_max_ms: medC((c) => c.added.paired_max_ms),
+        paired_max_ms: med((r) => r.cascade!.added.paired_max_ms),
       },
       mc.cpu_us_per_commit,
     ));
   }
-  addedRows.push(addedRow("all B − A walrelay", pooledAdded, undefined));
-  if (pooledCascade !== null) {
-    addedRows.push(addedRow("all C − A cascade", pooledCascade.added, undefined));
-  }
-  log(table(
+  rows.push(addedRow("all B − A walrelay", all.added, undefined));
+  if (all.cascade !== null) rows.push(addedRow("all C − A cascade", all.cascade.added, undefined));
+  return table(
     ["", "p50", "p99", "paired p50", "paired p90", "paired p99", "paired max", "CPU µs/commit"],
-    addedRows,
-  ));
-  if (mc !== null && pooledCascade !== null) {
+    rows,
+  );
+}
+
+/** The table of (C − A) / (B − A); only with the cascade arm. */
+function ratioTable(summary: RelayLagSummary, mc: CascadeMedian, all: AddedRatio): string {
+  const x = (n: number): string => fixed(n, 2);
+  const ratioRow = (label: string, q: AddedRatio): string[] => [
+    label,
+    x(q.p50),
+    x(q.p99),
+    x(q.paired_p50),
+    x(q.paired_p99),
+  ];
+  return table(
+    ["", "p50", "p99", "paired p50", "paired p99"],
+    [
+      ...summary.rounds.map((r) => ratioRow(`round ${r.round}`, r.cascade!.vs_relay)),
+      ratioRow("median of rounds", mc.vs_relay),
+      ratioRow("all commits", all),
+    ],
+  );
+}
+
+/** Prints the tables and the closing lines of a run. */
+function printSummary(summary: RelayLagSummary, log: (line: string) => void): void {
+  const { median: m, pooled: all } = summary;
+  const mc = m.cascade;
+  log(
+    `\nlag = visible on the standby − commit returned to the writer (ms); "from send" = − ` +
+      `INSERT sent; poll rtt = resolution`,
+  );
+  log(standbyTable(summary));
+  log(
+    mc === null
+      ? `\nadded by walrelay (B − A, ms): p50/p99 of B minus those of A; paired = per commit; ` +
+        `CPU = the relay process`
+      : `\nadded lag (ms): B − A by walrelay, C − A by a PostgreSQL cascading standby; p50/p99 ` +
+        `of B (C) minus those of A; paired = per commit; CPU = the relay process (B rows), D's ` +
+        `walreceiver + walsender (C rows)`,
+  );
+  log(addedTable(summary));
+  if (mc !== null && all.cascade !== null) {
     log(
       `\nadded by the cascading standby / added by walrelay, (C − A) / (B − A): > 1 means ` +
         `walrelay adds less; n/a when either is ≤ 0; median of rounds = ratio of the medians`,
     );
-    const x = (n: number): string => fixed(n, 2);
-    const ratioRow = (label: string, q: AddedRatio): string[] => [
-      label,
-      x(q.p50),
-      x(q.p99),
-      x(q.paired_p50),
-      x(q.paired_p99),
-    ];
-    log(table(
-      ["", "p50", "p99", "paired p50", "paired p99"],
-      [
-        ...rounds.map((r) => ratioRow(`round ${r.round}`, r.cascade!.vs_relay)),
-        ratioRow("median of rounds", mc.vs_relay),
-        ratioRow("all commits", pooledCascade.vs_relay),
-      ],
-    ));
+    log(ratioTable(summary, mc, all.cascade.vs_relay));
   }
   log(
-    `\nmedian p50: A ${ms(summary.median.direct_p50_ms)} ms, B ` +
-      `${ms(summary.median.via_relay_p50_ms)} ms` +
+    `\nmedian p50: A ${ms(m.direct_p50_ms)} ms, B ${ms(m.via_relay_p50_ms)} ms` +
       (mc === null ? "" : `, C ${ms(mc.via_cascade_p50_ms)} ms`) +
-      `; median p99: A ${ms(summary.median.direct_p99_ms)} ms, B ` +
-      `${ms(summary.median.via_relay_p99_ms)} ms` +
+      `; median p99: A ${ms(m.direct_p99_ms)} ms, B ${ms(m.via_relay_p99_ms)} ms` +
       (mc === null ? "" : `, C ${ms(mc.via_cascade_p99_ms)} ms`),
   );
   log(
-    `added by walrelay: p50 ${ms(summary.median.added_p50_ms)} ms, p99 ` +
-      `${ms(summary.median.added_p99_ms)} ms (median of ${rounds.length} round(s)); target p99 ` +
-      `added ≤ 1 ms: ${summary.target_p99_added_le_1ms ? "met" : "not met"}; relay VmHWM ` +
-      `${fixed(hwm / (1024 * 1024), 1)} MiB; load average ${loadAtStart} at start, ` +
-      `${loadAtEnd} at end`,
+    `added by walrelay: p50 ${ms(m.added_p50_ms)} ms, p99 ${ms(m.added_p99_ms)} ms (median of ` +
+      `${summary.rounds.length} round(s)); target p99 added ≤ 1 ms: ` +
+      `${summary.target_p99_added_le_1ms ? "met" : "not met"}; relay VmHWM ` +
+      `${mib(summary.relay_hwm_bytes)} MiB; load average ${summary.load_average_at_start} at ` +
+      `start, ${summary.load_average_at_end} at end`,
   );
   if (mc !== null) {
     log(
@@ -1195,22 +919,91 @@ export async function runRelayLagBenchmark(
         `${fixed(mc.vs_relay.p99, 2)}`,
     );
   }
+  const fsync = summary.relay_fsync;
   if (fsync.skipped === null) {
     log(
       `relay WAL filesystem fdatasync (pg_test_fsync, before the setup): ` +
         `${fixed(fsync.fdatasync_us_per_op, 1)} µs/op`,
     );
   }
+}
 
-  await writer.terminate();
-  await pollA.terminate();
-  await pollB.terminate();
-  await pollC?.terminate();
-  await standbyC?.stop("fast");
-  await standbyD?.stop("fast");
-  await standbyB.stop("fast");
-  await standbyA.stop("fast");
-  const status = await relay.stop("SIGTERM", 10_000);
+/**
+ * Runs the relay lag benchmark: a primary, a relay following it, a standby on each, by default a
+ * cascading standby and a standby on it, and `commits × rounds` commits timed to their visibility
+ * on every polled standby. Prints its tables through `log` and returns the figures; never asserts
+ * a time.
+ *
+ * @example
+ * ```ts ignore
+ * import { runRelayLagBenchmark } from "./relay_lag.ts";
+ * const summary = await runRelayLagBenchmark({ commits: 100, rounds: 1, cascade: false });
+ * console.log(summary.median.added_p99_ms);
+ * ```
+ */
+export async function runRelayLagBenchmark(
+  options: Partial<RelayLagOptions> = {},
+): Promise<RelayLagSummary> {
+  const opts: RelayLagOptions = {
+    ...DEFAULTS,
+    relayCli: join(REPO_ROOT, "cli.ts"),
+    ...options,
+  };
+  const { log } = opts;
+  const loadAtStart = await loadAverage();
+  log(
+    `\n== relay lag: commit on the primary → visible on a standby, direct vs via walrelay` +
+      `${opts.cascade ? " vs via a cascading standby" : ""} ==`,
+  );
+  await using top = await setUp(opts);
+  const cascade = top.pollers.length > 2;
+  const committer = new Committer(top, opts);
+  log(
+    `${opts.rounds} round(s) × ${opts.commits} commits (+${opts.warmup} warm-up), one every ` +
+      `~${opts.intervalMs} ms; probe ${opts.probe}, polling from ${opts.pollFrom}; ` +
+      `${top.pollers.length} standbys polled; load average ${await loadAverage()}`,
+  );
+  await committer.commits(opts.warmup);
+
+  const rounds: RelayLagRound[] = [];
+  const all: CommitSample[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    const { figures, samples } = await runRound(round, committer);
+    rounds.push(figures);
+    all.push(...samples);
+    log(roundLine(figures, samples));
+  }
+  const loadAtEnd = await loadAverage();
+  const hwm = (await procMemory(top.relay.pid)).peak;
+  const med = medians(rounds, cascade);
+  const summary: RelayLagSummary = {
+    config: {
+      commits: opts.commits,
+      rounds: opts.rounds,
+      warmup: opts.warmup,
+      interval_ms: opts.intervalMs,
+      seg_mb: opts.segMb,
+      probe: opts.probe,
+      poll_from: opts.pollFrom,
+      relay_cli: opts.relayCli,
+      cpu_prof: opts.cpuProfDir ?? null,
+      relay_wal_dir: top.walDir,
+      cascade: opts.cascade,
+      fsync_test: opts.fsyncTest,
+    },
+    commands: top.commands,
+    relay_fsync: top.fsync,
+    load_average_at_start: loadAtStart,
+    load_average_at_end: loadAtEnd,
+    rounds,
+    median: med,
+    pooled: pooled(all, cascade),
+    target_p99_added_le_1ms: med.added_p99_ms <= 1,
+    relay_hwm_bytes: hwm,
+  };
+  printSummary(summary, log);
+
+  const status = await top.stop();
   if (opts.cpuProfDir !== undefined) {
     log(`relay exited (${status.code}); CPU profile in ${opts.cpuProfDir}`);
   }
@@ -1238,9 +1031,12 @@ const USAGE = `deno run -A bench/relay_lag.ts [options]
   --out FILE        the JSON report (default bench/out/relay_lag.json)
 `;
 
-if (import.meta.main) {
+/** The command line as options of {@linkcode runRelayLagBenchmark}, and where the JSON goes. */
+function parseRelayLagArgs(
+  args: string[],
+): { options: Partial<RelayLagOptions>; out: string } {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       commits: { type: "string", default: "1000" },
       rounds: { type: "string", default: "3" },
@@ -1263,58 +1059,49 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
-  const int = (name: string, text: string, min: number): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) {
-      console.error(`relay_lag: invalid --${name} "${text}"\n\n${USAGE}`);
-      Deno.exit(2);
-    }
-    return n;
-  };
+  const int = intOption("relay_lag", USAGE);
   const segMb = int("seg-mb", values["seg-mb"], 1);
   if ((segMb & (segMb - 1)) !== 0 || segMb > 1024) {
-    console.error(`relay_lag: --seg-mb must be a power of two from 1 to 1024\n\n${USAGE}`);
-    Deno.exit(2);
+    usageError("relay_lag", "--seg-mb must be a power of two from 1 to 1024", USAGE);
   }
-  if (values.probe !== "row" && values.probe !== "lsn") {
-    console.error(`relay_lag: invalid --probe "${values.probe}"\n\n${USAGE}`);
-    Deno.exit(2);
+  const probe = values.probe;
+  if (probe !== "row" && probe !== "lsn") {
+    usageError("relay_lag", `invalid --probe "${probe}"`, USAGE);
   }
   const pollFrom = values["poll-from"];
   if (pollFrom !== "send" && pollFrom !== "ack") {
-    console.error(`relay_lag: invalid --poll-from "${pollFrom}"\n\n${USAGE}`);
-    Deno.exit(2);
+    usageError("relay_lag", `invalid --poll-from "${pollFrom}"`, USAGE);
   }
-  let interrupted = false;
-  Deno.addSignalListener("SIGINT", () => {
-    if (interrupted) Deno.exit(130);
-    interrupted = true;
-    console.error("\ninterrupted: stopping (Ctrl-C again to exit at once)");
-  });
-  const tStart = performance.now();
-  const summary = await runRelayLagBenchmark({
-    commits: int("commits", values.commits, 100),
-    rounds: int("rounds", values.rounds, 1),
-    warmup: int("warmup", values.warmup, 0),
-    intervalMs: int("interval-ms", values["interval-ms"], 0),
-    segMb,
-    probe: values.probe,
-    pollFrom,
-    cascade: !values["no-cascade"],
-    fsyncTest: !values["no-fsync-test"],
-    ...(values["relay-cli"] !== undefined ? { relayCli: values["relay-cli"] } : {}),
-    ...(values["cpu-prof"] !== undefined ? { cpuProfDir: values["cpu-prof"] } : {}),
-    ...(values["relay-wal-parent"] !== undefined
-      ? { relayWalParent: values["relay-wal-parent"] }
-      : {}),
-    checkInterrupted: () => {
-      if (interrupted) throw new Error("interrupted");
+  return {
+    options: {
+      commits: int("commits", values.commits, 100),
+      rounds: int("rounds", values.rounds, 1),
+      warmup: int("warmup", values.warmup, 0),
+      intervalMs: int("interval-ms", values["interval-ms"], 0),
+      segMb,
+      probe,
+      pollFrom,
+      cascade: !values["no-cascade"],
+      fsyncTest: !values["no-fsync-test"],
+      ...(values["relay-cli"] !== undefined ? { relayCli: values["relay-cli"] } : {}),
+      ...(values["cpu-prof"] !== undefined ? { cpuProfDir: values["cpu-prof"] } : {}),
+      ...(values["relay-wal-parent"] !== undefined
+        ? { relayWalParent: values["relay-wal-parent"] }
+        : {}),
     },
-  });
-  const out = values.out ?? join(REPO_ROOT, "bench", "out", "relay_lag.json");
+    out: values.out ?? join(REPO_ROOT, "bench", "out", "relay_lag.json"),
+  };
+}
+
+/** `deno run -A bench/relay_lag.ts`: runs the benchmark alone and writes its JSON. */
+async function main(args: string[]): Promise<void> {
+  const { options, out } = parseRelayLagArgs(args);
+  using interrupt = interruptOnSigint("stopping");
+  const tStart = performance.now();
+  const summary = await runRelayLagBenchmark({ ...options, checkInterrupted: interrupt.check });
   await Deno.mkdir(join(out, ".."), { recursive: true });
   const report = {
-    command: `deno run -A bench/relay_lag.ts ${Deno.args.join(" ")}`.trimEnd(),
+    command: `deno run -A bench/relay_lag.ts ${args.join(" ")}`.trimEnd(),
     date: new Date().toISOString(),
     duration_s: (performance.now() - tStart) / 1000,
     environment: { deno: Deno.version.deno, cpus: navigator.hardwareConcurrency },
@@ -1323,3 +1110,5 @@ if (import.meta.main) {
   await Deno.writeTextFile(out, JSON.stringify(report, null, 2) + "\n");
   console.log(`wrote ${out}`);
 }
+
+if (import.meta.main) await main(Deno.args);
