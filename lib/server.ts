@@ -7,16 +7,12 @@
 
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
-import {
-  type Authenticator,
-  Session,
-  type SessionContext,
-  type SessionTimeouts,
-} from "./replication/session.ts";
+import type { Authenticator } from "./auth/contract.ts";
+import { Session, type SessionContext, type SessionTimeouts } from "./replication/session.ts";
 import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
 import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
-import { TlsBridge } from "./pgwire/tls_bridge.ts";
+import { TlsBridge, type TlsFiles } from "./pgwire/tls_bridge.ts";
 import { RelayCounters } from "./http/counters.ts";
 import { ReplicationLag } from "./replication/lag_tracker.ts";
 import { startUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
@@ -24,6 +20,16 @@ import { oldestFeedback } from "./upstream/feedback.ts";
 import type { Lsn } from "./wal/lsn.ts";
 import { PgError, SqlState } from "./pgwire/error.ts";
 import { errorResponse } from "./pgwire/messages.ts";
+import { DEFAULTS } from "./defaults.ts";
+import { startStatusServer, type StatusServer } from "./http/status_server.ts";
+import { upstreamProvider } from "./upstream/status_provider.ts";
+
+/** Closes a listener that may be closed already. */
+function closeQuietly(listener: Deno.Listener): void {
+  try {
+    listener.close();
+  } catch { /* already closed */ }
+}
 
 /** Options of {@linkcode WalRelay.start}. */
 export interface WalRelayOptions {
@@ -80,6 +86,144 @@ export interface WalRelayOptions {
   rescanMs?: number;
   /** Whether to watch the directory with `Deno.watchFs`. Default: true, except in relay mode. */
   watch?: boolean;
+  /**
+   * Also serve the HTTP status pages (dashboard, `/status`, `/metrics`, `/healthz`) here; see
+   * `startStatusServer`. Closed after the replication clients on shutdown.
+   */
+  http?: {
+    /** Listen address. Default `127.0.0.1`. */
+    hostname?: string;
+    /** Listen port; 0 picks a free one. */
+    port: number;
+    /** Readiness: the most upstream lag, in seconds, that still counts as ready. Default 60. */
+    readyMaxLagSeconds?: number;
+  };
+}
+
+/**
+ * The options checked, defaults applied and files read, before anything is acquired: a mistake
+ * in them must not leave a port bound or an upstream connected.
+ */
+interface Settings {
+  walDir: string;
+  hostname: string;
+  port: number;
+  maxSenders: number;
+  maxConnections: number;
+  timeouts: Required<SessionTimeouts>;
+  rescanMs: number;
+  watch: boolean;
+  tls: TlsFiles | undefined;
+  auth: AuthConfig;
+  http: { hostname: string; port: number; readyMaxLagSeconds: number } | undefined;
+}
+
+function checkInteger(
+  name: string,
+  value: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`invalid ${name} ${value}: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function checkDuration(name: string, value: number, allowZero: boolean): number {
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new RangeError(
+      `invalid ${name} ${value}: expected ${allowZero ? "zero or more" : "more than zero"} ms`,
+    );
+  }
+  return value;
+}
+
+/** Reads a file the relay needs at startup, naming it as PostgreSQL does when it cannot. */
+async function readStartupFile(what: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    throw new Error(`could not load ${what} "${path}": ${(e as Error).message}`);
+  }
+}
+
+async function checkOptions(o: WalRelayOptions): Promise<Settings> {
+  const hostname = o.hostname ?? DEFAULTS.hostname;
+  if (hostname === "") throw new RangeError("invalid listen address: empty");
+  const port = checkInteger("port", o.port ?? DEFAULTS.port, 0, 65535);
+  const maxSenders = checkInteger("maxSenders", o.maxSenders ?? DEFAULTS.maxSenders, 1);
+  const maxConnections = checkInteger(
+    "maxConnections",
+    o.maxConnections ?? maxSenders + DEFAULTS.reservedConnections,
+    1,
+  );
+  const t = o.timeouts ?? {};
+  const timeouts: Required<SessionTimeouts> = {
+    authentication: checkDuration(
+      "authentication timeout",
+      t.authentication ?? DEFAULTS.authenticationTimeoutMs,
+      false,
+    ),
+    sender: checkDuration("sender timeout", t.sender ?? DEFAULTS.senderTimeoutMs, true),
+    keepalive: checkDuration("keepalive interval", t.keepalive ?? DEFAULTS.keepaliveMs, false),
+    progressLog: checkDuration(
+      "progress log interval",
+      t.progressLog ?? DEFAULTS.progressLogMs,
+      false,
+    ),
+  };
+  const rescanMs = checkDuration(
+    "rescan interval",
+    o.rescanMs ?? (o.upstream ? DEFAULTS.relayRescanMs : DEFAULTS.rescanMs),
+    false,
+  );
+  const retain = o.upstream?.retainBytes;
+  if (retain !== undefined) checkInteger("retainBytes", retain, 0);
+  let http: Settings["http"];
+  if (o.http) {
+    const readyMaxLagSeconds = o.http.readyMaxLagSeconds ?? DEFAULTS.readyMaxLagSeconds;
+    if (!(readyMaxLagSeconds > 0)) {
+      throw new RangeError(
+        `invalid readyMaxLagSeconds ${readyMaxLagSeconds}: expected more than 0`,
+      );
+    }
+    http = {
+      hostname: o.http.hostname ?? DEFAULTS.httpHostname,
+      port: checkInteger("http port", o.http.port, 0, 65535),
+      readyMaxLagSeconds,
+    };
+  }
+  if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) {
+    throw new Error("a TLS certificate and key go together: give both or neither");
+  }
+  const tls = o.tlsCertFile !== undefined && o.tlsKeyFile !== undefined
+    ? {
+      cert: await readStartupFile("server certificate file", o.tlsCertFile),
+      key: await readStartupFile("private key file", o.tlsKeyFile),
+    }
+    : undefined;
+  let dir: Deno.FileInfo;
+  try {
+    dir = await Deno.stat(o.walDir);
+  } catch (e) {
+    throw new Error(`could not open WAL directory "${o.walDir}": ${(e as Error).message}`);
+  }
+  if (!dir.isDirectory) throw new Error(`WAL directory "${o.walDir}" is not a directory`);
+  const auth = await loadAuthConfig({ hba: o.hbaFile, passwords: o.passwordsFile });
+  return {
+    walDir: o.walDir,
+    hostname,
+    port,
+    maxSenders,
+    maxConnections,
+    timeouts,
+    rescanMs,
+    watch: o.watch ?? !o.upstream,
+    tls,
+    auth,
+    http,
+  };
 }
 
 /**
@@ -87,10 +231,13 @@ export interface WalRelayOptions {
  * {@linkcode WalRelay.shutdown} (graceful: every client gets all WAL up to the end first).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { silentLogger } from "./log.ts";
  * import { WalRelay } from "./server.ts";
- * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0 });
- * console.log(relay.port);
+ * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0, logger: silentLogger });
+ * assert.equal(relay.store.timeline, 2);
+ * assert.ok(relay.port > 0);
  * ```
  */
 export class WalRelay {
@@ -108,6 +255,8 @@ export class WalRelay {
   readonly counters: RelayCounters;
   /** The upstream receiver, in relay mode. */
   upstream: UpstreamReceiver | undefined;
+  /** The HTTP status server, when the `http` option asked for one. */
+  http: StatusServer | undefined;
 
   #listener: Deno.Listener;
   #sessions = new Set<Session>();
@@ -115,6 +264,7 @@ export class WalRelay {
   #done: Promise<void>;
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
+  #watching: Promise<void> = Promise.resolve();
   #auth: AuthConfig;
   #maxConnections: number;
   #tls: TlsBridge | undefined;
@@ -125,106 +275,120 @@ export class WalRelay {
     store: WalStore,
     slots: SlotManager,
     options: WalRelayOptions,
+    settings: Settings,
     logger: Logger,
-    auth: AuthConfig,
     tls: TlsBridge | undefined,
     counters: RelayCounters,
   ) {
     this.counters = counters;
-    this.#auth = auth;
+    this.#auth = settings.auth;
     this.#options = options;
     this.#tls = tls;
-    this.#maxConnections = options.maxConnections ?? (options.maxSenders ?? 10) + 10;
+    this.#maxConnections = settings.maxConnections;
     this.#listener = listener;
     this.store = store;
     this.slots = slots;
     this.logger = logger;
-    this.registry = new SenderRegistry(options.maxSenders ?? 10);
+    this.registry = new SenderRegistry(settings.maxSenders);
     const ctx: SessionContext = {
       store,
       registry: this.registry,
       slots,
       log: logger,
       shutdown: this.#shutdown.signal,
-      timeouts: {
-        authentication: options.timeouts?.authentication ?? 60_000,
-        sender: options.timeouts?.sender ?? 60_000,
-        keepalive: options.timeouts?.keepalive ?? 10_000,
-        progressLog: options.timeouts?.progressLog ?? 10_000,
-      },
+      timeouts: settings.timeouts,
       tls,
       lag: this.lag,
       authenticate: options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
     this.#done = this.#acceptLoop(ctx);
-    const rescan = setInterval(
-      () => this.#refresh(),
-      options.rescanMs ?? (options.upstream ? 10_000 : 1000),
-    );
-    this.#timers.push(rescan);
+    this.#timers.push(setInterval(() => this.#refresh(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.
-    if (options.watch ?? !options.upstream) this.#watch();
+    if (settings.watch) this.#watching = this.#watch();
   }
 
-  /** Opens the WAL directory, loads slots and starts listening. */
+  /**
+   * Checks the options, then opens the WAL directory, loads slots and starts listening. Every
+   * option is checked and every file read before a port is bound or the upstream is contacted;
+   * when a later step fails (a port in use, say), what was acquired is released before the
+   * error is thrown.
+   */
   static async start(options: WalRelayOptions): Promise<WalRelay> {
+    const settings = await checkOptions(options);
     const counters = new RelayCounters();
     // Sessions log every connection, error (with its SQLSTATE) and disconnection; the counters
     // are fed from those lines.
     const logger = counters.tap(options.logger ?? createLogger());
+    // Released newest first unless ownership passes to the relay at the end.
+    await using acquired = new AsyncDisposableStack();
+    // The TLS bridge listens on an ephemeral loopback port only; starting it first proves the
+    // certificate and key usable before the public port is bound.
+    const tls = settings.tls
+      ? acquired.adopt(await TlsBridge.start(settings.tls), (b) => b.close())
+      : undefined;
     // Relay mode: the receiver starts first; in an empty directory it waits until the first
     // segment's long header is on disk, so the store can read the identity from it.
     const ref: { relay?: WalRelay } = {};
     const upstream = options.upstream
-      ? await startUpstream({
-        dir: options.walDir,
-        conninfo: options.upstream.conninfo,
-        slot: options.upstream.slot,
-        createSlot: options.upstream.createSlot,
-        start: options.upstream.start,
-        retainBytes: options.upstream.retainBytes,
-        logger,
-        protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
-        feedback: () => ref.relay && oldestFeedback(ref.relay.registry.list()),
-      })
+      ? acquired.adopt(
+        await startUpstream({
+          dir: settings.walDir,
+          conninfo: options.upstream.conninfo,
+          slot: options.upstream.slot,
+          createSlot: options.upstream.createSlot,
+          start: options.upstream.start,
+          retainBytes: options.upstream.retainBytes,
+          logger,
+          protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
+          feedback: () => ref.relay && oldestFeedback(ref.relay.registry.list()),
+        }),
+        (u) => u.close(),
+      )
       : undefined;
-    let store: WalStore;
-    try {
-      store = await WalStore.open(options.walDir, {
-        log: (m) => logger.log("warn", m),
-      });
-    } catch (e) {
-      await upstream?.close();
-      throw e;
-    }
-    const slots = await SlotManager.load(options.walDir);
-    const auth = await loadAuthConfig({ hba: options.hbaFile, passwords: options.passwordsFile });
-    const listener = Deno.listen({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 5433,
+    const store = await WalStore.open(settings.walDir, {
+      log: (m) => logger.log("warn", m),
     });
-    if ((options.tlsCertFile === undefined) !== (options.tlsKeyFile === undefined)) {
-      throw new Error("a TLS certificate and key go together: give both or neither");
-    }
-    const tls = options.tlsCertFile && options.tlsKeyFile
-      ? await TlsBridge.start({
-        cert: await Deno.readTextFile(options.tlsCertFile),
-        key: await Deno.readTextFile(options.tlsKeyFile),
-      })
-      : undefined;
-    const relay = new WalRelay(listener, store, slots, options, logger, auth, tls, counters);
+    const slots = await SlotManager.load(settings.walDir);
+    const listener = acquired.adopt(
+      Deno.listen({ hostname: settings.hostname, port: settings.port }),
+      closeQuietly,
+    );
+    const relay = new WalRelay(listener, store, slots, options, settings, logger, tls, counters);
+    acquired.defer(() => relay.#abandon());
     ref.relay = relay;
     relay.upstream = upstream;
     await upstream?.attach(store);
+    if (settings.http) {
+      try {
+        relay.http = await startStatusServer({
+          hostname: settings.http.hostname,
+          port: settings.http.port,
+          relay,
+          lag: relay.lag,
+          counters,
+          readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
+          upstream: upstream ? upstreamProvider(upstream) : undefined,
+        });
+      } catch (e) {
+        throw new Error(
+          `could not start the status server on ${settings.http.hostname}:${settings.http.port}: ${
+            (e as Error).message
+          }`,
+          { cause: e },
+        );
+      }
+    }
+    acquired.move();
     const addr = listener.addr as Deno.NetAddr;
     logger.log("info", "listening for replication connections", {
       address: `${addr.hostname}:${addr.port}`,
-      wal_dir: options.walDir,
+      wal_dir: settings.walDir,
       system_identifier: store.identity.systemId.toString(),
       timeline: store.timeline,
     });
+    if (relay.http) logger.log("info", "status server listening", { url: relay.http.url });
     return relay;
   }
 
@@ -350,7 +514,7 @@ export class WalRelay {
       await this.store.refresh().catch(() => {});
       for (const s of this.#sessions) s.beginShutdown();
     }
-    const grace = options.graceMs ?? 30_000;
+    const grace = options.graceMs ?? DEFAULTS.shutdownGraceMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -362,7 +526,10 @@ export class WalRelay {
     await this.#done;
     clearTimeout(timer);
     this.#tls?.close();
+    await this.#watching;
     await this.slots.flush().catch(() => {});
+    // Last, so the dashboard shows the drain to the end.
+    await this.http?.close();
   }
 
   /** No new clients, no more rescans. */
@@ -383,6 +550,20 @@ export class WalRelay {
     this.#stopAccepting();
     for (const s of this.#sessions) s.close();
     this.#tls?.close();
+    this.http?.close().catch(() => {});
+  }
+
+  /**
+   * Undoes the constructor when {@linkcode WalRelay.start} fails after it: stops the accept loop,
+   * timers and watcher, and waits until they have let go. The listener, TLS bridge and upstream
+   * are released by `start` itself.
+   */
+  async #abandon(): Promise<void> {
+    this.#shutdown.abort();
+    this.#stopAccepting();
+    for (const s of this.#sessions) s.close();
+    await this.#done;
+    await this.#watching;
   }
 
   /** Graceful shutdown, for `await using`. */

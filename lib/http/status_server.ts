@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DEFAULTS } from "../defaults.ts";
 import { ReplicationLag } from "../replication/lag_tracker.ts";
 import type { Sender } from "../replication/registry.ts";
 import { RelayCounters } from "./counters.ts";
@@ -74,12 +75,15 @@ export interface StatusServer extends AsyncDisposable {
  * Starts the HTTP status server beside a relay.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { silentLogger } from "../log.ts";
  * import { WalRelay } from "../server.ts";
  * import { startStatusServer } from "./status_server.ts";
- * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0 });
+ * await using relay = await WalRelay.start({ walDir: "testdata/wal", port: 0, logger: silentLogger });
  * await using http = await startStatusServer({ port: 0, relay });
- * console.log(await (await fetch(new URL("status", http.url))).json());
+ * const status = await (await fetch(new URL("status", http.url))).json();
+ * assert.equal(status.store.timeline, 2);
  * ```
  */
 export function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {
@@ -93,7 +97,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     ...(options.historyLength === undefined ? {} : { historyLength: options.historyLength }),
     ...(options.sourceOf === undefined ? {} : { sourceOf: options.sourceOf }),
   });
-  const maxLag = options.readyMaxLagSeconds ?? 60;
+  const maxLag = options.readyMaxLagSeconds ?? DEFAULTS.readyMaxLagSeconds;
   const stop = new AbortController();
 
   const health = async (): Promise<Health> => {
@@ -158,7 +162,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
   };
 
   const server = Deno.serve({
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname: options.hostname ?? DEFAULTS.httpHostname,
     port: options.port,
     signal: stop.signal,
     onListen: () => {},
