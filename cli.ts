@@ -9,40 +9,44 @@ import { createLogger } from "./lib/log.ts";
 import { WalRelay, type WalRelayOptions } from "./lib/server.ts";
 import { type Lsn, parseLsn } from "./lib/wal/lsn.ts";
 import { parseSize } from "./lib/upstream/retention.ts";
-import { upstreamProvider } from "./lib/upstream/status_provider.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
 import { buildScramVerifier } from "./lib/auth/scram.ts";
 import { runInspectCommand } from "./lib/inspect/command.ts";
 import { runStatusCommand } from "./lib/http/status_command.ts";
-import { startStatusServer, type StatusServer } from "./lib/http/status_server.ts";
+import { DEFAULTS } from "./lib/defaults.ts";
+import { firstRunExamples } from "./lib/first_run.ts";
 
+const D = DEFAULTS;
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
   walrelay serve   --wal-dir DIR [--upstream CONNINFO [--slot NAME [--create-slot]] [--start LSN]
                    [--retain SIZE]] [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
+                   [--http HOST:PORT] [--examples]
   walrelay inspect DIR|FILE [--json]
-  walrelay status  [URL] [--json]   (default http://127.0.0.1:9433)
+  walrelay status  [URL] [--json]   (default http://${D.httpHostname}:${D.httpPort})
   walrelay passwd  USER
 
 serve options:
   --wal-dir DIR         directory of WAL segment files to serve (required)
-  --listen HOST:PORT    where to accept replication connections (default 127.0.0.1:5433)
+  --listen HOST:PORT    where to accept replication connections (default ${D.hostname}:${D.port})
   --upstream CONNINFO   relay mode: follow this primary (or relay) and store its WAL durably in
                         --wal-dir (libpq conninfo or postgres:// URL; PG* variables, ~/.pgpass)
   --slot NAME           stream through this physical slot on the upstream
   --create-slot         create that slot on the upstream when missing
   --start LSN           where to start in an empty directory (default: the upstream's position)
   --retain SIZE         keep at most SIZE of complete segments (e.g. 10GB), never one a slot needs
-  --max-senders N       most replication connections at once, as max_wal_senders (default 10)
+  --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
-  --max-connections N   connections at once in any state (default max-senders + 10); more get 53300
-  --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout (default 60);
-                        0 disables
+  --max-connections N   connections at once in any state (default max-senders + ${D.reservedConnections});
+                        more get 53300
+  --sender-timeout SEC  drop a streaming client silent this long, as wal_sender_timeout
+                        (default ${D.senderTimeoutMs / 1000}); 0 disables
   --authentication-timeout SEC
-                        drop a client that has not authenticated within this time (default 60)
+                        drop a client that has not authenticated within this time
+                        (default ${D.authenticationTimeoutMs / 1000})
   --hba FILE            pg_hba.conf-style rules (host/hostssl/hostnossl, database replication,
                         methods trust, reject, scram-sha-256, md5, password); default: loopback trust
   --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
@@ -50,11 +54,20 @@ serve options:
   --tls-key FILE        server private key (PEM)
   --http HOST:PORT      status server: / dashboard, /status JSON, /metrics, /healthz
   --http-ready-max-lag SEC
-                        /healthz readiness: the most upstream lag still ready (default 60)
+                        /healthz readiness: the most upstream lag still ready (default ${D.readyMaxLagSeconds})
+  --examples            once listening, print client commands to try (psql, pg_receivewal) and the
+                        dashboard URL on stdout
 
-Signals: SIGTERM/SIGINT send all WAL then stop (a second one exits at once); SIGHUP rereads
---hba and --passwords (a broken file keeps the previous rules).
+Signals: SIGTERM/SIGINT send all WAL then stop (a second one, more than a second later, exits at
+once); SIGHUP rereads --hba and --passwords (a broken file keeps the previous rules).
 `;
+
+/**
+ * A terminal's Ctrl-C reaches the relay twice when it runs under `deno task`: the terminal signals
+ * the whole foreground process group, and the task runner forwards what it got to its child. A
+ * second signal this soon after the first is the same request, not an impatient operator.
+ */
+const SAME_REQUEST_MS = 1000;
 
 /** Exit with a message, as a CLI user expects. */
 function fail(message: string, code = 2): never {
@@ -75,13 +88,16 @@ async function serve(args: string[]): Promise<void> {
     args,
     options: {
       "wal-dir": { type: "string" },
-      listen: { type: "string", default: "127.0.0.1:5433" },
-      "max-senders": { type: "string", default: "10" },
+      listen: { type: "string" },
+      "max-senders": { type: "string", default: String(DEFAULTS.maxSenders) },
       "log-format": { type: "string", default: "text" },
       "log-level": { type: "string", default: "info" },
-      "sender-timeout": { type: "string", default: "60" },
+      "sender-timeout": { type: "string", default: String(DEFAULTS.senderTimeoutMs / 1000) },
       "max-connections": { type: "string" },
-      "authentication-timeout": { type: "string", default: "60" },
+      "authentication-timeout": {
+        type: "string",
+        default: String(DEFAULTS.authenticationTimeoutMs / 1000),
+      },
       hba: { type: "string" },
       passwords: { type: "string" },
       "tls-cert": { type: "string" },
@@ -92,7 +108,8 @@ async function serve(args: string[]): Promise<void> {
       "create-slot": { type: "boolean" },
       start: { type: "string" },
       retain: { type: "string" },
-      "http-ready-max-lag": { type: "string", default: "60" },
+      "http-ready-max-lag": { type: "string", default: String(DEFAULTS.readyMaxLagSeconds) },
+      examples: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -110,7 +127,7 @@ async function serve(args: string[]): Promise<void> {
   const senderTimeout = Number(values["sender-timeout"]);
   if (!(senderTimeout >= 0)) fail(`invalid --sender-timeout "${values["sender-timeout"]}"`);
   const maxConnections = values["max-connections"] === undefined
-    ? maxSenders + 10
+    ? maxSenders + DEFAULTS.reservedConnections
     : Number(values["max-connections"]);
   if (!Number.isInteger(maxConnections) || maxConnections < 1) {
     fail(`invalid --max-connections "${values["max-connections"]}"`);
@@ -126,7 +143,17 @@ async function serve(args: string[]): Promise<void> {
     fail(`invalid --log-level "${level}": expected debug, info, warn or error`);
   }
   const logger = createLogger({ format, level });
-  const { hostname, port } = parseListen(values.listen);
+  const { hostname, port } = values.listen === undefined
+    ? { hostname: DEFAULTS.hostname, port: DEFAULTS.port }
+    : parseListen(values.listen);
+  let http: WalRelayOptions["http"];
+  if (values.http !== undefined) {
+    const readyMaxLagSeconds = Number(values["http-ready-max-lag"]);
+    if (!(readyMaxLagSeconds > 0)) {
+      fail(`invalid --http-ready-max-lag "${values["http-ready-max-lag"]}"`);
+    }
+    http = { ...parseListen(values.http), readyMaxLagSeconds };
+  }
 
   let upstream: WalRelayOptions["upstream"];
   if (values.upstream !== undefined) {
@@ -171,44 +198,28 @@ async function serve(args: string[]): Promise<void> {
       ...(values["tls-cert"] ? { tlsCertFile: values["tls-cert"] } : {}),
       ...(values["tls-key"] ? { tlsKeyFile: values["tls-key"] } : {}),
       ...(upstream ? { upstream } : {}),
+      ...(http ? { http } : {}),
     });
   } catch (e) {
     fail((e as Error).message, 1);
   }
+  if (values.examples) console.log(firstRunExamples(relay));
 
-  let http: StatusServer | undefined;
-  if (values.http) {
-    const where = parseListen(values.http);
-    const readyMaxLag = Number(values["http-ready-max-lag"]);
-    if (!(readyMaxLag > 0)) fail(`invalid --http-ready-max-lag "${values["http-ready-max-lag"]}"`);
-    try {
-      http = await startStatusServer({
-        hostname: where.hostname,
-        port: where.port,
-        relay,
-        lag: relay.lag,
-        counters: relay.counters,
-        readyMaxLagSeconds: readyMaxLag,
-        upstream: relay.upstream ? upstreamProvider(relay.upstream) : undefined,
-      });
-    } catch (e) {
-      relay.close();
-      fail(`could not start the status server on ${values.http}: ${(e as Error).message}`, 1);
-    }
-    logger.log("info", "status server listening", { url: http.url });
-  }
-
-  let stopping = false;
+  let firstSignalAt: number | undefined;
   const onStop = (signal: Deno.Signal) => () => {
-    if (stopping) {
+    const now = performance.now();
+    if (firstSignalAt !== undefined) {
+      if (now - firstSignalAt < SAME_REQUEST_MS) {
+        logger.log("debug", `received ${signal} again at once: the same shutdown request`);
+        return;
+      }
       logger.log("info", `received ${signal} again: exiting immediately`);
       relay.close();
       Deno.exit(1);
     }
-    stopping = true;
+    firstSignalAt = now;
     logger.log("info", `received ${signal}: shutting down after sending all WAL`);
-    relay.shutdown().then(async () => {
-      await http?.close();
+    relay.shutdown().then(() => {
       logger.log("info", "shut down");
       Deno.exit(0);
     });
