@@ -1,7 +1,7 @@
 /**
  * Sender benchmarks: PostgreSQL 15's own walsender and walrelay serve the same WAL, side by side
  * in one run, reported as figures and ratios (it never asserts a speed). Five suites, all run by
- * default (about 4 minutes on 2 cores without relay_lag); `--suite` picks some:
+ * default; `--suite` picks some:
  *
  * ```
  * deno task bench [--suite all|throughput,latency,fanout,memory,relay_lag]
