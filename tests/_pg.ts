@@ -685,7 +685,7 @@ export async function runPgOk(
  *
  * @example
  * ```ts
- * Deno.test({ name: "needs a server", ignore: !clusterPermitted(), fn: () => {} });
+ * const ignore = !clusterPermitted(); // for Deno.test({ name, ignore, fn })
  * ```
  */
 export function clusterPermitted(): boolean {
