@@ -248,6 +248,31 @@ export function commandComplete(tag: string): Uint8Array {
 }
 
 /**
+ * A whole result set: `RowDescription`, one `DataRow` per row, then `CommandComplete`. The caller
+ * sends them together, usually followed by `ReadyForQuery`.
+ *
+ * @param fields The columns.
+ * @param rows Text values per row; `null` is SQL NULL.
+ * @param tag The CommandComplete tag.
+ * @returns The messages in order.
+ *
+ * @example
+ * ```ts
+ * import { resultSet, TypeOid } from "./messages.ts";
+ * import assert from "node:assert/strict";
+ * const set = resultSet([{ name: "timeline", typeOid: TypeOid.INT4, typeLen: 4 }], [["1"]], "SHOW");
+ * assert.deepEqual(set.map((m) => String.fromCharCode(m[0]!)), ["T", "D", "C"]);
+ * ```
+ */
+export function resultSet(
+  fields: readonly FieldDescription[],
+  rows: readonly (readonly (string | Uint8Array | null)[])[],
+  tag: string,
+): Uint8Array[] {
+  return [rowDescription(fields), ...rows.map(dataRow), commandComplete(tag)];
+}
+
+/**
  * `CopyBothResponse`: overall text format, no columns, as the walsender sends it.
  *
  * @example
