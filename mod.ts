@@ -36,12 +36,9 @@
  */
 
 export { WalRelay, type WalRelayOptions } from "./lib/server.ts";
-export {
-  type Authenticator,
-  type AuthRequest,
-  loopbackTrust,
-  type SessionTimeouts,
-} from "./lib/replication/session.ts";
+export { type Authenticator, type AuthRequest } from "./lib/auth/contract.ts";
+export { loopbackTrust } from "./lib/auth/trust.ts";
+export { type SessionTimeouts } from "./lib/replication/session.ts";
 export {
   type Sender,
   type SenderOrigin,

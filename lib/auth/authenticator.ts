@@ -8,7 +8,7 @@
 import { PgError, SqlState } from "../pgwire/error.ts";
 import { authenticationRequest } from "../pgwire/messages.ts";
 import { BodyReader } from "../pgwire/body_reader.ts";
-import type { Authenticator, AuthRequest } from "../replication/session.ts";
+import type { Authenticator, AuthRequest } from "./contract.ts";
 import { DEFAULT_HBA_CONF, hbaRejectMessage, type HbaRule, matchHba, parseHba } from "./hba.ts";
 import { md5PasswordHash, verifyMd5Password, verifyMd5Response } from "./md5.ts";
 import { parsePasswords } from "./passwords.ts";
