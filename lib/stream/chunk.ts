@@ -1,5 +1,19 @@
 /**
- * The unit that flows from the WAL source to the framer.
+ * The unit that flows from the WAL source to the framer, and the buffers it is read into.
+ *
+ * The buffer-reuse rule, which the source, slicer, framer and sink each keep their part of:
+ *
+ * 1. The source reads a segment into a {@linkcode BufferPool} buffer, after
+ *    {@linkcode FRAME_HEADROOM} free bytes, and marks the chunk `headroom`: its bytes are the
+ *    buffer's only user.
+ * 2. The slicer passes a chunk that is one whole message on as it is; every piece it cuts is a
+ *    view without `headroom`, so no two messages ever share a buffer that is framed in place.
+ * 3. The framer writes the message header into the headroom of a `headroom` chunk, so the message
+ *    is the buffer from offset 0; anything else it copies into a fresh message.
+ * 4. The sink gives a buffer back to the pool only after the socket has taken its message, and
+ *    only for a message at offset 0; the pool ignores buffers that are not its own.
+ *
+ * So a buffer is read into again only when nothing refers to its bytes.
  *
  * @module
  */
@@ -16,17 +30,22 @@ export interface WalChunk {
   walEnd: Lsn;
   /**
    * Set when `bytes` is the sole user of its buffer and the {@linkcode FRAME_HEADROOM} bytes
-   * before it are free: the framer then writes the message header in place instead of copying.
+   * before it are free: the framer then writes the message header in place instead of copying
+   * (the buffer-reuse rule above).
    */
   headroom?: boolean;
 }
 
-/** Bytes of message header before an XLogData payload: `d`, length, `w`, three Int64s. */
+/**
+ * Bytes of message header before an XLogData payload: `d`, length, `w`, then dataStart, walEnd
+ * and sendTime as Int64s. Read buffers keep this much free in front of the WAL.
+ */
 export const FRAME_HEADROOM: number = 1 + 4 + 1 + 8 + 8 + 8;
 
 /**
- * Read buffers with room for a message header, reused once the socket has taken a message, so
- * a streaming sender allocates (and the collector frees) nothing per message.
+ * Read buffers with room for a message header, reused once the socket has taken a message (the
+ * buffer-reuse rule above), so a streaming sender allocates (and the collector frees) nothing per
+ * message.
  *
  * @example
  * ```ts

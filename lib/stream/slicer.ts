@@ -58,7 +58,8 @@ export class WalSlicer extends TransformStream<WalChunk, WalChunk> {
           let cut = pos + max;
           if (cut >= limit) cut = limit;
           else cut -= cut % block;
-          // A piece that is its whole chunk keeps the chunk's buffer to itself (and its headroom).
+          // A piece that is its whole chunk keeps the chunk's buffer to itself (and its headroom);
+          // a cut piece is a view without headroom (the buffer-reuse rule of chunk.ts).
           controller.enqueue(
             pos === chunk.start && cut === end && !held ? chunk : slice(chunk, pos, cut),
           );

@@ -26,8 +26,8 @@ export interface WalSourceOptions {
   /** Told where each chunk came from: the store's in-memory tail, or a segment file. */
   onRead?: (source: "memory" | "disk") => void;
   /**
-   * Where file reads get their buffers; the consumer releases each buffer once the socket has
-   * taken its message. Without one, every read allocates.
+   * Where file reads get their buffers; the sink gives each back once the socket has taken its
+   * message (the buffer-reuse rule of `chunk.ts`). Without one, every read allocates.
    */
   pool?: BufferPool;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
@@ -186,7 +186,8 @@ export function openWalSource(
       }
       filePos = SIZE_OF_LONG_PAGE_HEADER;
     }
-    // Read after room for the message header, so the framer need not copy the payload.
+    // Read after room for the message header, so the framer need not copy the payload (the
+    // buffer-reuse rule of chunk.ts).
     const buffer = pool && length <= MAX_SEND_SIZE
       ? pool.take()
       : new ArrayBuffer(FRAME_HEADROOM + length);
