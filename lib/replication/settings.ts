@@ -79,3 +79,41 @@ export function showSetting(
   const hit = values[name.toLowerCase()];
   return hit ? { name: hit[0], value: hit[1] } : undefined;
 }
+
+/**
+ * The ParameterStatus values a replication connection reports after authentication, in the order
+ * PostgreSQL sends them (alphabetical, as the GUC table is). `scram_iterations` exists from 16.
+ *
+ * @example
+ * ```ts
+ * import { startupParameters } from "./settings.ts";
+ * import { WalStore } from "../wal/store.ts";
+ * import assert from "node:assert/strict";
+ * const store = await WalStore.open("testdata/wal");
+ * const sent = new Map(startupParameters(store, { applicationName: "walreceiver", user: "repl" }));
+ * assert.equal(sent.get("server_version"), "15.0 (walrelay 0.1.0)");
+ * assert.equal(sent.get("session_authorization"), "repl");
+ * ```
+ */
+export function startupParameters(
+  store: WalStore,
+  sender: Pick<Sender, "applicationName" | "user">,
+): [string, string][] {
+  const major = store.identity.serverMajor;
+  return [
+    ["application_name", sender.applicationName],
+    ["client_encoding", "SQL_ASCII"],
+    ["DateStyle", "ISO, MDY"],
+    ["default_transaction_read_only", "off"],
+    ["in_hot_standby", "off"],
+    ["integer_datetimes", "on"],
+    ["IntervalStyle", "postgres"],
+    ["is_superuser", "off"],
+    ...(major >= 16 ? [["scram_iterations", "4096"] as [string, string]] : []),
+    ["server_encoding", "SQL_ASCII"],
+    ["server_version", showSetting("server_version", store)!.value],
+    ["session_authorization", sender.user],
+    ["standard_conforming_strings", "on"],
+    ["TimeZone", "Etc/UTC"],
+  ];
+}

@@ -1,0 +1,145 @@
+/**
+ * A replication client's connection as every phase of a session uses it: one reader of the
+ * client's messages, one writer to the socket, and the move onto TLS.
+ *
+ * @module
+ */
+
+import { concatBytes } from "../_io.ts";
+import type { FrontendMessage, StartupPacket } from "../pgwire/message_reader.ts";
+import { MessageReader } from "../pgwire/message_reader.ts";
+import type { TlsBridge } from "../pgwire/tls_bridge.ts";
+
+/** Largest body accepted per message type; longer ones are refused before they are buffered. */
+function maxLength(type: string): number {
+  switch (type) {
+    case "Q":
+      return 1 << 20;
+    case "d":
+      return 1 << 16;
+    default:
+      return 10000;
+  }
+}
+
+/** A peer's address and port. */
+export interface PeerAddress {
+  /** IP address. */
+  address: string;
+  /** Port. */
+  port: number;
+}
+
+/**
+ * The client's connection. All writes go through one writer, in order, so keepalives and
+ * replies from the reader interleave with WAL messages whole.
+ *
+ * @example
+ * ```ts ignore
+ * import { ClientConnection } from "./connection.ts";
+ * const client = new ClientConnection(conn);
+ * const msg = await client.readMessage();
+ * ```
+ */
+export class ClientConnection {
+  /** The client's address: the outer socket's when TLS is bridged through loopback. */
+  readonly remote: PeerAddress;
+  #conn: Deno.Conn;
+  #reader: MessageReader;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #ssl: boolean;
+  #closeTls: (() => void) | undefined;
+  #closed = false;
+
+  /**
+   * @param conn The accepted connection (plain or TLS).
+   * @param options `remote` overrides the peer address; `ssl` says the connection is TLS already.
+   */
+  constructor(conn: Deno.Conn, options: { remote?: PeerAddress; ssl?: boolean } = {}) {
+    this.#conn = conn;
+    this.#reader = new MessageReader(conn);
+    this.#writer = conn.writable.getWriter();
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remote = options.remote ?? { address: addr.hostname ?? "", port: addr.port ?? 0 };
+    this.#ssl = options.ssl ?? false;
+  }
+
+  /** Whether the connection is encrypted. */
+  get ssl(): boolean {
+    return this.#ssl;
+  }
+
+  /** Whether the server closed the connection. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes received but not yet read as a packet. */
+  get buffered(): number {
+    return this.#reader.buffered;
+  }
+
+  /** The first byte the client sends, without consuming it; `null` at EOF. */
+  peekByte(): Promise<number | null> {
+    return this.#reader.peekByte();
+  }
+
+  /** The next startup-phase packet; `null` at EOF. */
+  readStartup(): Promise<StartupPacket | null> {
+    return this.#reader.readStartup();
+  }
+
+  /** The client's next message, refused when longer than its type allows; `null` at EOF. */
+  readMessage(): Promise<FrontendMessage | null> {
+    return this.#reader.readMessage(maxLength);
+  }
+
+  /** Writes one message; settles once the socket has taken it. */
+  write(message: Uint8Array): Promise<void> {
+    return this.#writer.write(message);
+  }
+
+  /** Writes messages as one write, so they reach the client together. */
+  send(...messages: Uint8Array[]): Promise<void> {
+    return this.#writer.write(messages.length === 1 ? messages[0]! : concatBytes(...messages));
+  }
+
+  /**
+   * Moves onto TLS bridged over the raw socket: the bytes already received (`prefix`, the
+   * ClientHello of a direct TLS connection) go first.
+   *
+   * @returns The ALPN protocol the client chose, if any.
+   */
+  async startTls(bridge: TlsBridge, prefix: Uint8Array): Promise<string | null> {
+    this.#writer.releaseLock();
+    const { conn, alpnProtocol, close } = await bridge.upgrade(this.#conn, prefix);
+    this.#closeTls = close;
+    this.#conn = conn;
+    this.#reader = new MessageReader(conn);
+    this.#writer = conn.writable.getWriter();
+    this.#ssl = true;
+    return alpnProtocol;
+  }
+
+  /** The bytes received but not yet read, taken out of the reader. */
+  takeBuffered(): Uint8Array {
+    return this.#reader.takeBuffered();
+  }
+
+  /** Releases the writer, unless a pending write holds it (then `close` ends that write). */
+  releaseWriter(): void {
+    try {
+      this.#writer.releaseLock();
+    } catch { /* a pending write holds it */ }
+  }
+
+  /** Closes the socket now; a second call does nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeTls?.();
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+}
