@@ -8,9 +8,6 @@ import type { Lsn } from "../wal/lsn.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
 import { FRAME_HEADROOM, type WalChunk } from "./chunk.ts";
 
-/** Bytes before the payload of a framed XLogData: `d`, length, `w`, dataStart, walEnd, sendTime. */
-export const XLOG_DATA_OVERHEAD: number = FRAME_HEADROOM;
-
 /**
  * Frames one chunk as `CopyData(XLogData)`.
  *
@@ -25,15 +22,16 @@ export const XLOG_DATA_OVERHEAD: number = FRAME_HEADROOM;
  */
 export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow()): Uint8Array {
   const n = chunk.bytes.length;
-  const inPlace = chunk.headroom === true && chunk.bytes.byteOffset >= XLOG_DATA_OVERHEAD;
-  // With headroom the header goes in front of the payload in its own buffer: no 128 kB copy.
+  const inPlace = chunk.headroom === true && chunk.bytes.byteOffset >= FRAME_HEADROOM;
+  // With headroom the header goes in front of the payload in its own buffer: no 128 kB copy
+  // (the buffer-reuse rule of chunk.ts).
   const out = inPlace
     ? new Uint8Array(
       chunk.bytes.buffer,
-      chunk.bytes.byteOffset - XLOG_DATA_OVERHEAD,
-      XLOG_DATA_OVERHEAD + n,
+      chunk.bytes.byteOffset - FRAME_HEADROOM,
+      FRAME_HEADROOM + n,
     )
-    : new Uint8Array(XLOG_DATA_OVERHEAD + n);
+    : new Uint8Array(FRAME_HEADROOM + n);
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[0] = 0x64; // 'd'
   v.setInt32(1, 4 + 25 + n);
@@ -41,7 +39,7 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
   v.setBigUint64(6, chunk.start);
   v.setBigUint64(14, chunk.walEnd);
   v.setBigInt64(22, sendTime);
-  if (!inPlace) out.set(chunk.bytes, XLOG_DATA_OVERHEAD);
+  if (!inPlace) out.set(chunk.bytes, FRAME_HEADROOM);
   return out;
 }
 
@@ -58,7 +56,7 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
  */
 export function xlogDataEnd(message: Uint8Array): Lsn {
   const v = new DataView(message.buffer, message.byteOffset, message.byteLength);
-  return v.getBigUint64(6) + BigInt(message.length - XLOG_DATA_OVERHEAD);
+  return v.getBigUint64(6) + BigInt(message.length - FRAME_HEADROOM);
 }
 
 /**
