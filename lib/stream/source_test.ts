@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { WalStore } from "../wal/store.ts";
+import { openWalSource } from "./source.ts";
+import { WalSegmentRemovedError } from "../wal/errors.ts";
+import { copyTestdata, TESTDATA } from "../../tests/_pg.ts";
+
+// The generator's list of the sample's files, independent of what the store makes of them.
+const manifest: { files: { name: string }[] } = JSON.parse(
+  await Deno.readTextFile(new URL("../../testdata/wal.json", import.meta.url)),
+);
+
+async function collect(stream: ReadableStream<{ start: bigint; bytes: Uint8Array }>) {
+  const parts = await Array.fromAsync(stream);
+  const out = new Uint8Array(parts.reduce((n, c) => n + c.bytes.length, 0));
+  let n = 0;
+  for (const c of parts) {
+    out.set(c.bytes, n);
+    n += c.bytes.length;
+  }
+  return { start: parts[0]?.start, bytes: out };
+}
+
+Deno.test("source: streams a historic timeline to its switch point, byte-identical", async () => {
+  const store = await WalStore.open(TESTDATA);
+  const first = manifest.files.find((f) => f.name.startsWith("00000001"))!;
+  const start = BigInt(parseInt(first.name.slice(16), 16)) * BigInt(store.identity.segmentSize);
+  const got = await collect(openWalSource(store, { tli: 1, start }));
+  const switchPoint = store.endOf(1);
+  assert.equal(got.start, start);
+  assert.equal(BigInt(got.bytes.length), switchPoint - start, "ends exactly at the switch point");
+  // Compare with the files: TLI 1 segments, then the TLI 2 file for the switch segment.
+  const seg = store.identity.segmentSize;
+  for (let lsn = start; lsn < switchPoint; lsn += BigInt(seg)) {
+    const segno = lsn / BigInt(seg);
+    const file = store.segmentFile(1, segno)!;
+    const bytes = await Deno.readFile(store.path(file.name));
+    const n = Number(switchPoint - lsn < BigInt(seg) ? switchPoint - lsn : BigInt(seg));
+    const off = Number(lsn - start);
+    assert.deepEqual(got.bytes.subarray(off, off + n), bytes.subarray(0, n), file.name);
+  }
+});
+
+Deno.test("source: a missing segment is WalSegmentRemovedError (58P01 for the client)", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const newest = store.segments(store.timeline).at(-1)!;
+    await Deno.remove(store.path(newest.name));
+    await store.refresh();
+    const start = newest.segno * BigInt(store.identity.segmentSize);
+    await assert.rejects(
+      collect(openWalSource(store, { tli: store.timeline, start, stopAt: () => start + 100n })),
+      (e: unknown) =>
+        e instanceof WalSegmentRemovedError && e.fileName === newest.name &&
+        e.message === `requested WAL segment ${newest.name} has already been removed`,
+    );
+    // Before the first segment: nothing was ever there.
+    await assert.rejects(
+      collect(openWalSource(store, { tli: 1, start: 0n, stopAt: () => 100n })),
+      WalSegmentRemovedError,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("source: a caught-up source wakes when a new segment lands", async () => {
+  const dir = await copyTestdata();
+  try {
+    // Hide the newest segment before the store first looks: its end never moves backwards.
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      /^[0-9A-F]{24}$/.test(n)
+    );
+    const lastName = names.sort().at(-1)!;
+    const hidden = `${dir}/hidden`;
+    await Deno.rename(`${dir}/${lastName}`, hidden);
+    const store = await WalStore.open(dir);
+    const last = { name: lastName };
+    const end = store.endLsn;
+    const ac = new AbortController();
+    const reader = openWalSource(store, { tli: store.timeline, start: end, signal: ac.signal })
+      .getReader();
+    const next = reader.read();
+    await new Promise((r) => setTimeout(r, 50));
+    await Deno.rename(hidden, store.path(last.name));
+    const t0 = performance.now();
+    await store.refresh();
+    const { value } = await next;
+    assert.ok(performance.now() - t0 < 500, "woken by the latch, not by the periodic wake");
+    assert.equal(value?.start, end);
+    ac.abort();
+    await reader.cancel();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("source: a recycled segment (an older one under a newer name) is 58P01, not sent", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const [a, b] = store.segments(1);
+    // What a recycled pg_wal file looks like: the old segment's pages under the next name.
+    await Deno.copyFile(store.path(a!.name), store.path(b!.name));
+    const start = b!.segno * BigInt(store.identity.segmentSize);
+    await assert.rejects(
+      collect(openWalSource(store, { tli: 1, start, stopAt: () => start + 8192n })),
+      (e: unknown) =>
+        e instanceof WalSegmentRemovedError && e.fileName === b!.name &&
+        e.message === `requested WAL segment ${b!.name} has already been removed`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("source: WAL noted durable is served from memory, older WAL from the files", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    // Pretend a writer just fsynced the last 8 kB of the newest segment as it stands.
+    const last = store.segments(store.timeline).at(-1)!;
+    const bytes = await Deno.readFile(store.path(last.name));
+    const end = store.endLsn;
+    const tailStart = end - 8192n;
+    const off = Number(tailStart - last.segno * BigInt(store.identity.segmentSize));
+    store.noteDurable(store.timeline, tailStart, bytes.slice(off, off + 8192));
+    const seen: string[] = [];
+    const chunks = await Array.fromAsync(openWalSource(store, {
+      tli: store.timeline,
+      start: tailStart - 16384n,
+      stopAt: () => end,
+      onRead: (s) => seen.push(s),
+    }));
+    assert.deepEqual(seen, ["disk", "memory"]);
+    const mem = chunks.at(-1)!;
+    assert.equal(mem.start, tailStart);
+    assert.deepEqual(mem.bytes, bytes.subarray(off, off + 8192), "memory holds the same bytes");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("source: a .partial renamed to its final name after the store listed it is still read", async () => {
+  const dir = await copyTestdata();
+  try {
+    // The newest segment arrives as a .partial, as pg_receivewal and the relay's writer leave it.
+    await Deno.rename(`${dir}/00000002000000000000000B`, `${dir}/00000002000000000000000B.partial`);
+    const store = await WalStore.open(dir);
+    assert.equal(store.segmentFile(2, 0xbn)?.name, "00000002000000000000000B.partial");
+    // Completed and renamed before any sender opened it; the store has not rescanned yet.
+    await Deno.rename(`${dir}/00000002000000000000000B.partial`, `${dir}/00000002000000000000000B`);
+    const ac = new AbortController();
+    const reader = openWalSource(store, { tli: 2, start: 0xb00000n, signal: ac.signal })
+      .getReader();
+    const first = await reader.read();
+    ac.abort();
+    await reader.cancel();
+    assert.ok(first.value, "no WAL from the renamed segment");
+    const file = await Deno.readFile(`${dir}/00000002000000000000000B`);
+    assert.deepEqual(first.value.bytes, file.subarray(0, first.value.bytes.length));
+    assert.equal(store.segmentFile(2, 0xbn)?.name, "00000002000000000000000B");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
