@@ -14,11 +14,11 @@ import {
   copyFiles,
   isRoot,
   isSegmentName,
-  pgBin,
+  type PgCluster,
+  pgPrograms,
   REPO_ROOT,
   run,
   type RunResult,
-  spawnBackground,
   startPrimary,
   type TempDir,
   tempDir,
@@ -107,19 +107,21 @@ export async function listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-/** The `pg_receivewal` command line for a relay on `port` (as user `postgres`, verbose). */
-export async function receivewalCmd(port: number, args: string[]): Promise<string[]> {
-  return [
-    await pgBin("pg_receivewal"),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-U",
-    "postgres",
-    "--verbose",
-    ...args,
-  ];
+/** `pg_receivewal`'s arguments for a relay on `port` (as user `postgres`, verbose). */
+function receivewalArgs(port: number, args: string[]): string[] {
+  return ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "--verbose", ...args];
+}
+
+/**
+ * The `pg_receivewal` command line for a relay on `port` (as user `postgres`, verbose), of
+ * PostgreSQL `major` (default 15; a chroot major's `-D` is a path inside its chroot).
+ */
+export async function receivewalCmd(
+  port: number,
+  args: string[],
+  major?: number,
+): Promise<string[]> {
+  return (await pgPrograms(major)).command("pg_receivewal", receivewalArgs(port, args));
 }
 
 /** Runs `pg_receivewal` to its end against a relay (a hard timeout keeps a hang from lasting). */
@@ -127,28 +129,34 @@ export async function runReceivewal(
   port: number,
   args: string[],
   timeoutMs = 60_000,
+  major?: number,
 ): Promise<RunResult> {
-  return await run(await receivewalCmd(port, args), {
+  return await (await pgPrograms(major)).run("pg_receivewal", receivewalArgs(port, args), {
     timeoutMs,
     env: { PGCONNECT_TIMEOUT: "10" },
   });
 }
 
-/** Starts `pg_receivewal` in the background against a relay. */
-export async function spawnReceivewal(port: number, args: string[]): Promise<BackgroundProcess> {
-  return await spawnBackground(await receivewalCmd(port, args), {
+/** Starts `pg_receivewal` (of PostgreSQL `major`, default 15) in the background against a relay. */
+export async function spawnReceivewal(
+  port: number,
+  args: string[],
+  major?: number,
+): Promise<BackgroundProcess> {
+  return await (await pgPrograms(major)).spawn("pg_receivewal", receivewalArgs(port, args), {
     env: { PGCONNECT_TIMEOUT: "10" },
   });
 }
 
 /**
- * Runs a command on a `replication=true` connection with `psql` (unaligned, tuples only,
- * VERBOSITY verbose so errors carry their SQLSTATE). Never throws for a failing command.
+ * Runs a command on a `replication=true` connection with `psql` of PostgreSQL `major` (default
+ * 15), unaligned, tuples only, VERBOSITY verbose so errors carry their SQLSTATE. Never throws for
+ * a failing command.
  */
-export async function replPsql(port: number, command: string): Promise<RunResult> {
-  return await run(
+export async function replPsql(port: number, command: string, major?: number): Promise<RunResult> {
+  return await (await pgPrograms(major)).run(
+    "psql",
     [
-      await pgBin("psql"),
       "-X",
       "-q",
       "-A",
@@ -167,10 +175,18 @@ export async function replPsql(port: number, command: string): Promise<RunResult
 }
 
 /** Like {@linkcode replPsql}, but throws unless it succeeds; returns stdout without the newline. */
-export async function replPsqlOk(port: number, command: string): Promise<string> {
-  const r = await replPsql(port, command);
+export async function replPsqlOk(port: number, command: string, major?: number): Promise<string> {
+  const r = await replPsql(port, command, major);
   if (!r.success) throw new Error(`psql ${command} failed (${r.code}): ${r.stdout}${r.stderr}`);
   return r.stdout.replace(/\n$/, "");
+}
+
+/** Waits until `server` has archived `segment` (archive_command finished for it). */
+export async function waitArchived(server: PgCluster, segment: string): Promise<void> {
+  await waitFor(
+    async () => (await server.sql("SELECT last_archived_wal FROM pg_stat_archiver")) >= segment,
+    { timeoutMs: 60_000, message: `${segment} was not archived` },
+  );
 }
 
 /** Waits until `dir` holds every one of `names`; fails early when `proc` exits. */

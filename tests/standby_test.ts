@@ -13,18 +13,11 @@ import {
   tempDir,
   waitFor,
 } from "./_pg.ts";
+import { waitArchived } from "./_relay_util.ts";
 
 // A digest of the table every node must agree on.
 const DIGEST =
   "SELECT count(*), sum(x), md5(string_agg(x::text || ':' || v, ',' ORDER BY x)) FROM t";
-
-/** Waits until `server` has archived `segment` (archive_command finished for it). */
-async function waitArchived(server: PgCluster, segment: string): Promise<void> {
-  await waitFor(
-    async () => (await server.sql("SELECT last_archived_wal FROM pg_stat_archiver")) >= segment,
-    { timeoutMs: 60_000, message: `${segment} was not archived` },
-  );
-}
 
 /** Waits until the standby's table digest equals `want`; throws with its log otherwise. */
 async function waitDigest(standby: PgCluster, want: string, relayErr: () => string) {
