@@ -5,10 +5,11 @@
  * @module
  */
 
+import { DEFAULTS } from "../defaults.ts";
 import type { RelayStatus, SenderStatus } from "./status.ts";
 
 /** Where `walrelay status` looks without a URL (the default `--http` address). */
-export const DEFAULT_STATUS_URL = "http://127.0.0.1:9433";
+export const DEFAULT_STATUS_URL = `http://${DEFAULTS.httpHostname}:${DEFAULTS.httpPort}`;
 
 /** A column of a psql table; `right` for the types psql aligns right (integers, oid, xid). */
 export interface TableColumn {

@@ -68,3 +68,16 @@ Deno.test("conninfo: host lists printed without passwords", () => {
     "host=h1,h2 port=1,2 user=r",
   );
 });
+
+Deno.test("passwords never leave the conninfo shown", () => {
+  assert.equal(
+    redactConninfo("host=p1 port=5432 user=repl password=s3cret application_name=relay"),
+    "host=p1 port=5432 user=repl application_name=relay",
+  );
+  assert.equal(redactConninfo("host=p1 password='a b\\' c' user=x"), "host=p1 user=x");
+  assert.equal(
+    redactConninfo("postgres://repl:s3cret@p1:5432/db?sslmode=require&password=x"),
+    "host=p1 port=5432 user=repl dbname=db sslmode=require",
+  );
+  assert.equal(redactConninfo("postgresql://p1/?password=x"), "host=p1");
+});

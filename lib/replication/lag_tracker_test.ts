@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { LagTracker, ReplicationLag } from "./lag_tracker.ts";
+import { SenderRegistry } from "./registry.ts";
+
+Deno.test("lag tracker: samples, interpolation, catching up and a full ring", () => {
+  const t = new LagTracker(4);
+  assert.equal(t.read("flush", 0n, 0), undefined, "nothing sampled");
+  t.write(100n, 1000);
+  t.write(100n, 1500); // a repeated position is no new sample
+  t.write(200n, 2000);
+  assert.equal(t.read("flush", 100n, 1100), 100);
+  assert.equal(t.read("flush", 150n, 2100), 600, "interpolated between 1000 and 2000");
+  assert.equal(t.read("flush", 200n, 2300), 300);
+  assert.equal(t.read("flush", 200n, 2400), undefined, "caught up: nothing new to measure");
+  t.write(300n, 3000);
+  assert.equal(t.read("flush", 200n, 3500), 500, "a new burst, not reached yet");
+  // The ring holds 4 samples; the write head never overruns the slowest reader ("write" here
+  // is still at its first sample), it overwrites its own newest sample instead.
+  for (let i = 4n; i < 20n; i++) t.write(i * 100n, Number(i) * 1000);
+  assert.equal(t.read("write", 1900n, 20_000), 1000, "the newest sample survives");
+});
+
+Deno.test("lag: two fully applied replies in a row clear the lags, as the walsender does", () => {
+  const lag = new ReplicationLag();
+  const s = new SenderRegistry(1).acquire({ clientAddr: "127.0.0.1", clientPort: 1 })!;
+  lag.recordAvailable(1000n, 0);
+  lag.recordReply(s, 0n, 0n, 0n, 0);
+  lag.recordAvailable(2000n, 1000);
+  s.sentLsn = 2000n;
+  assert.deepEqual(lag.recordReply(s, 2000n, 2000n, 2000n, 1200), {
+    write: 200,
+    flush: 200,
+    replay: 200,
+  });
+  assert.deepEqual(lag.recordReply(s, 2000n, 2000n, 2000n, 2200), {
+    write: undefined,
+    flush: undefined,
+    replay: undefined,
+  });
+});
