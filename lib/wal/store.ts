@@ -14,6 +14,7 @@ import {
   majorVersionOfMagic,
   readLongPageHeader,
   SIZE_OF_LONG_PAGE_HEADER,
+  unsupportedMagicMessage,
 } from "./page_header.ts";
 import {
   historyFileName,
@@ -488,23 +489,30 @@ async function readIdentity(dir: string): Promise<WalIdentity> {
   names.sort().reverse();
   const problems: string[] = [];
   for (const name of names) {
+    let h;
     try {
-      const h = readLongPageHeader(await readFileHead(join(dir, name), SIZE_OF_LONG_PAGE_HEADER));
-      const serverMajor = h ? majorVersionOfMagic(h.magic) : undefined;
-      if (!h || serverMajor === undefined || !isValidSegmentSize(h.segmentSize)) {
-        problems.push(`${name}: no valid long page header`);
-        continue;
-      }
-      return {
-        systemId: h.systemId,
-        segmentSize: h.segmentSize,
-        blockSize: h.blockSize,
-        magic: h.magic,
-        serverMajor,
-      };
+      h = readLongPageHeader(await readFileHead(join(dir, name), SIZE_OF_LONG_PAGE_HEADER));
     } catch (e) {
       problems.push(`${name}: ${(e as Error).message}`);
+      continue;
     }
+    if (!h || !isValidSegmentSize(h.segmentSize)) {
+      problems.push(`${name}: no valid long page header`);
+      continue;
+    }
+    const serverMajor = majorVersionOfMagic(h.magic);
+    // The newest segment says which major's WAL this is: one walrelay cannot serve is an error,
+    // not a reason to fall back on older files.
+    if (serverMajor === undefined) {
+      throw new Error(`${unsupportedMagicMessage(h.magic)}: file "${join(dir, name)}"`);
+    }
+    return {
+      systemId: h.systemId,
+      segmentSize: h.segmentSize,
+      blockSize: h.blockSize,
+      magic: h.magic,
+      serverMajor,
+    };
   }
   throw new Error(
     `no WAL segment with a valid long page header in "${dir}"` +
