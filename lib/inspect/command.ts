@@ -40,7 +40,7 @@ record counts per resource manager (as pg_waldump --stats=rmgr).
   -h, --help  show this help
 
 Exit status: 0 consistent, 1 inconsistent (gaps, mixed system identifiers, invalid WAL before the
-end), 2 error.
+end, WAL of a PostgreSQL major walrelay does not support), 2 error.
 `;
 
 function writer(file: { writeSync(p: Uint8Array): number }): (text: string) => void {

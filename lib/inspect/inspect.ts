@@ -9,7 +9,11 @@
 
 import { parseHistory } from "../wal/history.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
-import { majorVersionOfMagic, PAGE_MAGIC_BY_MAJOR } from "../wal/page_header.ts";
+import {
+  majorVersionOfMagic,
+  PAGE_MAGIC_BY_MAJOR,
+  unsupportedMagicMessage,
+} from "../wal/page_header.ts";
 import { rmgrName } from "../wal/record_header.ts";
 import {
   DEFAULT_BLOCK_SIZE,
@@ -106,7 +110,7 @@ export interface TimelineReport {
 /** A reason the directory is inconsistent. */
 export interface InspectIssue {
   /** What is wrong. */
-  kind: "gap" | "mixed-system-id" | "mixed-identity" | "invalid-before-end";
+  kind: "gap" | "mixed-system-id" | "mixed-identity" | "invalid-before-end" | "unsupported-major";
   /** The timeline concerned, when it is one. */
   timeline: TimelineId | undefined;
   /** An operator's sentence naming the files and LSNs involved. */
@@ -265,6 +269,23 @@ function identityIssues(files: SegmentEntry[], identity: Identity): InspectIssue
   return issues;
 }
 
+/** Issues about WAL of a major walrelay cannot serve: one per unknown page magic, naming files. */
+function unsupportedMajorIssues(files: SegmentEntry[]): InspectIssue[] {
+  const byMagic = new Map<number, string[]>();
+  for (const f of files) {
+    if (!f.header || majorVersionOfMagic(f.header.magic) !== undefined) continue;
+    const names = byMagic.get(f.header.magic) ?? [];
+    names.push(f.name);
+    byMagic.set(f.header.magic, names);
+  }
+  return [...byMagic].map(([magic, names]) => ({
+    kind: "unsupported-major",
+    timeline: undefined,
+    message: `${unsupportedMagicMessage(magic)}: ${names.length === 1 ? "file" : "files"} ` +
+      listNames(names),
+  }));
+}
+
 /**
  * Inspects a WAL directory or a single segment file: groups segments by timeline, finds gaps and
  * identity conflicts, and runs the validating reader over each timeline from its first segment,
@@ -330,7 +351,7 @@ export async function inspectWal(
   }
   const timelineIds = [...byTimeline.keys()].sort((a, b) => a - b);
   const placed = timelineIds.flatMap((t) => [...byTimeline.get(t)!.values()].sort(byPosition));
-  const issues = identityIssues(placed, identity);
+  const issues = [...unsupportedMajorIssues(placed), ...identityIssues(placed, identity)];
 
   // What the history files say: each timeline's parent and switch point.
   const histories = new Map<TimelineId, { parent: TimelineId; switchpoint: Lsn }>();

@@ -311,3 +311,53 @@ Deno.test("inspectWal reports progress up to the total and reads in chunks", asy
     whole.timelines.map((t) => [t.validEnd, t.records, t.recordBytes]),
   );
 });
+
+/** Rewrites the magic of every WAL page of one segment file, as another major's WAL. */
+async function setMagic(path: string, magic: number): Promise<void> {
+  const bytes = await Deno.readFile(path);
+  for (let at = 0; at + 8192 <= bytes.length; at += 8192) {
+    if (bytes[at + 1] === 0xD1) new DataView(bytes.buffer).setUint16(at, magic, true);
+  }
+  await Deno.writeFile(path, bytes);
+}
+
+Deno.test("inspectWal names WAL of a major walrelay does not support, file by file", async () => {
+  const dir = await copyTestdata();
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (/^[0-9A-F]{24}/.test(e.name)) await setMagic(`${dir}/${e.name}`, 0xD11A);
+    }
+    const report = await inspectWal(dir);
+    assert.ok(!report.consistent);
+    assert.equal(report.serverMajor, undefined);
+    assert.deepEqual(report.issues.map((i) => i.kind), ["unsupported-major"]);
+    assert.equal(
+      report.issues[0]!.message,
+      "WAL page magic 0xD11A is not from a PostgreSQL major walrelay supports (15–18): files " +
+        "000000010000000000000006, 000000010000000000000007, 000000010000000000000008 and 4 more",
+    );
+    const one = await inspectWal(`${dir}/000000010000000000000006`);
+    assert.equal(
+      one.issues[0]!.message,
+      "WAL page magic 0xD11A is not from a PostgreSQL major walrelay supports (15–18): file " +
+        "000000010000000000000006",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("inspectWal takes 16's page magic for PostgreSQL 16 (synthetic pages)", async () => {
+  const dir = await copyTestdata();
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (/^[0-9A-F]{24}/.test(e.name)) await setMagic(`${dir}/${e.name}`, 0xD113);
+    }
+    const report = await inspectWal(dir);
+    assert.ok(report.consistent, report.issues.map((i) => i.message).join("\n"));
+    assert.equal(report.serverMajor, 16);
+    assert.deepEqual(report.timelines.map((t) => t.serverMajor), [16, 16]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
