@@ -29,6 +29,7 @@ import {
 import { parseHistory } from "../wal/history.ts";
 import { join } from "../wal/_path.ts";
 import { SyncBudget } from "./_sync_budget.ts";
+import { fileOp, WalFileError } from "./wal_file_error.ts";
 
 /**
  * What the writer tells about durable WAL: the relay's `WalStore` fits. `noteDurable` is
@@ -167,10 +168,14 @@ export async function scanLocalWal(dir: string, segmentSize: number): Promise<Lo
   return result;
 }
 
-/** Fsyncs a directory, so renames and new files in it survive a crash. */
+/**
+ * Fsyncs a directory, so renames and new files in it survive a crash.
+ *
+ * @throws {WalFileError} naming the directory, as PostgreSQL's `fsync_fname` does.
+ */
 export async function syncDir(dir: string): Promise<void> {
-  using d = await Deno.open(dir, { read: true });
-  await d.sync();
+  using d = await fileOp("open", dir, () => Deno.open(dir, { read: true }));
+  await fileOp("fsync_directory", dir, () => d.sync());
 }
 
 /**
@@ -193,12 +198,17 @@ export async function writeFileDurably(
   content: Uint8Array,
 ): Promise<void> {
   const tmp = join(dir, `${name}.tmp`);
+  const path = join(dir, name);
   {
-    using f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    await writeAll(f, content);
-    await f.sync();
+    using f = await fileOp(
+      "create",
+      tmp,
+      () => Deno.open(tmp, { write: true, create: true, truncate: true }),
+    );
+    await fileOp("write", tmp, () => writeAll(f, content));
+    await fileOp("fsync", tmp, () => f.sync());
   }
-  await Deno.rename(tmp, join(dir, name));
+  await fileOp("rename", tmp, () => Deno.rename(tmp, path), path);
   await syncDir(dir);
 }
 
@@ -257,6 +267,8 @@ export class DurableWriter {
   #announcedTli: TimelineId = 0;
   #announced: Lsn = 0n;
   #lock: Promise<unknown> = Promise.resolve();
+  /** A failed flush: no more writes until the receiver positions the writer again. */
+  #failed: WalFileError | undefined;
 
   private constructor(dir: string, options: DurableWriterOptions) {
     this.dir = dir;
@@ -303,6 +315,7 @@ export class DurableWriter {
    */
   position(tli: TimelineId, lsn: Lsn, durableEnd: Lsn = lsn): void {
     if (this.#pending.length > 0) throw new Error("position() with unflushed writes");
+    this.#failed = undefined;
     this.#tli = tli;
     this.#written = lsn;
     this.#flushed = durableEnd > lsn ? durableEnd : lsn;
@@ -313,6 +326,7 @@ export class DurableWriter {
    * resumed segment from its start, so a write may begin before the durable end).
    */
   async write(tli: TimelineId, start: Lsn, bytes: Uint8Array): Promise<void> {
+    if (this.#failed) throw this.#failed;
     if (tli !== this.#tli || start !== this.#written) {
       throw new Error(
         `got WAL data at ${formatLsn(start)} on timeline ${tli}, expected ` +
@@ -330,11 +344,18 @@ export class DurableWriter {
       // Synchronous, and a seek only when not already there: a write into the page cache takes
       // microseconds, and on the commit-to-standby path every trip to the blocking-thread pool
       // is latency. Only the fdatasync in flush() waits for the disk.
-      if (seg.pos !== inSeg) seg.file.seekSync(inSeg, Deno.SeekMode.Start);
-      let w = 0;
-      while (w < n) w += seg.file.writeSync(piece.subarray(w));
-      seg.pos = inSeg + n;
       if (!this.#dirty.includes(seg)) this.#dirty.push(seg);
+      try {
+        if (seg.pos !== inSeg) seg.file.seekSync(inSeg, Deno.SeekMode.Start);
+        let w = 0;
+        while (w < n) w += seg.file.writeSync(piece.subarray(w));
+      } catch (e) {
+        // What was written before stays pending and is synced by the next flush; this piece
+        // comes again from the upstream.
+        seg.pos = -1;
+        throw new WalFileError("write", join(this.dir, seg.partialName), e);
+      }
+      seg.pos = inSeg + n;
       if (inSeg + n === this.segmentSize) {
         seg.complete = true;
         this.#current = undefined;
@@ -353,25 +374,20 @@ export class DurableWriter {
     const partialName = `${finalName}.partial`;
     let file: Deno.FsFile;
     let name = partialName;
+    const finalPath = join(this.dir, finalName);
     try {
       // Rewriting a segment that is already complete (same bytes again): in place.
-      file = await Deno.open(join(this.dir, finalName), { write: true });
+      file = await Deno.open(finalPath, { write: true });
       name = finalName;
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      file = await Deno.open(join(this.dir, partialName), { write: true, create: true });
-      const size = (await file.stat()).size;
-      if (size < this.segmentSize) {
-        // Real zeros, not a sparse file: later fdatasyncs then never update allocation metadata,
-        // and a crash leaves zeros (the end of valid WAL), never garbage.
-        await file.seek(size, Deno.SeekMode.Start);
-        for (let at = size; at < this.segmentSize; at += ZEROS.length) {
-          await writeAll(file, ZEROS.subarray(0, Math.min(ZEROS.length, this.segmentSize - at)));
-        }
-        await file.sync();
-        await syncDir(this.dir);
-      } else if (size > this.segmentSize) {
-        await file.truncate(this.segmentSize);
+      if (!(e instanceof Deno.errors.NotFound)) throw new WalFileError("open", finalPath, e);
+      const path = join(this.dir, partialName);
+      file = await fileOp("create", path, () => Deno.open(path, { write: true, create: true }));
+      try {
+        await this.#extend(file, path);
+      } catch (e) {
+        file.close();
+        throw e;
       }
     }
     const seg: OpenSegment = {
@@ -391,8 +407,34 @@ export class DurableWriter {
   }
 
   /**
+   * Fills a new `.partial` with zeros up to the segment size and makes that durable, as
+   * `XLogFileInit` does; a fill cut short by a full disk is continued from where it stopped.
+   */
+  async #extend(file: Deno.FsFile, path: string): Promise<void> {
+    const size = (await fileOp("open", path, () => file.stat())).size;
+    if (size < this.segmentSize) {
+      // Real zeros, not a sparse file: later fdatasyncs then never update allocation metadata,
+      // and a crash leaves zeros (the end of valid WAL), never garbage.
+      await fileOp("extend", path, async () => {
+        await file.seek(size, Deno.SeekMode.Start);
+        for (let at = size; at < this.segmentSize; at += ZEROS.length) {
+          await writeAll(file, ZEROS.subarray(0, Math.min(ZEROS.length, this.segmentSize - at)));
+        }
+      });
+      await fileOp("fsync", path, () => file.sync());
+      await syncDir(this.dir);
+    } else if (size > this.segmentSize) {
+      await fileOp("truncate", path, () => file.truncate(this.segmentSize));
+    }
+  }
+
+  /**
    * Makes everything written durable: fdatasync of each file written to, rename of completed
    * segments and fsync of the directory; then announces the bytes to the sink.
+   *
+   * @throws {WalFileError} when any step fails. Nothing written since the last flush then counts
+   * as durable: the writer takes no more writes until {@linkcode position} places it at the
+   * durable end again, and the WAL is written anew from there.
    */
   flush(): Promise<void> {
     return this.#locked(() => this.#flush());
@@ -400,38 +442,58 @@ export class DurableWriter {
 
   async #flush(): Promise<void> {
     if (this.#pending.length === 0) return;
+    // What this flush covers is taken now: a write landing while a sync waits in the pool is
+    // the next flush's, since the sync may have passed its pages already.
     const dirty = this.#dirty;
-    this.#dirty = [];
-    // A small flush (a commit or two while the upstream is quiet) syncs in place: the disk's
-    // latency is the relay's added lag, and a round trip through the blocking-thread pool adds
-    // to it. A large one (catching up), or one when in-place syncs already hold the loop a
-    // quarter of the time, goes to the pool, so senders keep streaming meanwhile.
-    const now = performance.now();
-    if (this.#syncBudget.allows(now, this.#pendingBytes)) {
-      for (const seg of dirty) seg.file.syncDataSync();
-      this.#syncBudget.record(now, performance.now() - now);
-    } else {
-      for (const seg of dirty) await seg.file.syncData();
-    }
-    let completed = false;
-    for (const seg of dirty) {
-      if (!seg.complete) continue;
-      seg.file.close();
-      if (seg.partialName !== seg.finalName) {
-        await Deno.rename(join(this.dir, seg.partialName), join(this.dir, seg.finalName));
-        completed = true;
-      }
-    }
-    if (completed) {
-      await syncDir(this.dir);
-      // The store finds the final names now, not at its next periodic rescan; a sender that
-      // opens the old `.partial` name meanwhile looks again itself.
-      if (this.#sink?.noteDurable) this.#sink.refresh().catch(() => {});
-    }
     const pending = this.#pending;
+    const pendingBytes = this.#pendingBytes;
+    const written = this.#written;
+    this.#dirty = [];
     this.#pending = [];
     this.#pendingBytes = 0;
-    if (this.#written > this.#flushed) this.#flushed = this.#written;
+    try {
+      // A small flush (a commit or two while the upstream is quiet) syncs in place: the disk's
+      // latency is the relay's added lag, and a round trip through the blocking-thread pool
+      // adds to it. A large one (catching up), or one when in-place syncs already hold the loop
+      // a quarter of the time, goes to the pool, so senders keep streaming meanwhile.
+      const now = performance.now();
+      if (this.#syncBudget.allows(now, pendingBytes)) {
+        for (const seg of dirty) {
+          try {
+            seg.file.syncDataSync();
+          } catch (e) {
+            throw new WalFileError("fdatasync", join(this.dir, seg.partialName), e);
+          }
+        }
+        this.#syncBudget.record(now, performance.now() - now);
+      } else {
+        for (const seg of dirty) {
+          await fileOp("fdatasync", join(this.dir, seg.partialName), () => seg.file.syncData());
+        }
+      }
+      let completed = false;
+      for (const seg of dirty) {
+        if (!seg.complete) continue;
+        seg.file.close();
+        if (seg.partialName !== seg.finalName) {
+          const from = join(this.dir, seg.partialName);
+          const to = join(this.dir, seg.finalName);
+          await fileOp("rename", from, () => Deno.rename(from, to), to);
+          completed = true;
+        }
+      }
+      if (completed) {
+        await syncDir(this.dir);
+        // The store finds the final names now, not at its next periodic rescan; a sender that
+        // opens the old `.partial` name meanwhile looks again itself.
+        if (this.#sink?.noteDurable) this.#sink.refresh().catch(() => {});
+      }
+    } catch (e) {
+      this.#forgetUnflushed(dirty);
+      this.#failed = e instanceof WalFileError ? e : new WalFileError("fdatasync", this.dir, e);
+      throw this.#failed;
+    }
+    if (written > this.#flushed) this.#flushed = written;
     for (const p of pending) this.#announce(this.#tli, p.start, p.bytes);
     for (const seg of dirty) {
       if (!seg.complete || seg.partialName === seg.finalName) continue;
@@ -439,6 +501,25 @@ export class DurableWriter {
       if (!this.#sink?.noteDurable) await this.#sink?.refresh();
       await this.#onComplete?.(seg.tli, seg.segno);
     }
+  }
+
+  /**
+   * After a failed fdatasync, rename or directory fsync, nothing written since the last flush
+   * may count as durable: Linux drops dirty pages it could not write back and reports the error
+   * once, so a second fdatasync could succeed over lost data. The files are closed and the WAL
+   * is written again from the durable end, which is where the receiver re-streams from.
+   */
+  #forgetUnflushed(dirty: OpenSegment[]): void {
+    for (const seg of new Set([...dirty, ...this.#dirty, this.#current])) {
+      try {
+        seg?.file.close();
+      } catch { /* closed already */ }
+    }
+    this.#dirty = [];
+    this.#current = undefined;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#written = this.#flushed;
   }
 
   /** Tells the sink about durable bytes it has not heard of yet. */
@@ -492,14 +573,21 @@ export class DurableWriter {
   ): Promise<Uint8Array | undefined> {
     const name = segmentFileName(tli, segno, this.segmentSize);
     for (const n of [name, `${name}.partial`]) {
+      const path = join(this.dir, n);
+      let f: Deno.FsFile;
       try {
-        using f = await Deno.open(join(this.dir, n));
-        await f.seek(off, Deno.SeekMode.Start);
-        const buf = new Uint8Array(len);
-        if (await readFull(f, buf) === len) return buf;
+        f = await Deno.open(path);
       } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        if (e instanceof Deno.errors.NotFound) continue;
+        throw new WalFileError("open", path, e);
       }
+      using _ = f;
+      const buf = new Uint8Array(len);
+      const got = await fileOp("read", path, async () => {
+        await f.seek(off, Deno.SeekMode.Start);
+        return await readFull(f, buf);
+      });
+      if (got === len) return buf;
     }
     return undefined;
   }
@@ -532,10 +620,13 @@ export class DurableWriter {
           );
         }
         const seg = await this.#segment(newTli, segno);
-        await seg.file.seek(0, Deno.SeekMode.Start);
-        await writeAll(seg.file, bytes);
+        const path = join(this.dir, seg.partialName);
         seg.pos = -1;
-        await seg.file.syncData();
+        await fileOp("write", path, async () => {
+          await seg.file.seek(0, Deno.SeekMode.Start);
+          await writeAll(seg.file, bytes);
+        });
+        await fileOp("fdatasync", path, () => seg.file.syncData());
       }
       this.#tli = newTli;
       this.#written = start;

@@ -37,7 +37,11 @@ import {
   writeFileDurably,
 } from "./durable_writer.ts";
 import { enforceRetention } from "./retention.ts";
+import { type Divergence, divergenceMessage, findFork, setAside } from "./divergence.ts";
+import { parseHistory } from "../wal/history.ts";
+import { PgServerError } from "../pgwire/server_error.ts";
 import type { ForwardedFeedback } from "./feedback.ts";
+import { WalFileError } from "./wal_file_error.ts";
 
 /** Hot standby feedback to forward: xmin and catalog_xmin with their epochs (0 = none). */
 export type UpstreamFeedback = ForwardedFeedback;
@@ -58,6 +62,11 @@ export interface UpstreamOptions {
   retainBytes?: number | undefined;
   /** The oldest LSN a slot on the relay still needs (retention never removes it). */
   protectedLsn?: () => Lsn | undefined;
+  /**
+   * After a divergence: moves the relay's slots whose restart LSN lies above the fork point back
+   * to it; returns the names of the slots moved.
+   */
+  clampSlots?: (lsn: Lsn, tli: TimelineId) => Promise<string[]>;
   /** The oldest xmin and catalog_xmin among downstream standbys, forwarded as feedback. */
   feedback?: () => UpstreamFeedback | undefined;
   /** `application_name` when the conninfo sets none. Default `walrelay`. */
@@ -98,10 +107,17 @@ export interface UpstreamStatus {
   lastMessageTime: Date | undefined;
   /** The last error, until the next successful connection. */
   lastError: string | undefined;
+  /**
+   * The last failure to write WAL into the directory (a full disk, a failed fdatasync), until
+   * WAL beyond the point where it failed is durable.
+   */
+  storeError: string | undefined;
   /** The host of the list the current (or last) connection went to, as `host:port`. */
   server: string | undefined;
   /** The slot streamed from. */
   slot: string | undefined;
+  /** The last time the upstream's history forked below the relay's end, and what was set aside. */
+  divergence: Divergence | undefined;
 }
 
 /**
@@ -131,6 +147,8 @@ export class UpstreamReceiver {
   #feedback: FeedbackForwarder;
   #bootstrapStart: Lsn | undefined;
   #retention: Promise<unknown> = Promise.resolve();
+  /** Where WAL could not be written: the store counts as unwritable until it is durable past it. */
+  #faultAt: Lsn | undefined;
 
   /** @internal Use {@linkcode startUpstream}. */
   constructor(opts: UpstreamOptions) {
@@ -150,8 +168,10 @@ export class UpstreamReceiver {
       upstreamEndLsn: undefined,
       lastMessageTime: undefined,
       lastError: undefined,
+      storeError: undefined,
       server: undefined,
       slot: opts.slot,
+      divergence: undefined,
     };
     this.#feedback = new FeedbackForwarder(opts.feedback);
     this.#ready.promise.catch(() => {});
@@ -234,17 +254,20 @@ export class UpstreamReceiver {
         if (this.#stopped) break;
         const msg = e instanceof Error ? e.message : String(e);
         this.#status.lastError = msg;
-        if (e instanceof UpstreamConfigError) {
+        if (e instanceof WalFileError) {
+          this.#storeFailed(e);
+        } else if (e instanceof UpstreamConfigError) {
           this.#log("error", `upstream receiver stopped: ${msg}`, {
             upstream: this.#status.conninfo,
           });
           this.#ready.reject(e);
           this.#stopped = true;
           break;
+        } else {
+          this.#log("warn", `upstream connection failed: ${msg}`, {
+            upstream: this.#status.conninfo,
+          });
         }
-        this.#log("warn", `upstream connection failed: ${msg}`, {
-          upstream: this.#status.conninfo,
-        });
       } finally {
         this.#client?.close();
         this.#client = undefined;
@@ -254,7 +277,9 @@ export class UpstreamReceiver {
         }
         // Whatever arrived before the connection broke is written: make it durable.
         await this.#writer?.flush().catch((e) =>
-          this.#log("error", `could not flush WAL: ${(e as Error).message}`)
+          e instanceof WalFileError
+            ? this.#storeFailed(e)
+            : this.#log("error", `could not flush WAL: ${(e as Error).message}`)
         );
       }
       if (this.#stopped) break;
@@ -372,6 +397,11 @@ export class UpstreamReceiver {
       if (local?.systemId !== undefined) this.#ready.resolve();
       else this.#bootstrapStart = start;
     }
+    // The upstream is on a newer timeline: does its history still hold the relay's WAL?
+    if (upstreamTli > tli) {
+      const moved = await this.#diverge(client, upstreamTli);
+      if (moved) [tli, start] = [moved.tli, moved.start];
+    }
     if (tli > 1) await this.#ensureHistory(client, tli);
 
     let streamed = false;
@@ -381,12 +411,21 @@ export class UpstreamReceiver {
         timeline: tli,
         ...(slot ? { slot } : {}),
       });
-      let next: NextTimeline | "copy" | undefined = await startReplication(
-        client,
-        slot,
-        tli,
-        start,
-      );
+      let next: NextTimeline | "copy" | undefined;
+      try {
+        next = await startReplication(client, slot, tli, start);
+      } catch (e) {
+        // The upstream's history forked below our start (it learnt of a new timeline since it
+        // identified itself, or the relay's history disagrees with it): set aside and retry.
+        if (!(e instanceof PgServerError) || !/is not in this server's history/.test(e.message)) {
+          throw e;
+        }
+        const { timeline } = await identifySystem(client);
+        const moved = timeline > tli ? await this.#diverge(client, timeline) : undefined;
+        if (!moved) throw e;
+        [tli, start] = [moved.tli, moved.start];
+        continue;
+      }
       if (next === "copy") {
         const end = await this.#stream(client, writer, tli);
         streamed ||= end.streamed;
@@ -399,6 +438,18 @@ export class UpstreamReceiver {
         );
       }
       await writer.flush();
+      if (next.start < writer.flushedLsn) {
+        // The timeline ended below what the relay holds: an upstream relay set its WAL aside.
+        const moved = await this.#diverge(client, next.tli);
+        if (!moved) {
+          throw new Error(
+            `upstream ended timeline ${tli} at ${formatLsn(next.start)}, below the end of WAL ` +
+              `${formatLsn(writer.flushedLsn)}, and its history does not say where it forked`,
+          );
+        }
+        [tli, start] = [moved.tli, moved.start];
+        continue;
+      }
       const history = await fetchTimelineHistory(client, next.tli);
       await writer.switchTimeline(next.tli, next.start, history);
       this.#log("info", `switched to timeline ${next.tli} at ${formatLsn(next.start)}`, {
@@ -408,6 +459,66 @@ export class UpstreamReceiver {
       start = segmentStart(segmentOf(next.start, segmentSize), segmentSize);
     }
     return streamed;
+  }
+
+  /**
+   * Compares the relay's history with that of the upstream's timeline `upstreamTli`. When it
+   * forks below the relay's end, the WAL above the fork point is set aside, the writer continues
+   * on the upstream's timeline from the fork point, and slots above it are moved back to it.
+   * Returns where streaming resumes, or `undefined` when nothing diverged.
+   */
+  async #diverge(
+    client: PgClient,
+    upstreamTli: TimelineId,
+  ): Promise<{ tli: TimelineId; start: Lsn } | undefined> {
+    const writer = this.#writer;
+    if (!writer) return undefined;
+    await writer.flush();
+    const localTli = writer.timeline;
+    const end = writer.flushedLsn;
+    const upstreamContent = await fetchTimelineHistory(client, upstreamTli);
+    const upstream = parseHistory(upstreamTli, new TextDecoder().decode(upstreamContent));
+    const local = parseHistory(
+      localTli,
+      localTli > 1
+        ? await Deno.readTextFile(join(this.#opts.dir, historyFileName(localTli)))
+        : undefined,
+    );
+    const fork = findFork(local, end, upstream);
+    if (!fork) return undefined;
+    if (fork.next <= localTli) {
+      // The store never goes back to an older timeline ID, nor reads a timeline's history twice.
+      throw new Error(
+        `upstream history forked from timeline ${fork.tli} at ${formatLsn(fork.lsn)} onto ` +
+          `timeline ${fork.next}, which is not newer than the relay's timeline ${localTli}`,
+      );
+    }
+    const d = await setAside(this.#opts.dir, writer.segmentSize, fork, end);
+    this.#log("warn", divergenceMessage(d), {
+      upstream: this.#status.conninfo,
+      files: d.files.join(" "),
+    });
+    this.#status.divergence = d;
+    // The writer continues from the fork point: the new timeline's first segment begins with
+    // the fork timeline's bytes below it, as after any timeline switch.
+    writer.position(fork.tli, fork.lsn);
+    const history = fork.next === upstreamTli
+      ? upstreamContent
+      : await fetchTimelineHistory(client, fork.next);
+    await writer.switchTimeline(fork.next, fork.lsn, history);
+    this.#log("info", `switched to timeline ${fork.next} at ${formatLsn(fork.lsn)}`, {
+      upstream: this.#status.conninfo,
+    });
+    for (const name of await this.#opts.clampSlots?.(fork.lsn, fork.next) ?? []) {
+      this.#log(
+        "warn",
+        `replication slot "${name}" moved back to the fork point ${formatLsn(fork.lsn)}`,
+      );
+    }
+    return {
+      tli: fork.next,
+      start: segmentStart(segmentOf(fork.lsn, writer.segmentSize), writer.segmentSize),
+    };
   }
 
   /** Fetches the history file of `tli` when the directory lacks it (before any of its WAL). */
@@ -459,9 +570,27 @@ export class UpstreamReceiver {
     return Promise.resolve();
   }
 
-  /** Resolves `ready` once the first segment's long page header is durable in the directory. */
+  /**
+   * A local write failure: logged in PostgreSQL's words, apart from upstream errors, with the
+   * operation for `/metrics`. What was not durable is streamed again after the reconnect.
+   */
+  #storeFailed(e: WalFileError): void {
+    this.#status.storeError = e.message;
+    this.#faultAt = this.#writer?.writtenLsn ?? 0n;
+    this.#log("error", e.message, { operation: e.operation, file: e.path });
+  }
+
+  /**
+   * After each flush: clears a local failure once WAL past it is durable, and resolves `ready`
+   * once the first segment's long page header is durable in the directory.
+   */
   #checkReady(): void {
     const w = this.#writer;
+    if (w && this.#faultAt !== undefined && w.flushedLsn > this.#faultAt) {
+      this.#faultAt = undefined;
+      this.#status.storeError = undefined;
+      this.#log("info", "WAL is being written again", { lsn: formatLsn(w.flushedLsn) });
+    }
     if (w && this.#bootstrapStart !== undefined && w.flushedLsn >= this.#bootstrapStart + 40n) {
       this.#bootstrapStart = undefined;
       this.#ready.resolve();
