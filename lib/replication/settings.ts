@@ -39,7 +39,8 @@ export function formatSegmentSize(bytes: number): string {
 
 /**
  * The value of a setting for `SHOW`, or `undefined` for one walrelay does not know (42704).
- * Names are matched case-insensitively, as GUC names are.
+ * Names are matched case-insensitively, as GUC names are. What exists, and its value, is what a
+ * server of the WAL's major reports: `scram_iterations` from 16 on.
  *
  * @example
  * ```ts ignore
@@ -48,8 +49,8 @@ export function formatSegmentSize(bytes: number): string {
  */
 export function showSetting(
   name: string,
-  store: WalStore,
-  sender?: Sender,
+  store: Pick<WalStore, "identity">,
+  sender?: Pick<Sender, "applicationName" | "user">,
 ): Setting | undefined {
   const major = store.identity.serverMajor;
   const values: Record<string, [string, string]> = {
@@ -71,6 +72,8 @@ export function showSetting(
     transaction_read_only: ["transaction_read_only", "off"],
     in_hot_standby: ["in_hot_standby", "off"],
     is_superuser: ["is_superuser", "off"],
+    search_path: ["search_path", '"$user", public'],
+    ...(major >= 16 ? { scram_iterations: ["scram_iterations", "4096"] } : {}),
     application_name: ["application_name", sender?.applicationName ?? ""],
     session_authorization: ["session_authorization", sender?.user ?? ""],
     wal_level: ["wal_level", "replica"],
@@ -81,8 +84,76 @@ export function showSetting(
 }
 
 /**
- * The ParameterStatus values a replication connection reports after authentication, in the order
- * PostgreSQL sends them (alphabetical, as the GUC table is). `scram_iterations` exists from 16.
+ * The `GUC_REPORT` parameters of 15, in the order `BeginReportingGUCOptions` walks them: the
+ * sorted GUC array, so alphabetical without regard to case.
+ */
+const REPORTED_15: readonly string[] = [
+  "application_name",
+  "client_encoding",
+  "DateStyle",
+  "default_transaction_read_only",
+  "in_hot_standby",
+  "integer_datetimes",
+  "IntervalStyle",
+  "is_superuser",
+  "server_encoding",
+  "server_version",
+  "session_authorization",
+  "standard_conforming_strings",
+  "TimeZone",
+];
+
+/**
+ * From 16 the GUCs live in a hash table of 512 buckets keyed by `guc_name_hash`, and are reported
+ * in bucket order; 16 adds `scram_iterations`. No two reported names share a bucket, so 16 and
+ * 17 send the same order.
+ */
+const REPORTED_16: readonly string[] = [
+  "in_hot_standby",
+  "integer_datetimes",
+  "TimeZone",
+  "IntervalStyle",
+  "is_superuser",
+  "application_name",
+  "default_transaction_read_only",
+  "scram_iterations",
+  "DateStyle",
+  "standard_conforming_strings",
+  "session_authorization",
+  "client_encoding",
+  "server_version",
+  "server_encoding",
+];
+
+/** 18 reports `search_path` too; its bucket falls between IntervalStyle and is_superuser. */
+const REPORTED_18: readonly string[] = [
+  ...REPORTED_16.slice(0, 4),
+  "search_path",
+  ...REPORTED_16.slice(4),
+];
+
+/**
+ * The names of the parameters a server of `major` reports after authentication, in the order it
+ * sends them.
+ *
+ * @example
+ * ```ts
+ * import { reportedParameters } from "./settings.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(reportedParameters(15).length, 13);
+ * assert.equal(reportedParameters(17)[7], "scram_iterations");
+ * assert.equal(reportedParameters(18).length, 15);
+ * ```
+ */
+export function reportedParameters(major: number): readonly string[] {
+  if (major <= 15) return REPORTED_15;
+  if (major <= 17) return REPORTED_16;
+  return REPORTED_18;
+}
+
+/**
+ * The ParameterStatus values a replication connection reports after authentication: the set and
+ * the order of a server of the WAL's major.
  *
  * @example
  * ```ts
@@ -96,24 +167,11 @@ export function showSetting(
  * ```
  */
 export function startupParameters(
-  store: WalStore,
+  store: Pick<WalStore, "identity">,
   sender: Pick<Sender, "applicationName" | "user">,
 ): [string, string][] {
-  const major = store.identity.serverMajor;
-  return [
-    ["application_name", sender.applicationName],
-    ["client_encoding", "SQL_ASCII"],
-    ["DateStyle", "ISO, MDY"],
-    ["default_transaction_read_only", "off"],
-    ["in_hot_standby", "off"],
-    ["integer_datetimes", "on"],
-    ["IntervalStyle", "postgres"],
-    ["is_superuser", "off"],
-    ...(major >= 16 ? [["scram_iterations", "4096"] as [string, string]] : []),
-    ["server_encoding", "SQL_ASCII"],
-    ["server_version", showSetting("server_version", store)!.value],
-    ["session_authorization", sender.user],
-    ["standard_conforming_strings", "on"],
-    ["TimeZone", "Etc/UTC"],
-  ];
+  return reportedParameters(store.identity.serverMajor).map((name) => {
+    const setting = showSetting(name, store, sender)!;
+    return [setting.name, setting.value];
+  });
 }
