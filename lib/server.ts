@@ -342,6 +342,8 @@ export class WalRelay {
           retainBytes: options.upstream.retainBytes,
           logger,
           protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
+          clampSlots: async (lsn, tli) =>
+            await (ref.relay?.slots ?? await SlotManager.load(settings.walDir)).clamp(lsn, tli),
           feedback: () => ref.relay && oldestFeedback(ref.relay.registry.list()),
         }),
         (u) => u.close(),

@@ -43,6 +43,26 @@ export interface UpstreamStatus {
   lastMessageTime?: Date | undefined;
   /** Which host of a multi-host connection string the link went to (`host:port`). */
   server?: string | undefined;
+  /** Why WAL cannot be written into the directory now (a full disk, a failed fdatasync). */
+  storeError?: string | undefined;
+  /** The last time the upstream's history forked below the relay's end. */
+  divergence?: UpstreamDivergence | undefined;
+}
+
+/** WAL set aside because the upstream's history forked below the relay's end. */
+export interface UpstreamDivergence {
+  /** The timeline the upstream's history forked from. */
+  timeline: number;
+  /** The fork point. */
+  forkLsn: Lsn;
+  /** The relay's end of WAL before: the top of the range set aside. */
+  endLsn: Lsn;
+  /** The timeline followed since. */
+  newTimeline: number;
+  /** Where the WAL went, relative to the WAL directory. */
+  path: string;
+  /** When. */
+  time: Date;
 }
 
 /** Anything that can report the upstream link's state (the upstream receiver). */
@@ -133,6 +153,15 @@ export interface UpstreamStatusJson {
   last_message_time: string | null;
   /** The host (`host:port`) of the connection string the current or last connection went to. */
   server: string | null;
+  /** The last divergence: WAL above a fork of the upstream's history, set aside. */
+  divergence: {
+    timeline: number;
+    fork_lsn: string;
+    end_lsn: string;
+    new_timeline: number;
+    path: string;
+    time: string;
+  } | null;
 }
 
 /** One timeline of the store. */
@@ -171,6 +200,11 @@ export interface StoreStatus {
   valid_end_lsn: string;
   /** Bytes of segment files. */
   bytes_on_disk: number;
+  /**
+   * Relay mode: why WAL from upstream cannot be written into the directory now, in
+   * PostgreSQL's words (`could not write to file "…": No space left on device`); else `null`.
+   */
+  write_error: string | null;
 }
 
 /** `/status` `slots`. */
@@ -220,6 +254,10 @@ export interface RelayStatus {
     connections_authorized: number;
     disconnections: number;
     errors: Record<string, number>;
+    /** Complete segment files validation found damaged (once per file identity). */
+    wal_files_damaged: number;
+    /** Failed file operations writing WAL into the directory, by operation. */
+    write_failures: Record<string, number>;
   };
 }
 
@@ -416,6 +454,7 @@ export class StatusModel {
       newest_segment: names.at(-1) ?? null,
       valid_end_lsn: formatLsn(store.endLsn),
       bytes_on_disk: timelines.reduce((n, t) => n + t.bytes, 0),
+      write_error: this.upstream?.status().storeError ?? null,
     };
   }
 
@@ -449,6 +488,16 @@ export class StatusModel {
       lag_seconds: u.lagSeconds ?? null,
       last_message_time: u.lastMessageTime?.toISOString() ?? null,
       server: u.server ?? null,
+      divergence: u.divergence
+        ? {
+          timeline: u.divergence.timeline,
+          fork_lsn: formatLsn(u.divergence.forkLsn),
+          end_lsn: formatLsn(u.divergence.endLsn),
+          new_timeline: u.divergence.newTimeline,
+          path: u.divergence.path,
+          time: u.divergence.time.toISOString(),
+        }
+        : null,
     };
   }
 
@@ -474,6 +523,8 @@ export class StatusModel {
         connections_authorized: this.counters.connectionsAuthorized,
         disconnections: this.counters.disconnections,
         errors: Object.fromEntries([...this.counters.errors].sort()),
+        wal_files_damaged: this.counters.walFilesDamaged,
+        write_failures: Object.fromEntries([...this.counters.writeFailures].sort()),
       },
     };
   }

@@ -174,6 +174,38 @@ export class SlotManager {
     if (!slot.temporary) this.#dirty.add(slot.name);
   }
 
+  /**
+   * Moves every slot whose restart LSN lies above `lsn` back to it, on timeline `tli`, and
+   * writes the changed slots at once. After the upstream's history forked at `lsn`, WAL above it
+   * is no longer this server's, and a slot must not claim it was kept.
+   *
+   * @returns The names of the slots moved.
+   *
+   * @example
+   * ```ts
+   * import { SlotManager } from "./slots.ts";
+   * import assert from "node:assert/strict";
+   * const dir = await Deno.makeTempDir();
+   * const slots = await SlotManager.load(dir);
+   * await slots.create("s1", { temporary: false, restartLsn: 0x6000000n, restartTli: 1 });
+   * assert.deepEqual(await slots.clamp(0x5000100n, 2), ["s1"]);
+   * assert.equal((await SlotManager.load(dir)).get("s1")?.restartLsn, 0x5000100n);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async clamp(lsn: Lsn, tli: number): Promise<string[]> {
+    const moved: string[] = [];
+    for (const slot of this.#slots.values()) {
+      if (slot.restartLsn === undefined || slot.restartLsn <= lsn) continue;
+      slot.restartLsn = lsn;
+      slot.restartTli = tli;
+      if (!slot.temporary) this.#dirty.add(slot.name);
+      moved.push(slot.name);
+    }
+    await this.flush();
+    return moved;
+  }
+
   /** Writes every changed persistent slot. */
   async flush(): Promise<void> {
     for (const name of [...this.#dirty]) {

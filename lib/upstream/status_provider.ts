@@ -36,6 +36,8 @@ export function upstreamProvider(receiver: UpstreamReceiver): UpstreamProvider {
         lagSeconds: caughtUp ? 0 : (now - caughtUpAt) / 1000,
         lastMessageTime: s.lastMessageTime,
         server: s.server,
+        storeError: s.storeError,
+        divergence: s.divergence,
       };
     },
   };
