@@ -145,6 +145,18 @@ export function renderMetrics(status: RelayStatus): string {
     "Errors reported to clients, by SQLSTATE.",
     Object.entries(status.totals.errors).map(([sqlstate, n]) => [{ sqlstate }, n]),
   );
+  m.family(
+    "walrelay_wal_files_damaged_total",
+    "counter",
+    "Complete WAL segment files that failed validation before being served (once per file version).",
+    [[{}, status.totals.wal_files_damaged]],
+  );
+  m.family(
+    "walrelay_store_write_failures_total",
+    "counter",
+    "Failed file operations writing WAL into the directory (write, extend, fdatasync, rename…).",
+    Object.entries(status.totals.write_failures).map(([operation, n]) => [{ operation }, n]),
+  );
 
   // Senders, as pg_stat_replication.
   m.family("walrelay_senders", "gauge", "Connected replication clients, by state.", [
@@ -239,6 +251,13 @@ export function renderMetrics(status: RelayStatus): string {
   // Upstream, in relay mode.
   const u = status.upstream;
   if (u) {
+    m.family(
+      "walrelay_store_writable",
+      "gauge",
+      "Whether WAL from upstream can be written into the directory (0 after a failed write or " +
+        "fdatasync, until WAL past it is durable).",
+      [[{}, status.store.write_error === null ? 1 : 0]],
+    );
     m.family("walrelay_upstream_connected", "gauge", "Whether the upstream link is up.", [[
       {},
       u.connected ? 1 : 0,

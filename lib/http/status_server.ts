@@ -104,6 +104,8 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     const reasons: string[] = [];
     if (upstream) {
       const u = upstream.status();
+      // A full disk or a failed fdatasync: what the relay serves no longer advances.
+      if (u.storeError) reasons.push(`WAL cannot be written: ${u.storeError}`);
       if (!u.connected) reasons.push(`upstream not connected (${u.state})`);
       else if (u.lagSeconds !== undefined && u.lagSeconds > maxLag) {
         reasons.push(`upstream lag ${u.lagSeconds.toFixed(1)} s exceeds ${maxLag} s`);
