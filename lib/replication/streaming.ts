@@ -110,6 +110,7 @@ export async function streamWal(
     onRead: (source) => sender.source = source,
     signal: stopPipeline.signal,
     stopAt: () => stopAt,
+    sent: () => sender.sentLsn,
   }).pipeThrough(new WalSlicer(store.identity.blockSize)).pipeThrough(new WalFramer())
     .pipeTo(sink, { preventClose: true })
     .then(

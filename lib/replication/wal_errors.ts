@@ -14,6 +14,8 @@ import {
   WalSegmentRemovedError,
   WalSystemMismatchError,
 } from "../wal/errors.ts";
+import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
+import { formatLsn } from "../wal/lsn.ts";
 
 /**
  * The ErrorResponse for an error of the WAL layer; any other error is returned as it is.
@@ -60,6 +62,14 @@ export function pgErrorOf(e: unknown): unknown {
         detail: `WAL file database system identifier is ${e.systemId}, ` +
           `the served system identifier is ${e.expectedSystemId}.`,
       },
+    );
+  }
+  if (e instanceof WalSegmentDamagedError) {
+    // xlogreader's words, naming the file; the detail says how far the WAL was sent.
+    return new PgError(
+      SqlState.DATA_CORRUPTED,
+      `WAL file "${e.fileName}" is damaged: ${e.failure.message}`,
+      { detail: `Valid WAL ends at ${formatLsn(e.validEnd)}.` },
     );
   }
   return e;

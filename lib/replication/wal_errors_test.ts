@@ -8,6 +8,7 @@ import {
   WalSystemMismatchError,
 } from "../wal/errors.ts";
 import { parseHistory, switchPoint, timelineOf } from "../wal/history.ts";
+import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { pgErrorOf } from "./wal_errors.ts";
 
 function mapped(e: unknown): PgError {
@@ -78,4 +79,20 @@ Deno.test("wal errors: history problems are XX000 with timeline.c's message and 
     assert.deepEqual(pg.fields, {});
     return true;
   });
+});
+
+Deno.test("wal errors: a damaged segment is XX001, naming the file and the LSN", () => {
+  const e = mapped(
+    new WalSegmentDamagedError("000000010000000000000005", {
+      lsn: 0x5012345n,
+      message: "incorrect resource manager data checksum in record at 0/5012345",
+    }, 0x5012345n),
+  );
+  assert.equal(e.code, "XX001");
+  assert.equal(
+    e.message,
+    'WAL file "000000010000000000000005" is damaged: ' +
+      "incorrect resource manager data checksum in record at 0/5012345",
+  );
+  assert.equal(e.fields.detail, "Valid WAL ends at 0/5012345.");
 });

@@ -10,6 +10,7 @@ import { WalSegmentRemovedError, WalSystemMismatchError } from "../wal/errors.ts
 import type { Lsn } from "../wal/lsn.ts";
 import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
+import { type SegmentCheck, WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./chunk.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
@@ -37,6 +38,12 @@ export interface WalSourceOptions {
    * which sends everything up to the end and then stops).
    */
   stopAt?: () => Lsn | undefined;
+  /**
+   * How far the consumer has delivered what was read (the sender's `sentLsn`). Before a damaged
+   * segment fails the stream, the source waits until the valid WAL before the damage is out:
+   * an error tears down the pipeline with whatever it still holds.
+   */
+  sent?: () => Lsn;
 }
 
 /**
@@ -45,6 +52,10 @@ export interface WalSourceOptions {
  * signal aborts. A segment that is missing, or removed while it was read, errors the stream with
  * {@linkcode WalSegmentRemovedError}; a segment of another cluster with
  * {@linkcode WalSystemMismatchError}. Nothing read from a file that vanished is sent.
+ *
+ * A complete segment is validated (`WalStore.checkSegment`) before its first byte is read for
+ * sending, and the next one ahead of need while it streams. A damaged segment is sent up to the
+ * end of its last valid record; then the stream errors with {@linkcode WalSegmentDamagedError}.
  *
  * @example
  * ```ts
@@ -75,6 +86,43 @@ export function openWalSource(
   let current: SegmentFile | undefined;
   // Where the next read of `file` starts without a seek; reads are mostly sequential.
   let filePos = -1;
+  // The validation of the segment being read (undefined while it is not complete), and the one
+  // started ahead for the next segment: settled before the stream ends, so no read outlives it.
+  let check: { segno: bigint; result: SegmentCheck | undefined } | undefined;
+  let ahead: Promise<unknown> | undefined;
+
+  const settleAhead = async (): Promise<void> => {
+    const a = ahead;
+    ahead = undefined;
+    await a;
+  };
+
+  const checkOf = async (segno: bigint): Promise<SegmentCheck | undefined> => {
+    if (check?.segno === segno && check.result) return check.result;
+    let result: SegmentCheck | undefined;
+    try {
+      result = await store.checkSegment(tli, segno);
+    } catch (e) {
+      // Gone under us: the read that follows reports it as removed.
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    // Not complete yet: ask again on the next read, which may find it complete.
+    check = { segno, result };
+    if (result && !ahead) {
+      // Validate the next segment while this one streams.
+      ahead = store.checkSegment(tli, segno + 1n)?.catch(() => {});
+      ahead?.then(() => ahead = undefined);
+    }
+    return result;
+  };
+
+  /** Waits until everything read before `lsn` has been delivered, or the signal aborts. */
+  const delivered = async (lsn: Lsn): Promise<void> => {
+    if (!options.sent) return;
+    while (options.sent() < lsn && !signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
 
   const closeFile = () => {
     try {
@@ -91,6 +139,7 @@ export function openWalSource(
         while (true) {
           if (signal?.aborted) {
             closeFile();
+            await settleAhead();
             controller.close();
             return;
           }
@@ -101,6 +150,7 @@ export function openWalSource(
           if (sent >= end) {
             if (historic || stop !== undefined) {
               closeFile();
+              await settleAhead();
               controller.close();
               return;
             }
@@ -123,29 +173,47 @@ export function openWalSource(
             sent += BigInt(fromMemory.length);
             return;
           }
-          const bytes = await readSegment(store, tli, segno, sent, Number(until - sent));
+          // Nothing of a complete segment goes out before it is validated; a damaged one only up
+          // to its last valid record, and that chunk ends the valid WAL for this client.
+          const wanted = await openSegment(store, tli, segno);
+          let walEnd = end;
+          const checked = await checkOf(segno);
+          if (checked?.error && checked.validEnd < segEnd) {
+            if (sent >= checked.validEnd) {
+              await delivered(sent);
+              if (signal?.aborted) continue;
+              throw new WalSegmentDamagedError(
+                checked.errorFile ?? checked.fileName,
+                checked.error,
+                checked.validEnd,
+              );
+            }
+            if (until >= checked.validEnd) until = walEnd = checked.validEnd;
+          }
+          const bytes = readSegment(store, wanted, sent, Number(until - sent));
           options.onRead?.("disk");
-          controller.enqueue({ start: sent, bytes, walEnd: end, headroom: true });
+          controller.enqueue({ start: sent, bytes, walEnd, headroom: true });
           sent += BigInt(bytes.length);
           return;
         }
       } catch (e) {
         closeFile();
+        await settleAhead();
         throw e;
       }
     },
-    cancel() {
+    async cancel() {
       closeFile();
+      await settleAhead();
     },
   }, { highWaterMark: 0 });
 
-  async function readSegment(
+  /** Opens the file of a segment unless it is open already; returns it. */
+  async function openSegment(
     store: WalStore,
     tli: TimelineId,
     segno: bigint,
-    lsn: Lsn,
-    length: number,
-  ): Promise<Uint8Array> {
+  ): Promise<SegmentFile> {
     let wanted = store.segmentFile(tli, segno);
     if (!wanted) throw new WalSegmentRemovedError(store.fileName(tli, segno));
     if (current?.name !== wanted.name) {
@@ -186,6 +254,16 @@ export function openWalSource(
       }
       filePos = SIZE_OF_LONG_PAGE_HEADER;
     }
+    return wanted;
+  }
+
+  /** Reads `length` bytes at `lsn` from the open file of segment `segno`. */
+  function readSegment(
+    store: WalStore,
+    wanted: SegmentFile,
+    lsn: Lsn,
+    length: number,
+  ): Uint8Array {
     // Read after room for the message header, so the framer need not copy the payload (the
     // buffer-reuse rule of chunk.ts).
     const buffer = pool && length <= MAX_SEND_SIZE

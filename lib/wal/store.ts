@@ -28,6 +28,7 @@ import {
 import { parseHistory, type TimelineHistory } from "./history.ts";
 import { join } from "./_path.ts";
 import { WalValidator } from "./reader.ts";
+import { type SegmentCheck, SegmentValidations } from "./segment_validation.ts";
 
 /** One segment file found in the directory. */
 export interface SegmentFile {
@@ -106,6 +107,8 @@ export class WalStore {
   readonly identity: WalIdentity;
   /** Released whenever the durable end advances or a new timeline appears. */
   readonly latch: Latch = new Latch();
+  /** What validation found in complete segments, shared by every sender. */
+  readonly validations: SegmentValidations;
 
   #log: (message: string) => void;
   #segments = new Map<TimelineId, Map<bigint, SegmentFile>>();
@@ -126,6 +129,7 @@ export class WalStore {
     this.dir = dir;
     this.identity = identity;
     this.#log = log;
+    this.validations = new SegmentValidations({ ...identity, log });
   }
 
   /**
@@ -196,6 +200,50 @@ export class WalStore {
     }
     // A `.partial` is served too, but never past the valid end computed from its records.
     return this.#segments.get(tli)?.get(segno);
+  }
+
+  /**
+   * Validates segment `segno` of `tli` before it is served, when it is complete there: every
+   * record in it is checked once per file identity, for all senders. `undefined` when the
+   * segment is not complete (the tail, whose valid end the store follows itself) or not present.
+   */
+  checkSegment(tli: TimelineId, segno: bigint): Promise<SegmentCheck> | undefined {
+    const file = this.segmentFile(tli, segno);
+    if (!file || !this.#complete(file)) return undefined;
+    const segSize = this.identity.segmentSize;
+    const next = this.segmentFile(tli, segno + 1n);
+    let end: Lsn;
+    try {
+      end = this.endOf(tli);
+    } catch {
+      return undefined;
+    }
+    const nextStart = segmentStart(segno + 1n, segSize);
+    const nextBytes = end > nextStart
+      ? Math.min(segSize, Number(end - nextStart), next?.size ?? 0)
+      : 0;
+    return this.validations.check({
+      tli: file.tli,
+      segno,
+      name: file.name,
+      path: this.path(file.name),
+      next: next && {
+        name: next.name,
+        path: this.path(next.name),
+        bytes: nextBytes,
+        complete: this.#complete(next),
+      },
+    });
+  }
+
+  /** Whether a file holds a whole segment that lies below the valid, durable end. */
+  #complete(file: SegmentFile): boolean {
+    const segSize = this.identity.segmentSize;
+    if (file.partial || file.size !== segSize) return false;
+    // Files of older timelines are finished; on the newest, a preallocated or growing file is
+    // complete only once the end has passed it.
+    return file.tli !== this.#timeline ||
+      segmentStart(file.segno + 1n, segSize) <= this.#end;
   }
 
   /** Whether a file that was served is gone from the directory (removed, or recycled away). */
