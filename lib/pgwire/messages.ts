@@ -163,17 +163,20 @@ export function parameterStatus(name: string, value: string): Uint8Array {
 }
 
 /**
- * `BackendKeyData` with the connection's pid and cancel key.
+ * `BackendKeyData` with the connection's pid and cancel key: an Int32 under protocol 3.0, or
+ * the bytes of a longer key (PostgreSQL 18 sends 32 under protocol 3.2).
  *
  * @example
  * ```ts
  * import { backendKeyData } from "./messages.ts";
  * import assert from "node:assert/strict";
  * assert.equal(backendKeyData(8002, 1).length, 13);
+ * assert.equal(backendKeyData(8002, new Uint8Array(32)).length, 41);
  * ```
  */
-export function backendKeyData(pid: number, key: number): Uint8Array {
-  return new MessageBuilder("K").int32(pid).int32(key).finish();
+export function backendKeyData(pid: number, key: number | Uint8Array): Uint8Array {
+  const b = new MessageBuilder("K").int32(pid);
+  return (typeof key === "number" ? b.int32(key) : b.bytes(key)).finish();
 }
 
 /**
@@ -301,7 +304,8 @@ export function copyDone(): Uint8Array {
 }
 
 /**
- * `NegotiateProtocolVersion`: the newest minor version we speak and the options we ignored.
+ * `NegotiateProtocolVersion`: the protocol version the connection will use (the whole version
+ * word, `0x00030000` for 3.0) and the options we ignored.
  *
  * @example
  * ```ts

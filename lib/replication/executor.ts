@@ -24,7 +24,7 @@ import { historyFileName } from "../wal/segment.ts";
 import { parseCommand, type StartPhysicalReplicationCommand, validateSlotName } from "./command.ts";
 import type { ClientConnection } from "./connection.ts";
 import type { Sender } from "./registry.ts";
-import { COLUMNS, endOfTimeline, showColumns } from "./result_sets.ts";
+import { endOfTimeline, resultColumns, showColumns } from "./result_sets.ts";
 import type { SessionContext } from "./session.ts";
 import { showSetting } from "./settings.ts";
 import type { ReplicationSlot } from "./slots.ts";
@@ -129,6 +129,8 @@ async function execute(
   }
   const cmd = parseCommand(text);
   const { store, slots } = ctx;
+  // Columns as a server of the served WAL's major describes them.
+  const columns = resultColumns(store.identity.serverMajor);
   switch (cmd.kind) {
     case "IDENTIFY_SYSTEM": {
       const row = [
@@ -138,7 +140,7 @@ async function execute(
         null,
       ];
       await client.send(
-        ...resultSet(COLUMNS.IDENTIFY_SYSTEM, [row], "IDENTIFY_SYSTEM"),
+        ...resultSet(columns.IDENTIFY_SYSTEM, [row], "IDENTIFY_SYSTEM"),
         readyForQuery(),
       );
       return;
@@ -159,7 +161,7 @@ async function execute(
     }
     case "TIMELINE_HISTORY": {
       // As the walsender: the row description goes out before the file is opened.
-      await client.send(rowDescription(COLUMNS.TIMELINE_HISTORY));
+      await client.send(rowDescription(columns.TIMELINE_HISTORY));
       const content = await store.historyContent(cmd.timeline);
       await client.send(
         dataRow([historyFileName(cmd.timeline), content]),
@@ -180,7 +182,7 @@ async function execute(
         ];
       }
       await client.send(
-        ...resultSet(COLUMNS.READ_REPLICATION_SLOT, [row], "READ_REPLICATION_SLOT"),
+        ...resultSet(columns.READ_REPLICATION_SLOT, [row], "READ_REPLICATION_SLOT"),
         readyForQuery(),
       );
       return;
@@ -202,7 +204,7 @@ async function execute(
       if (slot.temporary) slot.activePid = sender.pid;
       await client.send(
         ...resultSet(
-          COLUMNS.CREATE_REPLICATION_SLOT,
+          columns.CREATE_REPLICATION_SLOT,
           [[cmd.slot, "0/0", null, null]],
           "CREATE_REPLICATION_SLOT",
         ),

@@ -1,6 +1,6 @@
 /**
  * The columns of every result set a replication command returns, in one place, as the walsender
- * describes them; and the result set that ends a historic timeline.
+ * of each PostgreSQL major describes them; and the result set that ends a historic timeline.
  *
  * @module
  */
@@ -12,28 +12,19 @@ import type { TimelineId } from "../wal/segment.ts";
 
 const text = (name: string): FieldDescription => ({ name, typeOid: TypeOid.TEXT, typeLen: -1 });
 
-/** Each command's columns, as `walsender.c` builds its tuple descriptors. */
-export const COLUMNS: Readonly<
-  Record<
-    | "IDENTIFY_SYSTEM"
-    | "TIMELINE_HISTORY"
-    | "READ_REPLICATION_SLOT"
-    | "CREATE_REPLICATION_SLOT"
-    | "START_REPLICATION",
-    readonly FieldDescription[]
-  >
-> = {
-  IDENTIFY_SYSTEM: [
-    text("systemid"),
-    { name: "timeline", typeOid: TypeOid.INT4, typeLen: 4 },
-    text("xlogpos"),
-    text("dbname"),
-  ],
-  // SendTimeLineHistory builds this descriptor by hand, with a typmod of 0.
-  TIMELINE_HISTORY: [
-    { name: "filename", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: 0 },
-    { name: "content", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: 0 },
-  ],
+/** The commands whose result sets walrelay sends, START_REPLICATION's end of timeline included. */
+export type ResultSetCommand =
+  | "IDENTIFY_SYSTEM"
+  | "TIMELINE_HISTORY"
+  | "READ_REPLICATION_SLOT"
+  | "CREATE_REPLICATION_SLOT"
+  | "START_REPLICATION";
+
+/** Each command's columns, as one major's `walsender.c` describes them. */
+export type ResultColumns = Readonly<Record<ResultSetCommand, readonly FieldDescription[]>>;
+
+/** What every major from 15 to 18 sends alike. */
+const COMMON = {
   READ_REPLICATION_SLOT: [
     text("slot_type"),
     text("restart_lsn"),
@@ -50,9 +41,64 @@ export const COLUMNS: Readonly<
     { name: "next_tli", typeOid: TypeOid.INT8, typeLen: 8 },
     text("next_tli_startpos"),
   ],
+} as const;
+
+/** 15: the timeline is int4, and SendTimeLineHistory builds its descriptor by hand (typmod 0). */
+const COLUMNS_15: ResultColumns = {
+  ...COMMON,
+  IDENTIFY_SYSTEM: [
+    text("systemid"),
+    { name: "timeline", typeOid: TypeOid.INT4, typeLen: 4 },
+    text("xlogpos"),
+    text("dbname"),
+  ],
+  TIMELINE_HISTORY: [
+    { name: "filename", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: 0 },
+    { name: "content", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: 0 },
+  ],
 };
 
-/** `SHOW`'s one column, named after the setting. */
+/**
+ * 16 on: the timeline is int8, as in every other command, and TIMELINE_HISTORY's descriptor
+ * comes from a tuple descriptor (typmod -1). Both changes came in the same 2022 rework of the
+ * walsender's result sets, after 15 branched.
+ */
+const COLUMNS_16: ResultColumns = {
+  ...COMMON,
+  IDENTIFY_SYSTEM: [
+    text("systemid"),
+    { name: "timeline", typeOid: TypeOid.INT8, typeLen: 8 },
+    text("xlogpos"),
+    text("dbname"),
+  ],
+  TIMELINE_HISTORY: [text("filename"), text("content")],
+};
+
+/**
+ * The columns a server of `major` sends for each command.
+ *
+ * @example
+ * ```ts
+ * import { resultColumns } from "./result_sets.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(resultColumns(15).IDENTIFY_SYSTEM[1]!.typeOid, 23);
+ * assert.equal(resultColumns(18).IDENTIFY_SYSTEM[1]!.typeOid, 20);
+ * ```
+ */
+export function resultColumns(major: number): ResultColumns {
+  return major <= 15 ? COLUMNS_15 : COLUMNS_16;
+}
+
+/**
+ * `SHOW`'s one column, named after the setting; the same in every major.
+ *
+ * @example
+ * ```ts
+ * import { showColumns } from "./result_sets.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(showColumns("wal_segment_size").map((f) => f.typeOid), [25]);
+ * ```
+ */
 export function showColumns(name: string): FieldDescription[] {
   return [text(name)];
 }
@@ -79,7 +125,7 @@ export function endOfTimeline(
   const next = history[idx + 1]?.tli ?? tli + 1;
   return [
     ...resultSet(
-      COLUMNS.START_REPLICATION,
+      COMMON.START_REPLICATION,
       [[String(next), formatLsn(switchPoint)]],
       "START_STREAMING",
     ),

@@ -117,11 +117,11 @@ export class Session {
     }, ctx.timeouts.authentication);
     let reason = "client closed connection";
     try {
-      const params = await readStartupPacket(client, ctx.tls);
-      if (!params) return;
-      const request = checkStartup(params, ctx.shutdown);
+      const startup = await readStartupPacket(client, ctx.tls, ctx.store.identity.serverMajor);
+      if (!startup) return;
+      const request = checkStartup(startup.params, ctx.shutdown);
       const sender = this.#sender = acquireSender(ctx.registry, client, request);
-      await authenticate(client, ctx, sender);
+      await authenticate(client, ctx, sender, startup.protocolMinor);
       clearTimeout(authTimer);
       await runCommands(client, ctx, sender, this.#control);
     } catch (e) {

@@ -24,23 +24,38 @@ import type { ClientConnection } from "./connection.ts";
 import type { Sender, SenderRegistry } from "./registry.ts";
 import { startupParameters } from "./settings.ts";
 
-const PROTOCOL_3_0 = 196608;
 const SSL_REQUEST = 80877103;
 const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
 const TLS_HANDSHAKE_RECORD = 0x16;
 
+/** Latest minor version of protocol 3 a server of `major` speaks: 3.2 from PostgreSQL 18. */
+export function latestProtocolMinor(major: number): number {
+  return major >= 18 ? 2 : 0;
+}
+
+/** A StartupMessage as the postmaster accepts it. */
+export interface StartupMessage {
+  /** The startup parameters, `_pq_.` options left out. */
+  params: Map<string, string>;
+  /** The minor version of protocol 3 the connection uses: the client's, or our latest if lower. */
+  protocolMinor: number;
+}
+
 /**
  * Reads startup-phase packets until a StartupMessage: answers SSLRequest and GSSENCRequest,
- * moves onto TLS when asked (or at once for PostgreSQL 17's direct TLS), negotiates the protocol
- * version down to 3.0.
+ * moves onto TLS when asked (or at once for PostgreSQL 17's direct TLS), and settles the protocol
+ * version as a server of the served major does: up to 3.2 from 18, 3.0 before, with
+ * NegotiateProtocolVersion when the client asked for more or sent `_pq_.` options.
  *
- * @returns The startup parameters; `null` when the client leaves or only wanted to cancel.
+ * @param major The PostgreSQL major of the WAL served.
+ * @returns The StartupMessage; `null` when the client leaves or only wanted to cancel.
  */
 export async function readStartupPacket(
   client: ClientConnection,
   tls: TlsBridge | undefined,
-): Promise<Map<string, string> | null> {
+  major: number,
+): Promise<StartupMessage | null> {
   // PostgreSQL 17's direct TLS: the first byte is a TLS handshake record, not a length.
   if (tls && await client.peekByte() === TLS_HANDSHAKE_RECORD) {
     const alpn = await client.startTls(tls, client.takeBuffered());
@@ -70,12 +85,13 @@ export async function readStartupPacket(
       continue;
     }
     if (pkt.code === CANCEL_REQUEST) return null; // nothing to cancel; nothing is sent back
-    const major = pkt.code >>> 16;
-    const minor = pkt.code & 0xffff;
-    if (major !== 3) {
+    const protoMajor = pkt.code >>> 16;
+    const protoMinor = pkt.code & 0xffff;
+    const latest = latestProtocolMinor(major);
+    if (protoMajor !== 3) {
       throw PgError.fatal(
         SqlState.FEATURE_NOT_SUPPORTED,
-        `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`,
+        `unsupported frontend protocol ${protoMajor}.${protoMinor}: server supports 3.0 to 3.${latest}`,
       );
     }
     const params = new Map<string, string>();
@@ -100,10 +116,11 @@ export async function readStartupPacket(
         "invalid startup packet layout: expected terminator as last byte",
       );
     }
-    if (minor !== 0 || unrecognized.length > 0) {
-      await client.send(negotiateProtocolVersion(PROTOCOL_3_0, unrecognized));
+    const protocolMinor = Math.min(protoMinor, latest);
+    if (protoMinor > latest || unrecognized.length > 0) {
+      await client.send(negotiateProtocolVersion((3 << 16) | protocolMinor, unrecognized));
     }
-    return params;
+    return { params, protocolMinor };
   }
 }
 
@@ -194,7 +211,7 @@ export interface AuthenticateContext {
   /** Server-side TLS, for channel binding. */
   tls?: TlsBridge | undefined;
   /** The WAL served: its major decides the reported `server_version`. */
-  store: WalStore;
+  store: Pick<WalStore, "identity">;
   /** Log lines. */
   log: Logger;
 }
@@ -202,11 +219,15 @@ export interface AuthenticateContext {
 /**
  * Runs the authenticator, then tells the client it is in: AuthenticationOk, the ParameterStatus
  * burst, BackendKeyData and ReadyForQuery, sent together.
+ *
+ * @param protocolMinor The minor protocol version settled by {@linkcode readStartupPacket}: from
+ * 3.2 the cancel key is 32 bytes long, as PostgreSQL 18 makes it.
  */
 export async function authenticate(
   client: ClientConnection,
   ctx: AuthenticateContext,
   sender: Sender,
+  protocolMinor = 0,
 ): Promise<void> {
   await ctx.authenticate({
     user: sender.user,
@@ -237,9 +258,16 @@ export async function authenticate(
   await client.send(
     authenticationOk(),
     ...startupParameters(ctx.store, sender).map(([k, v]) => parameterStatus(k, v)),
-    backendKeyData(sender.pid, sender.cancelKey),
+    backendKeyData(sender.pid, protocolMinor >= 2 ? longCancelKey(sender) : sender.cancelKey),
     readyForQuery(),
   );
+}
+
+/** A 32-byte cancel key that begins with the sender's 4-byte one; walrelay cancels nothing. */
+function longCancelKey(sender: Sender): Uint8Array {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  new DataView(key.buffer).setInt32(0, sender.cancelKey);
+  return key;
 }
 
 /**
