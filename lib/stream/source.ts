@@ -108,7 +108,7 @@ export function openWalSource(
     }
     // Not complete yet: ask again on the next read, which may find it complete.
     check = { segno, result };
-    if (result && !ahead) {
+    if (result && !result.error && !ahead) {
       // Validate the next segment while this one streams.
       ahead = store.checkSegment(tli, segno + 1n)?.catch(() => {});
       ahead?.then(() => ahead = undefined);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { WalStore } from "../wal/store.ts";
 import { openWalSource } from "./source.ts";
 import { WalSegmentRemovedError } from "../wal/errors.ts";
+import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { copyTestdata, TESTDATA } from "../../tests/_pg.ts";
 
 // The generator's list of the sample's files, independent of what the store makes of them.
@@ -160,6 +161,67 @@ Deno.test("source: a .partial renamed to its final name after the store listed i
     const file = await Deno.readFile(`${dir}/00000002000000000000000B`);
     assert.deepEqual(first.value.bytes, file.subarray(0, first.value.bytes.length));
     assert.equal(store.segmentFile(2, 0xbn)?.name, "00000002000000000000000B");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("source: a damaged complete segment is sent up to its last valid record, then fails", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const seg = store.identity.segmentSize;
+    const damaged = store.segmentFile(1, 7n)!;
+    const original = await Deno.readFile(store.path(damaged.name));
+    const bad = original.slice();
+    bad[500_000]! ^= 0x20;
+    await Deno.writeFile(store.path(damaged.name), bad);
+    const check = (await store.checkSegment(1, 7n))!;
+    assert.ok(check.error && check.validEnd > 0x700000n && check.validEnd < 0x700000n + 500_000n);
+
+    // Two clients at once, from the previous segment: both get the valid WAL before the damage,
+    // byte for byte, then the error; the segment is validated once for both.
+    const runs = store.validations.runs;
+    const client = async () => {
+      const chunks: { start: bigint; bytes: Uint8Array; walEnd: bigint }[] = [];
+      const error = await (async () => {
+        try {
+          for await (const c of openWalSource(store, { tli: 1, start: 0x600000n })) {
+            chunks.push({ ...c, bytes: c.bytes.slice() });
+          }
+        } catch (e) {
+          return e;
+        }
+      })();
+      return { chunks, error };
+    };
+    const results = await Promise.all([client(), client()]);
+    for (const { chunks, error } of results) {
+      assert.ok(error instanceof WalSegmentDamagedError, String(error));
+      assert.equal(error.fileName, damaged.name);
+      assert.equal(error.failure.message, check.error?.message);
+      const last = chunks.at(-1)!;
+      assert.equal(last.start + BigInt(last.bytes.length), check.validEnd);
+      // The last chunk says where the valid WAL ends, so nothing holds its partial page back.
+      assert.equal(last.walEnd, check.validEnd);
+      const got = await collect(ReadableStream.from(chunks));
+      const served: number = Number(check.validEnd - 0x700000n);
+      assert.deepEqual(got.bytes.subarray(seg, seg + served), original.subarray(0, served));
+    }
+    // Segment 6 once for both clients; the damaged segment was not validated again.
+    assert.equal(store.validations.runs, runs + 1);
+
+    // A client starting past the damage gets the error at once, nothing else.
+    const past = 0x700000n + 600_000n - (0x700000n + 600_000n) % 8192n;
+    await assert.rejects(
+      collect(openWalSource(store, { tli: 1, start: past })),
+      WalSegmentDamagedError,
+    );
+    // An undamaged range is served as ever.
+    const before = await collect(
+      openWalSource(store, { tli: 1, start: 0x600000n, stopAt: () => 0x700000n }),
+    );
+    assert.equal(before.bytes.length, seg);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
