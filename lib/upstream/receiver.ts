@@ -615,13 +615,31 @@ export class UpstreamReceiver {
  * ```
  */
 export async function startUpstream(opts: UpstreamOptions): Promise<UpstreamReceiver> {
-  const receiver = new UpstreamReceiver(opts);
-  receiver.start();
+  const receiver = followUpstream(opts);
   try {
     await receiver.ready;
   } catch (e) {
     await receiver.close();
     throw e;
   }
+  return receiver;
+}
+
+/**
+ * Starts relay mode's receiver on `opts.dir` without waiting for it. A relay that listens at once
+ * serves what the directory holds; an empty directory's store opens when
+ * {@linkcode UpstreamReceiver.ready} resolves, once the upstream's first WAL is durable there.
+ *
+ * @example
+ * ```ts ignore
+ * import { followUpstream } from "./receiver.ts";
+ * const upstream = followUpstream({ dir, conninfo: "host=primary user=repl" });
+ * await upstream.ready;
+ * await upstream.attach(await WalStore.open(dir));
+ * ```
+ */
+export function followUpstream(opts: UpstreamOptions): UpstreamReceiver {
+  const receiver = new UpstreamReceiver(opts);
+  receiver.start();
   return receiver;
 }
