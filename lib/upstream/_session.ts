@@ -14,6 +14,7 @@ import { parseDataRow, type QueryResult } from "../pgwire/query_result.ts";
 import { parseErrorFields, PgServerError } from "../pgwire/server_error.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
 import { formatLsn, type Lsn, parseLsn } from "../wal/lsn.ts";
+import { PAGE_MAGIC_BY_MAJOR } from "../wal/page_header.ts";
 import { historyFileName, isValidSegmentSize, type TimelineId } from "../wal/segment.ts";
 import { UpstreamConfigError } from "./config_error.ts";
 import type { DurableWriter } from "./durable_writer.ts";
@@ -39,8 +40,39 @@ export interface NextTimeline {
   start: Lsn;
 }
 
-/** Asks the upstream who it is: system identifier, timeline, position and segment size. */
+/**
+ * The PostgreSQL major of an upstream, from the `server_version` it reports at startup; one whose
+ * WAL walrelay could not serve is refused before any of it is written.
+ *
+ * @param serverVersion The `server_version` ParameterStatus (`18.6 (Debian 18.6-3)`, `19devel`).
+ * @throws {UpstreamConfigError} for a major walrelay does not support, or no version at all.
+ *
+ * @example
+ * ```ts
+ * import { upstreamMajor } from "./_session.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(upstreamMajor("18.6 (Debian 18.6-3)"), 18);
+ * assert.throws(() => upstreamMajor("19devel"), /not a PostgreSQL major walrelay supports/);
+ * ```
+ */
+export function upstreamMajor(serverVersion: string | undefined): number {
+  const major = Number(/^(\d+)/.exec(serverVersion ?? "")?.[1]);
+  if (PAGE_MAGIC_BY_MAJOR[major] === undefined) {
+    const majors = Object.keys(PAGE_MAGIC_BY_MAJOR).map(Number);
+    throw new UpstreamConfigError(
+      `upstream server version ${serverVersion ?? "(not reported)"} is not a PostgreSQL major ` +
+        `walrelay supports (${Math.min(...majors)}–${Math.max(...majors)})`,
+    );
+  }
+  return major;
+}
+
+/**
+ * Asks the upstream who it is: system identifier, timeline, position and segment size. An
+ * upstream of a major walrelay cannot serve is refused first, so its WAL is never written.
+ */
 export async function identifySystem(client: PgClient): Promise<UpstreamIdentity> {
+  upstreamMajor(client.parameters.get("server_version"));
   const [ident] = await client.query("IDENTIFY_SYSTEM");
   const row = ident?.rows[0];
   if (!row || row.length < 3) {
