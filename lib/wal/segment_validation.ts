@@ -249,6 +249,23 @@ export class SegmentValidations {
     return dependencyKey(dep.kind, await statOrUndefined(path)) === dep.key;
   }
 
+  #whole(request: SegmentCheckRequest): SegmentCheck {
+    const validEnd = segmentStart(request.segno + 1n, this.#segmentSize);
+    return { fileName: request.name, validEnd, error: undefined, errorFile: undefined };
+  }
+
+  /** The segment is whole as far as it goes; the next file must change before it is read again. */
+  #provisional(
+    request: SegmentCheckRequest,
+    next: { path: string },
+    stat: Deno.FileInfo,
+  ): { check: SegmentCheck; next: NextDependency } {
+    return {
+      check: this.#whole(request),
+      next: { path: next.path, kind: "full", key: dependencyKey("full", stat) },
+    };
+  }
+
   async #validate(
     request: SegmentCheckRequest,
   ): Promise<{ check: SegmentCheck; next: NextDependency | undefined }> {
@@ -300,6 +317,11 @@ export class SegmentValidations {
           v.push(pos, piece.subarray(0, got));
           pos += BigInt(got);
         }
+        // A next file whose first page header fails (another cluster's, a recycled one) is not
+        // the next segment at all: reading it fails on its own when a sender gets there.
+        // (The getter's value changed with the pushes; the compiler only saw the check above.)
+        const failure = v.error as WalReaderError | undefined;
+        if (failure?.lsn === segEnd) return this.#provisional(request, n, stat);
         // A next file still growing has fixed bytes where it was read: only its replacement
         // matters. Unless the record could not be followed to its end: then look again once
         // the file has changed.
@@ -310,10 +332,7 @@ export class SegmentValidations {
     }
     if (v.validEnd >= segEnd || !v.error) {
       // Whole, or a last record whose end is not written yet: that is the tail's business.
-      return {
-        check: { fileName: request.name, validEnd: segEnd, error: undefined, errorFile: undefined },
-        next,
-      };
+      return { check: this.#whole(request), next };
     }
     const error = v.error;
     const errorFile = error.lsn < segEnd ? request.name : n?.name ?? request.name;

@@ -137,6 +137,13 @@ Deno.test("segment validation: without the next file, the record running on is t
     // Once the next file is there, the record is followed into it.
     await v.check(request(dir, 7));
     assert.equal(v.runs, 2);
+    // A next file that is not the next segment (recycled, another cluster's) fails by itself
+    // when a sender reaches it; the segment before it is whole.
+    await Deno.copyFile(request(dir, 6).path, request(dir, 8).path);
+    const recycled = await v.check(request(dir, 7));
+    assert.equal(v.runs, 3);
+    assert.equal(recycled.error, undefined);
+    assert.equal(recycled.validEnd, 0x800000n);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
