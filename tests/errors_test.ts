@@ -115,7 +115,7 @@ Deno.test("errors: commands refused with PostgreSQL's SQLSTATEs, connection stay
     await expectError(
       c.query("TIMELINE_HISTORY 9"),
       "58P01",
-      'could not open file "00000009.history": No such file or directory',
+      'could not open file "pg_wal/00000009.history": No such file or directory',
     );
     await expectError(
       c.query("START_REPLICATION SLOT nosuch 0/0"),

@@ -18,6 +18,7 @@ import {
   resultSet,
   rowDescription,
 } from "../pgwire/messages.ts";
+import { WalFileMissingError } from "../wal/errors.ts";
 import { timelineOf } from "../wal/history.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import { historyFileName } from "../wal/segment.ts";
@@ -162,7 +163,18 @@ async function execute(
     case "TIMELINE_HISTORY": {
       // As the walsender: the row description goes out before the file is opened.
       await client.send(rowDescription(columns.TIMELINE_HISTORY));
-      const content = await store.historyContent(cmd.timeline);
+      let content: Uint8Array;
+      try {
+        content = await store.historyContent(cmd.timeline);
+      } catch (e) {
+        if (!(e instanceof WalFileMissingError)) throw e;
+        // SendTimeLineHistory opens the file relative to the data directory, and names it so.
+        throw new PgError(
+          SqlState.UNDEFINED_FILE,
+          `could not open file "pg_wal/${e.fileName}": No such file or directory`,
+          { routine: "SendTimeLineHistory" },
+        );
+      }
       await client.send(
         dataRow([historyFileName(cmd.timeline), content]),
         commandComplete("TIMELINE_HISTORY"),
