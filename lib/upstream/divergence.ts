@@ -131,9 +131,10 @@ const ZEROS = new Uint8Array(1 << 20);
  * const seg = 1 << 20;
  * await Deno.writeFile(`${dir}/000000010000000000000005`, new Uint8Array(seg).fill(7));
  * await Deno.writeFile(`${dir}/000000010000000000000006`, new Uint8Array(seg).fill(8));
- * const fork = { tli: 1, lsn: 0x5000100n, divergedTimelines: [], next: 2 };
- * const d = await setAside(dir, seg, fork, 0x6100000n);
- * assert.equal(d.path, ".walrelay/diverged/00000001-0000000005000100");
+ * // 1 MB segments: 0/500100 lies in segment 5.
+ * const fork = { tli: 1, lsn: 0x500100n, divergedTimelines: [], next: 2 };
+ * const d = await setAside(dir, seg, fork, 0x610000n);
+ * assert.equal(d.path, ".walrelay/diverged/00000001-0000000000500100");
  * assert.deepEqual(d.files, ["000000010000000000000005", "000000010000000000000006"]);
  * const kept = await Deno.readFile(`${dir}/000000010000000000000005.partial`);
  * assert.equal(kept[0xFF], 7);
@@ -177,11 +178,15 @@ export async function setAside(
   forkFiles.sort(); // the complete name before its `.partial`: the complete one is the source
   if (forkFiles.length > 0) {
     const source = forkFiles[0]!;
-    for (const name of forkFiles) {
-      if (await copyOnce(join(dir, name), join(target, name))) files.push(name);
+    const name = segmentFileName(fork.tli, forkSeg, segmentSize);
+    // Set aside before (a crash, or a divergence met again after a restart): what is here now
+    // is the cut copy, and the original is already safe.
+    const preserved = await exists(join(target, name)) ||
+      await exists(join(target, `${name}.partial`));
+    for (const n of preserved ? [] : forkFiles) {
+      if (await copyOnce(join(dir, n), join(target, n))) files.push(n);
     }
     await syncDir(target);
-    const name = segmentFileName(fork.tli, forkSeg, segmentSize);
     await writePrefix(join(dir, source), join(dir, `${name}.partial`), keep, segmentSize);
     // The complete name would win over the `.partial`, in the store and when resuming.
     for (const n of forkFiles) if (n !== `${name}.partial`) await Deno.remove(join(dir, n));
