@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   basebackup,
   compareDirs,
+  delay,
   isSegmentName,
   startPrimary,
   startStandby,
@@ -37,7 +38,18 @@ for (const major of MAJORS) {
       primaryConninfo: p.conninfo({ application_name: "to_promote" }),
     });
     await using dir = await tempDir("walrelay-majors-relay-");
-    await using relay = await startRelayMode({ walDir: dir.path, upstream: s.conninfo() });
+    // The relay answers clients once the upstream sent it WAL, and an idle primary writes some
+    // only every 15 s: write a little until the relay is up.
+    let up = false;
+    const nudging = (async () => {
+      while (!up) {
+        await p.sql("SELECT pg_logical_emit_message(false, 'matrix', 'nudge')");
+        await delay(200);
+      }
+    })();
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: s.conninfo() })
+      .finally(() => up = true);
+    await nudging;
     const failed = (what: string, extra = "") => (e: unknown): never => {
       throw new Error(
         `${what}: ${(e as Error).message}\n${extra}\n--- relay ---\n${relay.stderr()}`,
