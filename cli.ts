@@ -230,7 +230,9 @@ async function serve(args: string[]): Promise<void> {
     logger.log("info", "received SIGHUP, reloading configuration files");
     relay.reload();
   });
-  await relay.finished;
+  // A failure the relay cannot go on from (say, the upstream's first answer shows the directory
+  // belongs to another system) ends it as a failure at startup does.
+  await relay.finished.catch((e) => fail((e as Error).message, 1));
 }
 
 /** Reads a line from the terminal without echo, or from stdin when it is not a terminal. */

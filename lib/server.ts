@@ -15,7 +15,8 @@ import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/aut
 import { TlsBridge, type TlsFiles } from "./pgwire/tls_bridge.ts";
 import { RelayCounters } from "./http/counters.ts";
 import { ReplicationLag } from "./replication/lag_tracker.ts";
-import { startUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
+import { followUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
+import { UpstreamConfigError } from "./upstream/config_error.ts";
 import { oldestFeedback } from "./upstream/feedback.ts";
 import type { Lsn } from "./wal/lsn.ts";
 import { PgError, SqlState } from "./pgwire/error.ts";
@@ -23,6 +24,61 @@ import { errorResponse } from "./pgwire/messages.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { startStatusServer, type StatusServer } from "./http/status_server.ts";
 import { upstreamProvider } from "./upstream/status_provider.ts";
+import { ClientConnection } from "./replication/connection.ts";
+import { readStartupPacket } from "./replication/startup.ts";
+import { osErrorText } from "./upstream/wal_file_error.ts";
+
+/**
+ * A connection before there is WAL to serve (relay mode, an empty directory, the upstream's first
+ * WAL not yet durable): answered as a cascading standby answers before it reaches a consistent
+ * state, with FATAL 57P03 after the startup packet, so clients retry as they do there.
+ */
+class NotYetAccepting {
+  #client: ClientConnection;
+  #options: { tls: TlsBridge | undefined; timeoutMs: number; log: Logger };
+
+  constructor(
+    conn: Deno.Conn,
+    options: { tls: TlsBridge | undefined; timeoutMs: number; log: Logger },
+  ) {
+    this.#client = new ClientConnection(conn);
+    this.#options = options;
+  }
+
+  async run(): Promise<void> {
+    const client = this.#client;
+    const timer = setTimeout(() => client.close(), this.#options.timeoutMs);
+    try {
+      // The served major is not known before the first WAL: protocol 3.0, as PostgreSQL 15
+      // speaks it, is what every client accepts.
+      if (!await readStartupPacket(client, this.#options.tls, 15)) return;
+      const err = PgError.fatal(
+        SqlState.CANNOT_CONNECT_NOW,
+        "the database system is not yet accepting connections",
+        { detail: "No WAL has been received from the upstream server yet." },
+      );
+      this.#options.log.log("info", err.message, {
+        sqlstate: err.code,
+        host: client.remote.address,
+      });
+      await client.send(errorResponse(err));
+    } catch {
+      /* the client left, or sent something that is no startup packet */
+    } finally {
+      clearTimeout(timer);
+      client.releaseWriter();
+      client.close();
+    }
+  }
+
+  beginShutdown(): void {
+    this.close();
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
 
 /** Closes a listener that may be closed already. */
 function closeQuietly(listener: Deno.Listener): void {
@@ -33,7 +89,10 @@ function closeQuietly(listener: Deno.Listener): void {
 
 /** Options of {@linkcode WalRelay.start}. */
 export interface WalRelayOptions {
-  /** The directory of WAL segment files to serve. */
+  /**
+   * The directory of WAL segment files to serve. Relay mode creates it when missing (mode 0700,
+   * as initdb creates a data directory).
+   */
   walDir: string;
   /** Listen address. Default `127.0.0.1`. */
   hostname?: string;
@@ -203,14 +262,8 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
       key: await readStartupFile("private key file", o.tlsKeyFile),
     }
     : undefined;
-  let dir: Deno.FileInfo;
-  try {
-    dir = await Deno.stat(o.walDir);
-  } catch (e) {
-    throw new Error(`could not open WAL directory "${o.walDir}": ${(e as Error).message}`);
-  }
-  if (!dir.isDirectory) throw new Error(`WAL directory "${o.walDir}" is not a directory`);
   const auth = await loadAuthConfig({ hba: o.hbaFile, passwords: o.passwordsFile });
+  await checkWalDir(o.walDir, o.upstream !== undefined);
   return {
     walDir: o.walDir,
     hostname,
@@ -224,6 +277,49 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
     auth,
     http,
   };
+}
+
+/**
+ * Relay mode: the store of a directory that holds WAL already, served while the upstream is being
+ * reached; `undefined` when no segment gives the identity yet (a new directory, or only a
+ * zero-filled `.partial`). Anything else wrong with it shows when it is opened again later.
+ */
+async function openIfHoldsWal(dir: string, logger: Logger): Promise<WalStore | undefined> {
+  try {
+    return await WalStore.open(dir, { log: (m) => logger.log("warn", m) });
+  } catch (e) {
+    logger.log("debug", `no WAL to serve yet: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Checks the WAL directory, last of the options since relay mode creates it when it is missing:
+ * the parents as `mkdir -p` does, the directory itself with mode 0700 (as initdb creates a data
+ * directory), since WAL holds every row of the cluster. Directory mode serves what exists.
+ */
+async function checkWalDir(path: string, create: boolean): Promise<void> {
+  let dir: Deno.FileInfo;
+  try {
+    dir = await Deno.stat(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new Error(`could not open WAL directory "${path}": ${osErrorText(e)}`);
+    }
+    if (!create) throw new Error(`WAL directory "${path}" does not exist`);
+    try {
+      const trimmed = path.replace(/\/+$/, "");
+      const cut = trimmed.lastIndexOf("/");
+      if (cut > 0) await Deno.mkdir(trimmed.slice(0, cut), { recursive: true });
+      await Deno.mkdir(trimmed, { mode: 0o700 });
+      // The mode given to mkdir passes through the umask; the directory's must not.
+      await Deno.chmod(path, 0o700);
+    } catch (e) {
+      throw new Error(`could not create WAL directory "${path}": ${osErrorText(e)}`);
+    }
+    return;
+  }
+  if (!dir.isDirectory) throw new Error(`WAL directory "${path}" is not a directory`);
 }
 
 /**
@@ -241,8 +337,6 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
  * ```
  */
 export class WalRelay {
-  /** The WAL store served. */
-  readonly store: WalStore;
   /** The senders. */
   readonly registry: SenderRegistry;
   /** The replication slots. */
@@ -258,10 +352,14 @@ export class WalRelay {
   /** The HTTP status server, when the `http` option asked for one. */
   http: StatusServer | undefined;
 
+  #store: WalStore | undefined;
+  #ctx: SessionContext | undefined;
+  #serving = Promise.withResolvers<void>();
   #listener: Deno.Listener;
-  #sessions = new Set<Session>();
+  #sessions = new Set<{ close(): void; beginShutdown(): void }>();
   #shutdown = new AbortController();
   #done: Promise<void>;
+  #failure: Error | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
@@ -269,10 +367,10 @@ export class WalRelay {
   #maxConnections: number;
   #tls: TlsBridge | undefined;
   #options: WalRelayOptions;
+  #settings: Settings;
 
   private constructor(
     listener: Deno.Listener,
-    store: WalStore,
     slots: SlotManager,
     options: WalRelayOptions,
     settings: Settings,
@@ -283,30 +381,131 @@ export class WalRelay {
     this.counters = counters;
     this.#auth = settings.auth;
     this.#options = options;
+    this.#settings = settings;
     this.#tls = tls;
     this.#maxConnections = settings.maxConnections;
     this.#listener = listener;
-    this.store = store;
     this.slots = slots;
     this.logger = logger;
     this.registry = new SenderRegistry(settings.maxSenders);
-    const ctx: SessionContext = {
-      store,
-      registry: this.registry,
-      slots,
-      log: logger,
-      shutdown: this.#shutdown.signal,
-      timeouts: settings.timeouts,
-      tls,
-      lag: this.lag,
-      authenticate: options.authenticate ??
-        createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
-    };
-    this.#done = this.#acceptLoop(ctx);
+    this.#serving.promise.catch(() => {});
+    this.#done = this.#acceptLoop();
+  }
+
+  /**
+   * The WAL store served. In relay mode on an empty directory it opens once the upstream's first
+   * WAL is durable there (see {@linkcode WalRelay.serving}); until then this throws.
+   */
+  get store(): WalStore {
+    if (!this.#store) {
+      throw new Error(
+        `the WAL store "${this.#settings.walDir}" is not open yet: no WAL from the upstream`,
+      );
+    }
+    return this.#store;
+  }
+
+  /**
+   * Resolves once the store is open and replication clients are served: at once, except in relay
+   * mode on an empty directory, where clients are refused until the upstream's first WAL is
+   * durable. Rejects when the relay stops before that.
+   */
+  get serving(): Promise<void> {
+    return this.#serving.promise;
+  }
+
+  /**
+   * Serves `store` from now on: sessions, the periodic rescan, watching the directory, the
+   * upstream's announcements and the status server.
+   */
+  async #serve(store: WalStore): Promise<void> {
+    this.#store = store;
+    await this.upstream?.attach(store);
+    const settings = this.#settings;
+    if (settings.http) {
+      try {
+        this.http = await startStatusServer({
+          hostname: settings.http.hostname,
+          port: settings.http.port,
+          relay: this,
+          lag: this.lag,
+          counters: this.counters,
+          readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
+          upstream: this.upstream ? upstreamProvider(this.upstream) : undefined,
+        });
+      } catch (e) {
+        throw new Error(
+          `could not start the status server on ${settings.http.hostname}:${settings.http.port}: ${
+            (e as Error).message
+          }`,
+          { cause: e },
+        );
+      }
+    }
     this.#timers.push(setInterval(() => this.#refresh(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.
     if (settings.watch) this.#watching = this.#watch();
+    this.#ctx = {
+      store,
+      registry: this.registry,
+      slots: this.slots,
+      log: this.logger,
+      shutdown: this.#shutdown.signal,
+      timeouts: settings.timeouts,
+      tls: this.#tls,
+      lag: this.lag,
+      authenticate: this.#options.authenticate ??
+        createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
+    };
+    this.#serving.resolve();
+  }
+
+  /**
+   * Relay mode on an empty directory: opens the store once the upstream's first WAL is durable.
+   * A configuration error found on the first contact (another system's directory, unusable TLS
+   * files) stops the relay, as it did when it was found before listening.
+   */
+  async #serveWhenReady(upstream: UpstreamReceiver): Promise<void> {
+    try {
+      await upstream.ready;
+      if (this.#shutdown.signal.aborted) return;
+      const store = await WalStore.open(this.#settings.walDir, {
+        log: (m) => this.logger.log("warn", m),
+      });
+      if (this.#shutdown.signal.aborted) return;
+      await this.#serve(store);
+      this.#logListening();
+    } catch (e) {
+      if (this.#shutdown.signal.aborted) return;
+      this.#fail(e as Error);
+    }
+  }
+
+  /** A failure the relay cannot go on from: close everything; {@linkcode finished} rejects. */
+  #fail(e: Error): void {
+    this.#failure = e;
+    this.#serving.reject(e);
+    if (!(e instanceof UpstreamConfigError)) {
+      this.logger.log("error", e.message); // the receiver logged its own
+    }
+    this.close();
+  }
+
+  #logListening(): void {
+    const addr = this.#listener.addr as Deno.NetAddr;
+    const store = this.#store;
+    this.logger.log(
+      "info",
+      store ? "listening for replication connections" : "listening, waiting for WAL from upstream",
+      {
+        address: `${addr.hostname}:${addr.port}`,
+        wal_dir: this.#settings.walDir,
+        system_identifier: store?.identity.systemId.toString(),
+        timeline: store?.timeline,
+      },
+    );
+    if (this.http) this.logger.log("info", "status server listening", { url: this.http.url });
   }
 
   /**
@@ -314,6 +513,11 @@ export class WalRelay {
    * option is checked and every file read before a port is bound or the upstream is contacted;
    * when a later step fails (a port in use, say), what was acquired is released before the
    * error is thrown.
+   *
+   * Relay mode listens at once. With WAL in the directory it serves it while the upstream is
+   * being reached; an empty directory answers connections with PostgreSQL's
+   * `the database system is not yet accepting connections` until the upstream's first WAL is
+   * durable (see {@linkcode WalRelay.serving}).
    */
   static async start(options: WalRelayOptions): Promise<WalRelay> {
     const settings = await checkOptions(options);
@@ -328,12 +532,25 @@ export class WalRelay {
     const tls = settings.tls
       ? acquired.adopt(await TlsBridge.start(settings.tls), (b) => b.close())
       : undefined;
-    // Relay mode: the receiver starts first; in an empty directory it waits until the first
-    // segment's long header is on disk, so the store can read the identity from it.
-    const ref: { relay?: WalRelay } = {};
-    const upstream = options.upstream
+    // Relay mode: the directory may be empty; then the store opens once the receiver has written
+    // the first segment's long header, from which the store reads the identity.
+    const store = options.upstream
+      ? await openIfHoldsWal(settings.walDir, logger)
+      : await WalStore.open(settings.walDir, { log: (m) => logger.log("warn", m) });
+    const slots = await SlotManager.load(settings.walDir);
+    if (!store && settings.http) {
+      // The status server starts with the store; a port that is taken must fail now, though.
+      Deno.listen({ hostname: settings.http.hostname, port: settings.http.port }).close();
+    }
+    const listener = acquired.adopt(
+      Deno.listen({ hostname: settings.hostname, port: settings.port }),
+      closeQuietly,
+    );
+    const relay = new WalRelay(listener, slots, options, settings, logger, tls, counters);
+    acquired.defer(() => relay.#abandon());
+    relay.upstream = options.upstream
       ? acquired.adopt(
-        await startUpstream({
+        followUpstream({
           dir: settings.walDir,
           conninfo: options.upstream.conninfo,
           slot: options.upstream.slot,
@@ -341,56 +558,24 @@ export class WalRelay {
           start: options.upstream.start,
           retainBytes: options.upstream.retainBytes,
           logger,
-          protectedLsn: () => ref.relay?.slots.oldestRestartLsn(),
-          clampSlots: async (lsn, tli) =>
-            await (ref.relay?.slots ?? await SlotManager.load(settings.walDir)).clamp(lsn, tli),
-          feedback: () => ref.relay && oldestFeedback(ref.relay.registry.list()),
+          protectedLsn: () => relay.slots.oldestRestartLsn(),
+          clampSlots: (lsn, tli) => relay.slots.clamp(lsn, tli),
+          feedback: () => oldestFeedback(relay.registry.list()),
         }),
         (u) => u.close(),
       )
       : undefined;
-    const store = await WalStore.open(settings.walDir, {
-      log: (m) => logger.log("warn", m),
-    });
-    const slots = await SlotManager.load(settings.walDir);
-    const listener = acquired.adopt(
-      Deno.listen({ hostname: settings.hostname, port: settings.port }),
-      closeQuietly,
-    );
-    const relay = new WalRelay(listener, store, slots, options, settings, logger, tls, counters);
-    acquired.defer(() => relay.#abandon());
-    ref.relay = relay;
-    relay.upstream = upstream;
-    await upstream?.attach(store);
-    if (settings.http) {
-      try {
-        relay.http = await startStatusServer({
-          hostname: settings.http.hostname,
-          port: settings.http.port,
-          relay,
-          lag: relay.lag,
-          counters,
-          readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
-          upstream: upstream ? upstreamProvider(upstream) : undefined,
-        });
-      } catch (e) {
-        throw new Error(
-          `could not start the status server on ${settings.http.hostname}:${settings.http.port}: ${
-            (e as Error).message
-          }`,
-          { cause: e },
-        );
-      }
-    }
+    if (store) await relay.#serve(store);
     acquired.move();
-    const addr = listener.addr as Deno.NetAddr;
-    logger.log("info", "listening for replication connections", {
-      address: `${addr.hostname}:${addr.port}`,
-      wal_dir: settings.walDir,
-      system_identifier: store.identity.systemId.toString(),
-      timeline: store.timeline,
-    });
-    if (relay.http) logger.log("info", "status server listening", { url: relay.http.url });
+    if (relay.upstream && !store) {
+      relay.#serveWhenReady(relay.upstream);
+    } else if (relay.upstream) {
+      // Already serving: a configuration error on the first contact still stops the relay.
+      relay.upstream.ready.catch((e) => {
+        if (e instanceof UpstreamConfigError && !relay.#shutdown.signal.aborted) relay.#fail(e);
+      });
+    }
+    relay.#logListening();
     return relay;
   }
 
@@ -404,12 +589,17 @@ export class WalRelay {
     return (this.#listener.addr as Deno.NetAddr).hostname;
   }
 
-  /** Resolves when the relay has stopped. */
+  /**
+   * Resolves when the relay has stopped; rejects when it stopped on a failure it could not go on
+   * from (in relay mode: a configuration error found on the first contact with the upstream).
+   */
   get finished(): Promise<void> {
-    return this.#done;
+    return this.#done.then(() => {
+      if (this.#failure) throw this.#failure;
+    });
   }
 
-  async #acceptLoop(ctx: SessionContext): Promise<void> {
+  async #acceptLoop(): Promise<void> {
     const running = new Set<Promise<void>>();
     try {
       for await (const conn of this.#listener) {
@@ -421,7 +611,12 @@ export class WalRelay {
           this.#refuse(conn);
           continue;
         }
-        const session = new Session(conn, ctx);
+        const ctx = this.#ctx;
+        const session = ctx ? new Session(conn, ctx) : new NotYetAccepting(conn, {
+          tls: this.#tls,
+          timeoutMs: this.#settings.timeouts.authentication,
+          log: this.logger,
+        });
         this.#sessions.add(session);
         const p = session.run().finally(() => {
           this.#sessions.delete(session);
@@ -449,7 +644,7 @@ export class WalRelay {
   }
 
   #refresh(): void {
-    this.store.refresh().catch((e) => {
+    this.#store?.refresh().catch((e) => {
       this.logger.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
     });
   }
@@ -468,7 +663,7 @@ export class WalRelay {
 
   /** Asks the store to rescan now (after writing WAL into the directory, say). */
   async refresh(): Promise<void> {
-    await this.store.refresh();
+    await this.#store?.refresh();
   }
 
   /**
@@ -513,7 +708,7 @@ export class WalRelay {
       // The upstream stops first, so the end the senders drain to is final.
       await this.upstream?.close().catch(() => {});
       this.#stopAccepting();
-      await this.store.refresh().catch(() => {});
+      await this.#store?.refresh().catch(() => {});
       for (const s of this.#sessions) s.beginShutdown();
     }
     const grace = options.graceMs ?? DEFAULTS.shutdownGraceMs;

@@ -6,17 +6,37 @@
  */
 
 import { type PgCluster, type RelayProcess, startRelay, waitFor } from "./_pg.ts";
+import { replPsql } from "./_relay_util.ts";
 
-/** Starts a relay in relay mode on `walDir`, following `upstream` (a conninfo). */
+/**
+ * Starts a relay in relay mode on `walDir`, following `upstream` (a conninfo). It listens at
+ * once; on an empty directory it answers 57P03 until the upstream's first WAL is durable, so by
+ * default this also waits until a replication command succeeds (`serving: false` does not).
+ */
 export async function startRelayMode(
-  opts: { walDir: string; upstream: string; args?: string[]; port?: number },
+  opts: { walDir: string; upstream: string; args?: string[]; port?: number; serving?: boolean },
 ): Promise<RelayProcess> {
-  return await startRelay({
+  const relay = await startRelay({
     walDir: opts.walDir,
     args: ["--upstream", opts.upstream, ...(opts.args ?? [])],
     timeoutMs: 60_000,
     ...(opts.port !== undefined ? { port: opts.port } : {}),
   });
+  if (opts.serving === false) return relay;
+  try {
+    await waitFor(
+      async () => !relay.exited && (await replPsql(relay.port, "IDENTIFY_SYSTEM")).code === 0,
+      {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        message: "the relay did not serve WAL from its upstream",
+      },
+    );
+  } catch (e) {
+    await relay[Symbol.asyncDispose]();
+    throw new Error(`${(e as Error).message}\n--- relay ---\n${relay.stderr()}`);
+  }
+  return relay;
 }
 
 /** pgbench's tables, digested: every node must agree on this. */

@@ -72,7 +72,7 @@ Deno.test("start: bad options are refused before anything is bound", async (t) =
     [
       "missing WAL directory",
       { port, walDir: `${dir.path}/nope` },
-      /could not open WAL directory ".*nope": No such file or directory/,
+      /WAL directory ".*nope" does not exist/,
     ],
   ];
   for (const [name, options, message] of cases) {
