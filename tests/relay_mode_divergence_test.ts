@@ -49,12 +49,17 @@ Deno.test("relay mode: a divergent promotion sets the WAL above the fork aside",
   });
   await using dir = await tempDir("walrelay-div-");
   const http = await freePort();
+  const upstream = (name: string) =>
+    `host=127.0.0.1,127.0.0.1 port=${p.port},${s.port} user=postgres ` +
+    `target_session_attrs=read-write application_name=${name}`;
   await using relay = await startRelayMode({
     walDir: dir.path,
-    upstream: `host=127.0.0.1,127.0.0.1 port=${p.port},${s.port} user=postgres ` +
-      `target_session_attrs=read-write application_name=relay`,
+    upstream: upstream("relay"),
     args: ["--http", `127.0.0.1:${http}`],
   });
+  // A third relay is down while the upstream fails over: it meets the fork when it starts again.
+  await using dir3 = await tempDir("walrelay-div3-");
+  await using relay3 = await startRelayMode({ walDir: dir3.path, upstream: upstream("relay3") });
   await using dir2 = await tempDir("walrelay-div2-");
   await using relay2 = await startRelayMode({
     walDir: dir2.path,
@@ -72,6 +77,15 @@ Deno.test("relay mode: a divergent promotion sets the WAL above the fork aside",
     const st = await (await fetch(`http://127.0.0.1:${http}/status`)).json();
     return st.upstream.flushed_lsn !== null && lsn(st.upstream.flushed_lsn) >= pEnd;
   }, { timeoutMs: 30_000, message: "the relay did not receive P's WAL" });
+  await waitFor(
+    async () =>
+      (await p.sql(
+        `SELECT flush_lsn >= '${formatLsn(pEnd)}' FROM pg_stat_replication ` +
+          `WHERE application_name = 'relay3'`,
+      )) === "t",
+    { timeoutMs: 30_000, message: "relay3 did not receive P's WAL" },
+  );
+  await relay3.stop();
   // A slot on the relay, reserved at its end (above the fork to come).
   await replPsqlOk(relay.port, "CREATE_REPLICATION_SLOT keep PHYSICAL RESERVE_WAL");
   await waitFor(async () => (await replPsql(relay2.port, "IDENTIFY_SYSTEM")).success, {
@@ -84,6 +98,7 @@ Deno.test("relay mode: a divergent promotion sets the WAL above the fork aside",
   const fork = lsn(/^1\t([0-9A-F]+\/[0-9A-F]+)/m.exec(history)![1]!);
   assert.ok(fork < pEnd, `fork ${formatLsn(fork)} not below P's end ${formatLsn(pEnd)}`);
   await s.sql("INSERT INTO t SELECT generate_series(1, 20000)");
+  await using relay3b = await startRelayMode({ walDir: dir3.path, upstream: upstream("relay3") });
 
   // The relay ends on S's timeline.
   await waitFor(() => /switched to timeline 2/.test(relay.stderr()), {
@@ -178,4 +193,16 @@ Deno.test("relay mode: a divergent promotion sets the WAL above the fork aside",
   assert.ok((await listDir(`${dir2.path}/${where}`)).length > 0);
   await waitForFiles(dir2.path, [last], { proc: relay2, sizes: SEG, timeoutMs: 30_000 });
   await assertSegmentsMatch(dir2.path, s.walDir);
+
+  // The relay that was down resumed from its directory, met the fork, and set its WAL aside too.
+  await waitFor(() => /switched to timeline 2/.test(relay3b.stderr()), {
+    timeoutMs: 60_000,
+    message: "relay3 did not switch to timeline 2",
+  }).catch((e) => {
+    throw new Error(`${(e as Error).message}\n--- relay3 ---\n${relay3b.stderr()}`);
+  });
+  assert.match(relay3b.stderr(), /set aside WAL from/);
+  assert.ok((await listDir(`${dir3.path}/${where}`)).length > 0);
+  await waitForFiles(dir3.path, [last], { proc: relay3b, sizes: SEG, timeoutMs: 30_000 });
+  await assertSegmentsMatch(dir3.path, s.walDir);
 });
