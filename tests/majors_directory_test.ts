@@ -184,13 +184,15 @@ async function sameResultSets(archive: TimelineArchive, relay: RelayProcess): Pr
     assert.equal(real.error, "null", `${command} on the real server`);
     for (const part of Object.keys(real)) diff.check(`${command}: ${part}`, ours[part], real[part]);
   }
-  // Through that major's psql, as an operator sees it.
+  // Through that major's psql, as an operator sees it, and the newest psql.
   const mask = (s: string) => s.replace(/\|[0-9A-F]+\/[0-9A-F]+\|/, "|<lsn>|");
-  for (const command of ["IDENTIFY_SYSTEM", "TIMELINE_HISTORY 2", "SHOW wal_segment_size"]) {
-    const real = await replPsql(archive.server.port, command, major);
-    const ours = await replPsql(relay.port, command, major);
-    assert.equal(real.code, 0, real.stderr);
-    diff.check(`psql ${major}: ${command}`, mask(ours.stdout + ours.stderr), mask(real.stdout));
+  for (const client of new Set([major, NEWEST])) {
+    for (const command of ["IDENTIFY_SYSTEM", "TIMELINE_HISTORY 2", "SHOW wal_segment_size"]) {
+      const real = await replPsql(archive.server.port, command, client);
+      const ours = await replPsql(relay.port, command, client);
+      assert.equal(real.code, 0, real.stderr);
+      diff.check(`psql ${client}: ${command}`, mask(ours.stdout + ours.stderr), mask(real.stdout));
+    }
   }
   // The type that changed between majors, as captured from real servers.
   const identify = (await wireQuery(archive.server.port, "IDENTIFY_SYSTEM")).descriptions[0];
