@@ -6,9 +6,6 @@
  * @module
  */
 
-/** The frame magic number, little-endian 0x184D2204. */
-export const LZ4_MAGIC = 0x184d2204;
-
 /** Why decoding stopped before the frame's EndMark, or `null` when the frame was complete. */
 export type Lz4Stop = null | "truncated" | "corrupt";
 

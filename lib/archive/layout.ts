@@ -1,0 +1,237 @@
+/**
+ * Recognising how a directory of archived WAL is laid out, and listing the WAL files it holds
+ * under their plain names. The layouts are those the tools write:
+ *
+ * - plain: `SEG`, `SEG.partial`, `TTTTTTTT.history` (pg_receivewal, an archive_command `cp`);
+ * - pg_receivewal `--compress`: `SEG.gz`, `SEG.lz4` and their `.partial`s;
+ * - pgBackRest, the stanza's archive directory `REPO/archive/STANZA`:
+ *   `<major>-<id>/<first 16 hex>/SEG-<sha1>[.gz|.lz4|.zst|.bz2]` and `<major>-<id>/TTTTTTTT.history`;
+ * - Barman, a server directory or its `wals/`: `wals/<first 16 hex>/SEG`, compressed or not under
+ *   the same name, and `wals/TTTTTTTT.history`;
+ * - WAL-G's file storage, its root or its `wal_005/`: `wal_005/SEG.<lz4|zst|br|lzma>`.
+ *
+ * @module
+ */
+
+import { join } from "../wal/_path.ts";
+import { ArchiveLayoutError } from "./errors.ts";
+import { type ArchiveFormat, formatOfExtension } from "./format.ts";
+
+/** A layout {@linkcode scanArchive} recognises. */
+export type ArchiveLayout = "plain" | "pg_receivewal" | "pgbackrest" | "barman" | "wal-g";
+
+/** One archived WAL file. */
+export interface ArchiveEntry {
+  /**
+   * Its plain name, as PostgreSQL names the file: `000000010000000000000003`,
+   * `000000010000000000000009.partial` or `00000002.history`.
+   */
+  name: string;
+  /** Where the file is. */
+  path: string;
+  /**
+   * Its encoding when the name tells it; absent when only its bytes can (Barman keeps the plain
+   * name whatever the compression).
+   */
+  format?: ArchiveFormat;
+  /** The SHA-1 of the plain bytes, lower-case hex, when the name carries it (pgBackRest). */
+  expectedSha1?: string;
+}
+
+/** What {@linkcode scanArchive} found. */
+export interface ArchiveListing {
+  /** The layout recognised. */
+  layout: ArchiveLayout;
+  /** The directory holding the WAL: the one given, or `wals/`, `wal_005/`, `<major>-<id>/`. */
+  walDir: string;
+  /** The WAL files, sorted by plain name. */
+  entries: ArchiveEntry[];
+}
+
+/** Options of {@linkcode scanArchive}. */
+export interface ScanOptions {
+  /**
+   * pgBackRest's archive id (`15-1`) to serve; by default the newest (highest id), which is the
+   * stanza's current database after a `stanza-upgrade`.
+   */
+  archiveId?: string;
+}
+
+const SEGMENT = /^[0-9A-F]{24}$/;
+const HISTORY = /^[0-9A-F]{8}\.history$/;
+const HASH_DIR = /^[0-9A-F]{16}$/;
+const ARCHIVE_ID = /^(\d+)-(\d+)$/;
+/** A segment or history file, `.partial` or not, and what follows its plain name. */
+const WAL_NAME =
+  /^([0-9A-F]{24}(?:\.partial)?|[0-9A-F]{8}\.history)(?:\.([a-z0-9]+))?(\.partial)?$/;
+const PGBACKREST_NAME = /^([0-9A-F]{24}(?:\.partial)?)-([0-9a-f]{40})(?:\.([a-z0-9]+))?$/;
+
+async function readDir(dir: string): Promise<Deno.DirEntry[]> {
+  const out: Deno.DirEntry[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e);
+  return out;
+}
+
+const byName = (a: ArchiveEntry, b: ArchiveEntry): number =>
+  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+/**
+ * Recognises the layout of `dir` and lists its WAL files. Files that are not WAL (backup labels,
+ * Barman's `xlog.db`, `archive.info`, temporaries) are passed over. A directory whose WAL follows
+ * two layouts at once is an {@linkcode ArchiveLayoutError} naming both: serving one and hiding the
+ * other would serve a gap. An empty directory is plain.
+ *
+ * @example
+ * ```ts
+ * import { scanArchive } from "./layout.ts";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/wal_005`);
+ * await Deno.writeFile(`${dir}/wal_005/000000010000000000000003.zst`, new Uint8Array(1));
+ * const listing = await scanArchive(dir);
+ * assert.equal(listing.layout, "wal-g");
+ * assert.deepEqual(listing.entries.map((e) => [e.name, e.format]), [
+ *   ["000000010000000000000003", "zstd"],
+ * ]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function scanArchive(dir: string, options: ScanOptions = {}): Promise<ArchiveListing> {
+  const items = await readDir(dir);
+  const kinds = new Map<ArchiveLayout, string>();
+  const note = (layout: ArchiveLayout, why: string): void => {
+    if (!kinds.has(layout)) kinds.set(layout, why);
+  };
+  const base = dir.replace(/\/+$/, "").split("/").at(-1) ?? "";
+  for (const item of items) {
+    const n = item.name;
+    if (item.isDirectory) {
+      if (ARCHIVE_ID.test(n)) note("pgbackrest", n);
+      else if (n === "wals") note("barman", n);
+      else if (HASH_DIR.test(n)) note("barman", n);
+      else if (n === "wal_005") note("wal-g", n);
+      continue;
+    }
+    if (n === "archive.info") note("pgbackrest", n);
+    const m = WAL_NAME.exec(n);
+    if (!m) continue;
+    const ext = m[2];
+    if (ext === undefined) {
+      // History files are written plain by pg_receivewal and Barman alike: they tell nothing.
+      if (!HISTORY.test(m[1]!)) note(base === "wal_005" ? "wal-g" : "plain", n);
+    } else if (base === "wal_005" || ext === "zst" || ext === "br" || ext === "lzma") {
+      note("wal-g", n);
+    } else if (ext === "gz" || ext === "lz4") note("pg_receivewal", n);
+  }
+  if (kinds.size > 1) {
+    const [a, b] = [...kinds];
+    throw new ArchiveLayoutError(
+      dir,
+      `mixed WAL layouts: ${a![0]} (${a![1]}) and ${b![0]} (${b![1]})`,
+    );
+  }
+  const layout = [...kinds.keys()][0] ?? "plain";
+  switch (layout) {
+    case "plain":
+    case "pg_receivewal":
+      return { layout, walDir: dir, entries: flatEntries(dir, items, layout) };
+    case "wal-g": {
+      const walDir = items.some((i) => i.isDirectory && i.name === "wal_005")
+        ? join(dir, "wal_005")
+        : dir;
+      const inner = walDir === dir ? items : await readDir(walDir);
+      return { layout, walDir, entries: flatEntries(walDir, inner, layout) };
+    }
+    case "barman": {
+      const walDir = items.some((i) => i.isDirectory && i.name === "wals")
+        ? join(dir, "wals")
+        : dir;
+      return { layout, walDir, entries: await barmanEntries(walDir) };
+    }
+    case "pgbackrest":
+      return await pgbackrestListing(dir, items, options.archiveId);
+  }
+}
+
+/** Entries of a directory where each file's name is its plain name plus an extension. */
+function flatEntries(dir: string, items: Deno.DirEntry[], layout: ArchiveLayout): ArchiveEntry[] {
+  const entries: ArchiveEntry[] = [];
+  for (const item of items) {
+    if (!item.isFile) continue;
+    const m = WAL_NAME.exec(item.name);
+    if (!m) continue;
+    const ext = m[2];
+    const format = ext === undefined ? "plain" : formatOfExtension(ext);
+    // An extension we do not know is another tool's file (`.backup`), not WAL.
+    if (format === undefined) continue;
+    // pg_receivewal's `SEG.gz.partial` is the partial segment `SEG.partial`, compressed.
+    const name = m[1]! + (m[3] ?? "");
+    if (layout === "wal-g" && m[3] !== undefined) continue;
+    entries.push({ name, path: join(dir, item.name), format });
+  }
+  return entries.sort(byName);
+}
+
+async function barmanEntries(walDir: string): Promise<ArchiveEntry[]> {
+  const entries: ArchiveEntry[] = [];
+  for (const item of await readDir(walDir)) {
+    if (item.isFile && HISTORY.test(item.name)) {
+      entries.push({ name: item.name, path: join(walDir, item.name) });
+    } else if (item.isDirectory && HASH_DIR.test(item.name)) {
+      const hashDir = join(walDir, item.name);
+      for (const f of await readDir(hashDir)) {
+        if (f.isFile && (SEGMENT.test(f.name) || /^[0-9A-F]{24}\.partial$/.test(f.name))) {
+          entries.push({ name: f.name, path: join(hashDir, f.name) });
+        }
+      }
+    }
+  }
+  return entries.sort(byName);
+}
+
+async function pgbackrestListing(
+  dir: string,
+  items: Deno.DirEntry[],
+  wanted: string | undefined,
+): Promise<ArchiveListing> {
+  const ids = items.filter((i) => i.isDirectory && ARCHIVE_ID.test(i.name)).map((i) => i.name);
+  const idNumber = (id: string): number => Number(ARCHIVE_ID.exec(id)![2]);
+  ids.sort((a, b) => idNumber(a) - idNumber(b));
+  const archiveId = wanted ?? ids.at(-1);
+  if (archiveId === undefined || !ids.includes(archiveId)) {
+    throw new ArchiveLayoutError(
+      dir,
+      wanted === undefined
+        ? "pgBackRest archive holds no archive id directory"
+        : `pgBackRest archive id ${wanted} not found (have ${ids.join(", ") || "none"})`,
+    );
+  }
+  const walDir = join(dir, archiveId);
+  const entries: ArchiveEntry[] = [];
+  const seen = new Map<string, string>();
+  for (const item of await readDir(walDir)) {
+    if (item.isFile && HISTORY.test(item.name)) {
+      entries.push({ name: item.name, path: join(walDir, item.name), format: "plain" });
+    } else if (item.isDirectory && HASH_DIR.test(item.name)) {
+      const hashDir = join(walDir, item.name);
+      for (const f of await readDir(hashDir)) {
+        const m = f.isFile ? PGBACKREST_NAME.exec(f.name) : null;
+        if (!m) continue;
+        const format = m[3] === undefined ? "plain" : formatOfExtension(m[3]);
+        if (format === undefined) continue;
+        const name = m[1]!;
+        const other = seen.get(name);
+        if (other !== undefined) {
+          // pgBackRest refuses to archive a segment twice; two copies mean a damaged repository.
+          throw new ArchiveLayoutError(
+            dir,
+            `two archived copies of ${name}: ${other} and ${f.name}`,
+          );
+        }
+        seen.set(name, f.name);
+        entries.push({ name, path: join(hashDir, f.name), format, expectedSha1: m[2]! });
+      }
+    }
+  }
+  return { layout: "pgbackrest", walDir, entries: entries.sort(byName) };
+}
