@@ -12,10 +12,18 @@
  * @module
  */
 
-import { readFull } from "../_io.ts";
 import { formatLsn, type Lsn } from "./lsn.ts";
-import { type WalReaderError, WalValidator } from "./reader.ts";
-import { segmentStart, type TimelineId } from "./segment.ts";
+import type { WalReaderError } from "./reader.ts";
+import type { TimelineId } from "./segment.ts";
+import {
+  dependencyKey,
+  identityOf,
+  type NextDependency,
+  statOrUndefined,
+  validateSegment,
+  type ValidationOutcome,
+  type ValidationSettings,
+} from "./_segment_check.ts";
 
 /** What validation found in one complete segment. */
 export interface SegmentCheck {
@@ -72,14 +80,11 @@ export interface SegmentValidationsOptions {
   chunkSize?: number;
   /** Told once per validation that finds damage. */
   log?: (message: string) => void;
-}
-
-/** What the next segment's identity must still be for a remembered result to hold. */
-interface NextDependency {
-  path: string;
-  /** `absent`: there was no next file; `inode`: same file; `full`: same file, unchanged. */
-  kind: "absent" | "inode" | "full";
-  key: string;
+  /**
+   * Validate in a worker thread (default), so checksumming a segment never holds the event loop
+   * that streams WAL to clients; without one (or when it cannot start), in this thread.
+   */
+  worker?: boolean;
 }
 
 interface Entry {
@@ -130,25 +135,6 @@ export class WalSegmentDamagedError extends Error {
   }
 }
 
-/** The identity of a file as far as its bytes go: the same identity means the same bytes. */
-function identityOf(s: Deno.FileInfo): string {
-  return `${s.dev}:${s.ino}:${s.size}:${s.mtime?.getTime() ?? "-"}`;
-}
-
-async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-function dependencyKey(kind: NextDependency["kind"], s: Deno.FileInfo | undefined): string {
-  if (!s) return "absent";
-  return kind === "full" ? identityOf(s) : `${s.dev}:${s.ino}`;
-}
-
 /**
  * Validation results of complete segments, remembered per file identity and shared by every
  * sender: a segment is read and checked once, concurrent requests for it wait on the same
@@ -165,32 +151,33 @@ function dependencyKey(kind: NextDependency["kind"], s: Deno.FileInfo | undefine
  * const name = "000000010000000000000006";
  * const request = { tli: 1, segno: 6n, name, path: store.path(name) };
  * const [a, b] = await Promise.all([v.check(request), v.check(request)]);
- * assert.equal(a, b);
+ * assert.deepEqual(a, b);
  * assert.equal(a.error, undefined);
  * assert.equal(a.validEnd, 0x700000n);
  * assert.equal(v.runs, 1);
  * ```
  */
 export class SegmentValidations {
-  readonly #segmentSize: number;
-  readonly #blockSize: number;
-  readonly #magic: number;
-  readonly #systemId: bigint;
+  readonly #settings: ValidationSettings;
   readonly #capacity: number;
-  readonly #chunkSize: number;
   readonly #log: (message: string) => void;
   readonly #entries = new Map<string, Entry>();
+  readonly #worker: ValidationWorker | undefined;
   #runs = 0;
 
   /** @param options The WAL's identity, the number of results to keep, where to log damage. */
   constructor(options: SegmentValidationsOptions) {
-    this.#segmentSize = options.segmentSize;
-    this.#blockSize = options.blockSize;
-    this.#magic = options.magic;
-    this.#systemId = options.systemId;
+    this.#settings = {
+      segmentSize: options.segmentSize,
+      blockSize: options.blockSize,
+      magic: options.magic,
+      systemId: options.systemId,
+      chunkSize: options.chunkSize ?? 1 << 20,
+    };
     this.#capacity = Math.max(1, options.capacity ?? 4096);
-    this.#chunkSize = options.chunkSize ?? 1 << 20;
     this.#log = options.log ?? (() => {});
+    const useWorker = (options.worker ?? true) && typeof Worker === "function";
+    this.#worker = useWorker ? new ValidationWorker(this.#settings) : undefined;
   }
 
   /** Validations run so far (a result reused is not counted). */
@@ -219,10 +206,18 @@ export class SegmentValidations {
       return entry.promise;
     }
     const fresh: Entry = { identity, promise: undefined!, next: undefined, done: false };
-    fresh.promise = this.#validate(request).then(
+    this.#runs++;
+    const run = this.#worker?.run(request) ?? validateSegment(request, this.#settings);
+    fresh.promise = run.then(
       ({ check, next }) => {
         fresh.next = next;
         fresh.done = true;
+        if (check.error) {
+          this.#log(
+            `WAL file "${check.errorFile}" is damaged: ${check.error.message}; ` +
+              `valid WAL of segment ${check.fileName} ends at ${formatLsn(check.validEnd)}`,
+          );
+        }
         return check;
       },
       (e) => {
@@ -248,103 +243,98 @@ export class SegmentValidations {
     if (path !== dep.path) return false;
     return dependencyKey(dep.kind, await statOrUndefined(path)) === dep.key;
   }
+}
 
-  #whole(request: SegmentCheckRequest): SegmentCheck {
-    const validEnd = segmentStart(request.segno + 1n, this.#segmentSize);
-    return { fileName: request.name, validEnd, error: undefined, errorFile: undefined };
+/** A request handed to the worker, until its answer comes back. */
+interface Pending {
+  request: SegmentCheckRequest;
+  resolve: (outcome: ValidationOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
+/** What the worker answers. */
+type WorkerMessage =
+  | { id: number; outcome: ValidationOutcome }
+  | { id: number; error: { name: string; message: string } }
+  | { bye: true };
+
+/**
+ * Validations in a worker thread. The worker ends itself once idle for a while (an idle worker
+ * would keep the process alive); a request it never saw goes to the next one. When no worker can
+ * run, validation falls back to this thread.
+ */
+class ValidationWorker {
+  readonly #settings: ValidationSettings;
+  readonly #pending = new Map<number, Pending>();
+  #worker: Worker | undefined;
+  #nextId = 1;
+  #broken = false;
+
+  constructor(settings: ValidationSettings) {
+    this.#settings = settings;
   }
 
-  /** The segment is whole as far as it goes; the next file must change before it is read again. */
-  #provisional(
-    request: SegmentCheckRequest,
-    next: { path: string },
-    stat: Deno.FileInfo,
-  ): { check: SegmentCheck; next: NextDependency } {
-    return {
-      check: this.#whole(request),
-      next: { path: next.path, kind: "full", key: dependencyKey("full", stat) },
-    };
+  run(request: SegmentCheckRequest): Promise<ValidationOutcome> {
+    if (this.#broken) return validateSegment(request, this.#settings);
+    const { promise, resolve, reject } = Promise.withResolvers<ValidationOutcome>();
+    const id = this.#nextId++;
+    this.#pending.set(id, { request, resolve, reject });
+    this.#post(id, request);
+    return promise;
   }
 
-  async #validate(
-    request: SegmentCheckRequest,
-  ): Promise<{ check: SegmentCheck; next: NextDependency | undefined }> {
-    this.#runs++;
-    const segSize = this.#segmentSize;
-    const start = segmentStart(request.segno, segSize);
-    const segEnd = start + BigInt(segSize);
-    let records = 0;
-    const v = new WalValidator({
-      segmentSize: segSize,
-      blockSize: this.#blockSize,
-      magic: this.#magic,
-      systemId: this.#systemId,
-      start,
-      timeline: request.tli,
-      onRecord: () => records++,
-    });
-    const buf = new Uint8Array(this.#chunkSize);
-    {
-      using f = await Deno.open(request.path, { read: true });
-      let pos = start;
-      while (pos < segEnd) {
-        const want = Math.min(buf.length, Number(segEnd - pos));
-        const got = await readFull(f, buf.subarray(0, want));
-        if (got === 0) break;
-        v.push(pos, buf.subarray(0, got));
-        pos += BigInt(got);
-        // After an XLOG_SWITCH the validator wants the next segment: the rest is padding.
-        if (v.error || v.resumeLsn >= segEnd || got < want) break;
+  #post(id: number, request: SegmentCheckRequest): void {
+    let w = this.#worker;
+    if (!w) {
+      try {
+        w = new Worker(new URL("./_validation_worker.ts", import.meta.url), { type: "module" });
+      } catch {
+        this.#fallBack(undefined);
+        return;
       }
+      const worker = w;
+      worker.onmessage = (e: MessageEvent<WorkerMessage>) => this.#answer(worker, e.data);
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        this.#fallBack(worker);
+      };
+      this.#worker = worker;
     }
-    let next: NextDependency | undefined;
-    const n = request.next;
-    if (!v.error && v.validEnd < segEnd) {
-      // The last record runs on into the next segment: follow it there, as far as that file's
-      // WAL is known to be valid and durable.
-      const stat = n ? await statOrUndefined(n.path) : undefined;
-      if (!n || !stat) {
-        next = { path: "", kind: "absent", key: "absent" };
-      } else {
-        using f = await Deno.open(n.path, { read: true });
-        let pos = segEnd;
-        const limit = segEnd + BigInt(Math.min(n.bytes, segSize));
-        const piece = buf.subarray(0, Math.min(buf.length, 64 * 1024));
-        while (pos < limit && !v.error && v.validEnd < segEnd) {
-          const want = Math.min(piece.length, Number(limit - pos));
-          const got = await readFull(f, piece.subarray(0, want));
-          if (got === 0) break;
-          v.push(pos, piece.subarray(0, got));
-          pos += BigInt(got);
-        }
-        // A next file whose first page header fails (another cluster's, a recycled one) is not
-        // the next segment at all: reading it fails on its own when a sender gets there.
-        // (The getter's value changed with the pushes; the compiler only saw the check above.)
-        const failure = v.error as WalReaderError | undefined;
-        if (failure?.lsn === segEnd) return this.#provisional(request, n, stat);
-        // A next file still growing has fixed bytes where it was read: only its replacement
-        // matters. Unless the record could not be followed to its end: then look again once
-        // the file has changed.
-        const finished = v.error !== undefined || v.validEnd >= segEnd;
-        const kind = n.complete || !finished ? "full" : "inode";
-        next = { path: n.path, kind, key: dependencyKey(kind, stat) };
-      }
+    w.postMessage({ id, request, settings: this.#settings });
+  }
+
+  #answer(worker: Worker, msg: WorkerMessage): void {
+    if ("bye" in msg) {
+      // Idle and gone: whatever was posted after it said so was never read.
+      if (this.#worker === worker) this.#worker = undefined;
+      worker.terminate();
+      for (const [id, p] of this.#pending) this.#post(id, p.request);
+      return;
     }
-    if (v.validEnd >= segEnd || !v.error) {
-      // Whole, or a last record whose end is not written yet: that is the tail's business.
-      return { check: this.#whole(request), next };
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    this.#pending.delete(msg.id);
+    if ("outcome" in msg) {
+      p.resolve(msg.outcome);
+      return;
     }
-    const error = v.error;
-    const errorFile = error.lsn < segEnd ? request.name : n?.name ?? request.name;
-    // Before the first record that begins in the file comes the end of one begun earlier, which
-    // was checked with the previous segment: it is served up to where this file's failure is.
-    let validEnd = records > 0 ? v.validEnd : error.lsn;
-    if (validEnd > segEnd) validEnd = segEnd;
-    if (validEnd < start) validEnd = start;
-    this.#log(
-      `WAL file "${errorFile}" is damaged: ${error.message}; ` +
-        `valid WAL of segment ${request.name} ends at ${formatLsn(validEnd)}`,
-    );
-    return { check: { fileName: request.name, validEnd, error, errorFile }, next };
+    // Errors cross the thread as name and message; the caller tells a file gone by its class.
+    const e = msg.error.name === "NotFound"
+      ? new Deno.errors.NotFound(msg.error.message)
+      : new Error(msg.error.message);
+    p.reject(e);
+  }
+
+  /** The worker could not start or failed: validate in this thread from now on. */
+  #fallBack(worker: Worker | undefined): void {
+    this.#broken = true;
+    if (worker) {
+      if (this.#worker === worker) this.#worker = undefined;
+      worker.terminate();
+    }
+    for (const [id, p] of this.#pending) {
+      this.#pending.delete(id);
+      validateSegment(p.request, this.#settings).then(p.resolve, p.reject);
+    }
   }
 }

@@ -166,3 +166,20 @@ Deno.test("segment validation: memory is bounded by the number of results kept",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("segment validation: the worker thread and this thread find the same", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    await flip(request(dir, 7).path, 300_000);
+    const results = [];
+    for (const worker of [true, false]) {
+      const v = new SegmentValidations({ ...store.identity, worker });
+      results.push(await Promise.all([6, 7, 8].map((n) => v.check(request(dir, n)))));
+    }
+    assert.deepEqual(results[0], results[1]);
+    assert.ok(results[0]![1]!.error);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
