@@ -117,7 +117,12 @@ export class Session {
     }, ctx.timeouts.authentication);
     let reason = "client closed connection";
     try {
-      const startup = await readStartupPacket(client, ctx.tls, ctx.store.identity.serverMajor);
+      const startup = await readStartupPacket(
+        client,
+        ctx.tls,
+        ctx.store.identity.serverMajor,
+        (message) => ctx.log.log("warn", message, { host: client.remote.address }),
+      );
       if (!startup) return;
       const request = checkStartup(startup.params, ctx.shutdown);
       const sender = this.#sender = acquireSender(ctx.registry, client, request);

@@ -49,15 +49,25 @@ export interface StartupMessage {
  * NegotiateProtocolVersion when the client asked for more or sent `_pq_.` options.
  *
  * @param major The PostgreSQL major of the WAL served.
- * @returns The StartupMessage; `null` when the client leaves or only wanted to cancel.
+ * @param log Told why a connection is dropped without a word to the client.
+ * @returns The StartupMessage; `null` when the client leaves, only wanted to cancel, or asked
+ * for direct TLS from a server without TLS.
  */
 export async function readStartupPacket(
   client: ClientConnection,
   tls: TlsBridge | undefined,
   major: number,
+  log?: (message: string) => void,
 ): Promise<StartupMessage | null> {
   // PostgreSQL 17's direct TLS: the first byte is a TLS handshake record, not a length.
-  if (tls && await client.peekByte() === TLS_HANDSHAKE_RECORD) {
+  const first = await client.peekByte();
+  if (first === TLS_HANDSHAKE_RECORD && !tls) {
+    // A server without TLS (of any major) only logs this, as a COMMERROR, and hangs up: an
+    // ErrorResponse would reach a client that is waiting for a TLS record.
+    log?.("direct SSL connection request but TLS is not configured");
+    return null;
+  }
+  if (tls && first === TLS_HANDSHAKE_RECORD) {
     const alpn = await client.startTls(tls, client.takeBuffered());
     if (alpn !== "postgresql") {
       throw PgError.fatal(

@@ -179,3 +179,12 @@ Deno.test("startup: protocol 4 is refused with the range the served major speaks
     );
   }
 });
+
+Deno.test("startup: direct TLS without TLS configured is dropped without a word, as PostgreSQL does", async () => {
+  using pair = await connectionPair();
+  // The start of a ClientHello: a TLS handshake record.
+  await pair.client.write(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]));
+  const logged: string[] = [];
+  assert.equal(await readStartupPacket(pair.server, undefined, 17, (m) => logged.push(m)), null);
+  assert.deepEqual(logged, ["direct SSL connection request but TLS is not configured"]);
+});
