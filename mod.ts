@@ -74,6 +74,7 @@ export {
   type UpstreamStatus as UpstreamReceiverStatus,
 } from "./lib/upstream/receiver.ts";
 export { type DurableSink } from "./lib/upstream/durable_writer.ts";
+export { type Divergence } from "./lib/upstream/divergence.ts";
 export { type ConninfoEnvironment } from "./lib/upstream/conninfo_environment.ts";
 export { WalSlicer } from "./lib/stream/slicer.ts";
 export { WalFramer } from "./lib/stream/framer.ts";
@@ -111,6 +112,7 @@ export type {
   StoreStatus,
   TimelineStatus,
   UpstreamProvider,
+  UpstreamDivergence,
   UpstreamStatus,
   UpstreamStatusJson,
 } from "./lib/http/status.ts";
