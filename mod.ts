@@ -111,8 +111,8 @@ export type {
   StatusSource,
   StoreStatus,
   TimelineStatus,
-  UpstreamProvider,
   UpstreamDivergence,
+  UpstreamProvider,
   UpstreamStatus,
   UpstreamStatusJson,
 } from "./lib/http/status.ts";
