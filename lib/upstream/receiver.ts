@@ -367,6 +367,8 @@ export class UpstreamReceiver {
     // Where to start: the directory's own durable end, else --start, else the upstream's position.
     let tli: TimelineId;
     let start: Lsn;
+    // Only WAL the directory already holds can lie beyond a fork of the upstream's history.
+    const holdsWal = this.#writer !== undefined || local?.timeline !== undefined;
     if (this.#writer) {
       // A reconnect: continue exactly where the durable WAL ends (any start is valid upstream).
       tli = writer.timeline;
@@ -398,7 +400,7 @@ export class UpstreamReceiver {
       else this.#bootstrapStart = start;
     }
     // The upstream is on a newer timeline: does its history still hold the relay's WAL?
-    if (upstreamTli > tli) {
+    if (upstreamTli > tli && holdsWal) {
       const moved = await this.#diverge(client, upstreamTli);
       if (moved) [tli, start] = [moved.tli, moved.start];
     }
@@ -478,10 +480,14 @@ export class UpstreamReceiver {
     const end = writer.flushedLsn;
     const upstreamContent = await fetchTimelineHistory(client, upstreamTli);
     const upstream = parseHistory(upstreamTli, new TextDecoder().decode(upstreamContent));
+    // Without its history file a timeline has no parents, as PostgreSQL takes it.
     const local = parseHistory(
       localTli,
       localTli > 1
-        ? await Deno.readTextFile(join(this.#opts.dir, historyFileName(localTli)))
+        ? await Deno.readTextFile(join(this.#opts.dir, historyFileName(localTli))).catch((e) => {
+          if (e instanceof Deno.errors.NotFound) return undefined;
+          throw e;
+        })
         : undefined,
     );
     const fork = findFork(local, end, upstream);
