@@ -100,6 +100,12 @@ export interface Divergence {
   path: string;
   /** The files moved (or, for the fork point's segment, copied) there. */
   files: string[];
+  /**
+   * Whether the directory holds the fork timeline's WAL from the fork point's segment start up
+   * to the fork point (the new timeline's first segment begins with it); false when that segment
+   * was never received or was already removed.
+   */
+  prefixKept: boolean;
   /** When it happened. */
   time: Date;
 }
@@ -210,6 +216,7 @@ export async function setAside(
     newTimeline: fork.next,
     path,
     files: files.sort(),
+    prefixKept: keep === 0 || forkFiles.length > 0,
     time: new Date(),
   };
 }
@@ -275,7 +282,8 @@ async function writePrefix(
  * assert.equal(
  *   divergenceMessage({
  *     timeline: 1, forkLsn: 0x5000100n, endLsn: 0x6100000n, newTimeline: 2,
- *     path: ".walrelay/diverged/00000001-0000000005000100", files: [], time: new Date(0),
+ *     path: ".walrelay/diverged/00000001-0000000005000100", files: [], prefixKept: true,
+ *     time: new Date(0),
  *   }),
  *   "upstream history forked from timeline 1 at 0/5000100, below the end of WAL 0/6100000: " +
  *     "set aside WAL from 0/5000100 to 0/6100000 on timeline 1 in " +

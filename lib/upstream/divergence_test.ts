@@ -70,6 +70,7 @@ Deno.test("setAside: the fork's segment is copied whole and cut to the fork", as
     const d = await setAside(dir, SEG, fork, 0x780000n);
     const target = `${dir}/${DIVERGED_DIR}/00000001-0000000000540010`;
     assert.equal(d.path, `${DIVERGED_DIR}/00000001-0000000000540010`);
+    assert.equal(d.prefixKept, true);
     assert.deepEqual(d.files, [
       "000000010000000000000005",
       "000000010000000000000006",
@@ -111,7 +112,21 @@ Deno.test("setAside: a fork at a segment boundary moves that segment whole", asy
     const fork = { tli: 1, lsn: 0x500000n, divergedTimelines: [], next: 2 };
     const d = await setAside(dir, SEG, fork, 0x540000n);
     assert.deepEqual(d.files, ["000000010000000000000005.partial"]);
+    assert.equal(d.prefixKept, true);
     assert.deepEqual(await listNames(dir), ["000000010000000000000004"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("setAside: without the fork's segment there is no prefix to keep", async () => {
+  const dir = await segmentDir({ "000000010000000000000006": 6 });
+  try {
+    const fork = { tli: 1, lsn: 0x540010n, divergedTimelines: [], next: 2 };
+    const d = await setAside(dir, SEG, fork, 0x680000n);
+    assert.deepEqual(d.files, ["000000010000000000000006"]);
+    assert.equal(d.prefixKept, false);
+    assert.deepEqual(await listNames(dir), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -507,11 +507,20 @@ export class UpstreamReceiver {
     this.#status.divergence = d;
     // The writer continues from the fork point: the new timeline's first segment begins with
     // the fork timeline's bytes below it, as after any timeline switch.
-    writer.position(fork.tli, fork.lsn);
     const history = fork.next === upstreamTli
       ? upstreamContent
       : await fetchTimelineHistory(client, fork.next);
-    await writer.switchTimeline(fork.next, fork.lsn, history);
+    const segStart = segmentStart(segmentOf(fork.lsn, writer.segmentSize), writer.segmentSize);
+    if (d.prefixKept) {
+      writer.position(fork.tli, fork.lsn);
+      await writer.switchTimeline(fork.next, fork.lsn, history);
+    } else {
+      // No WAL of the fork's segment below the fork point here: the new timeline's segment
+      // comes whole from the upstream, and nothing of it counts until then.
+      await writeFileDurably(this.#opts.dir, historyFileName(fork.next), history);
+      writer.position(fork.next, segStart);
+      await this.#sink?.refresh();
+    }
     this.#log("info", `switched to timeline ${fork.next} at ${formatLsn(fork.lsn)}`, {
       upstream: this.#status.conninfo,
     });
@@ -521,10 +530,7 @@ export class UpstreamReceiver {
         `replication slot "${name}" moved back to the fork point ${formatLsn(fork.lsn)}`,
       );
     }
-    return {
-      tli: fork.next,
-      start: segmentStart(segmentOf(fork.lsn, writer.segmentSize), writer.segmentSize),
-    };
+    return { tli: fork.next, start: segStart };
   }
 
   /** Fetches the history file of `tli` when the directory lacks it (before any of its WAL). */
