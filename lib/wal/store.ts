@@ -508,6 +508,20 @@ export class WalStore {
         `WAL file "${f.name}" is from a different database system: WAL file database system identifier is ${h.systemId}, expected ${this.identity.systemId}; ignoring it`,
       );
     }
+    if (
+      h && h.magic !== this.identity.magic &&
+      h.pageAddr === segmentStart(f.segno, this.identity.segmentSize)
+    ) {
+      // WAL of another major where this directory's continues: never served, said once.
+      const major = majorVersionOfMagic(h.magic);
+      this.#warnOnce(
+        `magic:${f.name}`,
+        `WAL file "${f.name}": ` + (major === undefined
+          ? unsupportedMagicMessage(h.magic)
+          : `PostgreSQL ${major}'s WAL, the WAL served is PostgreSQL ${this.identity.serverMajor}'s`) +
+          "; ignoring it",
+      );
+    }
     // Only a positive answer is final: a recycled file becomes valid when it is rewritten.
     if (ok) this.#headerCache.set(f.name, true);
     return ok;

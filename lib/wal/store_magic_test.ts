@@ -49,3 +49,33 @@ Deno.test("store: an unknown page magic is named, with the file, at open", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("store: a later segment of another major is ignored, and said so once", async () => {
+  const dir = await copyTestdata();
+  try {
+    const logged: string[] = [];
+    const store = await WalStore.open(dir, { log: (m) => logged.push(m) });
+    const end = store.endLsn;
+    // The next segments of the newest timeline, with a long header for their position: one of
+    // 18, one of a major no one knows.
+    const first = (await Deno.readFile(join(dir, "00000002000000000000000B"))).slice(0, 8192);
+    for (
+      const [name, pageAddr, magic] of [["C", 0xC00000n, 0xD118], ["D", 0xD00000n, 0xD11A]] as const
+    ) {
+      const page = first.slice();
+      new DataView(page.buffer).setBigUint64(8, pageAddr, true);
+      new DataView(page.buffer).setUint16(0, magic, true);
+      await Deno.writeFile(join(dir, `00000002000000000000000${name}`), page);
+    }
+    await store.refresh();
+    await store.refresh();
+    assert.equal(store.endLsn, end);
+    assert.deepEqual(logged.filter((m) => /0000000[CD]"/.test(m)).sort(), [
+      `WAL file "00000002000000000000000C": PostgreSQL 18's WAL, the WAL served is PostgreSQL 15's; ignoring it`,
+      'WAL file "00000002000000000000000D": WAL page magic 0xD11A is not from a PostgreSQL major ' +
+      "walrelay supports (15–18); ignoring it",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
