@@ -29,7 +29,17 @@ const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
 const TLS_HANDSHAKE_RECORD = 0x16;
 
-/** Latest minor version of protocol 3 a server of `major` speaks: 3.2 from PostgreSQL 18. */
+/**
+ * Latest minor version of protocol 3 a server of `major` speaks: 3.2 from PostgreSQL 18.
+ *
+ * @example
+ * ```ts
+ * import { latestProtocolMinor } from "./startup.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(latestProtocolMinor(17), 0);
+ * assert.equal(latestProtocolMinor(18), 2);
+ * ```
+ */
 export function latestProtocolMinor(major: number): number {
   return major >= 18 ? 2 : 0;
 }
