@@ -502,7 +502,7 @@ export class UpstreamReceiver {
     const d = await setAside(this.#opts.dir, writer.segmentSize, fork, end);
     this.#log("warn", divergenceMessage(d), {
       upstream: this.#status.conninfo,
-      files: d.files.join(" "),
+      files: d.files.length,
     });
     this.#status.divergence = d;
     // The writer continues from the fork point: the new timeline's first segment begins with
