@@ -181,6 +181,7 @@ Deno.test("/healthz: ready with a readable store, or with upstream connected and
     lag_seconds: 0.25,
     last_message_time: null,
     server: null,
+    divergence: null,
   });
   const m = (await r.get("/metrics")).text;
   assert.ok(m.includes("walrelay_upstream_connected 1\n"));
