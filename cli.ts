@@ -1,5 +1,5 @@
 /**
- * The `walrelay` command line: `serve`, `inspect`, `status`, `passwd`.
+ * The `walrelay` command line: `serve`, `inspect`, `status`, `passwd`, `backup`.
  *
  * @module
  */
@@ -15,6 +15,8 @@ import { runInspectCommand } from "./lib/inspect/command.ts";
 import { runStatusCommand } from "./lib/http/status_command.ts";
 import { DEFAULTS } from "./lib/defaults.ts";
 import { firstRunExamples } from "./lib/first_run.ts";
+import { runBackupCommand } from "./lib/backup/command.ts";
+import { parseDuration } from "./lib/backup/duration.ts";
 
 const D = DEFAULTS;
 const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
@@ -27,6 +29,7 @@ Usage:
   walrelay inspect DIR|FILE [--json]
   walrelay status  [URL] [--json]   (default http://${D.httpHostname}:${D.httpPort})
   walrelay passwd  USER
+  walrelay backup  import PATH --wal-dir DIR | list --wal-dir DIR
 
 serve options:
   --wal-dir DIR         directory of WAL segment files to serve (required)
@@ -37,6 +40,12 @@ serve options:
   --create-slot         create that slot on the upstream when missing
   --start LSN           where to start in an empty directory (default: the upstream's position)
   --retain SIZE         keep at most SIZE of complete segments (e.g. 10GB), never one a slot needs
+  --base-backup-max-age DUR
+                        serve a stored base backup while younger than this, else take a new one
+                        from the upstream (default 24h)
+  --base-backup-interval DUR
+                        take a base backup from the upstream this often (default: on demand only)
+  --base-backups-keep N keep this many base backups, and the WAL they need (default ${D.baseBackupsKeep})
   --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
@@ -108,6 +117,9 @@ async function serve(args: string[]): Promise<void> {
       "create-slot": { type: "boolean" },
       start: { type: "string" },
       retain: { type: "string" },
+      "base-backup-max-age": { type: "string" },
+      "base-backup-interval": { type: "string" },
+      "base-backups-keep": { type: "string" },
       "http-ready-max-lag": { type: "string", default: String(DEFAULTS.readyMaxLagSeconds) },
       examples: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -183,6 +195,29 @@ async function serve(args: string[]): Promise<void> {
     fail("--slot, --create-slot, --start and --retain go with --upstream");
   }
 
+  const baseBackups: NonNullable<WalRelayOptions["baseBackups"]> = {};
+  for (
+    const [flag, key] of [["base-backup-max-age", "maxAgeMs"], [
+      "base-backup-interval",
+      "intervalMs",
+    ]] as const
+  ) {
+    const text = values[flag];
+    if (text === undefined) continue;
+    try {
+      baseBackups[key] = parseDuration(text);
+    } catch (e) {
+      fail(`invalid --${flag} "${text}": ${(e as Error).message}`);
+    }
+  }
+  if (values["base-backups-keep"] !== undefined) {
+    const keep = Number(values["base-backups-keep"]);
+    if (!Number.isInteger(keep) || keep < 1) {
+      fail(`invalid --base-backups-keep "${values["base-backups-keep"]}"`);
+    }
+    baseBackups.keep = keep;
+  }
+
   let relay: WalRelay;
   try {
     relay = await WalRelay.start({
@@ -199,6 +234,7 @@ async function serve(args: string[]): Promise<void> {
       ...(values["tls-key"] ? { tlsKeyFile: values["tls-key"] } : {}),
       ...(upstream ? { upstream } : {}),
       ...(http ? { http } : {}),
+      baseBackups,
     });
   } catch (e) {
     fail((e as Error).message, 1);
@@ -292,6 +328,8 @@ async function main(argv: string[]): Promise<void> {
       return Deno.exit(await runInspectCommand(rest));
     case "status":
       return Deno.exit(await runStatusCommand(rest));
+    case "backup":
+      return Deno.exit(await runBackupCommand(rest));
     case "--version":
     case "version":
       console.log(`walrelay ${WALRELAY_VERSION}`);

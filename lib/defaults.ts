@@ -49,4 +49,8 @@ export const DEFAULTS = {
   httpPort: 9433,
   /** Readiness: the most upstream lag, in seconds, that still counts as ready. */
   readyMaxLagSeconds: 60,
+  /** Relay mode: a stored base backup older than this is taken anew from the upstream. */
+  baseBackupMaxAgeMs: 24 * 3600_000,
+  /** Stored base backups kept; older ones are removed, with the WAL only they needed. */
+  baseBackupsKeep: 2,
 } as const;

@@ -27,6 +27,7 @@ import { upstreamProvider } from "./upstream/status_provider.ts";
 import { ClientConnection } from "./replication/connection.ts";
 import { readStartupPacket } from "./replication/startup.ts";
 import { osErrorText } from "./upstream/wal_file_error.ts";
+import { BackupService } from "./backup/service.ts";
 
 /**
  * A connection before there is WAL to serve (relay mode, an empty directory, the upstream's first
@@ -78,6 +79,13 @@ class NotYetAccepting {
   close(): void {
     this.#client.close();
   }
+}
+
+/** The older of two LSNs either of which may be absent. */
+function oldestLsn(a: Lsn | undefined, b: Lsn | undefined): Lsn | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
 }
 
 /** Closes a listener that may be closed already. */
@@ -135,6 +143,18 @@ export interface WalRelayOptions {
     start?: Lsn;
     /** Remove the oldest complete segments beyond this many bytes (never ones a slot needs). */
     retainBytes?: number;
+  };
+  /**
+   * Base backups served by BASE_BACKUP from `walDir/.walrelay/backups/`. In relay mode they are
+   * taken from the upstream on demand.
+   */
+  baseBackups?: {
+    /** Relay mode: a stored backup older than this is taken anew. Default 24 h. */
+    maxAgeMs?: number;
+    /** Relay mode: take a backup this often, ahead of demand. Default: only on demand. */
+    intervalMs?: number;
+    /** Keep this many backups. Default 2. */
+    keep?: number;
   };
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
@@ -351,6 +371,8 @@ export class WalRelay {
   upstream: UpstreamReceiver | undefined;
   /** The HTTP status server, when the `http` option asked for one. */
   http: StatusServer | undefined;
+  /** The base backups served by BASE_BACKUP. */
+  backups: BackupService | undefined;
 
   #store: WalStore | undefined;
   #ctx: SessionContext | undefined;
@@ -455,6 +477,7 @@ export class WalRelay {
       timeouts: settings.timeouts,
       tls: this.#tls,
       lag: this.lag,
+      backups: this.backups,
       authenticate: this.#options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
@@ -538,6 +561,12 @@ export class WalRelay {
       ? await openIfHoldsWal(settings.walDir, logger)
       : await WalStore.open(settings.walDir, { log: (m) => logger.log("warn", m) });
     const slots = await SlotManager.load(settings.walDir);
+    const backups = await BackupService.open({
+      walDir: settings.walDir,
+      log: logger,
+      maxAgeMs: options.baseBackups?.maxAgeMs ?? DEFAULTS.baseBackupMaxAgeMs,
+      keep: options.baseBackups?.keep ?? DEFAULTS.baseBackupsKeep,
+    });
     if (!store && settings.http) {
       // The status server starts with the store; a port that is taken must fail now, though.
       Deno.listen({ hostname: settings.http.hostname, port: settings.http.port }).close();
@@ -548,6 +577,7 @@ export class WalRelay {
     );
     const relay = new WalRelay(listener, slots, options, settings, logger, tls, counters);
     acquired.defer(() => relay.#abandon());
+    relay.backups = backups;
     relay.upstream = options.upstream
       ? acquired.adopt(
         followUpstream({
@@ -558,7 +588,8 @@ export class WalRelay {
           start: options.upstream.start,
           retainBytes: options.upstream.retainBytes,
           logger,
-          protectedLsn: () => relay.slots.oldestRestartLsn(),
+          protectedLsn: () =>
+            oldestLsn(relay.slots.oldestRestartLsn(), relay.backups?.oldestStartLsn()),
           clampSlots: (lsn, tli) => relay.slots.clamp(lsn, tli),
           feedback: () => oldestFeedback(relay.registry.list()),
         }),

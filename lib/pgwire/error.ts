@@ -40,6 +40,7 @@ export const SqlState = {
   CONFIGURATION_LIMIT_EXCEEDED: "53400",
   IO_ERROR: "58030",
   DATA_CORRUPTED: "XX001",
+  NUMERIC_VALUE_OUT_OF_RANGE: "22003",
 } as const;
 
 /** One of the SQLSTATE codes in {@linkcode SqlState}. */

@@ -22,6 +22,7 @@ import { WalFileMissingError } from "../wal/errors.ts";
 import { timelineOf } from "../wal/history.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import { historyFileName } from "../wal/segment.ts";
+import { runBaseBackup } from "./base_backup.ts";
 import { parseCommand, type StartPhysicalReplicationCommand, validateSlotName } from "./command.ts";
 import type { ClientConnection } from "./connection.ts";
 import type { Sender } from "./registry.ts";
@@ -248,11 +249,8 @@ async function execute(
       }
       return await startReplication(client, ctx, sender, control, cmd);
     case "BASE_BACKUP":
-      throw new PgError(
-        SqlState.FEATURE_NOT_SUPPORTED,
-        "BASE_BACKUP is not supported by walrelay",
-        { hint: "Take base backups from the primary; walrelay serves WAL only." },
-      );
+      await runBaseBackup(client, ctx, sender, cmd.options);
+      return;
     case "SQL":
       throw new PgError(
         SqlState.FEATURE_NOT_SUPPORTED,

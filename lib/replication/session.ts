@@ -8,6 +8,7 @@
  */
 
 import type { Authenticator } from "../auth/contract.ts";
+import type { BackupService } from "../backup/service.ts";
 import type { Logger } from "../log.ts";
 import { PgError, SqlState } from "../pgwire/error.ts";
 import { ConnectionClosed } from "../pgwire/message_reader.ts";
@@ -42,6 +43,8 @@ export interface SessionContext {
   tls?: TlsBridge | undefined;
   /** Lag tracking for `pg_stat_replication`'s lag columns. */
   lag?: ReplicationLag | undefined;
+  /** Base backups served by BASE_BACKUP. */
+  backups?: BackupService | undefined;
   /**
    * Authenticates the client after the startup packet, or throws a FATAL PgError. The default
    * admits loopback clients without a password.

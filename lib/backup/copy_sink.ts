@@ -1,0 +1,193 @@
+/**
+ * The COPY OUT side of BASE_BACKUP, as PostgreSQL's sink chain sends it (progress → compression
+ * → throttle → copystream): `n` for each archive, `d` data of at most 32 kB, `p` progress of the
+ * uncompressed tar bytes, `m` before the manifest.
+ *
+ * @module
+ */
+
+import { MessageBuilder } from "../pgwire/messages.ts";
+
+/** `SINK_BUFFER_LENGTH`: the largest data payload of one CopyData. */
+export const SINK_BUFFER_LENGTH = 32768;
+
+/** `PROGRESS_REPORT_BYTE_INTERVAL` and `PROGRESS_REPORT_MILLISECOND_THRESHOLD`. */
+const PROGRESS_BYTES = 65536;
+const PROGRESS_MS = 1000;
+
+/** Coalesce messages into writes of about this size: fewer, larger writes to the socket. */
+const FLUSH_BYTES = 1 << 18;
+
+/** Where the messages go. */
+export interface MessageSink {
+  /** Writes messages in order, as one write. */
+  send(...messages: Uint8Array[]): Promise<void>;
+}
+
+/** Options of {@linkcode CopySink}. */
+export interface CopySinkOptions {
+  /** `TARGET 'client'`; with `'blackhole'` only `n`, `p` and `m` go out. */
+  sendToClient: boolean;
+  /** `MAX_RATE` in kB/s; 0 = unthrottled. */
+  maxRateKb: number;
+  /** Server-side gzip: each archive compressed, named `….gz`. */
+  gzip: boolean;
+}
+
+function copyData(kind: number, payload?: Uint8Array): Uint8Array {
+  const b = new MessageBuilder("d", 1 + (payload?.length ?? 0)).byte(kind);
+  if (payload) b.bytes(payload);
+  return b.finish();
+}
+
+/**
+ * The COPY OUT stream of one BASE_BACKUP.
+ *
+ * @example
+ * ```ts
+ * import { CopySink } from "./copy_sink.ts";
+ * import assert from "node:assert/strict";
+ * const sent: Uint8Array[] = [];
+ * const sink = new CopySink({ send: async (...m) => void sent.push(...m) }, { sendToClient: true, maxRateKb: 0, gzip: false });
+ * await sink.beginArchive("base.tar", "");
+ * await sink.archive(new Uint8Array(1024));
+ * await sink.endArchive();
+ * assert.equal(sink.bytesDone, 1024);
+ * assert.deepEqual(sent.map((m) => String.fromCharCode(m[5]!)), ["n", "d", "p"]);
+ * ```
+ */
+export class CopySink {
+  /** Uncompressed archive bytes so far, across archives: what `p` reports. */
+  bytesDone = 0;
+  /** Bytes put on the wire (compressed when gzip). */
+  bytesSent = 0;
+  #out: MessageSink;
+  #opts: CopySinkOptions;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #lastCheck = 0;
+  #lastReport = Date.now();
+  #throttleStart = Date.now();
+  #throttled = 0;
+  #gzip: { writer: WritableStreamDefaultWriter<BufferSource>; reading: Promise<void> } | undefined;
+
+  /**
+   * @param out The client connection.
+   * @param opts Target, rate and compression.
+   */
+  constructor(out: MessageSink, opts: CopySinkOptions) {
+    this.#out = out;
+    this.#opts = opts;
+  }
+
+  /** Starts an archive: `n`, name and tablespace path (empty for the main directory). */
+  async beginArchive(name: string, path: string): Promise<void> {
+    const b = new MessageBuilder("d").byte(0x6e).cstring(this.#opts.gzip ? `${name}.gz` : name)
+      .cstring(path);
+    this.#queue(b.finish());
+    if (this.#opts.gzip) {
+      const cs = new CompressionStream("gzip");
+      const reading = (async () => {
+        for await (const chunk of cs.readable) await this.#data(chunk);
+      })();
+      reading.catch(() => {});
+      this.#gzip = { writer: cs.writable.getWriter(), reading };
+    }
+    await this.#flushIfFull();
+  }
+
+  /** Archive bytes, as the tar stream has them. */
+  async archive(bytes: Uint8Array): Promise<void> {
+    if (bytes.length === 0) return;
+    this.bytesDone += bytes.length;
+    if (this.#gzip) await this.#gzip.writer.write(bytes.slice());
+    else await this.#data(bytes);
+    // As bbsink_copystream_archive_contents: look at the clock only every 64 kB.
+    if (this.#lastCheck + PROGRESS_BYTES <= this.bytesDone) {
+      this.#lastCheck = this.bytesDone;
+      const now = Date.now();
+      if (now - this.#lastReport >= PROGRESS_MS || now < this.#lastReport) {
+        this.#lastReport = now;
+        this.#queue(this.#progress());
+      }
+    }
+    await this.#flushIfFull();
+  }
+
+  /** Ends an archive: the compressor drained, and a `p` forced out. */
+  async endArchive(): Promise<void> {
+    if (this.#gzip) {
+      const { writer, reading } = this.#gzip;
+      this.#gzip = undefined;
+      await writer.close();
+      await reading;
+    }
+    this.#lastCheck = this.bytesDone;
+    this.#lastReport = Date.now();
+    this.#queue(this.#progress());
+    await this.flush();
+  }
+
+  /** The manifest: `m`, then its bytes in `d` messages; no progress. */
+  async manifest(bytes: Uint8Array): Promise<void> {
+    this.#queue(copyData(0x6d));
+    for (let at = 0; at < bytes.length; at += SINK_BUFFER_LENGTH) {
+      if (this.#opts.sendToClient) {
+        this.#queue(copyData(0x64, bytes.subarray(at, at + SINK_BUFFER_LENGTH)));
+      }
+      await this.#flushIfFull();
+    }
+    await this.flush();
+  }
+
+  /** Puts anything queued on the wire. */
+  async flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const msgs = this.#pending;
+    const n = this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await this.#out.send(...msgs);
+    this.bytesSent += n;
+  }
+
+  /** Aborts the compressor after a failure. */
+  abort(): void {
+    this.#gzip?.writer.abort().catch(() => {});
+    this.#gzip = undefined;
+  }
+
+  #progress(): Uint8Array {
+    return new MessageBuilder("d").byte(0x70).int64(BigInt(this.bytesDone)).finish();
+  }
+
+  #queue(msg: Uint8Array): void {
+    this.#pending.push(msg);
+    this.#pendingBytes += msg.length;
+  }
+
+  async #data(bytes: Uint8Array): Promise<void> {
+    for (let at = 0; at < bytes.length; at += SINK_BUFFER_LENGTH) {
+      const piece = bytes.subarray(at, at + SINK_BUFFER_LENGTH);
+      if (this.#opts.sendToClient) this.#queue(copyData(0x64, piece));
+      await this.#throttle(piece.length);
+      await this.#flushIfFull();
+    }
+  }
+
+  /** `bbsink_throttle`: no faster than MAX_RATE on average since the archive stream began. */
+  async #throttle(n: number): Promise<void> {
+    if (this.#opts.maxRateKb <= 0) return;
+    this.#throttled += n;
+    const due = this.#throttleStart + (this.#throttled * 1000) / (this.#opts.maxRateKb * 1024);
+    const wait = due - Date.now();
+    if (wait > 1) {
+      await this.flush();
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  async #flushIfFull(): Promise<void> {
+    if (this.#pendingBytes >= FLUSH_BYTES) await this.flush();
+  }
+}

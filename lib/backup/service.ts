@@ -1,0 +1,187 @@
+/**
+ * The relay's base backups as sessions see them: which backup a BASE_BACKUP gets (the newest
+ * stored one, or in relay mode a new one read through from the upstream when the newest is too
+ * old), which backups are in use, and what `/status` shows.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log.ts";
+import { PgError, SqlState } from "../pgwire/error.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import type { BackupProgress, BackupSource } from "./serve.ts";
+import { type BackupInfo, BackupStore } from "./store.ts";
+import { fileChunks } from "./tar.ts";
+
+/** A backup being taken from the upstream, as the service tracks it. */
+export interface BackupInProgress extends BackupSource {
+  /** When it began. */
+  readonly started: Date;
+  /** Bytes received from the upstream so far. */
+  readonly bytesReceived: number;
+  /** Resolves with what was stored; rejects when the upstream failed. */
+  readonly done: Promise<BackupInfo>;
+}
+
+/** Takes a new backup from the upstream (relay mode). */
+export type BackupTaker = (store: BackupStore) => BackupInProgress;
+
+/** Options of {@linkcode BackupService.open}. */
+export interface BackupServiceOptions {
+  /** The WAL directory. */
+  walDir: string;
+  /** Log lines. */
+  log: Logger;
+  /** Relay mode: how to take a backup from the upstream. */
+  take?: BackupTaker | undefined;
+  /** Serve a stored backup only while younger than this; older ones are read through anew. */
+  maxAgeMs?: number;
+  /** Keep this many backups (default 2). */
+  keep?: number;
+}
+
+/**
+ * A stored backup as a {@linkcode BackupSource}.
+ *
+ * @example
+ * ```ts ignore
+ * const source = storedSource(store, store.newest()!);
+ * ```
+ */
+export function storedSource(store: BackupStore, info: BackupInfo): BackupSource {
+  return {
+    id: info.id,
+    start: () =>
+      Promise.resolve({
+        startLsn: info.startLsn,
+        timeline: info.timeline,
+        tablespaces: info.tablespaces,
+        baseEstimateKb: info.base.estimateKb,
+      }),
+    archive: (name) => fileChunks(store.path(info.id, name)),
+    manifest: () => Deno.readFile(store.path(info.id, "backup_manifest")),
+    end: () => Promise.resolve({ endLsn: info.endLsn, endTimeline: info.endTimeline }),
+  };
+}
+
+/**
+ * The base backups of one relay.
+ *
+ * @example
+ * ```ts ignore
+ * const backups = await BackupService.open({ walDir: "/srv/wal", log: logger });
+ * const { source, release } = await backups.acquire();
+ * ```
+ */
+export class BackupService {
+  /** The store. */
+  readonly store: BackupStore;
+  /** BASE_BACKUPs being served now. */
+  readonly serving: Set<BackupProgress> = new Set();
+  /** Counters for `/metrics`. */
+  readonly totals = { served: 0, failed: 0, taken: 0, takeFailures: 0 };
+  #opts: BackupServiceOptions;
+  #inUse = new Map<string, number>();
+  #taking: BackupInProgress | undefined;
+
+  private constructor(store: BackupStore, opts: BackupServiceOptions) {
+    this.store = store;
+    this.#opts = opts;
+  }
+
+  /** Opens the store (removing half-written backups) and serves from it. */
+  static async open(opts: BackupServiceOptions): Promise<BackupService> {
+    const store = await BackupStore.open(opts.walDir, {
+      log: (m) => opts.log.log("warn", m),
+    });
+    return new BackupService(store, opts);
+  }
+
+  /** The backup being taken from the upstream, if any. */
+  get taking(): BackupInProgress | undefined {
+    return this.#taking;
+  }
+
+  /** The start of the oldest stored backup (or the one being taken): WAL retention keeps it. */
+  oldestStartLsn(): Lsn | undefined {
+    return this.store.oldestStartLsn();
+  }
+
+  /**
+   * The backup a BASE_BACKUP gets: the newest stored one when it is young enough (or, in
+   * directory mode, whatever its age); otherwise, in relay mode, the one being taken from the
+   * upstream, started now if none is. `release` must be called when the client is done.
+   *
+   * @throws {PgError} 55000 when there is no backup to serve.
+   */
+  acquire(): { source: BackupSource; release: () => void } {
+    const newest = this.store.newest();
+    const maxAge = this.#opts.maxAgeMs ?? Infinity;
+    const fresh = newest && Date.now() - newest.storedAt.getTime() < maxAge;
+    if (newest && (fresh || !this.#opts.take)) {
+      return this.#hold(newest.id, storedSource(this.store, newest));
+    }
+    if (!this.#opts.take) {
+      throw new PgError(
+        SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "no base backup is stored to serve",
+        {
+          hint:
+            'Store one with "walrelay backup import PATH --wal-dir DIR", or serve in relay mode, where backups are taken from the upstream.',
+        },
+      );
+    }
+    return { source: this.takeNow(), release: () => {} };
+  }
+
+  /** Starts a backup from the upstream unless one is being taken; returns it. */
+  takeNow(): BackupInProgress {
+    if (this.#taking) return this.#taking;
+    const take = this.#opts.take;
+    if (!take) throw new Error("no upstream to take a base backup from");
+    const t = take(this.store);
+    this.#taking = t;
+    t.done.then(
+      async (info) => {
+        this.totals.taken++;
+        this.#opts.log.log("info", "base backup stored", {
+          backup: info.id,
+          start_lsn: info.startLsn.toString(16),
+        });
+        await this.prune();
+      },
+      (e) => {
+        this.totals.takeFailures++;
+        this.#opts.log.log("warn", `could not take base backup from upstream: ${e.message}`);
+      },
+    ).finally(() => {
+      if (this.#taking === t) this.#taking = undefined;
+    });
+    return t;
+  }
+
+  /** Removes backups beyond `keep`, never one being served. */
+  async prune(): Promise<void> {
+    const inUse = new Set([...this.#inUse.keys()]);
+    try {
+      await this.store.prune(this.#opts.keep ?? 2, inUse);
+    } catch (e) {
+      this.#opts.log.log("warn", `could not remove old base backup: ${(e as Error).message}`);
+    }
+  }
+
+  #hold(id: string, source: BackupSource): { source: BackupSource; release: () => void } {
+    this.#inUse.set(id, (this.#inUse.get(id) ?? 0) + 1);
+    let released = false;
+    return {
+      source,
+      release: () => {
+        if (released) return;
+        released = true;
+        const n = (this.#inUse.get(id) ?? 1) - 1;
+        if (n <= 0) this.#inUse.delete(id);
+        else this.#inUse.set(id, n);
+      },
+    };
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The WAL a backup needs, from its start to its end, as segment files of the relay's store: what
+ * `BASE_BACKUP (WAL)` puts into `pg_wal/`, and what an import checks is there.
+ *
+ * @module
+ */
+
+import { PgError, SqlState } from "../pgwire/error.ts";
+import { timelineOf } from "../wal/history.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import { segmentFileName, segmentOf, segmentStart, type TimelineId } from "../wal/segment.ts";
+import type { SegmentFile, WalStore } from "../wal/store.ts";
+
+/** A backup's WAL range. */
+export interface WalRange {
+  /** Backup start. */
+  startLsn: Lsn;
+  /** Timeline at the start. */
+  timeline: TimelineId;
+  /** Backup end. */
+  endLsn: Lsn;
+  /** Timeline at the end. */
+  endTimeline: TimelineId;
+}
+
+/** Whether `file` holds its whole segment, below the durable end of its timeline. */
+function complete(store: WalStore, file: SegmentFile): boolean {
+  const segSize = store.identity.segmentSize;
+  if (file.partial || file.size !== segSize) return false;
+  let end: Lsn;
+  try {
+    end = store.endOf(file.tli);
+  } catch {
+    return true; // a timeline the history no longer names: finished long ago
+  }
+  return file.tli !== store.timeline || segmentStart(file.segno + 1n, segSize) <= end;
+}
+
+/**
+ * The segment files from the start's segment to the one holding the last byte before the end
+ * (`XLByteToPrevSeg`), each complete, or the name of the first one that is not (yet) there.
+ *
+ * @example
+ * ```ts
+ * import { WalStore } from "../wal/store.ts";
+ * import { walRangeFiles } from "./wal_range.ts";
+ * import assert from "node:assert/strict";
+ * const store = await WalStore.open("testdata/wal");
+ * const r = walRangeFiles(store, { startLsn: 0x200028n, timeline: 1, endLsn: 0x300000n, endTimeline: 1 });
+ * assert.ok("files" in r);
+ * ```
+ */
+export function walRangeFiles(
+  store: WalStore,
+  range: WalRange,
+): { files: SegmentFile[] } | { missing: string } {
+  const segSize = store.identity.segmentSize;
+  const first = segmentOf(range.startLsn, segSize);
+  const last = segmentOf(range.endLsn - 1n, segSize);
+  const files: SegmentFile[] = [];
+  for (let segno = first; segno <= last; segno++) {
+    const at = segno === first ? range.startLsn : segmentStart(segno, segSize);
+    let tli: TimelineId;
+    try {
+      tli = timelineOf(store.history, at);
+    } catch {
+      tli = segno === last ? range.endTimeline : range.timeline;
+    }
+    if (tli < range.timeline) tli = range.timeline;
+    const file = store.segmentFile(tli, segno);
+    if (!file || !complete(store, file)) {
+      return { missing: segmentFileName(tli, segno, segSize) };
+    }
+    files.push(file);
+  }
+  return { files };
+}
+
+/**
+ * Waits until the store holds the whole range (in relay mode the last segment completes once the
+ * upstream's segment switch at the backup's end is durable here), or throws PostgreSQL's
+ * `could not find WAL file`.
+ */
+export async function waitForWalRange(
+  store: WalStore,
+  range: WalRange,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<SegmentFile[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const r = walRangeFiles(store, range);
+    if ("files" in r) return r.files;
+    const left = deadline - Date.now();
+    if (left <= 0 || signal?.aborted) {
+      throw new PgError(SqlState.UNDEFINED_FILE, `could not find WAL file "${r.missing}"`);
+    }
+    await store.latch.wait(Math.min(left, 1000), signal);
+    await store.refresh();
+  }
+}

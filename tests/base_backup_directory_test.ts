@@ -1,0 +1,122 @@
+// Directory mode serves BASE_BACKUP from a backup imported with `walrelay backup import`: for
+// 15, 17 and 18, that major's pg_basebackup in plain and tar format, -X stream/fetch/none, -P, -R
+// and a throttled run; pg_verifybackup passes on each, and tar output equals what was stored.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { filesEqual, startPrimary, startRelay, tempDir } from "./_pg.ts";
+import {
+  chownTree,
+  importedBackup,
+  pgBasebackup,
+  pgBasebackupOk,
+  untar,
+  verifyBackup,
+} from "./_base_backup_util.ts";
+
+for (const major of [15, 17, 18]) {
+  Deno.test(`directory mode serves an imported base backup to pg_basebackup ${major}`, async () => {
+    await using pg = await startPrimary({ major, walSegSize: 1, conf: { fsync: "off" } });
+    await pg.sql("CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g");
+    const programs = pg.programs;
+    await using walDir = await tempDir("walrelay-bbwal-");
+    await using work = await programs.tempDir("walrelay-bbwork-");
+    const { tarDir, output } = await importedBackup(pg, walDir, work);
+    assert.match(output, new RegExp(`stored base backup ".*PostgreSQL ${major}`));
+
+    await using relay = await startRelay({ walDir: walDir.path });
+    const conninfo = relay.conninfo();
+    const ctx = () => `--- relay ---\n${relay.stderr()}`;
+
+    // -Ft -X stream: the archives and manifest exactly as stored.
+    const tar = join(work.path, "tarstream");
+    await pgBasebackupOk(programs, conninfo, tar, ["-Ft", "-X", "stream"], ctx());
+    assert.ok(
+      await filesEqual(join(tar, "base.tar"), join(tarDir, "base.tar")),
+      "base.tar differs",
+    );
+    assert.ok(
+      await filesEqual(join(tar, "backup_manifest"), join(tarDir, "backup_manifest")),
+      "backup_manifest differs",
+    );
+    const extracted = join(work.path, "extracted");
+    await untar(join(tar, "base.tar"), extracted);
+    await untar(join(tar, "pg_wal.tar"), join(extracted, "pg_wal"));
+    await Deno.copyFile(join(tar, "backup_manifest"), join(extracted, "backup_manifest"));
+    await chownTree(programs, extracted);
+    await verifyBackup(programs, extracted);
+
+    // Plain, -X stream, -P, -R: primary_conninfo points at the relay.
+    const plain = join(work.path, "plain");
+    const err = await pgBasebackupOk(
+      programs,
+      conninfo,
+      plain,
+      ["-X", "stream", "-P", "-R"],
+      ctx(),
+    );
+    assert.match(err, /100%/);
+    await verifyBackup(programs, plain);
+    const auto = await Deno.readTextFile(join(plain, "postgresql.auto.conf"));
+    assert.match(auto, new RegExp(`primary_conninfo = '.*port=${relay.port}`));
+
+    // Plain, -X fetch (the WAL inside base.tar, from the relay's store), SHA256 checksums.
+    const fetch = join(work.path, "fetch");
+    await pgBasebackupOk(
+      programs,
+      conninfo,
+      fetch,
+      ["-X", "fetch", "--manifest-checksums=SHA256", "--max-rate=32M"],
+      ctx(),
+    );
+    await verifyBackup(programs, fetch);
+    const manifest = await Deno.readTextFile(join(fetch, "backup_manifest"));
+    assert.match(manifest, /"Checksum-Algorithm": "SHA256"/);
+    assert.match(manifest, /pg_wal\/archive_status\/[0-9A-F]{24}\.done/);
+
+    // -X none, force-encoded manifest: verified without WAL.
+    const none = join(work.path, "none");
+    await pgBasebackupOk(
+      programs,
+      conninfo,
+      none,
+      ["-X", "none", "--manifest-force-encode"],
+      ctx(),
+    );
+    await verifyBackup(programs, none, ["-n"]);
+    assert.match(await Deno.readTextFile(join(none, "backup_manifest")), /"Encoded-Path"/);
+
+    // Server-side gzip, as pg_basebackup asks for it.
+    const gz = join(work.path, "gz");
+    await pgBasebackupOk(
+      programs,
+      conninfo,
+      gz,
+      ["-Ft", "-X", "none", "--compress=server-gzip"],
+      ctx(),
+    );
+    const unzipped = await new Response(
+      (await Deno.open(join(gz, "base.tar.gz"))).readable.pipeThrough(
+        new DecompressionStream("gzip"),
+      ),
+    ).bytes();
+    assert.deepEqual(unzipped, await Deno.readFile(join(tarDir, "base.tar")));
+
+    // What walrelay does not do, in PostgreSQL's words.
+    const lz4 = await pgBasebackup(programs, conninfo, join(work.path, "lz4"), [
+      "-Ft",
+      "-X",
+      "none",
+      "--compress=server-lz4",
+    ]);
+    assert.notEqual(lz4.code, 0);
+    assert.match(lz4.stderr, /lz4 compression is not supported by this build/);
+    const server = await programs.run(
+      "pg_basebackup",
+      ["-d", conninfo, "-X", "none", "-t", "server:/tmp/x"],
+      { asPostgres: true },
+    );
+    assert.notEqual(server.code, 0);
+    assert.match(server.stderr, /base backup target "server" is not supported by walrelay/);
+  });
+}
