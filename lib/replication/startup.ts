@@ -60,8 +60,8 @@ export interface StartupMessage {
  *
  * @param major The PostgreSQL major of the WAL served.
  * @param log Told why a connection is dropped without a word to the client.
- * @returns The StartupMessage; `null` when the client leaves, only wanted to cancel, or asked
- * for direct TLS from a server without TLS.
+ * @returns The StartupMessage; `null` when the client leaves, only wanted to cancel, asked for
+ * direct TLS from a server without TLS, or sent a length PostgreSQL refuses.
  */
 export async function readStartupPacket(
   client: ClientConnection,
@@ -87,7 +87,15 @@ export async function readStartupPacket(
     }
   }
   while (true) {
-    const pkt = await client.readStartup();
+    let pkt;
+    try {
+      pkt = await client.readStartup();
+    } catch (e) {
+      // The postmaster only logs a length it refuses (COMMERROR) and hangs up.
+      if (!(e instanceof PgError && e.message === "invalid length of startup packet")) throw e;
+      log?.(e.message);
+      return null;
+    }
     if (!pkt) return null;
     if (pkt.code === SSL_REQUEST || pkt.code === GSSENC_REQUEST) {
       if (client.buffered > 0) {

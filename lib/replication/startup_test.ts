@@ -188,3 +188,16 @@ Deno.test("startup: direct TLS without TLS configured is dropped without a word,
   assert.equal(await readStartupPacket(pair.server, undefined, 17, (m) => logged.push(m)), null);
   assert.deepEqual(logged, ["direct SSL connection request but TLS is not configured"]);
 });
+
+Deno.test("startup: a startup packet of a refused length is dropped without a word, as PostgreSQL does", async () => {
+  for (const length of [4, 10001, 0x7fffffff]) {
+    using pair = await connectionPair();
+    const head = new Uint8Array(8);
+    new DataView(head.buffer).setInt32(0, length);
+    new DataView(head.buffer).setInt32(4, V3_0);
+    await pair.client.write(head);
+    const logged: string[] = [];
+    assert.equal(await readStartupPacket(pair.server, undefined, 15, (m) => logged.push(m)), null);
+    assert.deepEqual(logged, ["invalid length of startup packet"]);
+  }
+});
