@@ -111,7 +111,7 @@ Deno.test("errors: commands refused with PostgreSQL's SQLSTATEs, connection stay
       "invalid timeline 0",
     );
     await expectError(c.query("START_REPLICATION zz/1"), "42601", /syntax error/);
-    await expectError(c.query("BASE_BACKUP"), "0A000", "BASE_BACKUP is not supported by walrelay");
+    await expectError(c.query("BASE_BACKUP"), "55000", "no base backup is stored to serve");
     await expectError(
       c.query("TIMELINE_HISTORY 9"),
       "58P01",
