@@ -148,13 +148,25 @@ async function decodeLz4(
   }
 }
 
+type Bzip2Decoder = Awaited<ReturnType<typeof loadBzip2>>;
+async function loadBzip2() {
+  return await (await import("npm:@foxglove/wasm-bz2@0.3.0")).default.init();
+}
+/**
+ * The one bzip2 decoder instance. Each `init()` instantiates the WebAssembly module anew and adds
+ * process-wide listeners, so it is made once; it holds no state between calls.
+ */
+let bzip2Instance: Promise<Bzip2Decoder> | undefined;
+function bzip2Decoder(): Promise<Bzip2Decoder> {
+  return bzip2Instance ??= loadBzip2();
+}
+
 async function decodeBzip2(
   src: Uint8Array,
   hint: number,
   corrupt: (e: unknown) => ArchiveFormatError,
 ): Promise<DecodedArchive> {
-  const Bzip2 = (await import("npm:@foxglove/wasm-bz2@0.3.0")).default;
-  const bz = await Bzip2.init();
+  const bz = await bzip2Decoder();
   // The decoder wants the output's size up front, and bzip2 does not record it: start from the
   // hint and grow.
   for (let size = Math.max(hint, 1 << 16);; size *= 4) {
