@@ -183,3 +183,25 @@ Deno.test("segment validation: the worker thread and this thread find the same",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("segment validation: the switch segment is one file, validated once for both timelines", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    // Segment 9 of timeline 1 is read from timeline 2's file, as the walsender does.
+    const [a, b] = await Promise.all([store.checkSegment(1, 9n), store.checkSegment(2, 9n)]);
+    assert.equal(store.validations.runs, 1);
+    assert.deepEqual(a, b);
+    assert.equal(a?.fileName, "000000020000000000000009");
+    assert.equal(a?.error, undefined);
+    // Every segment of the sample is complete (the last ends in an XLOG_SWITCH) and valid.
+    for (const [tli, segno] of [[1, 6n], [1, 7n], [1, 8n], [2, 10n], [2, 11n]] as const) {
+      const r = await store.checkSegment(tli, segno);
+      assert.equal(r?.error, undefined);
+      assert.equal(r?.validEnd, (segno + 1n) << 20n);
+    }
+    assert.equal(store.checkSegment(2, 12n), undefined, "no such segment");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -211,10 +211,12 @@ export class WalStore {
     const file = this.segmentFile(tli, segno);
     if (!file || !this.#complete(file)) return undefined;
     const segSize = this.identity.segmentSize;
-    const next = this.segmentFile(tli, segno + 1n);
+    // The record that runs on is followed on the file's own timeline, whichever timeline a
+    // sender streams: the result is remembered per file, the same for every sender.
+    const next = this.segmentFile(file.tli, segno + 1n);
     let end: Lsn;
     try {
-      end = this.endOf(tli);
+      end = this.endOf(file.tli);
     } catch {
       return undefined;
     }
