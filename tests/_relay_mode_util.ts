@@ -14,13 +14,21 @@ import { replPsql } from "./_relay_util.ts";
  * default this also waits until a replication command succeeds (`serving: false` does not).
  */
 export async function startRelayMode(
-  opts: { walDir: string; upstream: string; args?: string[]; port?: number; serving?: boolean },
+  opts: {
+    walDir: string;
+    upstream: string;
+    args?: string[];
+    port?: number;
+    serving?: boolean;
+    env?: Record<string, string>;
+  },
 ): Promise<RelayProcess> {
   const relay = await startRelay({
     walDir: opts.walDir,
     args: ["--upstream", opts.upstream, ...(opts.args ?? [])],
     timeoutMs: 60_000,
     ...(opts.port !== undefined ? { port: opts.port } : {}),
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
   });
   if (opts.serving === false) return relay;
   try {

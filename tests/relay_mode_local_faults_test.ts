@@ -13,13 +13,21 @@ import {
   run,
   runOk,
   startPrimary,
-  startRelay,
   tempDir,
   waitFor,
 } from "./_pg.ts";
 import { spawnReceivewal, waitForFiles } from "./_relay_util.ts";
+import { startRelayMode } from "./_relay_mode_util.ts";
 
 const SEG = 1 << 20;
+
+/** Waits until the relay's log matches `re`; fails with the log so far. */
+async function waitLog(log: () => string, re: RegExp, timeoutMs: number): Promise<void> {
+  await waitFor(() => re.test(log()), { timeoutMs, message: `no ${re} in the relay's log` })
+    .catch((e) => {
+      throw new Error(`${(e as Error).message}\n--- relay ---\n${log()}`);
+    });
+}
 
 /** GET on the relay's status server: status code and body. */
 async function get(httpPort: number, path: string): Promise<{ status: number; text: string }> {
@@ -45,20 +53,17 @@ Deno.test({
     await runOk(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", mnt.path]);
     try {
       const httpPort = await freePort();
-      await using relay = await startRelay({
+      await using relay = await startRelayMode({
         walDir: mnt.path,
-        args: ["--upstream", pg.conninfo(), "--http", `127.0.0.1:${httpPort}`],
-        timeoutMs: 60_000,
+        upstream: pg.conninfo(),
+        args: ["--http", `127.0.0.1:${httpPort}`],
       });
       const log = () => relay.stderr();
       await using out = await tempDir("walrelay-tmpfs-rw-");
       await using rw = await spawnReceivewal(relay.port, ["-D", out.path]);
 
       await pg.pgbench(["-n", "-t", "3000", "-c", "2"]);
-      await waitFor(() => /could not write to file ".*": No space left on device/.test(log()), {
-        timeoutMs: 60_000,
-        message: `no full-disk error in the relay's log:\n${log()}`,
-      });
+      await waitLog(log, /could not write to file ".*": No space left on device/, 60_000);
       assert.doesNotMatch(log(), /upstream connection failed: No space left/);
       const h = await get(httpPort, "/healthz");
       assert.equal(h.status, 503, h.text);
@@ -73,7 +78,9 @@ Deno.test({
       await runOk(["mount", "-o", "remount,size=64m", mnt.path]);
       await waitFor(async () => (await get(httpPort, "/healthz")).status === 200, {
         timeoutMs: 90_000,
-        message: `the relay did not become ready again:\n${log()}`,
+        message: "the relay did not become ready again",
+      }).catch((e) => {
+        throw new Error(`${(e as Error).message}\n--- relay ---\n${log()}`);
       });
       assert.match(log(), /WAL is being written again/);
       const last = await pg.switchWal();
@@ -107,11 +114,11 @@ Deno.test("relay mode: a failed fdatasync is reported, the WAL written again, no
   const trigger = join(shim.path, "fail-once");
   await using dir = await tempDir("walrelay-fdatasync-");
   const httpPort = await freePort();
-  await using relay = await startRelay({
+  await using relay = await startRelayMode({
     walDir: dir.path,
-    args: ["--upstream", pg.conninfo(), "--http", `127.0.0.1:${httpPort}`],
+    upstream: pg.conninfo(),
+    args: ["--http", `127.0.0.1:${httpPort}`],
     env: { LD_PRELOAD: so, WALRELAY_FAIL_FDATASYNC: trigger },
-    timeoutMs: 60_000,
   });
   const log = () => relay.stderr();
   await using out = await tempDir("walrelay-fdatasync-rw-");
@@ -121,19 +128,13 @@ Deno.test("relay mode: a failed fdatasync is reported, the WAL written again, no
   // The next fdatasync fails once with EIO, as a failing disk reports it.
   await Deno.writeTextFile(trigger, "");
   await pg.pgbench(["-n", "-t", "500"]);
-  await waitFor(
-    () => /could not fdatasync file ".*\.partial": Input\/output error/.test(log()),
-    { timeoutMs: 30_000, message: `no fdatasync error in the relay's log:\n${log()}` },
-  );
+  await waitLog(log, /could not fdatasync file ".*\.partial": Input\/output error/, 30_000);
   assert.doesNotMatch(log(), /upstream connection failed: Input\/output error/);
   assert.equal(
     await metric(httpPort, 'walrelay_store_write_failures_total{operation="fdatasync"}'),
     1,
   );
-  await waitFor(() => /WAL is being written again/.test(log()), {
-    timeoutMs: 30_000,
-    message: `the relay did not write WAL again:\n${log()}`,
-  });
+  await waitLog(log, /WAL is being written again/, 30_000);
 
   await pg.pgbench(["-n", "-t", "500"]);
   const last = await pg.switchWal();

@@ -43,7 +43,9 @@ Deno.test("relay mode: a missing --wal-dir is created 0700, served at once, stre
   await waitFor(async () => (await replPsql(relay.port, "IDENTIFY_SYSTEM")).code === 0, {
     timeoutMs: 60_000,
     intervalMs: 200,
-    message: `the relay did not serve WAL once the upstream was up:\n${log()}`,
+    message: "the relay did not serve WAL once the upstream was up",
+  }).catch((e) => {
+    throw new Error(`${(e as Error).message}\n--- relay ---\n${log()}`);
   });
   assert.doesNotMatch(log(), /readdir|No such file or directory/);
   await using out = await tempDir("walrelay-waldir-rw-");
