@@ -46,6 +46,8 @@ serve options:
   --base-backup-interval DUR
                         take a base backup from the upstream this often (default: on demand only)
   --base-backups-keep N keep this many base backups, and the WAL they need (default ${D.baseBackupsKeep})
+  --base-backup-max-rate KB
+                        take base backups from the upstream at most this fast, in kB/s
   --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
@@ -120,6 +122,7 @@ async function serve(args: string[]): Promise<void> {
       "base-backup-max-age": { type: "string" },
       "base-backup-interval": { type: "string" },
       "base-backups-keep": { type: "string" },
+      "base-backup-max-rate": { type: "string" },
       "http-ready-max-lag": { type: "string", default: String(DEFAULTS.readyMaxLagSeconds) },
       examples: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -216,6 +219,15 @@ async function serve(args: string[]): Promise<void> {
       fail(`invalid --base-backups-keep "${values["base-backups-keep"]}"`);
     }
     baseBackups.keep = keep;
+  }
+  if (values["base-backup-max-rate"] !== undefined) {
+    const rate = Number(values["base-backup-max-rate"]);
+    if (!Number.isInteger(rate) || rate < 32 || rate > 1048576) {
+      fail(
+        `invalid --base-backup-max-rate "${values["base-backup-max-rate"]}": 32 to 1048576 kB/s`,
+      );
+    }
+    baseBackups.maxRateKb = rate;
   }
 
   let relay: WalRelay;

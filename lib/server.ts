@@ -28,6 +28,7 @@ import { ClientConnection } from "./replication/connection.ts";
 import { readStartupPacket } from "./replication/startup.ts";
 import { osErrorText } from "./upstream/wal_file_error.ts";
 import { BackupService } from "./backup/service.ts";
+import { upstreamTaker } from "./backup/upstream_backup.ts";
 
 /**
  * A connection before there is WAL to serve (relay mode, an empty directory, the upstream's first
@@ -155,6 +156,8 @@ export interface WalRelayOptions {
     intervalMs?: number;
     /** Keep this many backups. Default 2. */
     keep?: number;
+    /** Relay mode: `MAX_RATE` of backups taken from the upstream, in kB/s. Default unlimited. */
+    maxRateKb?: number;
   };
   /** Session timeouts in milliseconds. */
   timeouts?: Partial<SessionTimeouts>;
@@ -566,7 +569,16 @@ export class WalRelay {
       log: logger,
       maxAgeMs: options.baseBackups?.maxAgeMs ?? DEFAULTS.baseBackupMaxAgeMs,
       keep: options.baseBackups?.keep ?? DEFAULTS.baseBackupsKeep,
+      intervalMs: options.baseBackups?.intervalMs,
+      take: options.upstream
+        ? upstreamTaker({
+          conninfo: options.upstream.conninfo,
+          log: logger,
+          maxRateKb: options.baseBackups?.maxRateKb,
+        })
+        : undefined,
     });
+    acquired.defer(() => backups.close());
     if (!store && settings.http) {
       // The status server starts with the store; a port that is taken must fail now, though.
       Deno.listen({ hostname: settings.http.hostname, port: settings.http.port }).close();
@@ -762,6 +774,7 @@ export class WalRelay {
 
   /** No new clients, no more rescans. */
   #stopAccepting(): void {
+    this.backups?.close();
     try {
       this.#listener.close();
     } catch { /* already closed */ }

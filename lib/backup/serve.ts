@@ -48,6 +48,8 @@ export interface BackupStart {
   tablespaces: { oid: string; location: string; estimateKb: number }[];
   /** The PROGRESS estimate of the main directory, in kB. */
   baseEstimateKb: number;
+  /** The checksum algorithm of the manifest's files. */
+  manifestAlgorithm: ChecksumAlgorithm;
 }
 
 /** A backup to serve: stored, or being taken from the upstream right now. */
@@ -98,43 +100,39 @@ function columns(major: number): { position: FieldDescription[]; tablespaces: Fi
   };
 }
 
-/** The manifest written again to match the files sent, in the order sent. */
+/** A file as sent: its header, and its checksum when it had to be computed. */
+interface SentFile {
+  path: string;
+  header: TarHeader;
+  added: boolean;
+  checksum: string | undefined;
+}
+
+/**
+ * The manifest written again to match the files sent, in the order sent. Checksums are computed
+ * while streaming only when the client wants another algorithm than the stored one (or for files
+ * the relay adds); the stored manifest, which may only arrive after the archives when the backup
+ * is being read through, is consulted at the end.
+ */
 class ManifestPlan {
-  #stored: Manifest;
-  #byPath = new Map<string, ManifestFile>();
   #algorithm: ChecksumAlgorithm;
-  #files: ManifestFile[] = [];
-  #current: { file: ManifestFile; sum: FileChecksum } | undefined;
+  #storedAlgorithm: ChecksumAlgorithm;
+  #files: SentFile[] = [];
+  #current: { file: SentFile; sum: FileChecksum } | undefined;
 
-  constructor(stored: Manifest, algorithm: ChecksumAlgorithm) {
-    this.#stored = stored;
+  constructor(algorithm: ChecksumAlgorithm, storedAlgorithm: ChecksumAlgorithm) {
     this.#algorithm = algorithm;
-    for (const f of stored.files) this.#byPath.set(f.path, f);
+    this.#storedAlgorithm = storedAlgorithm;
   }
 
-  /** Whether file contents must be read for their checksums. */
-  get computes(): boolean {
-    return this.#current !== undefined;
-  }
-
-  /** A regular file begins. Listed as stored when the algorithm is the stored one. */
+  /** A regular file begins. */
   begin(path: string, header: TarHeader, added: boolean): void {
     this.end();
-    const stored = this.#byPath.get(path);
-    if (!stored && !added) return; // not in the manifest as taken (WAL, say)
-    if (stored && stored.algorithm === this.#algorithm) {
-      this.#files.push(stored);
-      return;
-    }
-    const file: ManifestFile = {
-      path,
-      size: header.size,
-      lastModified: stored?.lastModified ?? manifestTime(header.mtime),
-      algorithm: this.#algorithm,
-      checksum: "",
-    };
+    const file: SentFile = { path, header, added, checksum: undefined };
     this.#files.push(file);
-    this.#current = { file, sum: new FileChecksum(this.#algorithm) };
+    if (added || this.#algorithm !== this.#storedAlgorithm) {
+      this.#current = { file, sum: new FileChecksum(this.#algorithm) };
+    }
   }
 
   update(bytes: Uint8Array): void {
@@ -147,9 +145,26 @@ class ManifestPlan {
     this.#current = undefined;
   }
 
-  build(forceEncode: boolean): Uint8Array {
+  build(stored: Manifest, forceEncode: boolean): Uint8Array {
     this.end();
-    return buildManifest({ ...this.#stored, files: this.#files }, { forceEncode });
+    const byPath = new Map(stored.files.map((f) => [f.path, f]));
+    const files: ManifestFile[] = [];
+    for (const f of this.#files) {
+      const s = byPath.get(f.path);
+      if (!s && !f.added) continue; // not in the manifest as taken (WAL, say)
+      if (s && s.algorithm === this.#algorithm) {
+        files.push(s);
+        continue;
+      }
+      files.push({
+        path: f.path,
+        size: f.header.size,
+        lastModified: s?.lastModified ?? manifestTime(f.header.mtime),
+        algorithm: this.#algorithm,
+        checksum: f.checksum ?? "",
+      });
+    }
+    return buildManifest({ ...stored, files }, { forceEncode });
   }
 }
 
@@ -350,6 +365,15 @@ export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
   const major = wal.identity.serverMajor;
   const cols = columns(major);
   const start = await source.start();
+  // A backup just taken from the upstream starts at WAL this relay may not hold yet; -X stream
+  // asks for it right after the start result set.
+  const deadline = Date.now() + p.walTimeoutMs;
+  while (
+    wal.timeline === start.timeline && wal.endLsn < start.startLsn && Date.now() < deadline &&
+    !p.signal?.aborted
+  ) {
+    await wal.latch.wait(200, p.signal);
+  }
   progress.bytesTotal = options.progress
     ? (start.baseEstimateKb + start.tablespaces.reduce((s, t) => s + t.estimateKb, 0)) * 1024
     : undefined;
@@ -372,13 +396,9 @@ export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
   });
   const timer = setInterval(() => progress.bytesDone = sink.bytesDone, 250);
   try {
-    let manifest: ManifestPlan | undefined;
-    if (options.manifest !== "no") {
-      manifest = new ManifestPlan(
-        parseManifest(await source.manifest()),
-        options.manifestChecksums,
-      );
-    }
+    const manifest = options.manifest === "no"
+      ? undefined
+      : new ManifestPlan(options.manifestChecksums, start.manifestAlgorithm);
     for (const t of start.tablespaces) {
       await sink.beginArchive(`${t.oid}.tar`, t.location);
       await sendArchive(
@@ -391,12 +411,13 @@ export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
       );
       await sink.endArchive();
     }
-    const end = await source.end();
+    // Only WAL needs the end before the main archive; a backup being read through ends later.
+    let end = options.includeWal ? await source.end() : undefined;
     const plan: BasePlan = {
       symlinks: options.tablespaceMap ? undefined : start.tablespaces,
       wal: undefined,
     };
-    if (options.includeWal) {
+    if (end) {
       const files = await waitForWalRange(
         wal,
         {
@@ -419,7 +440,11 @@ export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
         "WAL archiving is not enabled; you must ensure that all required WAL segments are copied through other means to complete the backup",
       ));
     }
-    if (manifest) await sink.manifest(manifest.build(options.manifest === "force-encode"));
+    if (manifest) {
+      const stored = parseManifest(await source.manifest());
+      await sink.manifest(manifest.build(stored, options.manifest === "force-encode"));
+    }
+    end ??= await source.end();
     await sink.flush();
     progress.bytesDone = sink.bytesDone;
     progress.phase = "done";

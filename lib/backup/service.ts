@@ -9,6 +9,7 @@
 import type { Logger } from "../log.ts";
 import { PgError, SqlState } from "../pgwire/error.ts";
 import type { Lsn } from "../wal/lsn.ts";
+import type { ChecksumAlgorithm } from "./manifest.ts";
 import type { BackupProgress, BackupSource } from "./serve.ts";
 import { type BackupInfo, BackupStore } from "./store.ts";
 import { fileChunks } from "./tar.ts";
@@ -38,6 +39,8 @@ export interface BackupServiceOptions {
   maxAgeMs?: number;
   /** Keep this many backups (default 2). */
   keep?: number;
+  /** Relay mode: take a backup this often, ahead of demand. */
+  intervalMs?: number | undefined;
 }
 
 /**
@@ -57,6 +60,7 @@ export function storedSource(store: BackupStore, info: BackupInfo): BackupSource
         timeline: info.timeline,
         tablespaces: info.tablespaces,
         baseEstimateKb: info.base.estimateKb,
+        manifestAlgorithm: info.manifest.algorithm as ChecksumAlgorithm,
       }),
     archive: (name) => fileChunks(store.path(info.id, name)),
     manifest: () => Deno.readFile(store.path(info.id, "backup_manifest")),
@@ -83,6 +87,7 @@ export class BackupService {
   #opts: BackupServiceOptions;
   #inUse = new Map<string, number>();
   #taking: BackupInProgress | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(store: BackupStore, opts: BackupServiceOptions) {
     this.store = store;
@@ -94,7 +99,20 @@ export class BackupService {
     const store = await BackupStore.open(opts.walDir, {
       log: (m) => opts.log.log("warn", m),
     });
-    return new BackupService(store, opts);
+    const service = new BackupService(store, opts);
+    const every = opts.intervalMs;
+    if (opts.take && every !== undefined && every > 0) {
+      service.#timer = setInterval(() => {
+        const newest = store.newest();
+        if (!newest || Date.now() - newest.storedAt.getTime() >= every) service.takeNow();
+      }, Math.min(every, 60_000));
+    }
+    return service;
+  }
+
+  /** Stops taking backups ahead of demand. */
+  close(): void {
+    clearInterval(this.#timer);
   }
 
   /** The backup being taken from the upstream, if any. */

@@ -1,0 +1,127 @@
+// Relay mode reads base backups through from the upstream: for 15, 17 and 18, three downstream
+// pg_basebackups cost the primary one BASE_BACKUP (its log says so), each passes
+// pg_verifybackup, and a standby built from the relay's backup converges under pgbench while
+// streaming from the relay. For 15: two clients at once share one upstream backup, and a kill -9
+// of the relay during a read-through leaves nothing that is served; the next request works.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startPrimary, startStandby, tempDir, waitFor } from "./_pg.ts";
+import { PGBENCH_DIGEST, startRelayMode, waitSame } from "./_relay_mode_util.ts";
+import { pgBasebackup, pgBasebackupOk, verifyBackup } from "./_base_backup_util.ts";
+
+/** BASE_BACKUP commands the primary received, from its log (log_replication_commands). */
+async function upstreamBackups(log: string): Promise<number> {
+  return log.split("\n").filter((l) => /received replication command: BASE_BACKUP/.test(l)).length;
+}
+
+async function storedBackups(walDir: string): Promise<string[]> {
+  try {
+    return (await Array.fromAsync(Deno.readDir(join(walDir, ".walrelay", "backups"))))
+      .map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+for (const major of [15, 17, 18]) {
+  Deno.test(`relay mode: three pg_basebackup ${major} from the relay cost the primary one backup; a standby from it converges`, async () => {
+    await using pg = await startPrimary({ major, walSegSize: 1, conf: { fsync: "off" } });
+    await pg.pgbench(["-i", "-s", "1", "-q"]);
+    await using dir = await tempDir("walrelay-bbrelay-");
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: pg.conninfo() });
+    const programs = pg.programs;
+    await using work = await programs.tempDir("walrelay-bbrelay-work-");
+    const ctx = () => `--- relay ---\n${relay.stderr()}`;
+    const conninfo = relay.conninfo();
+
+    // The first one reads through: streamed to the client while stored.
+    const first = join(work.path, "first");
+    await pgBasebackupOk(programs, conninfo, first, ["-X", "stream", "-R", "-P"], ctx());
+    await verifyBackup(programs, first);
+    const stored = await storedBackups(dir.path);
+    assert.equal(stored.length, 1, stored.join(", "));
+    // Then from the store.
+    const second = join(work.path, "second");
+    await pgBasebackupOk(programs, conninfo, second, ["-X", "fetch"], ctx());
+    await verifyBackup(programs, second);
+    const third = join(work.path, "third");
+    await pgBasebackupOk(programs, conninfo, third, ["-Ft", "-X", "stream"], ctx());
+    assert.equal(
+      await upstreamBackups(await pg.log()),
+      1,
+      "the primary should have served exactly one BASE_BACKUP",
+    );
+    assert.deepEqual(await storedBackups(dir.path), stored);
+    assert.match(
+      await Deno.readTextFile(join(first, "postgresql.auto.conf")),
+      new RegExp(`primary_conninfo = '.*port=${relay.port}`),
+    );
+
+    // A standby from the relay's backup, streaming from the relay, converges under pgbench.
+    await using standby = await startStandby({
+      dataDir: first,
+      primaryConninfo: relay.conninfo({ application_name: "edge" }),
+    });
+    await pg.pgbench(["-c", "2", "-T", "3", "-n"]);
+    await waitSame(standby, PGBENCH_DIGEST, await pg.sql(PGBENCH_DIGEST), relay.stderr);
+  });
+}
+
+Deno.test("relay mode: two clients at once share one upstream backup; kill -9 mid read-through serves nothing half-done", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await pg.pgbench(["-i", "-s", "2", "-q"]);
+  await using dir = await tempDir("walrelay-bbshare-");
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbshare-work-");
+  // Throttled so that the read-through lasts a few seconds.
+  const args = ["--base-backup-max-rate", "8192"];
+  {
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: pg.conninfo(), args });
+    const a = pgBasebackup(programs, relay.conninfo(), join(work.path, "a"), ["-X", "stream"]);
+    const b = pgBasebackup(programs, relay.conninfo(), join(work.path, "b"), [
+      "-Ft",
+      "-X",
+      "fetch",
+    ]);
+    const [ra, rb] = await Promise.all([a, b]);
+    assert.equal(ra.code, 0, `${ra.stderr}\n--- relay ---\n${relay.stderr()}`);
+    assert.equal(rb.code, 0, `${rb.stderr}\n--- relay ---\n${relay.stderr()}`);
+    assert.equal(await upstreamBackups(await pg.log()), 1);
+    await verifyBackup(programs, join(work.path, "a"));
+  }
+  // Removing the stored one makes the next request read through again; kill -9 during it.
+  for (const id of await storedBackups(dir.path)) {
+    await Deno.remove(join(dir.path, ".walrelay", "backups", id), { recursive: true });
+  }
+  {
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: pg.conninfo(), args });
+    const c = pgBasebackup(programs, relay.conninfo(), join(work.path, "c"), ["-X", "stream"]);
+    await waitFor(async () => {
+      const names = await storedBackups(dir.path);
+      const tmp = names.find((n) => n.startsWith(".tmp-"));
+      if (!tmp) return false;
+      const base = await Deno.stat(join(dir.path, ".walrelay", "backups", tmp, "base.tar"))
+        .catch(() => undefined);
+      return (base?.size ?? 0) > 1 << 20;
+    }, { timeoutMs: 30_000, intervalMs: 20, message: "no read-through in progress" });
+    relay.kill("SIGKILL");
+    const rc = await c;
+    assert.notEqual(rc.code, 0, "a backup cut short must fail the client");
+    assert.equal(await upstreamBackups(await pg.log()), 2);
+  }
+  // Nothing half-done is served: the leftover is removed at startup and a new backup is taken.
+  {
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: pg.conninfo() });
+    assert.deepEqual(
+      (await storedBackups(dir.path)).filter((n) => n.startsWith(".tmp-")),
+      [],
+      "the half-written backup was not removed",
+    );
+    const d = join(work.path, "d");
+    await pgBasebackupOk(programs, relay.conninfo(), d, ["-X", "stream"], relay.stderr());
+    await verifyBackup(programs, d);
+    assert.equal(await upstreamBackups(await pg.log()), 3);
+    assert.match(relay.stderr(), /removing incomplete base backup/);
+  }
+});
