@@ -110,8 +110,11 @@ export function openWalSource(
     check = { segno, result };
     if (result && !result.error && !ahead) {
       // Validate the next segment while this one streams.
-      ahead = store.checkSegment(tli, segno + 1n)?.catch(() => {});
-      ahead?.then(() => ahead = undefined);
+      const next = store.checkSegment(tli, segno + 1n)?.catch(() => {});
+      ahead = next;
+      next?.then(() => {
+        if (ahead === next) ahead = undefined;
+      });
     }
     return result;
   };
@@ -257,7 +260,7 @@ export function openWalSource(
     return wanted;
   }
 
-  /** Reads `length` bytes at `lsn` from the open file of segment `segno`. */
+  /** Reads `length` bytes at `lsn` from `wanted`, the file {@linkcode openSegment} opened. */
   function readSegment(
     store: WalStore,
     wanted: SegmentFile,
