@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DurableWriter, scanLocalWal } from "./durable_writer.ts";
+import { WalFileError } from "./wal_file_error.ts";
 
 const WAL = new URL("../../testdata/wal", import.meta.url).pathname;
 const SEG = 1 << 20;
@@ -111,6 +112,48 @@ Deno.test("durable writer: a timeline switch writes the history and the new segm
     await Deno.stat(`${dir}/000000010000000000000009.partial`);
     assert.equal(w.timeline, 2);
     assert.equal(w.writtenLsn, 0x900000n);
+    await w.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("durable writer: after a failed flush nothing unsynced counts, and it is written again", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const seg6 = await Deno.readFile(join(WAL, "000000010000000000000006"));
+    const w = await DurableWriter.open(dir, { segmentSize: SEG });
+    const sink = recordingSink();
+    sink.endLsn = 0x600000n;
+    w.position(1, 0x600000n);
+    await w.attach(sink);
+    await w.write(1, 0x600000n, seg6.slice(0, 100_000));
+    await w.flush();
+    // The rest completes the segment, but a directory in the way of its final name makes the
+    // rename fail.
+    await w.write(1, 0x600000n + 100_000n, seg6.slice(100_000));
+    await Deno.mkdir(`${dir}/000000010000000000000006/x`, { recursive: true });
+    await assert.rejects(
+      w.flush(),
+      (e) =>
+        e instanceof WalFileError && e.operation === "rename" &&
+        /^could not rename file ".*000000010000000000000006\.partial" to ".*0006": Is a directory/
+          .test(e.message),
+    );
+    // Nothing past the last good flush is durable, announced, or accepted as a continuation.
+    assert.equal(w.flushedLsn, 0x600000n + 100_000n);
+    assert.equal(w.writtenLsn, w.flushedLsn);
+    assert.equal(sink.endLsn, 0x600000n + 100_000n);
+    await assert.rejects(w.write(1, w.writtenLsn, seg6.slice(100_000)), WalFileError);
+
+    // Positioned at the durable end again (as the receiver does on reconnecting), the WAL is
+    // written anew and this time completes the segment.
+    await Deno.remove(`${dir}/000000010000000000000006`, { recursive: true });
+    w.position(1, w.flushedLsn);
+    await w.write(1, w.writtenLsn, seg6.slice(100_000));
+    await w.flush();
+    assert.equal(sink.endLsn, 0x700000n);
+    assert.deepEqual(await Deno.readFile(`${dir}/000000010000000000000006`), seg6);
     await w.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
