@@ -84,6 +84,14 @@ export {
   WalStore,
   type WalStoreOptions,
 } from "./lib/wal/store.ts";
+export {
+  type SegmentCheck,
+  type SegmentCheckRequest,
+  SegmentValidations,
+  type SegmentValidationsOptions,
+  WalSegmentDamagedError,
+} from "./lib/wal/segment_validation.ts";
+export { type WalReaderError } from "./lib/wal/reader.ts";
 export { formatLsn, INVALID_LSN, type Lsn, MAX_LSN, parseLsn } from "./lib/wal/lsn.ts";
 export {
   historyFileName,

@@ -122,6 +122,8 @@ export class WalSegmentDamagedError extends Error {
   readonly validEnd: Lsn;
 
   /**
+   * Creates the error for a file and the failure found in it.
+   *
    * @param fileName The damaged file.
    * @param failure Where validation failed, and why.
    * @param validEnd End of the valid WAL before the damage.
@@ -165,7 +167,11 @@ export class SegmentValidations {
   readonly #worker: ValidationWorker | undefined;
   #runs = 0;
 
-  /** @param options The WAL's identity, the number of results to keep, where to log damage. */
+  /**
+   * Creates an empty set of results.
+   *
+   * @param options The WAL's identity, the number of results to keep, where to log damage.
+   */
   constructor(options: SegmentValidationsOptions) {
     this.#settings = {
       segmentSize: options.segmentSize,
