@@ -123,11 +123,11 @@ export interface StartLogicalReplicationCommand {
   options: GenericOption[];
 }
 
-/** `BASE_BACKUP [(options)]`, recognised only so that it can be refused. */
+/** `BASE_BACKUP [(options)]`. */
 export interface BaseBackupCommand {
   /** Discriminant. */
   kind: "BASE_BACKUP";
-  /** The options as given; not interpreted. */
+  /** The options as given, checked when the command runs (as `parse_basebackup_options`). */
   options: GenericOption[];
 }
 
@@ -207,6 +207,15 @@ export function parseCommand(text: string): ReplicationCommand {
   const lex = new Lexer(text);
   const first = lex.peek();
   if (first.type !== "keyword" || !COMMAND_KEYWORDS.has(first.keyword)) {
+    // PostgreSQL 17's first step of pg_basebackup --incremental. It is no keyword of 15's
+    // scanner, so it is recognised here, by its literal upper-case word, to be refused clearly.
+    if (/^[ \t\r\n\f]*UPLOAD_MANIFEST[ \t\r\n\f]*;?[ \t\r\n\f]*$/.test(text)) {
+      throw new PgError(
+        SqlState.FEATURE_NOT_SUPPORTED,
+        "incremental backups are not supported by walrelay",
+        { hint: "Take a full backup: walrelay serves the full backups it stores." },
+      );
+    }
     return { kind: "SQL", text };
   }
   const parser = new Parser(lex);

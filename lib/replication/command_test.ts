@@ -116,7 +116,7 @@ Deno.test("parseCommand: only an upper-case command keyword first makes a replic
       "(IDENTIFY_SYSTEM)",
       '"IDENTIFY_SYSTEM"',
       "ALTER_REPLICATION_SLOT x (failover)",
-      "UPLOAD_MANIFEST",
+      "upload_manifest",
       "\vIDENTIFY_SYSTEM",
       "select 'abc",
       "1/0 IDENTIFY_SYSTEM",
@@ -125,6 +125,47 @@ Deno.test("parseCommand: only an upper-case command keyword first makes a replic
   ) {
     assert.deepEqual(parseCommand(sql), { kind: "SQL", text: sql }, sql);
   }
+});
+
+Deno.test("parseCommand: PostgreSQL 17's UPLOAD_MANIFEST is refused clearly, before any COPY", () => {
+  for (const text of ["UPLOAD_MANIFEST", " UPLOAD_MANIFEST ;"]) {
+    assertFails(text, "0A000", "incremental backups are not supported by walrelay");
+  }
+});
+
+Deno.test("parseCommand: BASE_BACKUP options as pg_basebackup 15, 17 and 18 send them", () => {
+  assertParses(
+    "BASE_BACKUP ( INCREMENTAL,  LABEL 'pg_basebackup base backup',  PROGRESS,  WAL,  WAIT 0,  TABLESPACE_MAP,  MANIFEST 'yes',  TARGET 'client')",
+    {
+      kind: "BASE_BACKUP",
+      options: [
+        { name: "incremental", value: undefined },
+        { name: "label", value: "pg_basebackup base backup" },
+        { name: "progress", value: undefined },
+        { name: "wal", value: undefined },
+        { name: "wait", value: 0 },
+        { name: "tablespace_map", value: undefined },
+        { name: "manifest", value: "yes" },
+        { name: "target", value: "client" },
+      ],
+    },
+  );
+  assertParses(
+    "BASE_BACKUP ( LABEL 'x',  MAX_RATE 32768,  MANIFEST_CHECKSUMS 'SHA256',  COMPRESSION 'gzip',  COMPRESSION_DETAIL 'level=5')",
+    {
+      kind: "BASE_BACKUP",
+      options: [
+        { name: "label", value: "x" },
+        { name: "max_rate", value: 32768 },
+        { name: "manifest_checksums", value: "SHA256" },
+        { name: "compression", value: "gzip" },
+        { name: "compression_detail", value: "level=5" },
+      ],
+    },
+  );
+  assertParses("BASE_BACKUP", { kind: "BASE_BACKUP", options: [] });
+  // The pre-15 syntax is gone from the grammar.
+  assertSyntaxError("BASE_BACKUP LABEL 'x' PROGRESS FAST NOWAIT");
 });
 
 Deno.test("parseCommand: the first token is lexed, so its lexical errors count", () => {
