@@ -503,8 +503,9 @@ export class WalRelay {
       await this.#serve(store);
       this.#logListening();
     } catch (e) {
-      if (this.#shutdown.signal.aborted) return;
-      this.#fail(e as Error);
+      if (!this.#shutdown.signal.aborted) this.#fail(e as Error);
+    } finally {
+      this.#serving.reject(new Error("the relay stopped before it had WAL to serve"));
     }
   }
 

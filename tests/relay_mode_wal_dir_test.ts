@@ -5,8 +5,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { silentLogger } from "../lib/log.ts";
+import { WalRelay } from "../lib/server.ts";
 import {
   assertSegmentsMatch,
+  freePort,
   REPO_ROOT,
   run,
   startPrimary,
@@ -76,4 +79,22 @@ Deno.test("directory mode: a missing --wal-dir exits 1 and is not created", asyn
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`directory "${walDir}" does not exist`));
   await assert.rejects(Deno.stat(walDir), Deno.errors.NotFound);
+});
+
+Deno.test("relay mode in-process: waiting for the upstream's first WAL, it shuts down cleanly", async () => {
+  await using base = await tempDir("walrelay-waldir-inproc-");
+  const walDir = join(base.path, "wal");
+  const relay = await WalRelay.start({
+    walDir,
+    port: 0,
+    logger: silentLogger,
+    upstream: { conninfo: `host=127.0.0.1 port=${await freePort()} user=postgres` },
+  });
+  assert.equal((await Deno.stat(walDir)).mode! & 0o777, 0o700);
+  assert.throws(() => relay.store, /not open yet/);
+  const r = await replPsql(relay.port, "IDENTIFY_SYSTEM");
+  assert.match(r.stderr, /not yet accepting connections/);
+  await relay.shutdown({ graceMs: 2000 });
+  await relay.finished;
+  await assert.rejects(relay.serving, /stopped before it had WAL/);
 });
