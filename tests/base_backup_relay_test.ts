@@ -11,7 +11,7 @@ import { PGBENCH_DIGEST, startRelayMode, waitSame } from "./_relay_mode_util.ts"
 import { pgBasebackup, pgBasebackupOk, verifyBackup } from "./_base_backup_util.ts";
 
 /** BASE_BACKUP commands the primary received, from its log (log_replication_commands). */
-async function upstreamBackups(log: string): Promise<number> {
+function upstreamBackups(log: string): number {
   return log.split("\n").filter((l) => /received replication command: BASE_BACKUP/.test(l)).length;
 }
 

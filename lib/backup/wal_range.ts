@@ -46,8 +46,15 @@ function complete(store: WalStore, file: SegmentFile): boolean {
  * import { walRangeFiles } from "./wal_range.ts";
  * import assert from "node:assert/strict";
  * const store = await WalStore.open("testdata/wal");
- * const r = walRangeFiles(store, { startLsn: 0x200028n, timeline: 1, endLsn: 0x300000n, endTimeline: 1 });
+ * // Across the switch to timeline 2 at 0/997C58: its segment comes from timeline 2's file.
+ * const r = walRangeFiles(store, { startLsn: 0x700028n, timeline: 1, endLsn: 0xA00100n, endTimeline: 2 });
  * assert.ok("files" in r);
+ * assert.deepEqual(r.files.map((f) => f.name), [
+ *   "000000010000000000000007", "000000010000000000000008", "000000020000000000000009",
+ *   "00000002000000000000000A",
+ * ]);
+ * const past = walRangeFiles(store, { startLsn: 0xB00028n, timeline: 2, endLsn: 0xC00100n, endTimeline: 2 });
+ * assert.deepEqual(past, { missing: "00000002000000000000000C" });
  * ```
  */
 export function walRangeFiles(

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { CopySink } from "./copy_sink.ts";
+
+/** The CopyData payloads sent, as [kind, payload] (the message header checked on the way). */
+function recorder(): { sent: [string, Uint8Array][]; send: (...m: Uint8Array[]) => Promise<void> } {
+  const sent: [string, Uint8Array][] = [];
+  return {
+    sent,
+    send: (...messages) => {
+      for (const m of messages) {
+        assert.equal(m[0], 0x64);
+        assert.equal(new DataView(m.buffer, m.byteOffset).getInt32(1), m.length - 1);
+        sent.push([String.fromCharCode(m[5]!), m.subarray(6)]);
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+Deno.test("copy sink: n, d of at most 32 kB, p at the end of each archive, m before the manifest", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, gzip: false });
+  await sink.beginArchive("16384.tar", "/srv/ts1");
+  await sink.archive(new Uint8Array(70000).fill(1));
+  await sink.endArchive();
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(new Uint8Array(512));
+  await sink.endArchive();
+  await sink.manifest(new Uint8Array(40000));
+  assert.deepEqual(r.sent.map(([k, p]) => `${k}${p.length}`), [
+    "n19",
+    "d32768",
+    "d32768",
+    "d4464",
+    "p8",
+    "n10",
+    "d512",
+    "p8",
+    "m0",
+    "d32768",
+    "d7232",
+  ]);
+  assert.deepEqual([...r.sent[0]![1]], [...new TextEncoder().encode("16384.tar\0/srv/ts1\0")]);
+  // Progress is cumulative across archives.
+  const progress = r.sent.filter(([k]) => k === "p").map(([, p]) =>
+    new DataView(p.buffer, p.byteOffset).getBigInt64(0)
+  );
+  assert.deepEqual(progress, [70000n, 70512n]);
+});
+
+Deno.test("copy sink: TARGET 'blackhole' sends no data, only the framing", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: false, maxRateKb: 0, gzip: false });
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(new Uint8Array(100000));
+  await sink.endArchive();
+  await sink.manifest(new Uint8Array(10));
+  assert.deepEqual(r.sent.map(([k]) => k), ["n", "p", "m"]);
+});
+
+Deno.test("copy sink: server-side gzip names the archive .gz and inflates to the tar bytes", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, gzip: true });
+  const tar = new Uint8Array(300000).map((_, i) => i % 251);
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(tar.subarray(0, 100000));
+  await sink.archive(tar.subarray(100000));
+  await sink.endArchive();
+  assert.equal(new TextDecoder().decode(r.sent[0]![1]), "base.tar.gz\0\0");
+  const gz = r.sent.filter(([k]) => k === "d").map(([, p]) => p.slice());
+  const plain = await new Response(
+    ReadableStream.from(gz).pipeThrough(new DecompressionStream("gzip")),
+  ).bytes();
+  assert.deepEqual(plain, tar);
+  assert.equal(sink.bytesDone, tar.length);
+});
+
+Deno.test("copy sink: MAX_RATE is honoured", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 1024, gzip: false });
+  const t0 = performance.now();
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(new Uint8Array(512 * 1024));
+  await sink.endArchive();
+  const ms = performance.now() - t0;
+  assert.ok(ms >= 450, `512 kB at 1 MB/s took ${ms.toFixed(0)} ms`);
+});

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import type { GenericOption } from "../replication/command.ts";
+import { parseBaseBackupOptions } from "./options.ts";
+
+function fails(options: GenericOption[], code: string, message: string): void {
+  assert.throws(() => parseBaseBackupOptions(options), { code, message });
+}
+
+Deno.test("BASE_BACKUP options: what pg_basebackup sends, defaults as PostgreSQL's", () => {
+  const o = parseBaseBackupOptions([
+    { name: "label", value: "pg_basebackup base backup" },
+    { name: "progress", value: undefined },
+    { name: "checkpoint", value: "fast" },
+    { name: "wal", value: undefined },
+    { name: "wait", value: 0 },
+    { name: "max_rate", value: 32768 },
+    { name: "tablespace_map", value: undefined },
+    { name: "manifest", value: "yes" },
+    { name: "manifest_checksums", value: "sha256" },
+    { name: "target", value: "client" },
+  ]);
+  assert.deepEqual(o, {
+    label: "pg_basebackup base backup",
+    progress: true,
+    fastCheckpoint: true,
+    noWait: true,
+    includeWal: true,
+    maxRateKb: 32768,
+    tablespaceMap: true,
+    manifest: "yes",
+    manifestChecksums: "SHA256",
+    sendToClient: true,
+    compression: "none",
+  });
+  const d = parseBaseBackupOptions([]);
+  assert.equal(d.label, "base backup");
+  assert.equal(d.manifest, "no");
+  assert.equal(d.manifestChecksums, "NONE");
+  assert.equal(
+    parseBaseBackupOptions([{ name: "manifest", value: "force-encode" }]).manifest,
+    "force-encode",
+  );
+  assert.equal(parseBaseBackupOptions([{ name: "manifest", value: "of" }]).manifest, "no");
+  assert.equal(
+    parseBaseBackupOptions([{ name: "target", value: "blackhole" }]).sendToClient,
+    false,
+  );
+  const gz = parseBaseBackupOptions([
+    { name: "compression", value: "gzip" },
+    { name: "compression_detail", value: "level=5" },
+  ]);
+  assert.equal(gz.compression, "gzip");
+});
+
+Deno.test("BASE_BACKUP options: refused in PostgreSQL's words", () => {
+  fails([{ name: "bogus", value: undefined }], "42601", 'unrecognized base backup option: "bogus"');
+  fails(
+    [{ name: "label", value: "a" }, { name: "label", value: "b" }],
+    "42601",
+    'duplicate option "label"',
+  );
+  fails([{ name: "checkpoint", value: "slow" }], "42601", 'unrecognized checkpoint type: "slow"');
+  fails(
+    [{ name: "max_rate", value: 31 }],
+    "22003",
+    '31 is outside the valid range for parameter "MAX_RATE" (32 .. 1048576)',
+  );
+  fails([{ name: "manifest", value: "maybe" }], "42601", 'unrecognized manifest option: "maybe"');
+  fails(
+    [{ name: "manifest_checksums", value: "md5" }, { name: "manifest", value: "yes" }],
+    "42601",
+    'unrecognized checksum algorithm: "md5"',
+  );
+  fails(
+    [{ name: "manifest_checksums", value: "sha256" }],
+    "42601",
+    "manifest checksums require a backup manifest",
+  );
+  fails(
+    [{ name: "target_detail", value: "x" }],
+    "42601",
+    "target detail cannot be used without target",
+  );
+  fails(
+    [{ name: "target", value: "blackhole" }, { name: "target_detail", value: "x" }],
+    "42601",
+    'target "blackhole" does not accept a target detail',
+  );
+  fails([{ name: "target", value: "tape" }], "22023", 'unrecognized target: "tape"');
+  fails(
+    [{ name: "compression", value: "brotli" }],
+    "42601",
+    'unrecognized compression algorithm: "brotli"',
+  );
+  fails(
+    [{ name: "compression_detail", value: "1" }],
+    "42601",
+    "compression detail cannot be specified unless compression is enabled",
+  );
+  fails([{ name: "progress", value: "maybe" }], "42601", "progress requires a Boolean value");
+  fails([{ name: "label", value: undefined }], "42601", "label requires a parameter");
+});
+
+Deno.test("BASE_BACKUP options: what walrelay does not do is 0A000", () => {
+  fails(
+    [{ name: "target", value: "server" }],
+    "0A000",
+    'base backup target "server" is not supported by walrelay',
+  );
+  fails(
+    [{ name: "compression", value: "lz4" }],
+    "0A000",
+    "lz4 compression is not supported by this build",
+  );
+  fails(
+    [{ name: "compression", value: "zstd" }],
+    "0A000",
+    "zstd compression is not supported by this build",
+  );
+  fails(
+    [{ name: "incremental", value: undefined }],
+    "0A000",
+    "incremental backups are not supported by walrelay",
+  );
+});
