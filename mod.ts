@@ -36,6 +36,21 @@
  */
 
 export { WalRelay, type WalRelayOptions } from "./lib/server.ts";
+export {
+  type BackupInProgress,
+  BackupService,
+  type BackupServiceOptions,
+  type BackupTaker,
+} from "./lib/backup/service.ts";
+export {
+  type BackupInfo,
+  BackupStore,
+  type BackupTablespace,
+  BackupWriter,
+} from "./lib/backup/store.ts";
+export { type BackupProgress, type BackupSource, type BackupStart } from "./lib/backup/serve.ts";
+export { importBackup, type ImportOptions } from "./lib/backup/import.ts";
+export { type ChecksumAlgorithm } from "./lib/backup/manifest.ts";
 export { type Authenticator, type AuthRequest } from "./lib/auth/contract.ts";
 export { loopbackTrust } from "./lib/auth/trust.ts";
 export { type SessionTimeouts } from "./lib/replication/session.ts";
