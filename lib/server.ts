@@ -440,33 +440,13 @@ export class WalRelay {
   }
 
   /**
-   * Serves `store` from now on: sessions, the periodic rescan, watching the directory, the
-   * upstream's announcements and the status server.
+   * Serves `store` from now on: sessions, the periodic rescan, watching the directory and the
+   * upstream's announcements.
    */
   async #serve(store: WalStore): Promise<void> {
     this.#store = store;
     await this.upstream?.attach(store);
     const settings = this.#settings;
-    if (settings.http) {
-      try {
-        this.http = await startStatusServer({
-          hostname: settings.http.hostname,
-          port: settings.http.port,
-          relay: this,
-          lag: this.lag,
-          counters: this.counters,
-          readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
-          upstream: this.upstream ? upstreamProvider(this.upstream) : undefined,
-        });
-      } catch (e) {
-        throw new Error(
-          `could not start the status server on ${settings.http.hostname}:${settings.http.port}: ${
-            (e as Error).message
-          }`,
-          { cause: e },
-        );
-      }
-    }
     this.#timers.push(setInterval(() => this.#refresh(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.
@@ -485,6 +465,33 @@ export class WalRelay {
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
     };
     this.#serving.resolve();
+  }
+
+  /**
+   * The status server, from the start: until the store opens it answers liveness and says why
+   * the relay is not ready.
+   */
+  async #startHttp(): Promise<void> {
+    const settings = this.#settings;
+    if (!settings.http) return;
+    try {
+      this.http = await startStatusServer({
+        hostname: settings.http.hostname,
+        port: settings.http.port,
+        relay: this,
+        lag: this.lag,
+        counters: this.counters,
+        readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
+        upstream: this.upstream ? upstreamProvider(this.upstream) : undefined,
+      });
+    } catch (e) {
+      throw new Error(
+        `could not start the status server on ${settings.http.hostname}:${settings.http.port}: ${
+          (e as Error).message
+        }`,
+        { cause: e },
+      );
+    }
   }
 
   /**
@@ -532,7 +539,6 @@ export class WalRelay {
         timeline: store?.timeline,
       },
     );
-    if (this.http) this.logger.log("info", "status server listening", { url: this.http.url });
   }
 
   /**
@@ -580,10 +586,6 @@ export class WalRelay {
         : undefined,
     });
     acquired.defer(() => backups.close());
-    if (!store && settings.http) {
-      // The status server starts with the store; a port that is taken must fail now, though.
-      Deno.listen({ hostname: settings.http.hostname, port: settings.http.port }).close();
-    }
     const listener = acquired.adopt(
       Deno.listen({ hostname: settings.hostname, port: settings.port }),
       closeQuietly,
@@ -610,6 +612,7 @@ export class WalRelay {
       )
       : undefined;
     if (store) await relay.#serve(store);
+    await relay.#startHttp();
     acquired.move();
     if (relay.upstream && !store) {
       relay.#serveWhenReady(relay.upstream);
@@ -620,6 +623,7 @@ export class WalRelay {
       });
     }
     relay.#logListening();
+    if (relay.http) logger.log("info", "status server listening", { url: relay.http.url });
     return relay;
   }
 

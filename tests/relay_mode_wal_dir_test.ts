@@ -89,11 +89,22 @@ Deno.test("relay mode in-process: waiting for the upstream's first WAL, it shuts
     port: 0,
     logger: silentLogger,
     upstream: { conninfo: `host=127.0.0.1 port=${await freePort()} user=postgres` },
+    http: { port: 0 },
   });
   assert.equal((await Deno.stat(walDir)).mode! & 0o777, 0o700);
   assert.throws(() => relay.store, /not open yet/);
   const r = await replPsql(relay.port, "IDENTIFY_SYSTEM");
   assert.match(r.stderr, /not yet accepting connections/);
+  // The status server answers from the start: alive, not ready, and why.
+  const get = async (path: string) => {
+    const res = await fetch(new URL(path, relay.http!.url));
+    return { status: res.status, body: await res.json() };
+  };
+  assert.equal((await get("healthz/live")).status, 200);
+  const h = await get("healthz");
+  assert.equal(h.status, 503);
+  assert.ok(h.body.reasons.includes("no WAL received from the upstream yet"), h.body.reasons);
+  assert.equal((await get("status")).status, 503);
   await relay.shutdown({ graceMs: 2000 });
   await relay.finished;
   await assert.rejects(relay.serving, /stopped before it had WAL/);

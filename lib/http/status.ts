@@ -17,8 +17,13 @@ import { redactConninfo } from "../upstream/conninfo.ts";
 
 /** What the status pages read from a relay (a `WalRelay` has all of it). */
 export interface StatusSource {
-  /** The WAL store served. */
+  /**
+   * The WAL store served. In relay mode on an empty directory it opens with the upstream's first
+   * WAL; until {@linkcode StatusSource.serving} resolves it may throw.
+   */
   readonly store: WalStore;
+  /** Resolves once the store is open (absent: open from the start). */
+  readonly serving?: Promise<void>;
   /** The senders. */
   readonly registry: SenderRegistry;
   /** The replication slots. */

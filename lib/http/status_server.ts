@@ -99,9 +99,20 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
   });
   const maxLag = options.readyMaxLagSeconds ?? DEFAULTS.readyMaxLagSeconds;
   const stop = new AbortController();
+  // Relay mode on an empty directory: no store until the upstream's first WAL is durable. The
+  // server answers meanwhile (liveness, readiness); the pages built from the store wait.
+  let storeOpen = false;
+  const opened = (relay.serving ?? Promise.resolve()).then(() => {
+    storeOpen = true;
+    model.sample();
+    return true;
+  }, () => false);
+  const notYet = (): Response =>
+    json({ status: "not ready", reasons: ["no WAL received from the upstream yet"] }, 503);
 
   const health = async (): Promise<Health> => {
     const reasons: string[] = [];
+    if (!storeOpen) reasons.push("no WAL received from the upstream yet");
     if (upstream) {
       const u = upstream.status();
       // A full disk or a failed fdatasync: what the relay serves no longer advances.
@@ -144,10 +155,11 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
           },
         });
       case "/status":
-        return json(model.snapshot());
+        return storeOpen ? json(model.snapshot()) : notYet();
       case "/history":
         return json(model.history());
       case "/metrics":
+        if (!storeOpen) return notYet();
         return new Response(renderMetrics(model.snapshot()), {
           headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" },
         });
@@ -170,9 +182,10 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     onListen: () => {},
   }, handler);
   // Started once listening succeeded, so a taken port leaves nothing running.
-  const observing = lag.observe(relay, stop.signal);
-  model.sample();
-  const sampler = setInterval(() => model.sample(), options.sampleMs ?? 1000);
+  const observing = opened.then((open) =>
+    open && !stop.signal.aborted ? lag.observe(relay, stop.signal) : undefined
+  );
+  const sampler = setInterval(() => storeOpen && model.sample(), options.sampleMs ?? 1000);
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let closed: Promise<void> | undefined;
