@@ -1,0 +1,332 @@
+/**
+ * `GET /wal/<file>`: WAL segments and timeline history files for `restore_command`, e.g.
+ * `restore_command = 'curl -fsS http://relay:9433/wal/%f -o %p'`.
+ *
+ * PostgreSQL trusts a file its restore_command delivered as a whole segment; so only complete
+ * segments that validation passed record by record are ever sent. A `.partial`, the segment the
+ * WAL still grows into, and a damaged segment answer with an error and not one byte of WAL.
+ *
+ * @module
+ */
+
+import { WalFileMissingError } from "../wal/errors.ts";
+import { formatLsn } from "../wal/lsn.ts";
+import { parseHistory } from "../wal/history.ts";
+import type { SegmentCheck } from "../wal/segment_validation.ts";
+import { parseWalFileName } from "../wal/segment.ts";
+import type { SegmentFile, WalStore } from "../wal/store.ts";
+import { readFull } from "../_io.ts";
+
+/** How a `/wal/` request ended, as counted in `/metrics`. */
+export type WalFileOutcome =
+  | "served"
+  | "bad_name"
+  | "not_found"
+  | "not_complete"
+  | "damaged"
+  | "error"
+  | "denied";
+
+/** Every outcome, in the order `/metrics` lists them. */
+export const WAL_FILE_OUTCOMES: readonly WalFileOutcome[] = [
+  "served",
+  "bad_name",
+  "not_found",
+  "not_complete",
+  "damaged",
+  "error",
+  "denied",
+];
+
+/** What `GET /wal/<name>` may ask for. */
+export type WalFileRequest =
+  | { kind: "segment"; name: string }
+  | { kind: "history"; name: string };
+
+const SEGMENT = /^[0-9A-F]{24}$/;
+const HISTORY = /^[0-9A-F]{8}\.history$/;
+
+/**
+ * Checks the file name of a `/wal/` request: 24 upper-case hex digits (a segment) or 8 and
+ * `.history`, exactly as PostgreSQL writes `%f`. Anything else, `.partial` and every path
+ * separator included, is `undefined`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseWalFileRequest } from "./wal_files.ts";
+ * assert.deepEqual(parseWalFileRequest("000000010000000000000003"), {
+ *   kind: "segment",
+ *   name: "000000010000000000000003",
+ * });
+ * assert.equal(parseWalFileRequest("000000010000000000000003.partial"), undefined);
+ * assert.equal(parseWalFileRequest("../../etc/passwd"), undefined);
+ * ```
+ */
+export function parseWalFileRequest(name: string): WalFileRequest | undefined {
+  if (SEGMENT.test(name)) return { kind: "segment", name };
+  if (HISTORY.test(name)) return { kind: "history", name };
+  return undefined;
+}
+
+/** Bytes read from the file per chunk of the response body. */
+const CHUNK = 1 << 20;
+
+/**
+ * Answers `/wal/` requests from a store, and counts them by outcome.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { WalStore } from "../wal/store.ts";
+ * import { WalFiles } from "./wal_files.ts";
+ * const store = await WalStore.open("testdata/wal");
+ * const files = new WalFiles(() => store);
+ * const res = await files.handle("000000010000000000000007", "GET");
+ * assert.equal(res.status, 200);
+ * assert.equal((await res.bytes()).length, 1 << 20);
+ * const partial = await files.handle("000000010000000000000009.partial", "GET");
+ * assert.equal(partial.status, 400);
+ * await partial.body?.cancel();
+ * assert.equal(files.requests.get("served"), 1);
+ * ```
+ */
+export class WalFiles {
+  /** Requests so far, by outcome. */
+  readonly requests: Map<WalFileOutcome, number> = new Map();
+  readonly #store: () => WalStore;
+
+  /** @param store The store to serve from (asked per request: relay mode opens it late). */
+  constructor(store: () => WalStore) {
+    this.#store = store;
+  }
+
+  /** Counts a request refused before it got here (authentication, access rules). */
+  count(outcome: WalFileOutcome): void {
+    this.requests.set(outcome, (this.requests.get(outcome) ?? 0) + 1);
+  }
+
+  /**
+   * The response to `GET` or `HEAD /wal/<name>`: the file, or 400 for a name that is no WAL
+   * file name, 404 for a file the relay does not have (or not complete yet), 500 for a damaged
+   * one. Error bodies are one line of text.
+   */
+  async handle(name: string, method: "GET" | "HEAD"): Promise<Response> {
+    const request = parseWalFileRequest(name);
+    if (!request) {
+      return this.#fail(
+        "bad_name",
+        400,
+        `invalid WAL file name "${name.slice(0, 64)}": expected a segment (24 hex digits) ` +
+          `or a timeline history file (8 hex digits and .history)`,
+      );
+    }
+    let store: WalStore;
+    try {
+      store = this.#store();
+    } catch (e) {
+      // Relay mode before the upstream's first WAL: nothing to serve yet.
+      return this.#fail(
+        "not_found",
+        404,
+        `WAL file "${name}" is not available: ${(e as Error).message}`,
+      );
+    }
+    try {
+      return request.kind === "history"
+        ? await this.#history(store, request.name, method)
+        : await this.#segment(store, request.name, method);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
+      }
+      return this.#fail(
+        "error",
+        500,
+        `could not read WAL file "${name}": ${(e as Error).message}`,
+      );
+    }
+  }
+
+  async #history(store: WalStore, name: string, method: "GET" | "HEAD"): Promise<Response> {
+    const tli = parseInt(name.slice(0, 8), 16);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(await store.historyContent(tli));
+    } catch (e) {
+      if (e instanceof WalFileMissingError) {
+        return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
+      }
+      throw e;
+    }
+    try {
+      // A history file PostgreSQL could not parse would stop its recovery: refuse it here.
+      parseHistory(tli, new TextDecoder("utf-8", { fatal: true }).decode(bytes), name);
+    } catch (e) {
+      return this.#fail("damaged", 500, `WAL file "${name}" is damaged: ${(e as Error).message}`);
+    }
+    this.count("served");
+    return new Response(method === "HEAD" ? null : bytes, {
+      headers: fileHeaders(bytes.length),
+    });
+  }
+
+  async #segment(store: WalStore, name: string, method: "GET" | "HEAD"): Promise<Response> {
+    const parsed = parseWalFileName(name, store.identity.segmentSize);
+    if (parsed?.kind !== "segment") {
+      // Well formed, but no segment of this size can have the name (low part too high).
+      return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
+    }
+    const find = (s: WalStore): SegmentFile | undefined =>
+      s.segments(parsed.tli).find((f) => f.segno === parsed.segno);
+    let file = find(store);
+    if (!file || file.partial) {
+      // Perhaps archived since the last scan: look once more before saying no.
+      await store.refresh();
+      file = find(store);
+    }
+    if (!file) {
+      return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
+    }
+    if (file.partial) {
+      return this.#fail(
+        "not_complete",
+        404,
+        `WAL file "${name}" is not complete: only "${file.name}" is in the relay's directory`,
+      );
+    }
+
+    const path = store.path(file.name);
+    const f = await Deno.open(path, { read: true });
+    let handed = false;
+    try {
+      const before = await f.stat();
+      const segSize = store.identity.segmentSize;
+      const check = before.size === segSize ? await checkFile(store, file) : undefined;
+      if (!check) {
+        return this.#fail(
+          "not_complete",
+          404,
+          `WAL file "${name}" is not complete yet: valid WAL ends at ${
+            formatLsn(store.endLsn)
+          } on timeline ${store.timeline}`,
+        );
+      }
+      if (check.error) {
+        const where = check.errorFile === file.name
+          ? `WAL file "${name}" is damaged`
+          : `WAL file "${name}" ends in a record that runs on into damaged WAL file "${check.errorFile}"`;
+        return this.#fail("damaged", 500, `${where}: ${check.error.message}`);
+      }
+      // Validation looked at the file by its path; serve only if that is still the file open here.
+      if (identity(await Deno.stat(path)) !== identity(before)) {
+        return this.#fail(
+          "not_complete",
+          404,
+          `WAL file "${name}" changed while it was being validated`,
+        );
+      }
+      this.count("served");
+      if (method === "HEAD") return new Response(null, { headers: fileHeaders(segSize) });
+      handed = true;
+      return new Response(segmentBody(f, segSize, identity(before), name), {
+        headers: fileHeaders(segSize),
+      });
+    } finally {
+      if (!handed) f.close();
+    }
+  }
+
+  #fail(outcome: WalFileOutcome, status: number, message: string): Response {
+    this.count(outcome);
+    return new Response(message + "\n", {
+      status,
+      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    });
+  }
+}
+
+/**
+ * Validates the exact file asked for. The store's own check covers the file it would stream for
+ * the segment; where that is another timeline's copy (the segment a timeline switched in), this
+ * older timeline's complete file is validated on its own, the record running on followed into
+ * the same timeline's next file.
+ */
+function checkFile(store: WalStore, file: SegmentFile): Promise<SegmentCheck> | undefined {
+  if (store.segmentFile(file.tli, file.segno)?.name === file.name) {
+    return store.checkSegment(file.tli, file.segno);
+  }
+  if (file.tli >= store.timeline) return undefined;
+  const segSize = store.identity.segmentSize;
+  const next = store.segments(file.tli).find((f) => f.segno === file.segno + 1n);
+  const nextWhole = next && !next.partial && next.size === segSize ? next : undefined;
+  return store.validations.check({
+    tli: file.tli,
+    segno: file.segno,
+    name: file.name,
+    path: store.path(file.name),
+    next: nextWhole && {
+      name: nextWhole.name,
+      path: store.path(nextWhole.name),
+      bytes: segSize,
+      complete: true,
+    },
+  });
+}
+
+function fileHeaders(length: number): HeadersInit {
+  return {
+    "content-type": "application/octet-stream",
+    "content-length": String(length),
+    "cache-control": "no-store",
+  };
+}
+
+function identity(s: Deno.FileInfo): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtime?.getTime() ?? "-"}`;
+}
+
+/**
+ * The body of a validated segment, read a chunk at a time. A file written to while it is sent
+ * (a segment recycled under a live `pg_wal`) breaks the response off: the client sees a short
+ * transfer and fails, never a file of mixed content.
+ */
+function segmentBody(
+  f: Deno.FsFile,
+  size: number,
+  validated: string,
+  name: string,
+): ReadableStream<Uint8Array> {
+  let sent = 0;
+  let closed = false;
+  const close = (): void => {
+    if (!closed) {
+      closed = true;
+      f.close();
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller): Promise<void> {
+      try {
+        const buf = new Uint8Array(Math.min(CHUNK, size - sent));
+        const n = await readFull(f, buf);
+        if (n !== buf.length) throw new Error(`WAL file "${name}" was cut short while sent`);
+        if (identity(await f.stat()) !== validated) {
+          throw new Error(`WAL file "${name}" changed while sent`);
+        }
+        sent += n;
+        controller.enqueue(buf);
+        if (sent === size) {
+          close();
+          controller.close();
+        }
+      } catch (e) {
+        close();
+        controller.error(e);
+      }
+    },
+    cancel(): void {
+      close();
+    },
+  }, { highWaterMark: 0 });
+}
