@@ -25,7 +25,8 @@ Usage:
   walrelay serve   --wal-dir DIR [--upstream CONNINFO [--slot NAME [--create-slot]] [--start LSN]
                    [--retain SIZE]] [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
-                   [--http HOST:PORT] [--examples]
+                   [--http HOST:PORT [--http-hba FILE] [--http-token FILE]
+                   [--http-tls-cert FILE --http-tls-key FILE]] [--examples]
   walrelay inspect DIR|FILE [--json]
   walrelay status  [URL] [--json]   (default http://${D.httpHostname}:${D.httpPort})
   walrelay passwd  USER
@@ -63,7 +64,17 @@ serve options:
   --passwords FILE      user:verifier lines, verifiers as pg_authid.rolpassword stores them
   --tls-cert FILE       server certificate (PEM); with --tls-key, clients may use TLS
   --tls-key FILE        server private key (PEM)
-  --http HOST:PORT      status server: / dashboard, /status JSON, /metrics, /healthz
+  --http HOST:PORT      status server: / dashboard, /status JSON, /metrics, /healthz, and /wal/FILE
+                        for restore_command ('curl -fsS http://HOST:PORT/wal/%f -o %p'); only
+                        loopback clients unless --http-hba or --http-token, and a non-loopback
+                        HOST is refused without one of them
+  --http-hba FILE       HTTP access rules, one a line: PATH ADDRESS METHOD, first match wins;
+                        PATH all or a prefix (/wal/), ADDRESS all, IP or CIDR, METHOD trust,
+                        token (Authorization: Bearer) or reject; no match is refused (403)
+  --http-token FILE     bearer token (first line, 16+ characters) for token rules; alone, every
+                        HTTP request needs it, loopback included
+  --http-tls-cert FILE  serve the status server over HTTPS with this certificate (PEM)
+  --http-tls-key FILE   its private key (PEM)
   --http-ready-max-lag SEC
                         /healthz readiness: the most upstream lag still ready (default ${D.readyMaxLagSeconds})
   --examples            once listening, print client commands to try (psql, pg_receivewal) and the
@@ -124,6 +135,10 @@ async function serve(args: string[]): Promise<void> {
       "base-backups-keep": { type: "string" },
       "base-backup-max-rate": { type: "string" },
       "http-ready-max-lag": { type: "string", default: String(DEFAULTS.readyMaxLagSeconds) },
+      "http-hba": { type: "string" },
+      "http-token": { type: "string" },
+      "http-tls-cert": { type: "string" },
+      "http-tls-key": { type: "string" },
       examples: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -167,7 +182,19 @@ async function serve(args: string[]): Promise<void> {
     if (!(readyMaxLagSeconds > 0)) {
       fail(`invalid --http-ready-max-lag "${values["http-ready-max-lag"]}"`);
     }
-    http = { ...parseListen(values.http), readyMaxLagSeconds };
+    http = {
+      ...parseListen(values.http),
+      readyMaxLagSeconds,
+      ...(values["http-hba"] ? { hbaFile: values["http-hba"] } : {}),
+      ...(values["http-token"] ? { tokenFile: values["http-token"] } : {}),
+      ...(values["http-tls-cert"] ? { tlsCertFile: values["http-tls-cert"] } : {}),
+      ...(values["http-tls-key"] ? { tlsKeyFile: values["http-tls-key"] } : {}),
+    };
+  } else if (
+    values["http-hba"] || values["http-token"] || values["http-tls-cert"] ||
+    values["http-tls-key"]
+  ) {
+    fail("--http-hba, --http-token, --http-tls-cert and --http-tls-key go with --http");
   }
 
   let upstream: WalRelayOptions["upstream"];

@@ -23,6 +23,7 @@ import { PgError, SqlState } from "./pgwire/error.ts";
 import { errorResponse } from "./pgwire/messages.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { startStatusServer, type StatusServer } from "./http/status_server.ts";
+import { type HttpAccess, isLoopbackHost, loadHttpAccess } from "./http/access.ts";
 import { upstreamProvider } from "./upstream/status_provider.ts";
 import { ClientConnection } from "./replication/connection.ts";
 import { readStartupPacket } from "./replication/startup.ts";
@@ -179,6 +180,17 @@ export interface WalRelayOptions {
     port: number;
     /** Readiness: the most upstream lag, in seconds, that still counts as ready. Default 60. */
     readyMaxLagSeconds?: number;
+    /**
+     * Access rules for the HTTP server (path prefix, address, trust/token/reject); see
+     * `parseHttpHba`. Without this and `tokenFile` only loopback clients are admitted.
+     */
+    hbaFile?: string;
+    /** A file whose first line is the bearer token `token` rules (or, alone, every request) need. */
+    tokenFile?: string;
+    /** Serve HTTPS with this certificate (PEM); goes with `tlsKeyFile`. */
+    tlsCertFile?: string;
+    /** The private key of `tlsCertFile` (PEM). */
+    tlsKeyFile?: string;
   };
 }
 
@@ -197,7 +209,13 @@ interface Settings {
   watch: boolean;
   tls: TlsFiles | undefined;
   auth: AuthConfig;
-  http: { hostname: string; port: number; readyMaxLagSeconds: number } | undefined;
+  http: {
+    hostname: string;
+    port: number;
+    readyMaxLagSeconds: number;
+    access: HttpAccess;
+    tls: TlsFiles | undefined;
+  } | undefined;
 }
 
 function checkInteger(
@@ -270,10 +288,31 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
         `invalid readyMaxLagSeconds ${readyMaxLagSeconds}: expected more than 0`,
       );
     }
+    const httpHostname = o.http.hostname ?? DEFAULTS.httpHostname;
+    // /wal/ hands out the whole database: anywhere but loopback, someone must say who may ask.
+    if (
+      !isLoopbackHost(httpHostname) && o.http.hbaFile === undefined &&
+      o.http.tokenFile === undefined
+    ) {
+      throw new Error(
+        `refusing to serve HTTP on non-loopback address "${httpHostname}" without access ` +
+          `rules: give --http-hba or --http-token (or listen on 127.0.0.1)`,
+      );
+    }
+    if ((o.http.tlsCertFile === undefined) !== (o.http.tlsKeyFile === undefined)) {
+      throw new Error("an HTTP TLS certificate and key go together: give both or neither");
+    }
     http = {
-      hostname: o.http.hostname ?? DEFAULTS.httpHostname,
+      hostname: httpHostname,
       port: checkInteger("http port", o.http.port, 0, 65535),
       readyMaxLagSeconds,
+      access: await loadHttpAccess({ hbaFile: o.http.hbaFile, tokenFile: o.http.tokenFile }),
+      tls: o.http.tlsCertFile !== undefined && o.http.tlsKeyFile !== undefined
+        ? {
+          cert: await readStartupFile("HTTP server certificate file", o.http.tlsCertFile),
+          key: await readStartupFile("HTTP private key file", o.http.tlsKeyFile),
+        }
+        : undefined,
     };
   }
   if ((o.tlsCertFile === undefined) !== (o.tlsKeyFile === undefined)) {
@@ -482,6 +521,8 @@ export class WalRelay {
         lag: this.lag,
         counters: this.counters,
         readyMaxLagSeconds: settings.http.readyMaxLagSeconds,
+        access: settings.http.access,
+        tls: settings.http.tls,
         upstream: this.upstream ? upstreamProvider(this.upstream) : undefined,
       });
     } catch (e) {

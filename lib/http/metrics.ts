@@ -7,6 +7,7 @@
 
 import type { RelayStatus } from "./status.ts";
 import { parseLsn } from "../wal/lsn.ts";
+import { WAL_FILE_OUTCOMES } from "./wal_files.ts";
 
 /** The `Content-Type` of the exposition format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -56,6 +57,7 @@ function lsnBytes(text: string | null): bigint | undefined {
 /**
  * Renders a `/status` document as Prometheus metrics. Per-client series carry `pid`,
  * `application_name` and `client_addr` labels; NULL positions and lags are left out.
+ * `walFileRequests` are the `/wal/` requests by outcome.
  *
  * @example
  * ```ts ignore
@@ -63,7 +65,10 @@ function lsnBytes(text: string | null): bigint | undefined {
  * const text = renderMetrics(model.snapshot());
  * ```
  */
-export function renderMetrics(status: RelayStatus): string {
+export function renderMetrics(
+  status: RelayStatus,
+  walFileRequests?: ReadonlyMap<string, number>,
+): string {
   const m = new Exposition();
   m.family("walrelay_info", "gauge", "Version and served cluster of the relay.", [[{
     version: status.version,
@@ -247,6 +252,15 @@ export function renderMetrics(status: RelayStatus): string {
       s.retained_bytes === null ? [] : [[{ slot_name: s.slot_name }, s.retained_bytes]]
     ),
   );
+
+  if (walFileRequests) {
+    m.family(
+      "walrelay_http_wal_requests_total",
+      "counter",
+      "Requests for /wal/ files (restore_command), by outcome.",
+      WAL_FILE_OUTCOMES.map((o) => [{ outcome: o }, walFileRequests.get(o) ?? 0]),
+    );
+  }
 
   // Upstream, in relay mode.
   const u = status.upstream;

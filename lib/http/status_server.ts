@@ -1,7 +1,8 @@
 /**
  * `--http HOST:PORT`: the relay's HTTP status server. `/` the live dashboard, `/status` JSON,
  * `/history` the sampled lags and throughput, `/metrics` Prometheus text, `/healthz` readiness
- * (`/healthz/live` liveness, `/healthz/ready` the same as `/healthz`).
+ * (`/healthz/live` liveness, `/healthz/ready` the same as `/healthz`), `/wal/<file>` WAL segments
+ * and history files for `restore_command`. Who may ask is for {@linkcode HttpAccess} to say.
  *
  * @module
  */
@@ -12,6 +13,8 @@ import type { Sender } from "../replication/registry.ts";
 import { RelayCounters } from "./counters.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { HttpAccess } from "./access.ts";
+import { WalFiles } from "./wal_files.ts";
 import { StatusModel, type StatusSource, type UpstreamProvider } from "./status.ts";
 
 /** Options of {@linkcode startStatusServer}. */
@@ -39,6 +42,10 @@ export interface StatusServerOptions {
   historyLength?: number;
   /** Where a sender's WAL comes from; default its `source` field, else `disk`. */
   sourceOf?: (s: Sender) => "memory" | "disk";
+  /** Who may ask what. Default: loopback clients only. */
+  access?: HttpAccess | undefined;
+  /** Serve HTTPS with this certificate and key (PEM text). */
+  tls?: { cert: string; key: string } | undefined;
 }
 
 /** The outcome of a readiness check. */
@@ -65,6 +72,8 @@ export interface StatusServer extends AsyncDisposable {
   readonly lag: ReplicationLag;
   /** The counters in use. */
   readonly counters: RelayCounters;
+  /** `/wal/`, with its requests counted by outcome. */
+  readonly walFiles: WalFiles;
   /** Readiness and liveness now. */
   health(): Promise<Health>;
   /** Stops serving and sampling. */
@@ -137,11 +146,32 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
       headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
     });
 
-  const handler = async (req: Request): Promise<Response> => {
-    const path = new URL(req.url).pathname.replace(/\/+$/, "") || "/";
+  const access = options.access ?? new HttpAccess();
+  const walFiles = new WalFiles(() => relay.store);
+
+  const handler = async (req: Request, info: Deno.ServeHandlerInfo): Promise<Response> => {
+    const rawPath = new URL(req.url).pathname;
+    const path = rawPath.replace(/\/+$/, "") || "/";
+    const isWal = rawPath.startsWith("/wal/");
+    const verdict = await access.check(
+      rawPath,
+      (info.remoteAddr as Deno.NetAddr).hostname,
+      req.headers.get("authorization"),
+    );
+    if (!verdict.allowed) {
+      if (isWal) walFiles.count("denied");
+      return new Response(verdict.reason + "\n", {
+        status: verdict.status,
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          ...(verdict.status === 401 ? { "www-authenticate": 'Bearer realm="walrelay"' } : {}),
+        },
+      });
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
+    if (isWal) return walFiles.handle(rawPath.slice("/wal/".length), req.method as "GET" | "HEAD");
     switch (path) {
       case "/":
         return new Response(DASHBOARD_HTML, {
@@ -160,7 +190,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
         return json(model.history());
       case "/metrics":
         if (!storeOpen) return notYet();
-        return new Response(renderMetrics(model.snapshot()), {
+        return new Response(renderMetrics(model.snapshot(), walFiles.requests), {
           headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" },
         });
       case "/healthz":
@@ -180,6 +210,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     port: options.port,
     signal: stop.signal,
     onListen: () => {},
+    ...(options.tls ?? {}),
   }, handler);
   // Started once listening succeeded, so a taken port leaves nothing running.
   const observing = opened.then((open) =>
@@ -197,12 +228,13 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
       await observing;
     })();
   return Promise.resolve({
-    url: `http://${host}:${addr.port}/`,
+    url: `${options.tls ? "https" : "http"}://${host}:${addr.port}/`,
     port: addr.port,
     hostname: addr.hostname,
     model,
     lag,
     counters,
+    walFiles,
     health,
     close,
     [Symbol.asyncDispose]: close,
