@@ -118,5 +118,21 @@ for (const major of [15, 17, 18]) {
     );
     assert.notEqual(server.code, 0);
     assert.match(server.stderr, /base backup target "server" is not supported by walrelay/);
+    // TARGET 'blackhole': the whole backup read, nothing sent.
+    const hole = await programs.run(
+      "pg_basebackup",
+      ["-d", conninfo, "-X", "none", "-t", "blackhole", "-P"],
+      { asPostgres: true },
+    );
+    assert.equal(hole.code, 0, hole.stderr);
+    if (major >= 17) {
+      const inc = await pgBasebackup(programs, conninfo, join(work.path, "inc"), [
+        "-X",
+        "none",
+        `--incremental=${programs.pgPath(join(plain, "backup_manifest"))}`,
+      ]);
+      assert.notEqual(inc.code, 0);
+      assert.match(inc.stderr, /incremental backups are not supported by walrelay/);
+    }
   });
 }
