@@ -52,9 +52,10 @@ export class HttpAccessParseError extends Error {
    * @param fileName The file.
    * @param line The line number.
    * @param message What is wrong.
+   * @param hint What was expected.
    */
-  constructor(fileName: string, line: number, message: string) {
-    super(`${message} in line ${line} of file "${fileName}"`);
+  constructor(fileName: string, line: number, message: string, hint?: string) {
+    super(`${message} in line ${line} of file "${fileName}"${hint ? `: ${hint}` : ""}`);
     this.name = "HttpAccessParseError";
   }
 }
@@ -91,13 +92,19 @@ export function parseHttpHba(text: string, fileName: string = "http_hba.conf"): 
     }
     const [path, address, method] = fields as [string, string, string];
     if (path !== "all" && !path.startsWith("/")) {
-      throw new HttpAccessParseError(fileName, line, `invalid path "${path}": expected all or /…`);
+      throw new HttpAccessParseError(
+        fileName,
+        line,
+        `invalid path "${path}"`,
+        "expected all or /…",
+      );
     }
     if (method !== "trust" && method !== "token" && method !== "reject") {
       throw new HttpAccessParseError(
         fileName,
         line,
-        `invalid method "${method}": expected trust, token or reject`,
+        `invalid method "${method}"`,
+        "expected trust, token or reject",
       );
     }
     rules.push({
@@ -127,7 +134,8 @@ function parseNetwork(
     throw new HttpAccessParseError(
       fileName,
       line,
-      `invalid address "${text}": expected all, an IP address or a CIDR network`,
+      `invalid address "${text}"`,
+      "expected all, an IP address or a CIDR network",
     );
   }
   return { address: ip, mask: cidrMask(bits ?? ip.length * 8, ip.length) };
