@@ -125,3 +125,52 @@ Deno.test("relay mode: two clients at once share one upstream backup; kill -9 mi
     assert.match(relay.stderr(), /removing incomplete base backup/);
   }
 });
+
+Deno.test("relay mode: --retain never removes the WAL the oldest stored backup needs", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_compression: "off" },
+  });
+  await using dir = await tempDir("walrelay-bbretain-");
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: pg.conninfo(),
+    args: ["--retain", "3MB"],
+  });
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbretain-work-");
+  const writeWal = async (mb: number) => {
+    await pg.sql(
+      "SELECT count(pg_logical_emit_message(false, 'r', repeat(md5(g::text), 32768))) " +
+        `FROM generate_series(1, ${mb}) g`,
+    );
+    await pg.sql("SELECT pg_switch_wal()");
+  };
+  const segments = () =>
+    [...Deno.readDirSync(dir.path)].map((e) => e.name).filter((n) => /^[0-9A-F]{24}$/.test(n))
+      .sort();
+  const first = join(work.path, "first");
+  await pgBasebackupOk(programs, relay.conninfo(), first, ["-X", "none"], relay.stderr());
+  const label = await Deno.readTextFile(join(first, "backup_label"));
+  const startSegment = /\(file ([0-9A-F]{24})\)/.exec(label)![1]!;
+
+  // Far more WAL than the budget: everything from the backup's start stays.
+  await writeWal(8);
+  const endLsn = await pg.sql("SELECT pg_current_wal_lsn()");
+  await waitFor(async () => {
+    const end = await pg.sql(
+      `SELECT pg_wal_lsn_diff('${endLsn}', flush_lsn) <= 0 FROM pg_stat_replication`,
+    );
+    return end === "t" || undefined;
+  }, { message: "the relay did not receive the WAL", timeoutMs: 30_000 });
+  await writeWal(1);
+  await waitFor(() => segments().length > 3 || undefined, { timeoutMs: 30_000 });
+  const kept = segments();
+  assert.ok(kept.includes(startSegment), `${startSegment} removed; kept ${kept.join(", ")}`);
+  assert.ok(kept.length > 3, `the backup should hold WAL back, kept ${kept.length}`);
+
+  // So a backup with -X stream from the stored backup still has its WAL.
+  const again = join(work.path, "again");
+  await pgBasebackupOk(programs, relay.conninfo(), again, ["-X", "stream"], relay.stderr());
+  await verifyBackup(programs, again);
+});
