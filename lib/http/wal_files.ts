@@ -202,7 +202,13 @@ export class WalFiles {
     try {
       const before = await f.stat();
       const segSize = store.identity.segmentSize;
-      const check = before.size === segSize ? await checkFile(store, file) : undefined;
+      let check = before.size === segSize ? await checkFile(store, file) : undefined;
+      if (!check && before.size === segSize) {
+        // Whole on disk but not yet below the end the store knows: archived since its last scan?
+        await store.refresh();
+        const again = find(store);
+        if (again?.name === file.name) check = await checkFile(store, again);
+      }
       if (!check) {
         return this.#fail(
           "not_complete",
