@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { filesEqual, startPrimary, startRelay, tempDir } from "./_pg.ts";
+import { filesEqual, freePort, startPrimary, startRelay, tempDir } from "./_pg.ts";
 import {
   chownTree,
   importedBackup,
@@ -24,7 +24,11 @@ for (const major of [15, 17, 18]) {
     const { tarDir, output } = await importedBackup(pg, walDir, work);
     assert.match(output, new RegExp(`stored base backup ".*PostgreSQL ${major}`));
 
-    await using relay = await startRelay({ walDir: walDir.path });
+    const httpPort = await freePort();
+    await using relay = await startRelay({
+      walDir: walDir.path,
+      args: ["--http", `127.0.0.1:${httpPort}`],
+    });
     const conninfo = relay.conninfo();
     const ctx = () => `--- relay ---\n${relay.stderr()}`;
 
@@ -61,16 +65,16 @@ for (const major of [15, 17, 18]) {
     assert.match(auto, new RegExp(`primary_conninfo = '.*port=${relay.port}`));
 
     // Plain, -X fetch (the WAL inside base.tar, from the relay's store), SHA256 checksums.
-    const fetch = join(work.path, "fetch");
+    const fetched = join(work.path, "fetch");
     await pgBasebackupOk(
       programs,
       conninfo,
-      fetch,
+      fetched,
       ["-X", "fetch", "--manifest-checksums=SHA256", "--max-rate=32M"],
       ctx(),
     );
-    await verifyBackup(programs, fetch);
-    const manifest = await Deno.readTextFile(join(fetch, "backup_manifest"));
+    await verifyBackup(programs, fetched);
+    const manifest = await Deno.readTextFile(join(fetched, "backup_manifest"));
     assert.match(manifest, /"Checksum-Algorithm": "SHA256"/);
     assert.match(manifest, /pg_wal\/archive_status\/[0-9A-F]{24}\.done/);
 
@@ -101,6 +105,16 @@ for (const major of [15, 17, 18]) {
       ),
     ).bytes();
     assert.deepEqual(unzipped, await Deno.readFile(join(tarDir, "base.tar")));
+
+    // /status lists the stored backup and counts what was sent; /metrics too.
+    const status = await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json();
+    assert.equal(status.base_backups.stored.length, 1);
+    assert.equal(status.base_backups.stored[0].server_version, major);
+    assert.equal(status.base_backups.totals.served, 5);
+    assert.deepEqual(status.base_backups.serving, []);
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    assert.match(metrics, /^walrelay_base_backups_served_total 5$/m);
+    assert.match(metrics, /^walrelay_base_backups_stored 1$/m);
 
     // What walrelay does not do, in PostgreSQL's words.
     const lz4 = await pgBasebackup(programs, conninfo, join(work.path, "lz4"), [

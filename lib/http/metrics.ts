@@ -7,6 +7,7 @@
 
 import type { RelayStatus } from "./status.ts";
 import { parseLsn } from "../wal/lsn.ts";
+import { baseBackupMetrics } from "../backup/status.ts";
 import { WAL_FILE_OUTCOMES } from "./wal_files.ts";
 
 /** The `Content-Type` of the exposition format. */
@@ -300,5 +301,5 @@ export function renderMetrics(
       ]);
     }
   }
-  return m.toString();
+  return m.toString() + (status.base_backups ? baseBackupMetrics(status.base_backups) : "");
 }

@@ -14,6 +14,8 @@ import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { RelayCounters } from "./counters.ts";
 import { redactConninfo } from "../upstream/conninfo.ts";
+import type { BackupService } from "../backup/service.ts";
+import { type BaseBackupsStatus, baseBackupsStatus } from "../backup/status.ts";
 
 /** What the status pages read from a relay (a `WalRelay` has all of it). */
 export interface StatusSource {
@@ -28,6 +30,8 @@ export interface StatusSource {
   readonly registry: SenderRegistry;
   /** The replication slots. */
   readonly slots: SlotManager;
+  /** The base backups served by BASE_BACKUP. */
+  readonly backups?: BackupService | undefined;
 }
 
 /** The state of the relay's own replication connection, in relay mode. */
@@ -250,6 +254,8 @@ export interface RelayStatus {
   store: StoreStatus;
   /** Replication slots. */
   slots: SlotStatus[];
+  /** Base backups: stored, being taken from the upstream, being sent; NULL without a store. */
+  base_backups: BaseBackupsStatus | null;
   /** Rates over the last sampling interval, bytes per second. */
   throughput: { sent_bytes_per_second: number; received_bytes_per_second: number };
   /** Counters since start. */
@@ -518,6 +524,7 @@ export class StatusModel {
       upstream: this.upstreamStatus(),
       store: this.storeStatus(),
       slots: this.slotStatus(),
+      base_backups: this.source.backups ? baseBackupsStatus(this.source.backups) : null,
       throughput: {
         sent_bytes_per_second: Math.round(this.#throughput.sent),
         received_bytes_per_second: Math.round(this.#throughput.received),
