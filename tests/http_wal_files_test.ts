@@ -117,12 +117,13 @@ Deno.test("http access: --http-token asks every client for the bearer token; --h
     const ok = await fetch(`${base}/wal/${seg}`, auth);
     assert.equal(ok.status, 200);
     assert.equal((await ok.bytes()).length, 1 << 20);
-    // restore_command with the token in a header.
+    // restore_command with the token in a header file, as the README shows.
+    await Deno.writeTextFile(`${dir.path}/header`, `Authorization: Bearer ${TOKEN}\n`);
     const r = await run([
       "curl",
       "-fsS",
       "-H",
-      `Authorization: Bearer ${TOKEN}`,
+      `@${dir.path}/header`,
       `${base}/wal/${seg}`,
       "-o",
       `${dir.path}/${seg}`,
