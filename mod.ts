@@ -51,6 +51,7 @@ export {
 export { type BackupProgress, type BackupSource, type BackupStart } from "./lib/backup/serve.ts";
 export { importBackup, type ImportOptions } from "./lib/backup/import.ts";
 export { type ChecksumAlgorithm } from "./lib/backup/manifest.ts";
+export { type BaseBackupsStatus } from "./lib/backup/status.ts";
 export { type Authenticator, type AuthRequest } from "./lib/auth/contract.ts";
 export { loopbackTrust } from "./lib/auth/trust.ts";
 export { type SessionTimeouts } from "./lib/replication/session.ts";
