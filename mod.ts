@@ -126,6 +126,23 @@ export {
   type StatusServer,
   type StatusServerOptions,
 } from "./lib/http/status_server.ts";
+export {
+  HttpAccess,
+  type HttpAccessMethod,
+  HttpAccessParseError,
+  type HttpAccessRule,
+  type HttpAccessVerdict,
+  isLoopbackHost,
+  loadHttpAccess,
+  parseHttpHba,
+} from "./lib/http/access.ts";
+export {
+  parseWalFileRequest,
+  WAL_FILE_OUTCOMES,
+  type WalFileOutcome,
+  type WalFileRequest,
+  WalFiles,
+} from "./lib/http/wal_files.ts";
 export type {
   CatchupProgress,
   HistoryPoint,

@@ -49,6 +49,8 @@ export type HttpAccessVerdict =
 /** A line of an HTTP access file that cannot be understood. */
 export class HttpAccessParseError extends Error {
   /**
+   * An error naming the file and the line.
+   *
    * @param fileName The file.
    * @param line The line number.
    * @param message What is wrong.
@@ -179,6 +181,8 @@ export class HttpAccess {
   readonly #tokenHash: Promise<Uint8Array> | undefined;
 
   /**
+   * Rules in force from now on.
+   *
    * @param options `rules` from an access file, `token` the bearer token; neither means loopback
    *   clients only.
    * @throws {Error} when a rule says `token` and no token is given.

@@ -96,7 +96,11 @@ export class WalFiles {
   readonly requests: Map<WalFileOutcome, number> = new Map();
   readonly #store: () => WalStore;
 
-  /** @param store The store to serve from (asked per request: relay mode opens it late). */
+  /**
+   * A handler over a store.
+   *
+   * @param store The store to serve from (asked per request: relay mode opens it late).
+   */
   constructor(store: () => WalStore) {
     this.#store = store;
   }
