@@ -147,7 +147,7 @@ export function startStatusServer(options: StatusServerOptions): Promise<StatusS
     });
 
   const access = options.access ?? new HttpAccess();
-  const walFiles = new WalFiles(() => relay.store);
+  const walFiles = new WalFiles(() => relay.store, stop.signal);
 
   const handler = async (req: Request, info: Deno.ServeHandlerInfo): Promise<Response> => {
     const rawPath = new URL(req.url).pathname;

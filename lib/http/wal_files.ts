@@ -95,14 +95,18 @@ export class WalFiles {
   /** Requests so far, by outcome. */
   readonly requests: Map<WalFileOutcome, number> = new Map();
   readonly #store: () => WalStore;
+  readonly #signal: AbortSignal | undefined;
 
   /**
    * A handler over a store.
    *
    * @param store The store to serve from (asked per request: relay mode opens it late).
+   * @param signal Aborted when the server stops: bodies still being sent are broken off, so a
+   *   client that stopped reading cannot hold the shutdown.
    */
-  constructor(store: () => WalStore) {
+  constructor(store: () => WalStore, signal?: AbortSignal) {
     this.#store = store;
+    this.#signal = signal;
   }
 
   /** Counts a request refused before it got here (authentication, access rules). */
@@ -239,7 +243,7 @@ export class WalFiles {
       this.count("served");
       if (method === "HEAD") return new Response(null, { headers: fileHeaders(segSize) });
       handed = true;
-      return new Response(segmentBody(f, segSize, identity(before), name), {
+      return new Response(segmentBody(f, segSize, identity(before), name, this.#signal), {
         headers: fileHeaders(segSize),
       });
     } finally {
@@ -306,17 +310,31 @@ function segmentBody(
   size: number,
   validated: string,
   name: string,
+  signal: AbortSignal | undefined,
 ): ReadableStream<Uint8Array> {
   let sent = 0;
   let closed = false;
+  let onAbort: (() => void) | undefined;
   const close = (): void => {
     if (!closed) {
       closed = true;
       f.close();
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
     }
   };
   return new ReadableStream<Uint8Array>({
+    start(controller): void {
+      if (!signal) return;
+      onAbort = () => {
+        if (closed) return;
+        close();
+        controller.error(new Error("the server is stopping"));
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    },
     async pull(controller): Promise<void> {
+      if (closed) return;
       try {
         const buf = new Uint8Array(Math.min(CHUNK, size - sent));
         const n = await readFull(f, buf);

@@ -157,3 +157,21 @@ Deno.test("WalFiles: no store yet is 404", async () => {
   assert.equal(res.status, 404);
   assert.match(await text(res), /is not available: the WAL store is not open yet/);
 });
+
+Deno.test("WalFiles: a body still being sent is broken off when the server stops", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const stop = new AbortController();
+    const files = new WalFiles(() => store, stop.signal);
+    const res = await files.handle("000000010000000000000006", "GET");
+    assert.equal(res.status, 200);
+    stop.abort();
+    await assert.rejects(res.bytes(), /the server is stopping/);
+    // Served after the stop: broken off at once, the file closed all the same.
+    const late = await files.handle("000000010000000000000007", "GET");
+    await assert.rejects(late.bytes(), /the server is stopping/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
