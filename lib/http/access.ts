@@ -213,7 +213,7 @@ export class HttpAccess {
     address: string,
     authorization: string | null | undefined,
   ): Promise<HttpAccessVerdict> {
-    const client = parseIp(address);
+    const client = unmapped(parseIp(address));
     const rule = this.rules.find((r) =>
       (r.path === undefined || underPrefix(path, r.path)) &&
       (r.network === undefined ||
@@ -245,7 +245,7 @@ export class HttpAccess {
 }
 
 const LOOPBACK_RULES: readonly HttpAccessRule[] = [
-  ...["127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104"].map((n) => ({
+  ...["127.0.0.0/8", "::1/128"].map((n) => ({
     path: undefined,
     network: parseNetwork(n, "", 0),
     method: "trust" as const,
@@ -253,6 +253,16 @@ const LOOPBACK_RULES: readonly HttpAccessRule[] = [
   })),
   { path: undefined, network: undefined, method: "reject", line: 0 },
 ];
+
+/**
+ * An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`: match it as the IPv4
+ * address it is, so IPv4 rules cover it.
+ */
+function unmapped(ip: Uint8Array | undefined): Uint8Array | undefined {
+  if (ip?.length !== 16) return ip;
+  for (let i = 0; i < 10; i++) if (ip[i] !== 0) return ip;
+  return ip[10] === 0xff && ip[11] === 0xff ? ip.subarray(12) : ip;
+}
 
 async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));

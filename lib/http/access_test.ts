@@ -77,6 +77,8 @@ Deno.test("HttpAccess: first match wins; path prefixes; networks; no match is 40
   });
   assert.equal((await v("/metrics", "10.2.3.4")).allowed, true);
   assert.equal((await v("/metrics", "10.2.3.5")).allowed, false);
+  // An IPv4 client of a dual-stack listener.
+  assert.equal((await v("/metrics", "::ffff:10.2.3.4")).allowed, true);
   assert.equal((await v("/status", "127.0.0.1")).allowed, true);
   assert.equal((await v("/status", "fd12::5", `bearer   ${TOKEN}`)).allowed, true);
   assert.deepEqual(await v("/status", "fd12::5", `Bearer ${TOKEN}x`), {
