@@ -267,13 +267,18 @@ Deno.test("errors: protocol misuse", async () => {
       );
     }
 
-    // An oversized startup packet is refused before it is read.
+    // An oversized startup packet is refused before it is read: as the postmaster's COMMERROR,
+    // logged and the connection closed without a word to the client.
     const raw = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
     await raw.write(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]));
     const buf = new Uint8Array(512);
-    const n = await raw.read(buf);
-    assert.ok(n !== null && buf[0] === 0x45, "FATAL ErrorResponse");
-    assert.match(new TextDecoder().decode(buf.subarray(0, n!)), /invalid length of startup packet/);
+    let n: number | null = null;
+    try {
+      n = await raw.read(buf);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.ConnectionReset)) throw e;
+    }
+    assert.equal(n, null, "closed without an ErrorResponse");
     raw.close();
 
     // An unknown payload inside COPY closes that connection only, as the walsender does.
