@@ -5,6 +5,7 @@
  * @module
  */
 
+import { WalBlockCache } from "./stream/block_cache.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import type { Authenticator } from "./auth/contract.ts";
@@ -499,6 +500,7 @@ export class WalRelay {
       timeouts: settings.timeouts,
       tls: this.#tls,
       lag: this.lag,
+      blockCache: new WalBlockCache(),
       backups: this.backups,
       authenticate: this.#options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),
@@ -623,6 +625,7 @@ export class WalRelay {
           conninfo: options.upstream.conninfo,
           log: logger,
           maxRateKb: options.baseBackups?.maxRateKb,
+          holdsWalFrom: (lsn, tli) => relay.#holdsWalFrom(lsn, tli),
         })
         : undefined,
     });
@@ -666,6 +669,13 @@ export class WalRelay {
     relay.#logListening();
     if (relay.http) logger.log("info", "status server listening", { url: relay.http.url });
     return relay;
+  }
+
+  /** Whether the store holds the segment of `lsn` on `tli` (the start of a backup, say). */
+  #holdsWalFrom(lsn: Lsn, tli: number): boolean {
+    const store = this.#store;
+    return store !== undefined &&
+      store.segmentFile(tli, lsn / BigInt(store.identity.segmentSize)) !== undefined;
   }
 
   /** The port listened on. */

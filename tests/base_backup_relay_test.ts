@@ -6,9 +6,10 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startPrimary, startStandby, tempDir, waitFor } from "./_pg.ts";
+import { basebackup, startPrimary, startStandby, tempDir, waitFor } from "./_pg.ts";
 import { PGBENCH_DIGEST, startRelayMode, waitSame } from "./_relay_mode_util.ts";
 import { pgBasebackup, pgBasebackupOk, verifyBackup } from "./_base_backup_util.ts";
+import { replPsql } from "./_relay_util.ts";
 
 /** BASE_BACKUP commands the primary received, from its log (log_replication_commands). */
 function upstreamBackups(log: string): number {
@@ -173,4 +174,40 @@ Deno.test("relay mode: --retain never removes the WAL the oldest stored backup n
   const again = join(work.path, "again");
   await pgBasebackupOk(programs, relay.conninfo(), again, ["-X", "stream"], relay.stderr());
   await verifyBackup(programs, again);
+});
+
+Deno.test("relay mode behind a standby: the backup taken from the standby serves -X fetch and -X stream", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await pg.pgbench(["-i", "-s", "1", "-q"]);
+  await using sBackup = await basebackup(pg);
+  await using s = await startStandby({
+    dataDir: sBackup.dataDir,
+    primaryConninfo: pg.conninfo({ application_name: "s" }),
+  });
+  await using dir = await tempDir("walrelay-bbstandby-");
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: s.conninfo(),
+    serving: false,
+  });
+  // A checkpoint after the relay began: the standby's restartpoint, where its backup starts,
+  // then lies in WAL the relay holds.
+  await pg.sql("CHECKPOINT");
+  await pg.pgbench(["-n", "-t", "50"]);
+  await s.waitForReplay(await pg.currentLsn());
+  await waitFor(async () => (await replPsql(relay.port, "IDENTIFY_SYSTEM")).code === 0, {
+    timeoutMs: 60_000,
+    message: "the relay did not serve",
+  });
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbstandby-work-");
+  // A backup from a standby ends without a segment switch: its last segment is unfinished.
+  const fetched = join(work.path, "fetch");
+  await pgBasebackupOk(programs, relay.conninfo(), fetched, ["-X", "fetch"], relay.stderr());
+  await verifyBackup(programs, fetched);
+  assert.match(await Deno.readTextFile(join(fetched, "backup_label")), /BACKUP FROM: standby/);
+  const streamed = join(work.path, "stream");
+  await pgBasebackupOk(programs, relay.conninfo(), streamed, ["-X", "stream"], relay.stderr());
+  await verifyBackup(programs, streamed);
+  assert.equal(upstreamBackups(await s.log()), 1);
 });

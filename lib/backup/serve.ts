@@ -23,7 +23,7 @@ import {
 } from "../pgwire/messages.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import { parseWalFileName, type TimelineId } from "../wal/segment.ts";
-import type { SegmentFile, WalStore } from "../wal/store.ts";
+import type { WalStore } from "../wal/store.ts";
 import { CopySink, type MessageSink, SINK_BUFFER_LENGTH } from "./copy_sink.ts";
 import {
   buildManifest,
@@ -36,7 +36,7 @@ import {
 } from "./manifest.ts";
 import type { BaseBackupOptions } from "./options.ts";
 import { buildTarHeader, paddingAfter, tarEvents, type TarHeader } from "./tar.ts";
-import { waitForWalRange } from "./wal_range.ts";
+import { type RangeSegment, waitForWalRange } from "./wal_range.ts";
 
 /** What the client learns before the COPY: where the backup starts and its tablespaces. */
 export interface BackupStart {
@@ -173,7 +173,7 @@ interface BasePlan {
   /** Drop `tablespace_map` and add symlink entries (plain format). */
   symlinks: { oid: string; location: string }[] | undefined;
   /** WAL files to append, and history files, from the relay's store. */
-  wal: { files: SegmentFile[]; history: string[]; store: WalStore } | undefined;
+  wal: { files: RangeSegment[]; history: string[]; store: WalStore } | undefined;
 }
 
 /** Sends one archive through the sink, member by member, applying `plan` to the main one. */
@@ -255,13 +255,14 @@ async function appendWal(
   owner: { uid: number; gid: number },
 ): Promise<void> {
   const segSize = wal.store.identity.segmentSize;
-  for (const f of wal.files) {
+  for (const seg of wal.files) {
+    const f = seg.file;
     const path = wal.store.path(f.name);
     using file = await Deno.open(path, { read: true });
     const st = await file.stat();
     const mtime = Math.floor((st.mtime?.getTime() ?? Date.now()) / 1000);
     await sink.archive(buildTarHeader({
-      name: `pg_wal/${f.name}`,
+      name: `pg_wal/${seg.name}`,
       mode: 0o600,
       ...owner,
       size: segSize,
@@ -269,7 +270,7 @@ async function appendWal(
       typeflag: "0",
       linkname: "",
     }));
-    let left = segSize;
+    let left = seg.validBytes;
     while (left > 0) {
       const buf = new Uint8Array(Math.min(left, SINK_BUFFER_LENGTH));
       const n = await file.read(buf);
@@ -279,13 +280,17 @@ async function appendWal(
       left -= n;
       await sink.archive(buf.subarray(0, n));
     }
+    // Past the durable end of an unfinished last segment: zeros, never bytes not yet durable.
+    for (let z = segSize - seg.validBytes; z > 0; z -= SINK_BUFFER_LENGTH) {
+      await sink.archive(new Uint8Array(Math.min(z, SINK_BUFFER_LENGTH)));
+    }
     if (wal.store.isRemoved(f)) {
       throw new PgError(
         SqlState.UNDEFINED_FILE,
         `requested WAL segment ${f.name} has already been removed`,
       );
     }
-    await addFile(sink, manifest, doneHeader(f.name, owner), new Uint8Array(0));
+    await addFile(sink, manifest, doneHeader(seg.name, owner), new Uint8Array(0));
   }
   for (const name of wal.history) {
     const path = wal.store.path(name);

@@ -20,7 +20,7 @@ import { parseErrorFields, PgServerError } from "../pgwire/server_error.ts";
 import { connectUpstream } from "../upstream/connect.ts";
 import { parseConninfo } from "../upstream/conninfo.ts";
 import { resolveConninfo } from "../upstream/conninfo_resolve.ts";
-import { type Lsn, parseLsn } from "../wal/lsn.ts";
+import { formatLsn, type Lsn, parseLsn } from "../wal/lsn.ts";
 import type { TimelineId } from "../wal/segment.ts";
 import { scanBaseArchive, scanTablespaceArchive } from "./archive_info.ts";
 import { parseManifest } from "./manifest.ts";
@@ -52,6 +52,11 @@ export interface UpstreamTakerOptions {
   log: Logger;
   /** `MAX_RATE` of the backups taken, in kB/s, to spare the upstream. */
   maxRateKb?: number | undefined;
+  /**
+   * Whether the relay holds WAL from `start` on `timeline`: a backup starting before it (a
+   * standby's old restartpoint, say) could never be recovered from the relay, so it is abandoned.
+   */
+  holdsWalFrom?: ((start: Lsn, timeline: TimelineId) => boolean) | undefined;
 }
 
 /**
@@ -263,6 +268,12 @@ class UpstreamBackup implements BackupInProgress {
               baseEstimateKb: Number(main[2] ?? 0),
               manifestAlgorithm: "CRC32C",
             };
+            if (this.#opts.holdsWalFrom && !this.#opts.holdsWalFrom(startLsn, start.timeline)) {
+              throw new Error(
+                `the backup starts at ${formatLsn(startLsn)} on timeline ${start.timeline}, ` +
+                  "before the WAL this relay holds",
+              );
+            }
             rows.length = 0;
             rows.push([]);
             copying = true;

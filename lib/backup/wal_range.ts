@@ -23,6 +23,14 @@ export interface WalRange {
   endTimeline: TimelineId;
 }
 
+function durableEnd(store: WalStore, tli: TimelineId): Lsn {
+  try {
+    return store.endOf(tli);
+  } catch {
+    return 0n;
+  }
+}
+
 /** Whether `file` holds its whole segment, below the durable end of its timeline. */
 function complete(store: WalStore, file: SegmentFile): boolean {
   const segSize = store.identity.segmentSize;
@@ -36,9 +44,22 @@ function complete(store: WalStore, file: SegmentFile): boolean {
   return file.tli !== store.timeline || segmentStart(file.segno + 1n, segSize) <= end;
 }
 
+/** A segment of a backup's WAL range, and how much of it is durable WAL. */
+export interface RangeSegment {
+  /** The file. */
+  file: SegmentFile;
+  /** Its name in `pg_wal/`: the segment's, never a `.partial`. */
+  name: string;
+  /** Bytes of the file to send; the rest of the segment goes out as zeros. */
+  validBytes: number;
+}
+
 /**
  * The segment files from the start's segment to the one holding the last byte before the end
  * (`XLByteToPrevSeg`), each complete, or the name of the first one that is not (yet) there.
+ * With `partialLast`, the last one may be incomplete once the durable end has passed the
+ * backup's end (a backup from a standby ends without a segment switch): it is sent up to the
+ * durable end, zeros after, as a standby's own `pg_wal/` would hold it.
  *
  * @example
  * ```ts
@@ -49,7 +70,7 @@ function complete(store: WalStore, file: SegmentFile): boolean {
  * // Across the switch to timeline 2 at 0/997C58: its segment comes from timeline 2's file.
  * const r = walRangeFiles(store, { startLsn: 0x700028n, timeline: 1, endLsn: 0xA00100n, endTimeline: 2 });
  * assert.ok("files" in r);
- * assert.deepEqual(r.files.map((f) => f.name), [
+ * assert.deepEqual(r.files.map((s) => s.name), [
  *   "000000010000000000000007", "000000010000000000000008", "000000020000000000000009",
  *   "00000002000000000000000A",
  * ]);
@@ -60,11 +81,12 @@ function complete(store: WalStore, file: SegmentFile): boolean {
 export function walRangeFiles(
   store: WalStore,
   range: WalRange,
-): { files: SegmentFile[] } | { missing: string } {
+  options: { partialLast?: boolean } = {},
+): { files: RangeSegment[] } | { missing: string } {
   const segSize = store.identity.segmentSize;
   const first = segmentOf(range.startLsn, segSize);
   const last = segmentOf(range.endLsn - 1n, segSize);
-  const files: SegmentFile[] = [];
+  const files: RangeSegment[] = [];
   for (let segno = first; segno <= last; segno++) {
     const at = segno === first ? range.startLsn : segmentStart(segno, segSize);
     let tli: TimelineId;
@@ -75,13 +97,22 @@ export function walRangeFiles(
     }
     if (tli < range.timeline) tli = range.timeline;
     const file = store.segmentFile(tli, segno);
-    if (!file || !complete(store, file)) {
-      return { missing: segmentFileName(tli, segno, segSize) };
+    const name = segmentFileName(tli, segno, segSize);
+    if (file && complete(store, file)) {
+      files.push({ file, name: segmentFileName(file.tli, segno, segSize), validBytes: segSize });
+      continue;
     }
-    files.push(file);
+    const durable = file && segno === last && options.partialLast ? durableEnd(store, tli) : 0n;
+    if (!file || durable < range.endLsn) return { missing: name };
+    const segEnd = segmentStart(segno + 1n, segSize);
+    const validBytes = Number((durable < segEnd ? durable : segEnd) - segmentStart(segno, segSize));
+    files.push({ file, name: segmentFileName(file.tli, segno, segSize), validBytes });
   }
   return { files };
 }
+
+/** How long to wait for the last segment to complete before sending it as far as it is durable. */
+const PARTIAL_AFTER_MS = 2000;
 
 /**
  * Waits until the store holds the whole range (in relay mode the last segment completes once the
@@ -93,16 +124,20 @@ export async function waitForWalRange(
   range: WalRange,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<SegmentFile[]> {
-  const deadline = Date.now() + timeoutMs;
+): Promise<RangeSegment[]> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   while (true) {
-    const r = walRangeFiles(store, range);
+    // A moment for the segment switch that ends a backup on a primary; after it, what is durable.
+    const r = walRangeFiles(store, range, {
+      partialLast: Date.now() - started >= PARTIAL_AFTER_MS,
+    });
     if ("files" in r) return r.files;
     const left = deadline - Date.now();
     if (left <= 0 || signal?.aborted) {
       throw new PgError(SqlState.UNDEFINED_FILE, `could not find WAL file "${r.missing}"`);
     }
-    await store.latch.wait(Math.min(left, 1000), signal);
+    await store.latch.wait(Math.min(left, 250), signal);
     await store.refresh();
   }
 }
