@@ -5,6 +5,7 @@
  * @module
  */
 
+import { WalBlockCache } from "./stream/block_cache.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import type { Authenticator } from "./auth/contract.ts";
@@ -499,6 +500,7 @@ export class WalRelay {
       timeouts: settings.timeouts,
       tls: this.#tls,
       lag: this.lag,
+      blockCache: new WalBlockCache(),
       backups: this.backups,
       authenticate: this.#options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { WalBlockCache } from "../stream/block_cache.ts";
 import type { Authenticator } from "../auth/contract.ts";
 import type { BackupService } from "../backup/service.ts";
 import type { Logger } from "../log.ts";
@@ -43,6 +44,8 @@ export interface SessionContext {
   tls?: TlsBridge | undefined;
   /** Lag tracking for `pg_stat_replication`'s lag columns. */
   lag?: ReplicationLag | undefined;
+  /** WAL blocks shared by every sender, so clients at the same place share one read. */
+  blockCache?: WalBlockCache | undefined;
   /** Base backups served by BASE_BACKUP. */
   backups?: BackupService | undefined;
   /**

@@ -55,6 +55,13 @@ export interface StreamRequest {
   slot: ReplicationSlot | undefined;
 }
 
+/**
+ * Messages read, framed and written together while a client catches up (512 kB of WAL): enough
+ * to spread the pipeline's per-write cost thinly, few enough that fifty senders' buffers stay
+ * small. A caught-up client gets what is there, one message or more.
+ */
+const RUN_MESSAGES = 4;
+
 type PipelineEnd = { kind: "done" } | { kind: "failed"; error: unknown };
 
 /**
@@ -95,11 +102,14 @@ export async function streamWal(
 
   const clock = { lastReceive: Date.now(), lastSend: Date.now(), pingSent: false };
 
-  const pool = new BufferPool(FRAME_HEADROOM + MAX_SEND_SIZE, 4);
+  // Each read fills a buffer with a run of up to RUN_MESSAGES messages, framed in place and sent
+  // in one write: one pass through the pipeline and one socket write for all of them.
+  const pool = new BufferPool(RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE), 2);
   const sink = new WalSink({
     write: (message) => client.write(message),
     sender,
     pool,
+    cache: ctx.blockCache,
     catchupEnd: () => store.endOf(tli),
     onSent: () => clock.lastSend = Date.now(),
   });
@@ -107,6 +117,7 @@ export async function streamWal(
     tli,
     start,
     pool,
+    cache: ctx.blockCache,
     onRead: (source) => sender.source = source,
     signal: stopPipeline.signal,
     stopAt: () => stopAt,

@@ -3,22 +3,30 @@
  *
  * The buffer-reuse rule, which the source, slicer, framer and sink each keep their part of:
  *
- * 1. The source reads a segment into a {@linkcode BufferPool} buffer, after
- *    {@linkcode FRAME_HEADROOM} free bytes, and marks the chunk `headroom`: its bytes are the
- *    buffer's only user.
- * 2. The slicer passes a chunk that is one whole message on as it is; every piece it cuts is a
- *    view without `headroom`, so no two messages ever share a buffer that is framed in place.
- * 3. The framer writes the message header into the headroom of a `headroom` chunk, so the message
- *    is the buffer from offset 0; anything else it copies into a fresh message.
- * 4. The sink gives a buffer back to the pool only after the socket has taken its message, and
- *    only for a message at offset 0; the pool ignores buffers that are not its own.
+ * 1. The source reads a segment into a {@linkcode BufferPool} buffer as a *run* of one or more
+ *    message-sized chunks, each after {@linkcode FRAME_HEADROOM} free bytes of its own, and marks
+ *    them `headroom`; all but the last of a run are marked `more`. The run is the buffer's only
+ *    user.
+ * 2. The slicer passes a chunk that is one whole message on as it is; every piece it cuts or joins
+ *    is a fresh chunk without `headroom` or `more`.
+ * 3. The framer writes each message header into the headroom of a `headroom` chunk, in place. The
+ *    messages of one run then lie back to back, and it passes them on together, as one array that
+ *    starts at offset 0 of the buffer only when it is the whole run. Anything else it copies: a
+ *    run cut short is copied out, so no part of a run ever goes out at offset 0 alone.
+ * 4. The sink gives a buffer back to the pool only after the socket has taken what was written,
+ *    and only for an array at offset 0 (a whole run); the pool ignores buffers not its own.
  *
  * So a buffer is read into again only when nothing refers to its bytes.
+ *
+ * A run served from the shared `WalBlockCache` is the same, except that many senders send from
+ * one buffer, which is never read into again: its chunks carry their `block`, the framer leaves a
+ * header that another sender's write in flight may be sending, and the pool ignores the buffer.
  *
  * @module
  */
 
 import type { Lsn } from "../wal/lsn.ts";
+import type { WalBlock } from "./block_cache.ts";
 
 /** Bytes of WAL at their LSN, with the send limit in force when they were read. */
 export interface WalChunk {
@@ -34,6 +42,15 @@ export interface WalChunk {
    * (the buffer-reuse rule above).
    */
   headroom?: boolean;
+  /**
+   * Set by the source when the next chunk of the same run follows at once, in the same buffer
+   * right after this one's bytes and the next header's room: the framer then sends them together
+   * (the buffer-reuse rule above). The last chunk of a run never has it, so nothing waits for WAL
+   * that was not read yet.
+   */
+  more?: boolean;
+  /** The shared block the chunk's buffer is, when it was served from the block cache. */
+  block?: WalBlock;
 }
 
 /**
@@ -73,6 +90,11 @@ export class BufferPool {
   constructor(size: number, max = 8) {
     this.#size = size;
     this.#max = max;
+  }
+
+  /** Bytes per buffer. */
+  get size(): number {
+    return this.#size;
   }
 
   /** A buffer of the pool's size, reused when one is free. */

@@ -32,6 +32,11 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
       FRAME_HEADROOM + n,
     )
     : new Uint8Array(FRAME_HEADROOM + n);
+  // A shared block's header that another sender's write may be sending right now stays as it is:
+  // the same dataStart, with that sender's walEnd and sendTime of a moment ago.
+  if (inPlace && out[0] === 0x64 && chunk.block !== undefined && chunk.block.inFlight > 0) {
+    return out;
+  }
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[0] = 0x64; // 'd'
   v.setInt32(1, 4 + 25 + n);
@@ -44,7 +49,8 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
 }
 
 /**
- * The LSN just past the payload of a framed XLogData message, read back from its header.
+ * The LSN just past the payload of a framed XLogData message, read back from its header; of the
+ * last one, when several lie back to back.
  *
  * @example
  * ```ts
@@ -54,9 +60,38 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
  * assert.equal(xlogDataEnd(m), 0x1000008n);
  * ```
  */
-export function xlogDataEnd(message: Uint8Array): Lsn {
-  const v = new DataView(message.buffer, message.byteOffset, message.byteLength);
-  return v.getBigUint64(6) + BigInt(message.length - FRAME_HEADROOM);
+export function xlogDataEnd(messages: Uint8Array): Lsn {
+  return xlogDataExtent(messages).end;
+}
+
+/**
+ * What one or more framed XLogData messages lying back to back carry: the LSN just past the last
+ * payload, and the payload bytes of all of them.
+ *
+ * @example
+ * ```ts
+ * import { frameXLogData, xlogDataExtent } from "./framer.ts";
+ * import { concatBytes } from "../_io.ts";
+ * import assert from "node:assert/strict";
+ * const a = frameXLogData({ start: 0n, bytes: new Uint8Array(8), walEnd: 12n });
+ * const b = frameXLogData({ start: 8n, bytes: new Uint8Array(4), walEnd: 12n });
+ * assert.deepEqual(xlogDataExtent(concatBytes(a, b)), { end: 12n, payloadBytes: 12 });
+ * ```
+ */
+export function xlogDataExtent(messages: Uint8Array): { end: Lsn; payloadBytes: number } {
+  const v = new DataView(messages.buffer, messages.byteOffset, messages.byteLength);
+  let at = 0;
+  let last = 0;
+  let count = 0;
+  while (at < messages.length) {
+    last = at;
+    at += 1 + v.getInt32(at + 1);
+    count++;
+  }
+  return {
+    end: v.getBigUint64(last + 6) + BigInt(messages.length - last - FRAME_HEADROOM),
+    payloadBytes: messages.length - count * FRAME_HEADROOM,
+  };
 }
 
 /**
@@ -85,7 +120,9 @@ export function keepaliveMessage(walEnd: Lsn, replyRequested: boolean): Uint8Arr
 }
 
 /**
- * Turns WAL chunks into framed XLogData messages, one per chunk.
+ * Turns WAL chunks into framed XLogData messages, one per chunk. The messages of a run (chunks
+ * marked `more`, read into one buffer) come out together as one array, for one write; see the
+ * buffer-reuse rule of `chunk.ts`.
  *
  * @example
  * ```ts
@@ -98,9 +135,33 @@ export function keepaliveMessage(walEnd: Lsn, replyRequested: boolean): Uint8Arr
  */
 export class WalFramer extends TransformStream<WalChunk, Uint8Array> {
   constructor() {
+    // The messages of a run framed in place so far, awaiting the rest of the run.
+    let held: Uint8Array | undefined;
     super({
       transform(chunk, controller) {
-        controller.enqueue(frameXLogData(chunk));
+        const m = frameXLogData(chunk);
+        const inPlace = m.buffer === chunk.bytes.buffer;
+        if (held) {
+          if (
+            inPlace && m.buffer === held.buffer && m.byteOffset === held.byteOffset + held.length
+          ) {
+            held = new Uint8Array(held.buffer, held.byteOffset, held.length + m.length);
+            if (!chunk.more) {
+              controller.enqueue(held);
+              held = undefined;
+            }
+            return;
+          }
+          // A run cut short (the slicer re-cut one of its chunks): what was held goes out as a
+          // copy, since the rest of its buffer is still in flight.
+          controller.enqueue(held.slice());
+          held = undefined;
+        }
+        if (inPlace && chunk.more) held = m;
+        else controller.enqueue(m);
+      },
+      flush(controller) {
+        if (held) controller.enqueue(held.slice());
       },
     });
   }

@@ -7,20 +7,23 @@
 
 import type { Lsn } from "../wal/lsn.ts";
 import type { Sender } from "../replication/registry.ts";
-import { type BufferPool, FRAME_HEADROOM } from "./chunk.ts";
-import { xlogDataEnd } from "./framer.ts";
+import type { WalBlockCache } from "./block_cache.ts";
+import type { BufferPool } from "./chunk.ts";
+import { xlogDataExtent } from "./framer.ts";
 
 /** The part of a sender's shared state the sink advances (`WalSnd.sentPtr` and its counters). */
 export type SinkSender = Pick<Sender, "sentLsn" | "bytesSent" | "state">;
 
 /** Options of {@linkcode WalSink}. */
 export interface WalSinkOptions {
-  /** Writes one message to the connection; settles once the socket has taken all of it. */
+  /** Writes messages to the connection; settles once the socket has taken all of them. */
   write: (message: Uint8Array) => Promise<void>;
   /** The sender whose `sentLsn`, `bytesSent` and `state` follow what was written. */
   sender: SinkSender;
   /** The pool the source read into; its buffers come back here. */
   pool?: BufferPool | undefined;
+  /** The shared block cache the source served from: writes of its blocks are counted there. */
+  cache?: WalBlockCache | undefined;
   /** Where catch-up ends: a `catchup` sender that has sent this far is `streaming`. */
   catchupEnd: () => Lsn;
   /** Told after each message, for the idle keepalive's clock. */
@@ -28,8 +31,8 @@ export interface WalSinkOptions {
 }
 
 /**
- * Writes framed XLogData messages to the connection, one at a time so backpressure reaches the
- * source. Only what the socket has taken counts as sent, as `sentPtr` does; only then may a
+ * Writes framed XLogData messages to the connection, one array (a message, or a run of them) at a
+ * time so backpressure reaches the source. Only what the socket has taken counts as sent, as `sentPtr` does; only then may a
  * buffer framed in place be read into again (the buffer-reuse rule of `chunk.ts`).
  *
  * @example
@@ -53,16 +56,23 @@ export interface WalSinkOptions {
 export class WalSink extends WritableStream<Uint8Array> {
   /** @param options Where to write, and whose progress to advance. */
   constructor(options: WalSinkOptions) {
-    const { write, sender, pool, catchupEnd, onSent } = options;
+    const { write, sender, pool, cache, catchupEnd, onSent } = options;
     super({
-      async write(message) {
-        const end = xlogDataEnd(message);
-        await write(message);
-        // The kernel has the bytes. A message at offset 0 may be a pool buffer framed in place,
-        // which nothing else refers to; the pool ignores any other buffer.
-        if (message.byteOffset === 0) pool?.release(message.buffer);
+      async write(messages) {
+        const { end, payloadBytes } = xlogDataExtent(messages);
+        // While the socket takes a shared block, no sender may rewrite the headers in it.
+        const block = cache?.blockOf(messages.buffer);
+        if (block) block.inFlight++;
+        try {
+          await write(messages);
+        } finally {
+          if (block) block.inFlight--;
+        }
+        // The kernel has the bytes. Messages at offset 0 may be a whole run framed in place in a
+        // pool buffer, which nothing else refers to; the pool ignores any other buffer.
+        if (messages.byteOffset === 0) pool?.release(messages.buffer);
         sender.sentLsn = end;
-        sender.bytesSent += message.length - FRAME_HEADROOM;
+        sender.bytesSent += payloadBytes;
         onSent?.();
         if (sender.state === "catchup" && end >= catchupEnd()) sender.state = "streaming";
       },

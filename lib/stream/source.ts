@@ -12,6 +12,7 @@ import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/
 import type { SegmentFile, WalStore } from "../wal/store.ts";
 import { type SegmentCheck, WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./chunk.ts";
+import type { WalBlockCache } from "./block_cache.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
 /** Options of {@linkcode openWalSource}. */
@@ -28,9 +29,17 @@ export interface WalSourceOptions {
   onRead?: (source: "memory" | "disk") => void;
   /**
    * Where file reads get their buffers; the sink gives each back once the socket has taken its
-   * message (the buffer-reuse rule of `chunk.ts`). Without one, every read allocates.
+   * messages (the buffer-reuse rule of `chunk.ts`). A buffer with room for several messages is
+   * filled with as many as are there to read, sent in one write. Without a pool, every read
+   * allocates.
    */
   pool?: BufferPool;
+  /**
+   * Runs of complete segments shared with other senders: a whole run at a run-aligned offset is
+   * read once into the cache and sent from there by every sender that reaches it (the run's size
+   * is the pool buffer's). Needs `pool`.
+   */
+  cache?: WalBlockCache | undefined;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
   wakeMs?: number;
   /**
@@ -80,12 +89,19 @@ export function openWalSource(
   const block = BigInt(store.identity.blockSize);
   const readSize = BigInt(Math.max(options.readSize ?? MAX_SEND_SIZE, store.identity.blockSize));
   const pool = options.pool;
+  const cache = pool ? options.cache : undefined;
+  // A run fills a pool buffer: this many messages of `readSize` with their header room.
+  const slot = FRAME_HEADROOM + Number(readSize);
+  const runMessages = pool ? Math.max(1, Math.floor(pool.size / slot)) : 1;
+  const runBytes = runMessages * Number(readSize);
   const wakeMs = options.wakeMs ?? 1000;
   let sent = options.start;
   let file: Deno.FsFile | undefined;
   let current: SegmentFile | undefined;
   // Where the next read of `file` starts without a seek; reads are mostly sequential.
   let filePos = -1;
+  // The open file's identity (device, inode, size, mtime), keying its blocks in the cache.
+  let fileKey: string | undefined;
   // The validation of the segment being read (undefined while it is not complete), and the one
   // started ahead for the next segment: settled before the stream ends, so no read outlives it.
   let check: { segno: bigint; result: SegmentCheck | undefined } | undefined;
@@ -134,6 +150,7 @@ export function openWalSource(
     file = undefined;
     current = undefined;
     filePos = -1;
+    fileKey = undefined;
   };
 
   return new ReadableStream<WalChunk>({
@@ -176,11 +193,20 @@ export function openWalSource(
             sent += BigInt(fromMemory.length);
             return;
           }
+          // A run of messages read at once may go on past `until`, as far as one read could.
+          let limit = segEnd < end ? segEnd : end;
+          if (memStart !== undefined && memStart > sent && memStart < limit) limit = memStart;
           // Nothing of a complete segment goes out before it is validated; a damaged one only up
           // to its last valid record, and that chunk ends the valid WAL for this client.
-          const wanted = await openSegment(store, tli, segno);
-          let walEnd = end;
-          const checked = await checkOf(segno);
+          // (The segment open and its check already known are the common case: no await.)
+          const known = store.segmentFile(tli, segno);
+          const wanted = known && current?.name === known.name
+            ? known
+            : await openSegment(store, tli, segno);
+          let validEnd: Lsn | undefined;
+          const checked = check?.segno === segno && check.result
+            ? check.result
+            : await checkOf(segno);
           if (checked?.error && checked.validEnd < segEnd) {
             if (sent >= checked.validEnd) {
               await delivered(sent);
@@ -191,12 +217,20 @@ export function openWalSource(
                 checked.validEnd,
               );
             }
-            if (until >= checked.validEnd) until = walEnd = checked.validEnd;
+            validEnd = checked.validEnd;
+            if (until > validEnd) until = validEnd;
+            if (limit > validEnd) limit = validEnd;
           }
-          const bytes = readSegment(store, wanted, sent, Number(until - sent));
+          // Only the valid WAL of a complete segment is the same for every sender.
+          const shareable = !historic && validEnd === undefined && !wanted.partial &&
+            segEnd <= end;
+          const run = shareable && cache
+            ? sharedRun(store, wanted, sent, limit, end) ??
+              readRun(store, wanted, sent, until, limit, end, validEnd)
+            : readRun(store, wanted, sent, until, limit, end, validEnd);
           options.onRead?.("disk");
-          controller.enqueue({ start: sent, bytes, walEnd, headroom: true });
-          sent += BigInt(bytes.length);
+          for (const chunk of run) controller.enqueue(chunk);
+          sent = run[run.length - 1]!.start + BigInt(run[run.length - 1]!.bytes.length);
           return;
         }
       } catch (e) {
@@ -260,19 +294,105 @@ export function openWalSource(
     return wanted;
   }
 
-  /** Reads `length` bytes at `lsn` from `wanted`, the file {@linkcode openSegment} opened. */
+  /**
+   * Reads WAL from `lsn` of `wanted`, the file {@linkcode openSegment} opened, as one or more
+   * messages into one buffer: the first up to `until`, then whole messages cut as the slicer cuts
+   * them, up to `limit`, as many as the buffer holds. Each gets the header's room in front, so that
+   * framed in place they lie back to back and go out in one write (the buffer-reuse rule of
+   * chunk.ts); all but the last are marked `more`. Every chunk's `walEnd` is `end`, but the one
+   * ending at `validEnd`, where a damaged segment's valid WAL stops.
+   */
+  function readRun(
+    store: WalStore,
+    wanted: SegmentFile,
+    lsn: Lsn,
+    until: Lsn,
+    limit: Lsn,
+    end: Lsn,
+    validEnd: Lsn | undefined,
+  ): WalChunk[] {
+    const first = Number(until - lsn);
+    const buffer = pool && FRAME_HEADROOM + first <= pool.size
+      ? pool.take()
+      : new ArrayBuffer(FRAME_HEADROOM + first);
+    const run: WalChunk[] = [];
+    let at = 0;
+    let pos = lsn;
+    let cut = until;
+    while (true) {
+      const out = new Uint8Array(buffer, at + FRAME_HEADROOM, Number(cut - pos));
+      readSegment(store, wanted, pos, out);
+      run.push({
+        start: pos,
+        bytes: out,
+        walEnd: cut === validEnd ? validEnd : end,
+        headroom: true,
+      });
+      at += FRAME_HEADROOM + out.length;
+      pos = cut;
+      if (pos >= limit) break;
+      let next = (pos + readSize) - (pos + readSize) % block;
+      if (next > limit) next = limit;
+      if (at + FRAME_HEADROOM + Number(next - pos) > buffer.byteLength) break;
+      cut = next;
+    }
+    for (let i = 0; i < run.length - 1; i++) run[i]!.more = true;
+    return run;
+  }
+
+  /**
+   * The whole run at `lsn` from the block cache, read into it first if no sender has; `undefined`
+   * unless `lsn` is run-aligned and a whole run lies below `limit`.
+   */
+  function sharedRun(
+    store: WalStore,
+    wanted: SegmentFile,
+    lsn: Lsn,
+    limit: Lsn,
+    end: Lsn,
+  ): WalChunk[] | undefined {
+    const offset = segmentOffset(lsn, segSize);
+    if (offset % runBytes !== 0 || lsn + BigInt(runBytes) > limit) return undefined;
+    if (fileKey === undefined) {
+      // Files only: a segment held in memory already reads as cheaply as a hit would.
+      const st = (file as { statSync?: () => Deno.FileInfo }).statSync?.();
+      if (!st) return undefined;
+      fileKey = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+    }
+    const n = Number(readSize);
+    const view = (buffer: ArrayBuffer, i: number): Uint8Array =>
+      new Uint8Array(buffer, i * slot + FRAME_HEADROOM, n);
+    const block = cache!.getOrFill(fileKey, offset, runMessages * slot, (buffer) => {
+      for (let i = 0; i < runMessages; i++) {
+        readSegment(store, wanted, lsn + BigInt(i * n), view(buffer, i));
+      }
+    });
+    // As after a read: a segment removed since is not sent, even from memory.
+    if (store.isRemoved(wanted)) {
+      closeFile();
+      throw new WalSegmentRemovedError(wanted.name);
+    }
+    const run: WalChunk[] = [];
+    for (let i = 0; i < runMessages; i++) {
+      run.push({
+        start: lsn + BigInt(i * n),
+        bytes: view(block.buffer, i),
+        walEnd: end,
+        headroom: true,
+        more: i < runMessages - 1,
+        block,
+      });
+    }
+    return run;
+  }
+
+  /** Reads `out.length` bytes at `lsn` from `wanted`, the file {@linkcode openSegment} opened. */
   function readSegment(
     store: WalStore,
     wanted: SegmentFile,
     lsn: Lsn,
-    length: number,
-  ): Uint8Array {
-    // Read after room for the message header, so the framer need not copy the payload (the
-    // buffer-reuse rule of chunk.ts).
-    const buffer = pool && length <= MAX_SEND_SIZE
-      ? pool.take()
-      : new ArrayBuffer(FRAME_HEADROOM + length);
-    const out = new Uint8Array(buffer, FRAME_HEADROOM, length);
+    out: Uint8Array,
+  ): void {
     const offset = segmentOffset(lsn, segSize);
     // Synchronous reads, as the walsender's pread: WAL being streamed is almost always in the
     // page cache, where a 128 kB read costs about 25 µs in place against about 100 µs for an
@@ -283,10 +403,9 @@ export function openWalSource(
     filePos = offset + got;
     // Re-check after reading, as the walsender does: a file removed or recycled while we read it
     // may have handed us bytes of another segment.
-    if (got < length || store.isRemoved(wanted)) {
+    if (got < out.length || store.isRemoved(wanted)) {
       closeFile();
       throw new WalSegmentRemovedError(wanted.name);
     }
-    return out;
   }
 }

@@ -1,0 +1,110 @@
+/**
+ * WAL blocks shared by every sender: a run of messages read once and sent from the same buffer
+ * to every client that reaches the same place, so that N clients catching up through the same WAL
+ * cost one read and N sends.
+ *
+ * @module
+ */
+
+/**
+ * One cached run: messages' WAL laid out as the source reads a run (each after `FRAME_HEADROOM`
+ * bytes of header room; see `chunk.ts`). The header room is shared: a sender writes its header
+ * there only while no other sender's write of the block is in flight, else sends the header a
+ * concurrent sender wrote a moment ago (same `dataStart`; its `walEnd` and `sendTime` then).
+ */
+export interface WalBlock {
+  /** The run's buffer. */
+  readonly buffer: ArrayBuffer;
+  /** Writes of this block that the socket has not taken yet, over all senders. */
+  inFlight: number;
+}
+
+/** Options of {@linkcode WalBlockCache}. */
+export interface WalBlockCacheOptions {
+  /** Bytes of blocks kept; the least recently used go first. Default 32 MiB. */
+  maxBytes?: number;
+}
+
+/**
+ * A bounded, least-recently-used cache of {@linkcode WalBlock}s, keyed by where their bytes come
+ * from: an identity of the segment's bytes (a file's device, inode, size and mtime; or, say, a
+ * decompressed archive segment's name and checksum) and the offset in the segment. Whoever
+ * misses fills the block; anything that can produce a segment's bytes can feed it.
+ *
+ * An evicted block is only forgotten, never reused: senders may still be sending from it.
+ *
+ * @example
+ * ```ts
+ * import { WalBlockCache } from "./block_cache.ts";
+ * import assert from "node:assert/strict";
+ * const cache = new WalBlockCache({ maxBytes: 2048 });
+ * let reads = 0;
+ * const fill = (buffer: ArrayBuffer): void => void (reads++, new Uint8Array(buffer).fill(7));
+ * const a = cache.getOrFill("seg-1", 0, 1024, fill);
+ * const b = cache.getOrFill("seg-1", 0, 1024, fill);
+ * assert.equal(a, b);
+ * assert.equal(reads, 1);
+ * assert.equal(cache.blockOf(a.buffer), a);
+ * ```
+ */
+export class WalBlockCache {
+  readonly #maxBytes: number;
+  // Map order is insertion order: a hit moves its block to the end, eviction takes the front.
+  readonly #blocks = new Map<string, WalBlock>();
+  readonly #byBuffer = new WeakMap<ArrayBufferLike, WalBlock>();
+  #bytes = 0;
+  #hits = 0;
+  #misses = 0;
+
+  /** @param options The cache's size. */
+  constructor(options: WalBlockCacheOptions = {}) {
+    this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
+  }
+
+  /**
+   * The block of `size` bytes for offset `offset` of the segment whose bytes are `segment`: the
+   * cached one, or a new one that `fill` writes into (if `fill` throws, nothing is cached).
+   */
+  getOrFill(
+    segment: string,
+    offset: number,
+    size: number,
+    fill: (buffer: ArrayBuffer) => void,
+  ): WalBlock {
+    const key = `${segment}@${offset}`;
+    const cached = this.#blocks.get(key);
+    if (cached && cached.buffer.byteLength === size) {
+      this.#hits++;
+      this.#blocks.delete(key);
+      this.#blocks.set(key, cached);
+      return cached;
+    }
+    this.#misses++;
+    const block: WalBlock = { buffer: new ArrayBuffer(size), inFlight: 0 };
+    fill(block.buffer);
+    if (cached) this.#forget(key, cached);
+    this.#blocks.set(key, block);
+    this.#byBuffer.set(block.buffer, block);
+    this.#bytes += size;
+    for (const [k, b] of this.#blocks) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#forget(k, b);
+    }
+    return block;
+  }
+
+  /** The block whose buffer this is, while it is cached or still referred to. */
+  blockOf(buffer: ArrayBufferLike): WalBlock | undefined {
+    return this.#byBuffer.get(buffer);
+  }
+
+  /** Blocks found and blocks filled so far, and the bytes held now. */
+  get stats(): { hits: number; misses: number; bytes: number } {
+    return { hits: this.#hits, misses: this.#misses, bytes: this.#bytes };
+  }
+
+  #forget(key: string, block: WalBlock): void {
+    this.#blocks.delete(key);
+    this.#bytes -= block.buffer.byteLength;
+  }
+}
