@@ -3,31 +3,22 @@
  *
  * Reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF. Validating WAL means
  * checksumming every byte of it, so this is written for speed: slicing-by-16 over a 16 × 256
- * table, a byte at a time only for the tail.
+ * table, in WebAssembly (_crc32c_wasm.ts) for pieces long enough to repay copying them into its
+ * memory, in JavaScript for short pieces and where WebAssembly is unavailable.
  *
  * @module
  */
+import { CRC32C_TABLE, crc32cUpdateJs } from "./_crc32c_js.ts";
+import { crc32cKernel, WASM_CHUNK, WASM_INPUT } from "./_crc32c_wasm.ts";
 
-/** The reflected Castagnoli polynomial. */
-const POLY = 0x82F63B78;
+/** The WebAssembly loop, or undefined where it cannot be instantiated. */
+const KERNEL = crc32cKernel(CRC32C_TABLE);
 
-/** `T[k * 256 + b]`: the CRC of byte `b` followed by `k` zero bytes. */
-const T: Int32Array = (() => {
-  const t = new Int32Array(16 * 256);
-  for (let b = 0; b < 256; b++) {
-    let c = b;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    t[b] = c;
-  }
-  for (let b = 0; b < 256; b++) {
-    let c = t[b]!;
-    for (let k = 1; k < 16; k++) {
-      c = t[c & 0xFF]! ^ (c >>> 8);
-      t[k * 256 + b] = c;
-    }
-  }
-  return t;
-})();
+/**
+ * Pieces at least this long go to WebAssembly. Below it, copying the piece and calling out cost
+ * as much as they save (measured with crc32c_bench.ts; most WAL records are shorter).
+ */
+const WASM_MIN = 128;
 
 /**
  * Feeds `data[start, end)` into a running CRC-32C state, without the initial and final XOR:
@@ -59,44 +50,14 @@ export function crc32cUpdate(
   start: number = 0,
   end: number = data.length,
 ): number {
+  const k = KERNEL;
+  if (k === undefined || end - start < WASM_MIN) return crc32cUpdateJs(crc, data, start, end);
   let c = crc | 0;
-  let i = start;
-  const t = T;
-  if (end - i >= 256) {
-    // Four 32-bit loads per 16 bytes beat sixteen byte loads; below 256 bytes making the DataView
-    // costs more than it saves.
-    const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    const lastWords = end - 16;
-    while (i <= lastWords) {
-      const a = c ^ v.getInt32(i, true);
-      const b = v.getInt32(i + 4, true);
-      const d = v.getInt32(i + 8, true);
-      const e = v.getInt32(i + 12, true);
-      c = t[0xF00 | (a & 0xFF)]! ^ t[0xE00 | ((a >>> 8) & 0xFF)]! ^
-        t[0xD00 | ((a >>> 16) & 0xFF)]! ^ t[0xC00 | (a >>> 24)]! ^
-        t[0xB00 | (b & 0xFF)]! ^ t[0xA00 | ((b >>> 8) & 0xFF)]! ^
-        t[0x900 | ((b >>> 16) & 0xFF)]! ^ t[0x800 | (b >>> 24)]! ^
-        t[0x700 | (d & 0xFF)]! ^ t[0x600 | ((d >>> 8) & 0xFF)]! ^
-        t[0x500 | ((d >>> 16) & 0xFF)]! ^ t[0x400 | (d >>> 24)]! ^
-        t[0x300 | (e & 0xFF)]! ^ t[0x200 | ((e >>> 8) & 0xFF)]! ^
-        t[0x100 | ((e >>> 16) & 0xFF)]! ^ t[e >>> 24]!;
-      i += 16;
-    }
+  for (let i = start; i < end; i += WASM_CHUNK) {
+    const stop = Math.min(i + WASM_CHUNK, end);
+    k.heap.set(data.subarray(i, stop), WASM_INPUT);
+    c = k.update(c, WASM_INPUT, WASM_INPUT + stop - i);
   }
-  const last16 = end - 16;
-  while (i <= last16) {
-    const a = c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
-    c = t[0xF00 | (a & 0xFF)]! ^ t[0xE00 | ((a >>> 8) & 0xFF)]! ^
-      t[0xD00 | ((a >>> 16) & 0xFF)]! ^ t[0xC00 | (a >>> 24)]! ^
-      t[0xB00 | data[i + 4]!]! ^ t[0xA00 | data[i + 5]!]! ^
-      t[0x900 | data[i + 6]!]! ^ t[0x800 | data[i + 7]!]! ^
-      t[0x700 | data[i + 8]!]! ^ t[0x600 | data[i + 9]!]! ^
-      t[0x500 | data[i + 10]!]! ^ t[0x400 | data[i + 11]!]! ^
-      t[0x300 | data[i + 12]!]! ^ t[0x200 | data[i + 13]!]! ^
-      t[0x100 | data[i + 14]!]! ^ t[data[i + 15]!]!;
-    i += 16;
-  }
-  while (i < end) c = t[(c ^ data[i++]!) & 0xFF]! ^ (c >>> 8);
   return c >>> 0;
 }
 

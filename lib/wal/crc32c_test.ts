@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { crc32c, crc32cUpdate } from "./crc32c.ts";
+import { CRC32C_TABLE, crc32cUpdateJs } from "./_crc32c_js.ts";
+import { crc32cKernel, WASM_CHUNK } from "./_crc32c_wasm.ts";
 import { parseWalFileName } from "./segment.ts";
 
 /** Bit-at-a-time CRC-32C, the definition the fast one must match. */
@@ -36,9 +38,45 @@ Deno.test("crc32c matches the bitwise definition at every length, offset and spl
         off + len,
       );
       assert.equal((raw ^ 0xFFFFFFFF) >>> 0, want);
+      // The JavaScript loop alone, which runs where WebAssembly does not.
+      assert.equal((crc32cUpdateJs(0xFFFFFFFF, data, off, off + len) ^ 0xFFFFFFFF) >>> 0, want);
     }
   }
   assert.equal(crc32c(data), reference(data));
+});
+
+/** Byte-at-a-time CRC-32C over `data[start, end)`, a running state in and out. */
+function bytewise(crc: number, data: Uint8Array, start: number, end: number): number {
+  let c = crc | 0;
+  for (let i = start; i < end; i++) c = CRC32C_TABLE[(c ^ data[i]!) & 0xFF]! ^ (c >>> 8);
+  return c >>> 0;
+}
+
+Deno.test("crc32c is computed in WebAssembly here", () => {
+  // Otherwise every other test checks the JavaScript loop twice.
+  assert.notEqual(crc32cKernel(CRC32C_TABLE), undefined);
+});
+
+Deno.test("crc32c of long buffers, across the WebAssembly input size, at odd offsets", () => {
+  const data = new Uint8Array((16 << 20) + 8);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 23;
+  const lengths = [WASM_CHUNK - 1, WASM_CHUNK, WASM_CHUNK + 1, 3 * WASM_CHUNK + 13, 1 << 20];
+  for (const len of lengths) {
+    for (const off of [0, 1, 3, 6]) {
+      const want = bytewise(0x12345678, data, off, off + len);
+      assert.equal(crc32cUpdate(0x12345678, data, off, off + len), want, `${len} at ${off}`);
+      assert.equal(crc32cUpdateJs(0x12345678, data, off, off + len), want, `${len} at ${off}`);
+    }
+  }
+  const all = bytewise(0xFFFFFFFF, data, 5, 5 + (16 << 20));
+  assert.equal(crc32cUpdate(0xFFFFFFFF, data, 5, 5 + (16 << 20)), all);
+  assert.equal(crc32cUpdateJs(0xFFFFFFFF, data, 5, 5 + (16 << 20)), all);
+  // A view into the middle of a larger buffer, and one over shared memory.
+  const view = data.subarray(7, 7 + 300_001);
+  assert.equal(crc32c(view), (bytewise(0xFFFFFFFF, view, 0, view.length) ^ 0xFFFFFFFF) >>> 0);
+  const shared = new Uint8Array(new SharedArrayBuffer(200_003));
+  shared.set(data.subarray(0, shared.length));
+  assert.equal(crc32cUpdate(-1, shared, 3), bytewise(-1, shared, 3, shared.length));
 });
 
 Deno.test("crc32c verifies real WAL records the way PostgreSQL computes them", async () => {
