@@ -36,6 +36,22 @@ export interface DecodeOptions {
   sizeHint?: number;
 }
 
+/**
+ * Whether files of a format can be decoded here. LZMA (WAL-G's `.lzma`, the raw LZMA "alone"
+ * format) has no decoder: no maintained package reads it.
+ *
+ * @example
+ * ```ts
+ * import { hasDecoder } from "./codec.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(hasDecoder("zstd"), true);
+ * assert.equal(hasDecoder("lzma"), false);
+ * ```
+ */
+export function hasDecoder(format: ArchiveFormat): boolean {
+  return format !== "lzma";
+}
+
 const DEFAULT_HINT = 16 * 1024 * 1024;
 /** No WAL file decodes to more than the largest segment PostgreSQL allows. */
 const MAX_PLAIN = 1 << 30;

@@ -51,6 +51,13 @@ export interface ArchiveListing {
 /** Options of {@linkcode scanArchive}. */
 export interface ScanOptions {
   /**
+   * Take plain and compressed files side by side in one directory as one flat layout,
+   * `pg_receivewal`: the relay's own directory under `--compress` (completed segments compressed,
+   * the tail plain), or a pg_receivewal target that was run with and without `--compress`. WAL-G
+   * is then told only by its `wal_005` directory.
+   */
+  flatMix?: boolean;
+  /**
    * pgBackRest's archive id (`15-1`) to serve; by default the newest (highest id), which is the
    * stanza's current database after a `stanza-upgrade`.
    */
@@ -119,10 +126,14 @@ export async function scanArchive(dir: string, options: ScanOptions = {}): Promi
     if (ext === undefined) {
       // History files are written plain by pg_receivewal and Barman alike: they tell nothing.
       if (!HISTORY.test(m[1]!)) note(base === "wal_005" ? "wal-g" : "plain", n);
-    } else if (base === "wal_005" || ext === "zst" || ext === "br" || ext === "lzma") {
+    } else if (base === "wal_005") {
       note("wal-g", n);
+    } else if (ext === "zst" || ext === "br" || ext === "lzma") {
+      // Flat files, as the relay's own `--compress zstd` writes them, or WAL-G's storage.
+      note(options.flatMix ? "pg_receivewal" : "wal-g", n);
     } else if (ext === "gz" || ext === "lz4") note("pg_receivewal", n);
   }
+  if (options.flatMix && kinds.has("plain") && kinds.has("pg_receivewal")) kinds.delete("plain");
   if (kinds.size > 1) {
     const [a, b] = [...kinds];
     throw new ArchiveLayoutError(
@@ -153,21 +164,43 @@ export async function scanArchive(dir: string, options: ScanOptions = {}): Promi
   }
 }
 
+/**
+ * The plain name and format of a file in a flat layout (plain, pg_receivewal, WAL-G), whose name
+ * is the plain name plus an extension; `undefined` for a file that is not WAL.
+ *
+ * @example
+ * ```ts
+ * import { flatWalFile } from "./layout.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(flatWalFile("000000010000000000000003.gz.partial"), {
+ *   name: "000000010000000000000003.partial",
+ *   format: "gzip",
+ * });
+ * assert.equal(flatWalFile("000000010000000000000003.00000028.backup"), undefined);
+ * ```
+ */
+export function flatWalFile(
+  fileName: string,
+): { name: string; format: ArchiveFormat } | undefined {
+  const m = WAL_NAME.exec(fileName);
+  if (!m) return undefined;
+  const ext = m[2];
+  const format = ext === undefined ? "plain" : formatOfExtension(ext);
+  // An extension we do not know is another tool's file (`.backup`), not WAL.
+  if (format === undefined) return undefined;
+  // pg_receivewal's `SEG.gz.partial` is the partial segment `SEG.partial`, compressed.
+  return { name: m[1]! + (m[3] ?? ""), format };
+}
+
 /** Entries of a directory where each file's name is its plain name plus an extension. */
 function flatEntries(dir: string, items: Deno.DirEntry[], layout: ArchiveLayout): ArchiveEntry[] {
   const entries: ArchiveEntry[] = [];
   for (const item of items) {
     if (!item.isFile) continue;
-    const m = WAL_NAME.exec(item.name);
-    if (!m) continue;
-    const ext = m[2];
-    const format = ext === undefined ? "plain" : formatOfExtension(ext);
-    // An extension we do not know is another tool's file (`.backup`), not WAL.
-    if (format === undefined) continue;
-    // pg_receivewal's `SEG.gz.partial` is the partial segment `SEG.partial`, compressed.
-    const name = m[1]! + (m[3] ?? "");
-    if (layout === "wal-g" && m[3] !== undefined) continue;
-    entries.push({ name, path: join(dir, item.name), format });
+    const f = flatWalFile(item.name);
+    if (!f) continue;
+    if (layout === "wal-g" && f.format !== "plain" && item.name.endsWith(".partial")) continue;
+    entries.push({ name: f.name, path: join(dir, item.name), format: f.format });
   }
   return entries.sort(byName);
 }

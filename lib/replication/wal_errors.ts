@@ -16,6 +16,7 @@ import {
 } from "../wal/errors.ts";
 import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { formatLsn } from "../wal/lsn.ts";
+import { ArchiveFormatError } from "../archive/errors.ts";
 
 /**
  * The ErrorResponse for an error of the WAL layer; any other error is returned as it is.
@@ -70,6 +71,16 @@ export function pgErrorOf(e: unknown): unknown {
       SqlState.DATA_CORRUPTED,
       `WAL file "${e.fileName}" is damaged: ${e.failure.message}`,
       { detail: `Valid WAL ends at ${formatLsn(e.validEnd)}.` },
+    );
+  }
+  if (e instanceof ArchiveFormatError) {
+    // An archived file that does not decode to the segment its name promises: data corrupted,
+    // naming the file as stored and its format.
+    return new PgError(
+      SqlState.DATA_CORRUPTED,
+      e.problem === "unsupported"
+        ? `could not read archived WAL file "${e.file}": no decoder for ${e.format} compression`
+        : `archived WAL file "${e.file}" is damaged: ${e.message.replace(/^[^:]*: /, "")}`,
     );
   }
   return e;

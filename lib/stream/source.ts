@@ -10,6 +10,7 @@ import { WalSegmentRemovedError, WalSystemMismatchError } from "../wal/errors.ts
 import type { Lsn } from "../wal/lsn.ts";
 import { segmentOf, segmentOffset, segmentStart, type TimelineId } from "../wal/segment.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
+import type { SegmentHandle } from "../wal/segment_handle.ts";
 import { type SegmentCheck, WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./chunk.ts";
 import type { WalBlockCache } from "./block_cache.ts";
@@ -96,7 +97,7 @@ export function openWalSource(
   const runBytes = runMessages * Number(readSize);
   const wakeMs = options.wakeMs ?? 1000;
   let sent = options.start;
-  let file: Deno.FsFile | undefined;
+  let file: SegmentHandle | undefined;
   let current: SegmentFile | undefined;
   // Where the next read of `file` starts without a seek; reads are mostly sequential.
   let filePos = -1;
@@ -255,9 +256,10 @@ export function openWalSource(
     if (!wanted) throw new WalSegmentRemovedError(store.fileName(tli, segno));
     if (current?.name !== wanted.name) {
       closeFile();
-      const open = async (name: string): Promise<Deno.FsFile | undefined> => {
+      const open = async (name: string): Promise<SegmentHandle | undefined> => {
         try {
-          return await Deno.open(store.path(name), { read: true });
+          // An archived segment opens as its decoded bytes, shared with every sender.
+          return await store.openSegment(name);
         } catch (e) {
           if (e instanceof Deno.errors.NotFound) return undefined;
           throw e;

@@ -8,6 +8,7 @@
 import { readFull } from "../_io.ts";
 import { type WalReaderError, WalValidator } from "./reader.ts";
 import { segmentStart } from "./segment.ts";
+import { BytesFile } from "./segment_handle.ts";
 import type { SegmentCheck, SegmentCheckRequest } from "./segment_validation.ts";
 
 /** The WAL's identity, as validation needs it. */
@@ -86,7 +87,8 @@ export async function validateSegment(
   });
   const buf = new Uint8Array(settings.chunkSize);
   {
-    using f = await Deno.open(request.path, { read: true });
+    // An archived segment comes decoded; its file is the compressed one.
+    using f = request.data ? new BytesFile(request.data) : await Deno.open(request.path);
     let pos = start;
     while (pos < segEnd) {
       const want = Math.min(buf.length, Number(segEnd - pos));
@@ -107,7 +109,7 @@ export async function validateSegment(
     if (!n || !stat) {
       next = { path: "", kind: "absent", key: "absent" };
     } else {
-      using f = await Deno.open(n.path, { read: true });
+      using f = n.data ? new BytesFile(n.data) : await Deno.open(n.path);
       let pos = segEnd;
       const limit = segEnd + BigInt(Math.min(n.bytes, segSize));
       const piece = buf.subarray(0, Math.min(buf.length, 64 * 1024));

@@ -51,6 +51,11 @@ export interface SegmentCheckRequest {
   name: string;
   /** Full path. */
   path: string;
+  /**
+   * The segment's plain bytes, when the file at `path` is archived (compressed, or named with a
+   * checksum): validation reads these, and the file's identity still says when it changed.
+   */
+  data?: Uint8Array;
   /** The next segment's file, if there is one. */
   next?: {
     /** File name in the directory. */
@@ -61,6 +66,8 @@ export interface SegmentCheckRequest {
     bytes: number;
     /** Whether the whole file is complete, so its identity fixes its bytes. */
     complete: boolean;
+    /** Its plain bytes, when the file is archived. */
+    data?: Uint8Array;
   } | undefined;
 }
 

@@ -29,6 +29,12 @@ import { parseHistory, type TimelineHistory } from "./history.ts";
 import { join } from "./_path.ts";
 import { WalValidator } from "./reader.ts";
 import { type SegmentCheck, SegmentValidations } from "./segment_validation.ts";
+import { ArchivedFiles } from "./_archived_files.ts";
+import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
+import type { ArchiveLayout } from "../archive/layout.ts";
+import { ArchiveFormatError } from "../archive/errors.ts";
+import { decodeArchived } from "../archive/codec.ts";
+import { detectFormat } from "../archive/format.ts";
 
 /** One segment file found in the directory. */
 export interface SegmentFile {
@@ -69,6 +75,8 @@ export interface WalStoreOptions {
   identity?: WalIdentity;
   /** Bytes of recent durable WAL kept in memory for fan-out (relay mode). Default 64 MB. */
   memoryTail?: number;
+  /** Bytes of decompressed archived segments kept for every sender. Default 256 MiB. */
+  cacheSize?: number;
 }
 
 /** The segment at the end of the newest timeline, validated record by record. */
@@ -88,6 +96,10 @@ interface MemoryChunk {
 /**
  * The WAL directory as senders see it. Only whole, non-partial segment files count as durable
  * here; what lies beyond the last of them is not sent.
+ *
+ * The directory may be an archive as a tool laid it out (pg_receivewal `--compress`, pgBackRest,
+ * Barman, WAL-G): its files are listed by their plain names, and a compressed file is decoded
+ * (once, for every sender, through a bounded cache) before anything here reads its bytes.
  *
  * @example
  * ```ts
@@ -111,6 +123,7 @@ export class WalStore {
   readonly validations: SegmentValidations;
 
   #log: (message: string) => void;
+  #files: ArchivedFiles;
   #segments = new Map<TimelineId, Map<bigint, SegmentFile>>();
   #history: TimelineHistory = [{ tli: 1, begin: 0n, end: undefined }];
   #timeline: TimelineId = 1;
@@ -125,24 +138,62 @@ export class WalStore {
   #refreshing: Promise<boolean> | undefined;
   #queued: Promise<boolean> | undefined;
 
-  private constructor(dir: string, identity: WalIdentity, log: (message: string) => void) {
+  private constructor(
+    dir: string,
+    identity: WalIdentity,
+    log: (message: string) => void,
+    files: ArchivedFiles,
+  ) {
     this.dir = dir;
+    this.#files = files;
     this.identity = identity;
     this.#log = log;
     this.validations = new SegmentValidations({ ...identity, log });
   }
 
   /**
-   * Opens a directory: reads the identity from the newest segment's long header and scans it.
-   * Throws when the directory holds no segment PostgreSQL could have written.
+   * Opens a directory: recognises its layout, reads the identity from the newest segment's long
+   * header and scans it. Throws when the directory holds no segment PostgreSQL could have written,
+   * mixes layouts (`ArchiveLayoutError`), or holds a file compressed in a format without a decoder
+   * here (`ArchiveFormatError`).
    */
   static async open(dir: string, options: WalStoreOptions = {}): Promise<WalStore> {
     const log = options.log ?? (() => {});
-    const identity = options.identity ?? await readIdentity(dir);
-    const store = new WalStore(dir, identity, log);
+    const files = await ArchivedFiles.open(
+      dir,
+      options.cacheSize === undefined ? {} : { cacheSize: options.cacheSize },
+    );
+    const identity = options.identity ?? await readIdentity(dir, files);
+    const store = new WalStore(dir, identity, log, files);
     store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
     await store.refresh();
     return store;
+  }
+
+  /** How the directory is laid out: `plain`, or the archiving tool's layout. */
+  get layout(): ArchiveLayout {
+    return this.#files.layout;
+  }
+
+  /** Decompressions of archived files so far, and the cache's bytes (for status). */
+  get archiveCache(): { decodes: number; hits: number; bytes: number; capacity: number } {
+    const c = this.#files.cache;
+    return { decodes: c.decodes, hits: c.hits, bytes: c.bytes, capacity: c.capacity };
+  }
+
+  /**
+   * Opens a segment (or other WAL file) by the name the store lists it under, for reading its
+   * plain bytes: the file itself, or an archived file's decoded bytes.
+   *
+   * @throws {Deno.errors.NotFound} when it is gone.
+   * @throws {ArchiveFormatError} when an archived file does not decode to what its name promises.
+   */
+  async openSegment(name: string): Promise<SegmentHandle> {
+    if (this.#files.entry(name)) {
+      const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
+      return new BytesFile(data, info);
+    }
+    return await Deno.open(this.path(name), { read: true });
   }
 
   /** The newest timeline in the directory. */
@@ -224,6 +275,9 @@ export class WalStore {
     const nextBytes = end > nextStart
       ? Math.min(segSize, Number(end - nextStart), next?.size ?? 0)
       : 0;
+    if (this.#files.entry(file.name) || (next && this.#files.entry(next.name))) {
+      return this.#checkArchived(file, next, nextBytes);
+    }
     return this.validations.check({
       tli: file.tli,
       segno,
@@ -234,6 +288,45 @@ export class WalStore {
         path: this.path(next.name),
         bytes: nextBytes,
         complete: this.#complete(next),
+      },
+    });
+  }
+
+  /**
+   * {@linkcode checkSegment} for a segment whose file, or the next one's, is archived: validation
+   * reads the decoded bytes. A next file that does not decode is left out: the record running on
+   * into it is then not followed, and the damage is reported when a sender reaches that file.
+   */
+  async #checkArchived(
+    file: SegmentFile,
+    next: SegmentFile | undefined,
+    nextBytes: number,
+  ): Promise<SegmentCheck> {
+    const segSize = this.identity.segmentSize;
+    const entry = this.#files.entry(file.name);
+    const data = entry ? await this.#files.read(file.name, segSize) : undefined;
+    const nextEntry = next && this.#files.entry(next.name);
+    let nextData: Uint8Array | undefined;
+    if (next && nextEntry && nextBytes > 0) {
+      try {
+        nextData = await this.#files.read(next.name, segSize);
+      } catch (e) {
+        if (!(e instanceof ArchiveFormatError) && !(e instanceof Deno.errors.NotFound)) throw e;
+        next = undefined;
+      }
+    }
+    return await this.validations.check({
+      tli: file.tli,
+      segno: file.segno,
+      name: file.name,
+      path: entry?.path ?? this.path(file.name),
+      ...(data && { data }),
+      next: next && {
+        name: next.name,
+        path: nextEntry?.path ?? this.path(next.name),
+        bytes: nextBytes,
+        complete: this.#complete(next),
+        ...(nextData && { data: nextData }),
       },
     });
   }
@@ -315,7 +408,7 @@ export class WalStore {
   async historyContent(tli: TimelineId): Promise<Uint8Array> {
     const name = historyFileName(tli);
     try {
-      return await Deno.readFile(this.path(name));
+      return await this.#readWalFile(name);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new WalFileMissingError(name);
@@ -350,13 +443,36 @@ export class WalStore {
     return self.p;
   }
 
+  /** A whole WAL file by its listed name (a history file): the file, or the archived one decoded. */
+  async #readWalFile(name: string): Promise<Uint8Array> {
+    if (this.#files.entry(name)) return await this.#files.read(name, this.identity.segmentSize);
+    return await Deno.readFile(this.path(name));
+  }
+
+  /**
+   * The size of an archived segment's plain bytes: a complete one decodes to a whole segment or
+   * fails when read; a `.partial` is decoded now to know. `undefined` when it is gone or does not
+   * decode (said once).
+   */
+  async #archivedSize(name: string, partial: boolean): Promise<number | undefined> {
+    const segSize = this.identity.segmentSize;
+    if (!partial) return segSize;
+    try {
+      return (await this.#files.read(name, segSize)).length;
+    } catch (e) {
+      if (e instanceof ArchiveFormatError) {
+        this.#warnOnce(`archive:${name}:${e.message}`, `${e.message}; ignoring it`);
+      } else if (!(e instanceof Deno.errors.NotFound)) throw e;
+      return undefined;
+    }
+  }
+
   async #rescan(): Promise<boolean> {
     const segSize = this.identity.segmentSize;
     const known = this.#segments;
     const segments = new Map<TimelineId, Map<bigint, SegmentFile>>();
     const historyTlis: TimelineId[] = [];
-    for await (const entry of Deno.readDir(this.dir)) {
-      if (!entry.isFile) continue;
+    for (const entry of await this.#files.list()) {
       const parsed = parseWalFileName(entry.name, segSize);
       if (!parsed) continue;
       if (parsed.kind === "history") {
@@ -366,7 +482,11 @@ export class WalStore {
       // Whole files keep their size; only files still short of a segment need a stat.
       const seen = known.get(parsed.tli)?.get(parsed.segno);
       let size = seen?.name === entry.name ? seen.size : -1;
-      if (size !== segSize) {
+      if (entry.entry) {
+        const s = await this.#archivedSize(entry.name, parsed.partial);
+        if (s === undefined) continue;
+        size = s;
+      } else if (size !== segSize) {
         try {
           size = (await Deno.stat(this.path(entry.name))).size;
         } catch {
@@ -390,7 +510,7 @@ export class WalStore {
         try {
           history = parseHistory(
             newest,
-            await Deno.readTextFile(this.path(historyFileName(newest))),
+            new TextDecoder().decode(await this.#readWalFile(historyFileName(newest))),
           );
         } catch (e) {
           this.#warnOnce(
@@ -469,11 +589,11 @@ export class WalStore {
     const v = tail.validator;
     let pos = v.resumeLsn;
     if (pos >= segEnd) return;
-    let f: Deno.FsFile;
+    let f: SegmentHandle;
     try {
-      f = await Deno.open(this.path(file.name), { read: true });
+      f = await this.openSegment(file.name);
     } catch {
-      return; // gone: the next rescan will not see it either
+      return; // gone or undecodable: the next rescan will not see it either
     }
     try {
       const buf = new Uint8Array(128 * 1024);
@@ -496,8 +616,14 @@ export class WalStore {
     if (this.#headerCache.get(f.name)) return true;
     let head: Uint8Array;
     try {
-      head = await readFileHead(this.path(f.name), SIZE_OF_LONG_PAGE_HEADER);
-    } catch {
+      head = this.#files.entry(f.name)
+        ? (await this.#files.read(f.name, this.identity.segmentSize))
+          .subarray(0, SIZE_OF_LONG_PAGE_HEADER)
+        : await readFileHead(this.path(f.name), SIZE_OF_LONG_PAGE_HEADER);
+    } catch (e) {
+      if (e instanceof ArchiveFormatError) {
+        this.#warnOnce(`archive:${f.name}:${e.message}`, `${e.message}; ignoring it`);
+      }
       return false;
     }
     const h = readLongPageHeader(head);
@@ -541,22 +667,32 @@ export class WalStore {
   }
 }
 
-/** Reads the identity from the long header of the newest segment file in `dir`. */
-async function readIdentity(dir: string): Promise<WalIdentity> {
+/**
+ * Reads the identity from the long header of the newest segment file in `dir` (an archived one
+ * decoded: the segment size is not known yet, so not through the cache).
+ */
+async function readIdentity(dir: string, files: ArchivedFiles): Promise<WalIdentity> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
+  for (const entry of await files.list()) {
     // The segment size is not known yet; any size parses a name's shape.
-    if (entry.isFile && parseWalFileName(entry.name, 1 << 20)?.kind === "segment") {
-      names.push(entry.name);
-    }
+    if (parseWalFileName(entry.name, 1 << 20)?.kind === "segment") names.push(entry.name);
   }
   names.sort().reverse();
   const problems: string[] = [];
+  const head = async (name: string): Promise<Uint8Array> => {
+    const entry = files.entry(name);
+    if (!entry) return await readFileHead(join(dir, name), SIZE_OF_LONG_PAGE_HEADER);
+    const src = await Deno.readFile(entry.path);
+    const format = entry.format ?? detectFormat(entry.name, src.subarray(0, 16));
+    const { data } = await decodeArchived(src, format, { file: entry.path });
+    return data.subarray(0, SIZE_OF_LONG_PAGE_HEADER);
+  };
   for (const name of names) {
     let h;
     try {
-      h = readLongPageHeader(await readFileHead(join(dir, name), SIZE_OF_LONG_PAGE_HEADER));
+      h = readLongPageHeader(await head(name));
     } catch (e) {
+      if (e instanceof ArchiveFormatError && e.problem === "unsupported") throw e;
       problems.push(`${name}: ${(e as Error).message}`);
       continue;
     }
@@ -568,7 +704,9 @@ async function readIdentity(dir: string): Promise<WalIdentity> {
     // The newest segment says which major's WAL this is: one walrelay cannot serve is an error,
     // not a reason to fall back on older files.
     if (serverMajor === undefined) {
-      throw new Error(`${unsupportedMagicMessage(h.magic)}: file "${join(dir, name)}"`);
+      throw new Error(
+        `${unsupportedMagicMessage(h.magic)}: file "${files.entry(name)?.path ?? join(dir, name)}"`,
+      );
     }
     return {
       systemId: h.systemId,
