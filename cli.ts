@@ -26,7 +26,7 @@ Usage:
                    [--retain SIZE]] [--listen HOST:PORT] [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
                    [--http HOST:PORT [--http-hba FILE] [--http-token FILE]
-                   [--http-tls-cert FILE --http-tls-key FILE]] [--examples]
+                   [--http-tls-cert FILE --http-tls-key FILE]] [--cache-size SIZE] [--examples]
   walrelay inspect DIR|FILE [--json]
   walrelay status  [URL] [--json]   (default http://${D.httpHostname}:${D.httpPort})
   walrelay passwd  USER
@@ -49,6 +49,8 @@ serve options:
   --base-backups-keep N keep this many base backups, and the WAL they need (default ${D.baseBackupsKeep})
   --base-backup-max-rate KB
                         take base backups from the upstream at most this fast, in kB/s
+  --cache-size SIZE     memory for decompressed archived segments, shared by every client
+                        (default 256MB)
   --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
@@ -130,6 +132,7 @@ async function serve(args: string[]): Promise<void> {
       "create-slot": { type: "boolean" },
       start: { type: "string" },
       retain: { type: "string" },
+      "cache-size": { type: "string" },
       "base-backup-max-age": { type: "string" },
       "base-backup-interval": { type: "string" },
       "base-backups-keep": { type: "string" },
@@ -257,6 +260,15 @@ async function serve(args: string[]): Promise<void> {
     baseBackups.maxRateKb = rate;
   }
 
+  let cacheSize: number | undefined;
+  if (values["cache-size"] !== undefined) {
+    try {
+      cacheSize = parseSize(values["cache-size"]);
+    } catch (e) {
+      fail(`invalid --cache-size "${values["cache-size"]}": ${(e as Error).message}`);
+    }
+  }
+
   let relay: WalRelay;
   try {
     relay = await WalRelay.start({
@@ -273,6 +285,7 @@ async function serve(args: string[]): Promise<void> {
       ...(values["tls-key"] ? { tlsKeyFile: values["tls-key"] } : {}),
       ...(upstream ? { upstream } : {}),
       ...(http ? { http } : {}),
+      ...(cacheSize !== undefined ? { cacheSize } : {}),
       baseBackups,
     });
   } catch (e) {

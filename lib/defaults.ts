@@ -39,6 +39,8 @@ export const DEFAULTS = {
   progressLogMs: 10_000,
   /** Rescan of the WAL directory beside file watching. */
   rescanMs: 1000,
+  /** Bytes of decompressed archived segments kept in memory for every sender (`--cache-size`). */
+  cacheSize: 256 * 1024 * 1024,
   /** Rescan in relay mode, where the writer announces every durable advance itself. */
   relayRescanMs: 10_000,
   /** How long a graceful shutdown waits for clients before closing them. */

@@ -171,6 +171,11 @@ export interface WalRelayOptions {
   /** Whether to watch the directory with `Deno.watchFs`. Default: true, except in relay mode. */
   watch?: boolean;
   /**
+   * Bytes of decompressed archived segments kept in memory, shared by every sender (a compressed
+   * archive, or the relay's own `--compress`ed segments). Default 256 MiB.
+   */
+  cacheSize?: number;
+  /**
    * Also serve the HTTP status pages (dashboard, `/status`, `/metrics`, `/healthz`) here; see
    * `startStatusServer`. Closed after the replication clients on shutdown.
    */
@@ -208,6 +213,7 @@ interface Settings {
   timeouts: Required<SessionTimeouts>;
   rescanMs: number;
   watch: boolean;
+  cacheSize: number;
   tls: TlsFiles | undefined;
   auth: AuthConfig;
   http: {
@@ -336,6 +342,7 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
     timeouts,
     rescanMs,
     watch: o.watch ?? !o.upstream,
+    cacheSize: checkInteger("cache size", o.cacheSize ?? DEFAULTS.cacheSize, 0),
     tls,
     auth,
     http,
@@ -347,9 +354,13 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
  * reached; `undefined` when no segment gives the identity yet (a new directory, or only a
  * zero-filled `.partial`). Anything else wrong with it shows when it is opened again later.
  */
-async function openIfHoldsWal(dir: string, logger: Logger): Promise<WalStore | undefined> {
+async function openIfHoldsWal(
+  dir: string,
+  logger: Logger,
+  cacheSize: number,
+): Promise<WalStore | undefined> {
   try {
-    return await WalStore.open(dir, { log: (m) => logger.log("warn", m) });
+    return await WalStore.open(dir, { log: (m) => logger.log("warn", m), cacheSize });
   } catch (e) {
     logger.log("debug", `no WAL to serve yet: ${(e as Error).message}`);
     return undefined;
@@ -548,6 +559,7 @@ export class WalRelay {
       if (this.#shutdown.signal.aborted) return;
       const store = await WalStore.open(this.#settings.walDir, {
         log: (m) => this.logger.log("warn", m),
+        cacheSize: this.#settings.cacheSize,
       });
       if (this.#shutdown.signal.aborted) return;
       await this.#serve(store);
@@ -611,8 +623,11 @@ export class WalRelay {
     // Relay mode: the directory may be empty; then the store opens once the receiver has written
     // the first segment's long header, from which the store reads the identity.
     const store = options.upstream
-      ? await openIfHoldsWal(settings.walDir, logger)
-      : await WalStore.open(settings.walDir, { log: (m) => logger.log("warn", m) });
+      ? await openIfHoldsWal(settings.walDir, logger, settings.cacheSize)
+      : await WalStore.open(settings.walDir, {
+        log: (m) => logger.log("warn", m),
+        cacheSize: settings.cacheSize,
+      });
     const slots = await SlotManager.load(settings.walDir);
     const backups = await BackupService.open({
       walDir: settings.walDir,
@@ -750,7 +765,10 @@ export class WalRelay {
 
   async #watch(): Promise<void> {
     try {
-      this.#watcher = Deno.watchFs(this.store.dir, { recursive: false });
+      // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
+      const layout = this.store.layout;
+      const recursive = layout !== "plain" && layout !== "pg_receivewal";
+      this.#watcher = Deno.watchFs(this.store.dir, { recursive });
       // Events are hints only: each one triggers a rescan that re-validates from the files.
       for await (const _ of this.#watcher) this.#refresh();
     } catch (e) {
