@@ -686,11 +686,16 @@ export class WalRelay {
     return relay;
   }
 
-  /** Whether the store holds the segment of `lsn` on `tli` (the start of a backup, say). */
+  /**
+   * Whether the store's WAL on `tli` begins at or before `lsn` (the start of a backup, say); WAL
+   * after the end it holds so far is still to come from the upstream.
+   */
   #holdsWalFrom(lsn: Lsn, tli: number): boolean {
     const store = this.#store;
-    return store !== undefined &&
-      store.segmentFile(tli, lsn / BigInt(store.identity.segmentSize)) !== undefined;
+    if (!store) return false;
+    const first = store.segments(tli)[0];
+    if (!first) return tli > store.timeline;
+    return first.segno <= lsn / BigInt(store.identity.segmentSize);
   }
 
   /** The port listened on. */
