@@ -40,8 +40,11 @@ for (const major of [15, 17, 18]) {
     const first = join(work.path, "first");
     await pgBasebackupOk(programs, conninfo, first, ["-X", "stream", "-R", "-P"], ctx());
     await verifyBackup(programs, first);
-    const stored = await storedBackups(dir.path);
-    assert.equal(stored.length, 1, stored.join(", "));
+    // Stored once complete and fsynced, which may be just after the client is done.
+    const stored = await waitFor(async () => {
+      const names = await storedBackups(dir.path);
+      return names.length === 1 && !names[0]!.startsWith(".tmp-") ? names : undefined;
+    }, { timeoutMs: 30_000, message: "the backup was not stored" });
     // Then from the store.
     const second = join(work.path, "second");
     await pgBasebackupOk(programs, conninfo, second, ["-X", "fetch"], ctx());

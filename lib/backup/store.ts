@@ -216,6 +216,31 @@ export class BackupStore {
     return store;
   }
 
+  /**
+   * Rescans the directory for backups stored by another process (`walrelay backup import` next
+   * to a running relay) and forgets those removed. Leftovers being written are not touched.
+   */
+  async refresh(): Promise<void> {
+    let names: string[];
+    try {
+      names = (await Array.fromAsync(Deno.readDir(this.root)))
+        .filter((e) => e.isDirectory && !e.name.startsWith(TEMP_PREFIX)).map((e) => e.name);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) names = [];
+      else throw e;
+    }
+    for (const id of [...this.#backups.keys()]) if (!names.includes(id)) this.#backups.delete(id);
+    for (const id of names) {
+      if (this.#backups.has(id)) continue;
+      try {
+        this.#backups.set(
+          id,
+          fromJson(await Deno.readTextFile(join(this.root, id, BACKUP_INFO_FILE))),
+        );
+      } catch { /* not complete: an id directory always has its backup.json */ }
+    }
+  }
+
   /** The stored backups, oldest first. */
   list(): BackupInfo[] {
     return [...this.#backups.values()].sort((a, b) =>

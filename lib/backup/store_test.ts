@@ -97,3 +97,20 @@ Deno.test("backup store: a directory never written to stays untouched", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("backup store: refresh sees backups stored by another process, and their removal", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const running = await BackupStore.open(dir);
+    const other = await BackupStore.open(dir);
+    await store(other, 0x5000028n);
+    assert.deepEqual(running.list(), []);
+    await running.refresh();
+    assert.deepEqual(running.list().map((b) => b.startLsn), [0x5000028n]);
+    await other.remove(backupId(1, 0x5000028n));
+    await running.refresh();
+    assert.deepEqual(running.list(), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

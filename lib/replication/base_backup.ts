@@ -32,6 +32,8 @@ export async function runBaseBackup(
   if (!backups) {
     throw new PgError(SqlState.FEATURE_NOT_SUPPORTED, "BASE_BACKUP is not supported here");
   }
+  // A backup imported while the relay runs is served without a restart.
+  await backups.store.refresh();
   const { source, release } = backups.acquire();
   const progress: BackupProgress = {
     backupId: source.id,
