@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { filesEqual, freePort, startPrimary, startRelay, tempDir } from "./_pg.ts";
+import { filesEqual, freePort, run, startPrimary, startRelay, tempDir } from "./_pg.ts";
 import {
   chownTree,
   importedBackup,
@@ -12,6 +12,7 @@ import {
   pgBasebackupOk,
   untar,
   verifyBackup,
+  walrelayBackup,
 } from "./_base_backup_util.ts";
 
 for (const major of [15, 17, 18]) {
@@ -23,6 +24,21 @@ for (const major of [15, 17, 18]) {
     await using work = await programs.tempDir("walrelay-bbwork-");
     const { tarDir, output } = await importedBackup(pg, walDir, work);
     assert.match(output, new RegExp(`stored base backup ".*PostgreSQL ${major}`));
+    // Import checks the WAL directory holds the backup's WAL range, and refuses a second copy.
+    const label = (await run(["tar", "-xOf", join(tarDir, "base.tar"), "backup_label"])).stdout;
+    const startSegment = /\(file ([0-9A-F]{24})\)/.exec(label)![1]!;
+    await using holey = await tempDir("walrelay-bbholey-");
+    for (const e of Deno.readDirSync(walDir.path)) {
+      if (e.isFile && e.name !== startSegment) {
+        await Deno.copyFile(join(walDir.path, e.name), join(holey.path, e.name));
+      }
+    }
+    const refused = await walrelayBackup(["import", tarDir, "--wal-dir", holey.path]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`WAL file "${startSegment}" is missing`));
+    const again = await walrelayBackup(["import", tarDir, "--wal-dir", walDir.path]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /is already stored/);
 
     const httpPort = await freePort();
     await using relay = await startRelay({
