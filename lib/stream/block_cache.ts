@@ -17,6 +17,13 @@ export interface WalBlock {
   readonly buffer: ArrayBuffer;
   /** Writes of this block that the socket has not taken yet, over all senders. */
   inFlight: number;
+  /**
+   * Senders that took the block and have not yet sent all of it: only a block no one holds is
+   * read into again once evicted.
+   */
+  holders: number;
+  /** Set once the block has left the cache. */
+  evicted: boolean;
 }
 
 /** Options of {@linkcode WalBlockCache}. */
@@ -31,7 +38,9 @@ export interface WalBlockCacheOptions {
  * decompressed archive segment's name and checksum) and the offset in the segment. Whoever
  * misses fills the block; anything that can produce a segment's bytes can feed it.
  *
- * An evicted block is only forgotten, never reused: senders may still be sending from it.
+ * Whoever takes a block holds it until {@linkcode WalBlockCache.release}: an evicted block's
+ * buffer is filled again only once no one holds it (a holder that never releases, say a client
+ * gone mid-write, leaves it to the collector). So a miss costs a read, not an allocation.
  *
  * @example
  * ```ts
@@ -45,6 +54,8 @@ export interface WalBlockCacheOptions {
  * assert.equal(a, b);
  * assert.equal(reads, 1);
  * assert.equal(cache.blockOf(a.buffer), a);
+ * cache.release(a);
+ * cache.release(b);
  * ```
  */
 export class WalBlockCache {
@@ -52,6 +63,8 @@ export class WalBlockCache {
   // Map order is insertion order: a hit moves its block to the end, eviction takes the front.
   readonly #blocks = new Map<string, WalBlock>();
   readonly #byBuffer = new WeakMap<ArrayBufferLike, WalBlock>();
+  // Buffers of evicted blocks no one holds, for the next misses.
+  readonly #spare: ArrayBuffer[] = [];
   #bytes = 0;
   #hits = 0;
   #misses = 0;
@@ -63,7 +76,8 @@ export class WalBlockCache {
 
   /**
    * The block of `size` bytes for offset `offset` of the segment whose bytes are `segment`: the
-   * cached one, or a new one that `fill` writes into (if `fill` throws, nothing is cached).
+   * cached one, or a new one that `fill` writes into (if `fill` throws, nothing is cached). The
+   * caller holds it until it calls {@linkcode WalBlockCache.release}.
    */
   getOrFill(
     segment: string,
@@ -77,11 +91,19 @@ export class WalBlockCache {
       this.#hits++;
       this.#blocks.delete(key);
       this.#blocks.set(key, cached);
+      cached.holders++;
       return cached;
     }
     this.#misses++;
-    const block: WalBlock = { buffer: new ArrayBuffer(size), inFlight: 0 };
-    fill(block.buffer);
+    const i = this.#spare.findIndex((b) => b.byteLength === size);
+    const buffer = i >= 0 ? this.#spare.splice(i, 1)[0]! : new ArrayBuffer(size);
+    try {
+      fill(buffer);
+    } catch (e) {
+      this.#spare.push(buffer);
+      throw e;
+    }
+    const block: WalBlock = { buffer, inFlight: 0, holders: 1, evicted: false };
     if (cached) this.#forget(key, cached);
     this.#blocks.set(key, block);
     this.#byBuffer.set(block.buffer, block);
@@ -91,6 +113,12 @@ export class WalBlockCache {
       this.#forget(k, b);
     }
     return block;
+  }
+
+  /** Ends a hold taken by {@linkcode WalBlockCache.getOrFill}: the holder sent all of the block. */
+  release(block: WalBlock): void {
+    block.holders--;
+    this.#recycle(block);
   }
 
   /** The block whose buffer this is, while it is cached or still referred to. */
@@ -106,5 +134,15 @@ export class WalBlockCache {
   #forget(key: string, block: WalBlock): void {
     this.#blocks.delete(key);
     this.#bytes -= block.buffer.byteLength;
+    block.evicted = true;
+    this.#recycle(block);
+  }
+
+  #recycle(block: WalBlock): void {
+    if (!block.evicted || block.holders > 0 || block.inFlight > 0) return;
+    // Taken once: a late release of the same block must not hand its buffer out twice.
+    block.holders = Infinity;
+    this.#byBuffer.delete(block.buffer);
+    if (this.#spare.length < 8) this.#spare.push(block.buffer);
   }
 }

@@ -41,3 +41,51 @@ Deno.test("framer: one message per chunk, in order", async () => {
   assert.deepEqual(out.map(xlogDataEnd), [8n, 16n, 24n]);
   assert.deepEqual([...out[2]!.subarray(30)], new Array(8).fill(2));
 });
+
+Deno.test("framer: a shared block's header is left alone while another write of it is in flight", () => {
+  const block = { buffer: new ArrayBuffer(30 + 8), inFlight: 0, holders: 1, evicted: false };
+  const chunk = {
+    start: 0x1000000n,
+    bytes: new Uint8Array(block.buffer, 30, 8),
+    walEnd: 0x1000008n,
+    headroom: true,
+    block,
+  };
+  const first = frameXLogData(chunk, 1n);
+  assert.equal(first.buffer, block.buffer, "framed in place");
+  block.inFlight++;
+  frameXLogData({ ...chunk, walEnd: 0x2000000n }, 2n);
+  const v = new DataView(block.buffer);
+  assert.equal(v.getBigUint64(14), 0x1000008n, "walEnd as the sender in flight wrote it");
+  assert.equal(v.getBigInt64(22), 1n);
+  block.inFlight--;
+  frameXLogData({ ...chunk, walEnd: 0x2000000n }, 3n);
+  assert.equal(v.getBigUint64(14), 0x2000000n, "rewritten once no write is in flight");
+  assert.equal(v.getBigInt64(22), 3n);
+});
+
+Deno.test("framer: the messages of a run come out as one array; a run cut short is copied", async () => {
+  const buffer = new ArrayBuffer(3 * (30 + 8));
+  const chunk = (i: number, more: boolean) => ({
+    start: BigInt(i * 8),
+    bytes: new Uint8Array(buffer, i * 38 + 30, 8),
+    walEnd: 24n,
+    headroom: true,
+    more,
+  });
+  const whole = await Array.fromAsync(
+    ReadableStream.from([chunk(0, true), chunk(1, true), chunk(2, false)])
+      .pipeThrough(new WalFramer()),
+  );
+  assert.equal(whole.length, 1);
+  assert.equal(whole[0]!.buffer, buffer);
+  assert.equal(whole[0]!.byteLength, buffer.byteLength);
+  assert.equal(xlogDataEnd(whole[0]!), 24n);
+  const cut = await Array.fromAsync(
+    ReadableStream.from([chunk(0, true), { start: 8n, bytes: new Uint8Array(8), walEnd: 24n }])
+      .pipeThrough(new WalFramer()),
+  );
+  assert.equal(cut.length, 2);
+  assert.notEqual(cut[0]!.buffer, buffer, "held part of a cut run goes out as a copy");
+  assert.deepEqual(cut.map(xlogDataEnd), [8n, 16n]);
+});

@@ -68,6 +68,10 @@ export class WalSink extends WritableStream<Uint8Array> {
         } finally {
           if (block) block.inFlight--;
         }
+        // A whole block written: this sender is done with it.
+        if (block && messages.byteOffset === 0 && messages.length === block.buffer.byteLength) {
+          cache!.release(block);
+        }
         // The kernel has the bytes. Messages at offset 0 may be a whole run framed in place in a
         // pool buffer, which nothing else refers to; the pool ignores any other buffer.
         if (messages.byteOffset === 0) pool?.release(messages.buffer);

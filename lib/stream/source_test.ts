@@ -226,3 +226,36 @@ Deno.test("source: a damaged complete segment is sent up to its last valid recor
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("source: runs of a complete segment are read once for every sender sharing a cache", async () => {
+  const { BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE } = await import("./chunk.ts");
+  const { WalBlockCache } = await import("./block_cache.ts");
+  const store = await WalStore.open(TESTDATA);
+  const seg = store.identity.segmentSize;
+  const file = store.segmentFile(store.timeline, BigInt(store.endLsn / BigInt(seg)) - 1n)!;
+  const start = file.segno * BigInt(seg);
+  const cache = new WalBlockCache();
+  const read = () =>
+    Array.fromAsync(openWalSource(store, {
+      tli: store.timeline,
+      start,
+      stopAt: () => start + BigInt(seg),
+      pool: new BufferPool(4 * (FRAME_HEADROOM + MAX_SEND_SIZE), 2),
+      cache,
+    }));
+  const first = await read();
+  const second = await read();
+  const runs = seg / (4 * MAX_SEND_SIZE);
+  assert.deepEqual(cache.stats, {
+    hits: runs,
+    misses: runs,
+    bytes: runs * 4 * (FRAME_HEADROOM + MAX_SEND_SIZE),
+  });
+  assert.equal(second[0]!.bytes.buffer, first[0]!.bytes.buffer, "the same buffer, not a copy");
+  assert.deepEqual(
+    second.map((c) => [c.start, c.more ?? false]),
+    first.map((c) => [c.start, c.more ?? false]),
+  );
+  const whole = (await collect(ReadableStream.from(second))).bytes;
+  assert.deepEqual(whole, await Deno.readFile(store.path(file.name)));
+});

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { WalBlockCache } from "./block_cache.ts";
+
+const fillWith = (value: number, counter: { n: number }) => (buffer: ArrayBuffer): void => {
+  counter.n++;
+  new Uint8Array(buffer).fill(value);
+};
+
+Deno.test("block cache: a block is read once for every taker, keyed by segment and offset", () => {
+  const cache = new WalBlockCache({ maxBytes: 4096 });
+  const reads = { n: 0 };
+  const a = cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
+  const b = cache.getOrFill("seg", 0, 1024, fillWith(2, reads));
+  const c = cache.getOrFill("seg", 1024, 1024, fillWith(3, reads));
+  const d = cache.getOrFill("other", 0, 1024, fillWith(4, reads));
+  assert.equal(a, b);
+  assert.equal(reads.n, 3);
+  assert.deepEqual([a, c, d].map((x) => new Uint8Array(x.buffer)[0]), [1, 3, 4]);
+  assert.equal(a.holders, 2);
+  assert.deepEqual(cache.stats, { hits: 1, misses: 3, bytes: 3072 });
+});
+
+Deno.test("block cache: the least recently used block goes first, and the size stays bounded", () => {
+  const cache = new WalBlockCache({ maxBytes: 2048 });
+  const reads = { n: 0 };
+  const a = cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
+  cache.getOrFill("seg", 1024, 1024, fillWith(2, reads));
+  cache.getOrFill("seg", 0, 1024, fillWith(1, reads)); // a is now the most recent
+  cache.getOrFill("seg", 2048, 1024, fillWith(3, reads)); // evicts offset 1024
+  assert.equal(cache.stats.bytes, 2048);
+  assert.equal(cache.getOrFill("seg", 0, 1024, fillWith(9, reads)), a);
+  assert.equal(reads.n, 3);
+  cache.getOrFill("seg", 1024, 1024, fillWith(2, reads));
+  assert.equal(reads.n, 4, "the evicted block is read again");
+});
+
+Deno.test("block cache: an evicted buffer is filled again only once no one holds it", () => {
+  const cache = new WalBlockCache({ maxBytes: 1024 });
+  const reads = { n: 0 };
+  const a = cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
+  const b = cache.getOrFill("seg", 1024, 1024, fillWith(2, reads)); // evicts a, still held
+  assert.ok(a.evicted);
+  assert.equal(new Uint8Array(a.buffer)[0], 1);
+  const c = cache.getOrFill("seg", 2048, 1024, fillWith(3, reads)); // evicts b, still held
+  assert.notEqual(c.buffer, a.buffer, "a held buffer is never refilled");
+  cache.release(a);
+  cache.release(a); // a second release of the same hold changes nothing
+  cache.release(b);
+  const d = cache.getOrFill("seg", 3072, 1024, fillWith(4, reads)); // evicts c, held
+  assert.ok([a.buffer, b.buffer].includes(d.buffer), "a released, evicted buffer is reused");
+  assert.equal(new Uint8Array(d.buffer)[0], 4);
+  assert.equal(cache.blockOf(d.buffer), d);
+});
+
+Deno.test("block cache: a block whose write is in flight is not refilled, even unheld", () => {
+  const cache = new WalBlockCache({ maxBytes: 1024 });
+  const reads = { n: 0 };
+  const a = cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
+  a.inFlight++;
+  cache.release(a);
+  cache.getOrFill("seg", 1024, 1024, fillWith(2, reads)); // evicts a while it is being sent
+  const c = cache.getOrFill("seg", 2048, 1024, fillWith(3, reads));
+  assert.notEqual(c.buffer, a.buffer);
+  assert.equal(new Uint8Array(a.buffer)[0], 1);
+});
+
+Deno.test("block cache: a fill that throws caches nothing", () => {
+  const cache = new WalBlockCache();
+  assert.throws(() =>
+    cache.getOrFill("seg", 0, 1024, () => {
+      throw new Error("removed");
+    }), /removed/);
+  const reads = { n: 0 };
+  cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
+  assert.equal(reads.n, 1);
+  assert.deepEqual(cache.stats, { hits: 0, misses: 2, bytes: 1024 });
+});
