@@ -63,8 +63,10 @@ export class CopySink {
   bytesSent = 0;
   #out: MessageSink;
   #opts: CopySinkOptions;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  /** Messages assembled in place, sent as one write once about {@linkcode FLUSH_BYTES} long. */
+  #buf: Uint8Array = new Uint8Array(FLUSH_BYTES + SINK_BUFFER_LENGTH + 64);
+  #view: DataView = new DataView(this.#buf.buffer);
+  #pos = 0;
   #lastCheck = 0;
   #lastReport = Date.now();
   #throttleStart = Date.now();
@@ -132,9 +134,7 @@ export class CopySink {
   async manifest(bytes: Uint8Array): Promise<void> {
     this.#queue(copyData(0x6d));
     for (let at = 0; at < bytes.length; at += SINK_BUFFER_LENGTH) {
-      if (this.#opts.sendToClient) {
-        this.#queue(copyData(0x64, bytes.subarray(at, at + SINK_BUFFER_LENGTH)));
-      }
+      if (this.#opts.sendToClient) this.#queueData(bytes.subarray(at, at + SINK_BUFFER_LENGTH));
       await this.#flushIfFull();
     }
     await this.flush();
@@ -142,12 +142,14 @@ export class CopySink {
 
   /** Puts anything queued on the wire. */
   async flush(): Promise<void> {
-    if (this.#pending.length === 0) return;
-    const msgs = this.#pending;
-    const n = this.#pendingBytes;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    await this.#out.send(...msgs);
+    if (this.#pos === 0) return;
+    const out = this.#buf.subarray(0, this.#pos);
+    const n = this.#pos;
+    // A fresh buffer: the socket may hold on to the one written until the write settles.
+    this.#buf = new Uint8Array(this.#buf.length);
+    this.#view = new DataView(this.#buf.buffer);
+    this.#pos = 0;
+    await this.#out.send(out);
     this.bytesSent += n;
   }
 
@@ -162,16 +164,37 @@ export class CopySink {
   }
 
   #queue(msg: Uint8Array): void {
-    this.#pending.push(msg);
-    this.#pendingBytes += msg.length;
+    this.#room(msg.length);
+    this.#buf.set(msg, this.#pos);
+    this.#pos += msg.length;
+  }
+
+  /** Makes sure `n` more bytes fit, growing the buffer for an outsized message. */
+  #room(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#pos + n));
+    next.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+
+  /** A `d` message of `payload`, written in place: one copy from the archive to the socket. */
+  #queueData(payload: Uint8Array): void {
+    this.#room(6 + payload.length);
+    const at = this.#pos;
+    this.#buf[at] = 0x64;
+    this.#view.setInt32(at + 1, 5 + payload.length);
+    this.#buf[at + 5] = 0x64;
+    this.#buf.set(payload, at + 6);
+    this.#pos = at + 6 + payload.length;
   }
 
   async #data(bytes: Uint8Array): Promise<void> {
     for (let at = 0; at < bytes.length; at += SINK_BUFFER_LENGTH) {
       const piece = bytes.subarray(at, at + SINK_BUFFER_LENGTH);
-      if (this.#opts.sendToClient) this.#queue(copyData(0x64, piece));
-      await this.#throttle(piece.length);
-      await this.#flushIfFull();
+      if (this.#opts.sendToClient) this.#queueData(piece);
+      if (this.#opts.maxRateKb > 0) await this.#throttle(piece.length);
+      if (this.#pos >= FLUSH_BYTES) await this.flush();
     }
   }
 
@@ -188,6 +211,6 @@ export class CopySink {
   }
 
   async #flushIfFull(): Promise<void> {
-    if (this.#pendingBytes >= FLUSH_BYTES) await this.flush();
+    if (this.#pos >= FLUSH_BYTES) await this.flush();
   }
 }

@@ -6,11 +6,16 @@ function recorder(): { sent: [string, Uint8Array][]; send: (...m: Uint8Array[]) 
   const sent: [string, Uint8Array][] = [];
   return {
     sent,
-    send: (...messages) => {
-      for (const m of messages) {
-        assert.equal(m[0], 0x64);
-        assert.equal(new DataView(m.buffer, m.byteOffset).getInt32(1), m.length - 1);
-        sent.push([String.fromCharCode(m[5]!), m.subarray(6)]);
+    // Writes may carry many messages back to back: split them again.
+    send: (...writes) => {
+      for (const w of writes) {
+        for (let at = 0; at < w.length;) {
+          assert.equal(w[at], 0x64);
+          const len = new DataView(w.buffer, w.byteOffset + at).getInt32(1);
+          const m = w.subarray(at, at + 1 + len);
+          sent.push([String.fromCharCode(m[5]!), m.slice(6)]);
+          at += 1 + len;
+        }
       }
       return Promise.resolve();
     },

@@ -187,7 +187,8 @@ async function sendArchive(
 ): Promise<void> {
   let skipping = false;
   let owner = { uid: 0, gid: 0 };
-  for await (const ev of tarEvents(chunks, SINK_BUFFER_LENGTH)) {
+  // Content in large pieces; the sink cuts them into CopyData of at most 32 kB.
+  for await (const ev of tarEvents(chunks, 1 << 20)) {
     if (ev.kind === "member") {
       manifest?.end();
       const h = ev.header;

@@ -265,7 +265,7 @@ export async function* tarEvents(
  * for await (const piece of fileChunks("base.tar")) console.log(piece.length);
  * ```
  */
-export async function* fileChunks(path: string, chunk = 1 << 17): AsyncGenerator<Uint8Array> {
+export async function* fileChunks(path: string, chunk = 1 << 20): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
   while (true) {
     const buf = new Uint8Array(chunk);
