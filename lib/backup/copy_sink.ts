@@ -16,7 +16,7 @@ const PROGRESS_BYTES = 65536;
 const PROGRESS_MS = 1000;
 
 /** Coalesce messages into writes of about this size: fewer, larger writes to the socket. */
-const FLUSH_BYTES = 1 << 18;
+const FLUSH_BYTES = 1 << 19;
 
 /** Where the messages go. */
 export interface MessageSink {

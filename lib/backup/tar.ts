@@ -267,10 +267,21 @@ export async function* tarEvents(
  */
 export async function* fileChunks(path: string, chunk = 1 << 20): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
-  while (true) {
+  const readOne = async (): Promise<Uint8Array | null> => {
     const buf = new Uint8Array(chunk);
     const n = await file.read(buf);
-    if (n === null) return;
-    yield buf.subarray(0, n);
+    return n === null ? null : buf.subarray(0, n);
+  };
+  // One read ahead, so the disk works while the previous piece goes to the socket.
+  let next = readOne();
+  try {
+    while (true) {
+      const got = await next;
+      if (got === null) return;
+      next = readOne();
+      yield got;
+    }
+  } finally {
+    await next.catch(() => null);
   }
 }
