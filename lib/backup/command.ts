@@ -65,7 +65,7 @@ export async function runBackupCommand(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "list") {
-      const store = await BackupStore.open(walDir);
+      const store = await BackupStore.open(walDir, { cleanup: false });
       for (const b of store.list()) {
         console.log(
           `${b.id}  ${formatLsn(b.startLsn)}..${

@@ -114,7 +114,10 @@ export async function importBackup(path: string, options: ImportOptions): Promis
     tablespaces.push({ ...t, ...await scanTablespaceArchive(fileChunks(p)) });
   }
 
-  const store = await BackupStore.open(options.walDir, { log: options.log ?? (() => {}) });
+  const store = await BackupStore.open(options.walDir, {
+    log: options.log ?? (() => {}),
+    cleanup: false,
+  });
   const id = backupId(timeline, startLsn);
   if (store.get(id)) throw new Error(`backup "${id}" is already stored`);
   const writer = await store.begin();

@@ -180,11 +180,12 @@ export class BackupStore {
 
   /**
    * Opens the store of a WAL directory (created with its first backup). Half-written backups (a
-   * crash, an upstream gone) are removed here, so they are never served.
+   * crash, an upstream gone) are removed here, so they are never served; `cleanup: false` leaves
+   * them, for a process beside the relay that owns the directory.
    */
   static async open(
     walDir: string,
-    options: { log?: (message: string) => void } = {},
+    options: { log?: (message: string) => void; cleanup?: boolean } = {},
   ): Promise<BackupStore> {
     const root = join(walDir, BACKUP_DIR);
     const store = new BackupStore(root, options.log ?? (() => {}));
@@ -201,6 +202,9 @@ export class BackupStore {
       if (!e.isDirectory) continue;
       const path = join(root, e.name);
       if (e.name.startsWith(TEMP_PREFIX)) {
+        // Only the relay that owns the directory may: another process (an import next to a
+        // running relay) could be removing a backup the relay is writing.
+        if (options.cleanup === false) continue;
         store.#log(`removing incomplete base backup "${path}"`);
         await Deno.remove(path, { recursive: true });
         removed = true;

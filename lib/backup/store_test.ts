@@ -58,6 +58,9 @@ Deno.test("backup store: a half-written backup is never listed and is removed at
     const w = await s.begin();
     (await w.create("base.tar")).close();
     assert.deepEqual(s.list(), []);
+    // A process beside the relay leaves it alone.
+    await BackupStore.open(dir, { cleanup: false });
+    assert.equal((await Array.fromAsync(Deno.readDir(join(dir, BACKUP_DIR)))).length, 1);
     const logged: string[] = [];
     const again = await BackupStore.open(dir, { log: (m) => logged.push(m) });
     assert.deepEqual(again.list(), []);
