@@ -87,10 +87,15 @@ Deno.test("a damaged segment is served up to its last valid record, then XX001; 
   assert.equal(firstDifference(got.subarray(0, served), original.subarray(0, served)), -1);
   assert.ok(got.subarray(served).every((b) => b === 0), "bytes past the last valid record");
 
-  // Counted in /metrics, once for the file (and once as an error sent to a client).
+  // Counted in /metrics, once for the file, and as an error sent to each client that reached
+  // it. The clean client may reach it too: the sender streams on past the end that client wants
+  // until its CopyDone arrives, as a walsender does.
   let m = await metrics();
   assert.match(m, /^walrelay_wal_files_damaged_total 1$/m);
-  assert.match(m, /^walrelay_errors_total\{sqlstate="XX001"\} 1$/m);
+  const xx001 = (text: string): number =>
+    Number(/^walrelay_errors_total\{sqlstate="XX001"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  const sentBefore = xx001(m);
+  assert.ok(sentBefore === 1 || sentBefore === 2, m);
 
   // A second client: the remembered result, no second validation of the same file.
   const again = await damagedClient();
@@ -98,7 +103,7 @@ Deno.test("a damaged segment is served up to its last valid record, then XX001; 
   assert.ok(again.r.stderr.includes(message), again.r.stderr);
   m = await metrics();
   assert.match(m, /^walrelay_wal_files_damaged_total 1$/m);
-  assert.match(m, /^walrelay_errors_total\{sqlstate="XX001"\} 2$/m);
+  assert.equal(xx001(m), sentBefore + 1);
 
   // A new modification time is a new version of the file: validated again.
   const later = new Date(Date.now() + 60_000);
