@@ -214,3 +214,34 @@ Deno.test("relay mode behind a standby: the backup taken from the standby serves
   await verifyBackup(programs, streamed);
   assert.equal(upstreamBackups(await s.log()), 1);
 });
+
+Deno.test("relay mode behind a relay: an edge relay reads its backup through the regional relay's store", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await pg.pgbench(["-i", "-s", "1", "-q"]);
+  await using regionalDir = await tempDir("walrelay-bbregional-");
+  await using regional = await startRelayMode({
+    walDir: regionalDir.path,
+    upstream: pg.conninfo(),
+  });
+  await using edgeDir = await tempDir("walrelay-bbedge-");
+  await using edge = await startRelayMode({
+    walDir: edgeDir.path,
+    upstream: regional.conninfo({ application_name: "edge" }),
+  });
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbedge-work-");
+  const logs = () => `--- edge ---\n${edge.stderr()}\n--- regional ---\n${regional.stderr()}`;
+  for (const name of ["one", "two"]) {
+    const out = join(work.path, name);
+    await pgBasebackupOk(programs, edge.conninfo(), out, ["-X", "stream"], logs());
+    await verifyBackup(programs, out);
+  }
+  // One backup from the primary, read through by the regional relay for the edge's one.
+  assert.equal(upstreamBackups(await pg.log()), 1);
+  await using standby = await startStandby({
+    dataDir: join(work.path, "one"),
+    primaryConninfo: edge.conninfo({ application_name: "leaf" }),
+  });
+  await pg.pgbench(["-c", "2", "-T", "2", "-n"]);
+  await waitSame(standby, PGBENCH_DIGEST, await pg.sql(PGBENCH_DIGEST), logs);
+});
