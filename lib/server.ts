@@ -635,6 +635,7 @@ export class WalRelay {
       maxAgeMs: options.baseBackups?.maxAgeMs ?? DEFAULTS.baseBackupMaxAgeMs,
       keep: options.baseBackups?.keep ?? DEFAULTS.baseBackupsKeep,
       intervalMs: options.baseBackups?.intervalMs,
+      ready: () => relay.#store !== undefined,
       take: options.upstream
         ? upstreamTaker({
           conninfo: options.upstream.conninfo,

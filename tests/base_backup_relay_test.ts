@@ -245,3 +245,23 @@ Deno.test("relay mode behind a relay: an edge relay reads its backup through the
   await pg.pgbench(["-c", "2", "-T", "2", "-n"]);
   await waitSame(standby, PGBENCH_DIGEST, await pg.sql(PGBENCH_DIGEST), logs);
 });
+
+Deno.test("relay mode: --base-backup-interval takes backups ahead of demand, --base-backups-keep prunes", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await using dir = await tempDir("walrelay-bbinterval-");
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: pg.conninfo(),
+    args: ["--base-backup-interval", "1s", "--base-backups-keep", "1"],
+  });
+  // No client asked: two backups taken on schedule, only the newest kept.
+  await waitFor(async () => upstreamBackups(await pg.log()) >= 2 || undefined, {
+    timeoutMs: 60_000,
+    message: "no backups were taken on schedule",
+  });
+  await waitFor(async () => {
+    const names = await storedBackups(dir.path);
+    return names.length === 1 && !names[0]!.startsWith(".tmp-") &&
+        /removed base backup/.test(relay.stderr()) || undefined;
+  }, { timeoutMs: 30_000, message: `old backups were not pruned\n${relay.stderr()}` });
+});

@@ -41,6 +41,8 @@ export interface BackupServiceOptions {
   keep?: number;
   /** Relay mode: take a backup this often, ahead of demand. */
   intervalMs?: number | undefined;
+  /** Whether backups can be taken now: the relay holds WAL to serve them with. */
+  ready?: (() => boolean) | undefined;
 }
 
 /**
@@ -103,6 +105,7 @@ export class BackupService {
     const every = opts.intervalMs;
     if (opts.take && every !== undefined && every > 0) {
       service.#timer = setInterval(() => {
+        if (opts.ready && !opts.ready()) return;
         const newest = store.newest();
         if (!newest || Date.now() - newest.storedAt.getTime() >= every) service.takeNow();
       }, Math.min(every, 60_000));
