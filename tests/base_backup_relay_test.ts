@@ -265,3 +265,29 @@ Deno.test("relay mode: --base-backup-interval takes backups ahead of demand, --b
         /removed base backup/.test(relay.stderr()) || undefined;
   }, { timeoutMs: 30_000, message: `old backups were not pruned\n${relay.stderr()}` });
 });
+
+Deno.test("relay mode: a stored backup older than --base-backup-max-age is read through anew", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await using dir = await tempDir("walrelay-bbmaxage-");
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: pg.conninfo(),
+    args: ["--base-backup-max-age", "2s"],
+  });
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbmaxage-work-");
+  const take = (name: string) =>
+    pgBasebackupOk(
+      programs,
+      relay.conninfo(),
+      join(work.path, name),
+      ["-X", "none"],
+      relay.stderr(),
+    );
+  await take("a");
+  await take("b"); // young enough: from the store
+  assert.equal(upstreamBackups(await pg.log()), 1);
+  await new Promise((r) => setTimeout(r, 2500));
+  await take("c"); // too old now: taken anew
+  assert.equal(upstreamBackups(await pg.log()), 2);
+});
