@@ -82,8 +82,21 @@ export interface BackupProgress {
   started: Date;
 }
 
-/** Columns of the BASE_BACKUP result sets as `SendXlogRecPtrResult`/`SendTablespaceList` build them. */
-function columns(major: number): { position: FieldDescription[]; tablespaces: FieldDescription[] } {
+/**
+ * Columns of the BASE_BACKUP result sets as `SendXlogRecPtrResult` and `SendTablespaceList` of
+ * a server of `major` build them.
+ *
+ * @example
+ * ```ts
+ * import { baseBackupColumns } from "./serve.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(baseBackupColumns(15).position[1]!.typeLen, -1);
+ * assert.equal(baseBackupColumns(17).position[1]!.typeLen, 8);
+ * ```
+ */
+export function baseBackupColumns(
+  major: number,
+): { position: FieldDescription[]; tablespaces: FieldDescription[] } {
   // 15 builds the descriptors by hand (typmod 0, and int8 with typlen -1); 16 on take them from
   // a tuple descriptor (typmod -1, typlen 8).
   const mod = major <= 15 ? 0 : -1;
@@ -369,7 +382,7 @@ export interface SendBaseBackupParams {
 export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
   const { client, wal, source, options, progress } = p;
   const major = wal.identity.serverMajor;
-  const cols = columns(major);
+  const cols = baseBackupColumns(major);
   const start = await source.start();
   // A backup just taken from the upstream starts at WAL this relay may not hold yet; -X stream
   // asks for it right after the start result set.
