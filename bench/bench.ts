@@ -8,7 +8,7 @@
  *                 [--size-mb 1024] [--rounds 5] [--sync both|on|off] [--warmup 1]
  *                 [--verify first|all] [--relay-cli PATH] [--cpu-prof DIR]
  *                 [--latency-samples 300] [--latency-interval-ms 20] [--rescan-ms 1000]
- *                 [--fanout-clients 50] [--fanout-size-mb 128] [--fanout-rounds 3]
+ *                 [--fanout-clients 24,50] [--fanout-size-mb 128] [--fanout-rounds 3]
  *                 [--fanout-warmup 1] [--idle-clients 200]
  * ```
  *
@@ -17,8 +17,9 @@
  * - **latency** (`latency.ts`): commit on a primary → `pg_receivewal --synchronous` → walrelay → a
  *   client, p50/p99 against the same client on the primary's walsender, with and without directory
  *   watching.
- * - **fanout** and **memory** (`fanout.ts`): 50 `pg_receivewal` at once through one relay against
- *   50 walsenders; the relay's RSS with 200 idle and 50 streaming connections.
+ * - **fanout** and **memory** (`fanout.ts`): 24, then 50 `pg_receivewal` at once through one relay
+ *   against as many walsenders, the same WAL from a directory both have read before (a warm-up
+ *   round first); the relay's RSS with 200 idle and 50 streaming connections.
  * - **relay_lag** (`relay_lag.ts`, with its defaults): commit → visible on a standby fed through
  *   walrelay, against a standby fed directly and one fed by a cascading standby.
  *
@@ -70,7 +71,8 @@ latency (commit → pg_receivewal --synchronous → relay → client):
   --rescan-ms N            rescan period of the relay without watching (default 1000)
 
 fanout and memory (many pg_receivewal at once):
-  --fanout-clients N       concurrent pg_receivewal (default 50)
+  --fanout-clients LIST     concurrent pg_receivewal, a fan-out for each count (default 24,50);
+                           the memory suite streams to the largest
   --fanout-size-mb N       WAL each of them pulls, in MiB (default 128)
   --fanout-rounds N        timed fan-out rounds (default 3)
   --fanout-warmup N        untimed fan-out rounds before them (default 1)
@@ -92,7 +94,8 @@ interface BenchConfig {
   latencySamples: number;
   latencyIntervalMs: number;
   rescanMs: number;
-  fanoutClients: number;
+  /** Client counts of the fan-outs, one after another; the memory suite uses the largest. */
+  fanoutClients: number[];
   fanoutSizeMb: number;
   fanoutRounds: number;
   fanoutWarmup: number;
@@ -115,7 +118,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "latency-samples": { type: "string", default: "300" },
       "latency-interval-ms": { type: "string", default: "20" },
       "rescan-ms": { type: "string", default: "1000" },
-      "fanout-clients": { type: "string", default: "50" },
+      "fanout-clients": { type: "string", default: "24,50" },
       "fanout-size-mb": { type: "string", default: "128" },
       "fanout-rounds": { type: "string", default: "3" },
       "fanout-warmup": { type: "string", default: "1" },
@@ -161,7 +164,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
     latencySamples: int("latency-samples", opts["latency-samples"], 10),
     latencyIntervalMs: int("latency-interval-ms", opts["latency-interval-ms"], 0),
     rescanMs: int("rescan-ms", opts["rescan-ms"], 10),
-    fanoutClients: int("fanout-clients", opts["fanout-clients"], 1),
+    fanoutClients: opts["fanout-clients"].split(",").map((x) => int("fanout-clients", x.trim(), 1)),
     fanoutSizeMb: int("fanout-size-mb", opts["fanout-size-mb"], 16),
     fanoutRounds: int("fanout-rounds", opts["fanout-rounds"], 1),
     fanoutWarmup: int("fanout-warmup", opts["fanout-warmup"], 0),
@@ -209,6 +212,13 @@ function relayLagHeadline(r: RelayLagSummary): string[] {
     } ms, p99 ${fixed(r.median.added_p99_ms, 3)} ms`,
   ];
   const c = r.median.cascade;
+  lines.push(
+    `relay lag, relay CPU per commit: ${fixed(r.median.relay_cpu_us_per_commit, 0)} µs` +
+      (c === null ? "" : ` against ${fixed(c.cpu_us_per_commit, 0)} µs for the cascading ` +
+        `standby's walreceiver and walsender; cpu cascade/relay ${
+          fixed(c.cpu_us_per_commit / r.median.relay_cpu_us_per_commit)
+        }`),
+  );
   if (c !== null) {
     lines.push(
       `relay lag, PostgreSQL cascading standby minus direct: added p50 ${
@@ -286,25 +296,30 @@ async function runSuites(
   }
   if (suites.has("fanout") || suites.has("memory")) {
     log(`\n== WAL for the fan-out and memory suites ==`);
+    const most = Math.max(...cfg.fanoutClients);
     const fanoutOpts = {
       sizeMb: cfg.fanoutSizeMb,
-      clients: cfg.fanoutClients,
+      clients: most,
       rounds: cfg.fanoutRounds,
       warmup: cfg.fanoutWarmup,
       idleClients: cfg.idleClients,
       log,
       checkInterrupted,
     };
-    await using wal = await prepareFanoutWal(cfg.fanoutSizeMb, cfg.fanoutClients, log);
+    await using wal = await prepareFanoutWal(cfg.fanoutSizeMb, most, log);
     if (suites.has("fanout")) {
-      const f = await runFanout(wal, fanoutOpts);
-      results.fanout = f;
-      headline.push(fanoutHeadline(f, cfg.fanoutClients, wal));
+      const byClients: Record<string, FanoutReport> = {};
+      for (const clients of cfg.fanoutClients) {
+        const f = await runFanout(wal, { ...fanoutOpts, clients });
+        byClients[clients] = f;
+        headline.push(fanoutHeadline(f, clients, wal));
+      }
+      results.fanout = { by_clients: byClients };
     }
     if (suites.has("memory")) {
       const m = await runMemory(wal, fanoutOpts);
       results.memory = m;
-      headline.push(memoryHeadline(m, cfg.idleClients, cfg.fanoutClients));
+      headline.push(memoryHeadline(m, cfg.idleClients, most));
     }
   }
   return { results, headline };

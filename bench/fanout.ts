@@ -3,8 +3,8 @@
  * once, through one walrelay against straight from PostgreSQL's walsender, and the relay's memory
  * with hundreds of idle connections beside the streaming ones.
  *
- * - **fan-out**: `--fanout-clients` (default 50) concurrent `pg_receivewal --no-sync -n`, each into
- *   its own directory seeded with an empty `<first segment>.partial`, `--endpos` = end of the last
+ * - **fan-out**: `--fanout-clients` (default 24, then 50) concurrent `pg_receivewal --no-sync -n`,
+ *   each into its own directory seeded with an empty `<first segment>.partial`, `--endpos` = end of the last
  *   segment − 1, pulling `--fanout-size-mb` of WAL from one relay (`--max-senders 60`) or from the
  *   primary (`max_wal_senders` = clients + 10). Per run: wall time until the last client exits,
  *   sender CPU (the relay process's `utime + stime` delta; for PostgreSQL the sum of its
@@ -12,7 +12,7 @@
  *   the clients' CPU, and the relay's peak RSS. Rounds alternate which side goes first.
  * - **memory**: a fresh relay (`--max-senders 260 --max-connections 300`), `--idle-clients`
  *   (default 200) replication connections that authenticate and then sit in command mode, then
- *   `--fanout-clients` `pg_receivewal` streaming the same WAL; the relay's `VmRSS` before, with
+ *   the largest `--fanout-clients` count of `pg_receivewal` streaming the same WAL; the relay's `VmRSS` before, with
  *   the idle connections, during streaming (sampled every 100 ms), after, and once the idle
  *   connections are closed, plus `VmHWM`.
  *
