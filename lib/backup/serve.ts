@@ -73,7 +73,11 @@ export interface BackupProgress {
   /** The client's pid (the sender's). */
   pid: number;
   /** `pg_stat_progress_basebackup.phase`. */
-  phase: "waiting for backup" | "streaming database files" | "transferring wal files" | "done";
+  phase:
+    | "waiting for checkpoint to finish"
+    | "streaming database files"
+    | "transferring wal files"
+    | "done";
   /** Bytes of archives streamed. */
   bytesDone: number;
   /** The total, when known. */

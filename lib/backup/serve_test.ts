@@ -105,7 +105,7 @@ async function serve(options: string): Promise<{ type: string; body: Uint8Array 
   const progress: BackupProgress = {
     backupId: "test",
     pid: 1,
-    phase: "waiting for backup",
+    phase: "waiting for checkpoint to finish",
     bytesDone: 0,
     bytesTotal: undefined,
     started: new Date(),

@@ -38,7 +38,7 @@ export async function runBaseBackup(
   const progress: BackupProgress = {
     backupId: source.id,
     pid: sender.pid,
-    phase: "waiting for backup",
+    phase: "waiting for checkpoint to finish",
     bytesDone: 0,
     bytesTotal: undefined,
     started: new Date(),
