@@ -8,17 +8,30 @@
  *
  * @module
  */
-import { CRC32C_TABLE, crc32cUpdateJs } from "./_crc32c_js.ts";
-import { crc32cKernel, WASM_CHUNK, WASM_INPUT } from "./_crc32c_wasm.ts";
-
-/** The WebAssembly loop, or undefined where it cannot be instantiated. */
-const KERNEL = crc32cKernel(CRC32C_TABLE);
+import { CRC32C_TABLE, crc32cUpdater } from "./_crc32c_js.ts";
+import { type Crc32cKernel, crc32cKernel, WASM_CHUNK, WASM_INPUT } from "./_crc32c_wasm.ts";
 
 /**
  * Pieces at least this long go to WebAssembly. Below it, copying the piece and calling out cost
  * as much as they save (measured with crc32c_bench.ts; most WAL records are shorter).
  */
 const WASM_MIN = 128;
+
+/** The WebAssembly loop over `data[start, end)`, copied into its memory a chunk at a time. */
+function wasmUpdater(k: Crc32cKernel): (c: number, d: Uint8Array, s: number, e: number) => number {
+  return (crc, data, start, end) => {
+    let c = crc | 0;
+    for (let i = start; i < end; i += WASM_CHUNK) {
+      const stop = Math.min(i + WASM_CHUNK, end);
+      k.heap.set(data.subarray(i, stop), WASM_INPUT);
+      c = k.update(c, WASM_INPUT, WASM_INPUT + stop - i);
+    }
+    return c >>> 0;
+  };
+}
+
+/** The WebAssembly loop, or undefined where it cannot be instantiated. */
+const KERNEL = crc32cKernel(CRC32C_TABLE);
 
 /**
  * Feeds `data[start, end)` into a running CRC-32C state, without the initial and final XOR:
@@ -44,22 +57,12 @@ const WASM_MIN = 128;
  * assert.equal((state ^ 0xFFFFFFFF) >>> 0, 0x7AA12419);
  * ```
  */
-export function crc32cUpdate(
+export const crc32cUpdate: (
   crc: number,
   data: Uint8Array,
-  start: number = 0,
-  end: number = data.length,
-): number {
-  const k = KERNEL;
-  if (k === undefined || end - start < WASM_MIN) return crc32cUpdateJs(crc, data, start, end);
-  let c = crc | 0;
-  for (let i = start; i < end; i += WASM_CHUNK) {
-    const stop = Math.min(i + WASM_CHUNK, end);
-    k.heap.set(data.subarray(i, stop), WASM_INPUT);
-    c = k.update(c, WASM_INPUT, WASM_INPUT + stop - i);
-  }
-  return c >>> 0;
-}
+  start?: number,
+  end?: number,
+) => number = KERNEL === undefined ? crc32cUpdater() : crc32cUpdater(wasmUpdater(KERNEL), WASM_MIN);
 
 /**
  * The CRC-32C of `data`. Pass the result of an earlier call as `crc` to continue it over more

@@ -7,7 +7,10 @@
  * @module
  */
 import { crc32cUpdate } from "./crc32c.ts";
-import { crc32cUpdateJs } from "./_crc32c_js.ts";
+import { crc32cUpdater } from "./_crc32c_js.ts";
+
+/** The JavaScript loop alone, which runs where WebAssembly does not. */
+const crc32cUpdateJs = crc32cUpdater();
 
 let cached: Uint8Array | undefined;
 
@@ -20,7 +23,7 @@ function data(): Uint8Array {
   return cached;
 }
 
-type Update = (crc: number, data: Uint8Array, start: number, end: number) => number;
+type Update = (crc: number, data: Uint8Array, start?: number, end?: number) => number;
 
 /** Feeds `total` bytes from offset 1 in pieces of `piece` bytes. */
 function run(update: Update, total: number, piece: number): number {
