@@ -8,7 +8,9 @@
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import { WalValidator } from "../wal/reader.ts";
 import { segmentFileName, segmentOf, segmentStart, type TimelineId } from "../wal/segment.ts";
-import type { SegmentEntry } from "./_files.ts";
+import { readArchivedCandidate, type SegmentEntry } from "./_files.ts";
+import { BytesFile, type SegmentHandle } from "../wal/segment_handle.ts";
+import { ArchiveFormatError } from "../archive/errors.ts";
 
 /** Why the reader stopped on a timeline. */
 export interface TimelineStop {
@@ -105,7 +107,17 @@ export async function validateTimeline(
     }
     // Never read past the segment: a longer file's tail is no WAL of this position.
     const limit = Math.min(file.size, seg);
-    using f = await Deno.open(file.path);
+    let f: SegmentHandle;
+    try {
+      f = file.archive
+        ? new BytesFile(await readArchivedCandidate(file, seg))
+        : await Deno.open(file.path);
+    } catch (e) {
+      if (!(e instanceof ArchiveFormatError)) throw e;
+      stop = { kind: "invalid", lsn: validator.validEnd, message: e.message };
+      break;
+    }
+    using _ = f;
     let offset = 0;
     while (offset < limit) {
       const r = await f.read(chunk.subarray(0, Math.min(chunk.length, limit - offset)));

@@ -103,6 +103,10 @@ export function formatInspectText(report: InspectReport): string {
     `${report.path}: ${report.kind}, ${files} segment file${files === 1 ? "" : "s"} on ` +
     `${report.timelines.length} timeline${report.timelines.length === 1 ? "" : "s"}`,
   ];
+  if (report.archive) {
+    const formats = Object.entries(report.archive.formats).map(([f, n]) => `${f} ${n}`);
+    lines.push(`archive: ${report.archive.layout} layout, ${formats.join(", ")}`);
+  }
   for (const t of report.timelines) lines.push("", ...timelineText(t));
   lines.push("");
   for (const w of report.warnings) lines.push(`warning: ${w}`);
@@ -180,6 +184,9 @@ export function inspectReportJson(report: InspectReport): JsonValue {
   return {
     path: report.path,
     kind: report.kind,
+    archive: report.archive
+      ? { layout: report.archive.layout, formats: { ...report.archive.formats } }
+      : null,
     consistent: report.consistent,
     systemId: report.systemId === undefined ? null : String(report.systemId),
     segmentSize: report.segmentSize,

@@ -30,6 +30,8 @@ import {
   type SegmentEntry,
 } from "./_files.ts";
 import { type TimelineStop, validateTimeline } from "./_validate_timeline.ts";
+import type { ArchiveLayout } from "../archive/layout.ts";
+import type { ArchiveFormat } from "../archive/format.ts";
 
 export type { TimelineStop } from "./_validate_timeline.ts";
 
@@ -110,7 +112,13 @@ export interface TimelineReport {
 /** A reason the directory is inconsistent. */
 export interface InspectIssue {
   /** What is wrong. */
-  kind: "gap" | "mixed-system-id" | "mixed-identity" | "invalid-before-end" | "unsupported-major";
+  kind:
+    | "gap"
+    | "mixed-system-id"
+    | "mixed-identity"
+    | "invalid-before-end"
+    | "unsupported-major"
+    | "damaged-archive";
   /** The timeline concerned, when it is one. */
   timeline: TimelineId | undefined;
   /** An operator's sentence naming the files and LSNs involved. */
@@ -123,6 +131,11 @@ export interface InspectReport {
   path: string;
   /** Whether it was a directory or one file. */
   kind: "directory" | "file";
+  /**
+   * For an archive laid out by a tool, or compressed files: the layout, and how many segment
+   * files of each format it holds. `undefined` for plain files in one directory.
+   */
+  archive: { layout: ArchiveLayout; formats: Partial<Record<ArchiveFormat, number>> } | undefined;
   /** The system identifier most segments carry. */
   systemId: bigint | undefined;
   /** `wal_segment_size` most segments carry (16 MB when none is readable). */
@@ -352,6 +365,11 @@ export async function inspectWal(
   const timelineIds = [...byTimeline.keys()].sort((a, b) => a - b);
   const placed = timelineIds.flatMap((t) => [...byTimeline.get(t)!.values()].sort(byPosition));
   const issues = [...unsupportedMajorIssues(placed), ...identityIssues(placed, identity)];
+  for (const c of scan.candidates) {
+    if (c.archiveError !== undefined) {
+      issues.push({ kind: "damaged-archive", timeline: undefined, message: c.archiveError });
+    }
+  }
 
   // What the history files say: each timeline's parent and switch point.
   const histories = new Map<TimelineId, { parent: TimelineId; switchpoint: Lsn }>();
@@ -462,6 +480,7 @@ export async function inspectWal(
   return {
     path,
     kind,
+    archive: scan.archive,
     systemId: identity.systemId,
     segmentSize: seg,
     blockSize: identity.blockSize,
