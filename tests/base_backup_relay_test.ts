@@ -291,3 +291,30 @@ Deno.test("relay mode: a stored backup older than --base-backup-max-age is read 
   await take("c"); // too old now: taken anew
   assert.equal(upstreamBackups(await pg.log()), 2);
 });
+
+Deno.test("relay mode: with the upstream gone, an older stored backup is served rather than none", async () => {
+  await using pg = await startPrimary({ walSegSize: 1, conf: { fsync: "off" } });
+  await using dir = await tempDir("walrelay-bbfallback-");
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: pg.conninfo(),
+    args: ["--base-backup-max-age", "1s"],
+  });
+  const programs = pg.programs;
+  await using work = await programs.tempDir("walrelay-bbfallback-work-");
+  await pgBasebackupOk(programs, relay.conninfo(), join(work.path, "a"), ["-X", "stream"]);
+  await waitFor(async () => {
+    const names = await storedBackups(dir.path);
+    return names.length === 1 && !names[0]!.startsWith(".tmp-") || undefined;
+  }, { timeoutMs: 30_000, message: "the backup was not stored" });
+  await pg.sql("SELECT pg_switch_wal()");
+  await pg.stop("fast");
+  await new Promise((r) => setTimeout(r, 1200));
+  const b = join(work.path, "b");
+  await pgBasebackupOk(programs, relay.conninfo(), b, ["-X", "stream"], relay.stderr());
+  await verifyBackup(programs, b);
+  assert.match(
+    relay.stderr(),
+    /serving the stored base backup ".*" instead: could not take base backup from upstream/,
+  );
+});

@@ -131,11 +131,13 @@ export class BackupService {
   /**
    * The backup a BASE_BACKUP gets: the newest stored one when it is young enough (or, in
    * directory mode, whatever its age); otherwise, in relay mode, the one being taken from the
-   * upstream, started now if none is. `release` must be called when the client is done.
+   * upstream, started now if none is. When the upstream cannot begin one, an older stored
+   * backup is served rather than none: its WAL is kept, so it still makes a standby. `release`
+   * must be called when the client is done.
    *
    * @throws {PgError} 55000 when there is no backup to serve.
    */
-  acquire(): { source: BackupSource; release: () => void } {
+  async acquire(): Promise<{ source: BackupSource; release: () => void }> {
     const newest = this.store.newest();
     const maxAge = this.#opts.maxAgeMs ?? Infinity;
     const fresh = newest && Date.now() - newest.storedAt.getTime() < maxAge;
@@ -152,7 +154,18 @@ export class BackupService {
         },
       );
     }
-    return { source: this.takeNow(), release: () => {} };
+    const taking = this.takeNow();
+    if (!newest) return { source: taking, release: () => {} };
+    try {
+      await taking.start();
+      return { source: taking, release: () => {} };
+    } catch (e) {
+      this.#opts.log.log(
+        "warn",
+        `serving the stored base backup "${newest.id}" instead: ${(e as Error).message}`,
+      );
+      return this.#hold(newest.id, storedSource(this.store, newest));
+    }
   }
 
   /** Starts a backup from the upstream unless one is being taken; returns it. */

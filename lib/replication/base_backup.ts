@@ -34,7 +34,7 @@ export async function runBaseBackup(
   }
   // A backup imported while the relay runs is served without a restart.
   await backups.store.refresh();
-  const { source, release } = backups.acquire();
+  const { source, release } = await backups.acquire();
   const progress: BackupProgress = {
     backupId: source.id,
     pid: sender.pid,
