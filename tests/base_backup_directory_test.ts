@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { chromium } from "npm:playwright-core@1";
 import { filesEqual, freePort, run, startPrimary, startRelay, tempDir } from "./_pg.ts";
 import {
   chownTree,
@@ -14,6 +15,37 @@ import {
   verifyBackup,
   walrelayBackup,
 } from "./_base_backup_util.ts";
+
+/** The dashboard, in headless Chromium, lists the stored backup, without console errors. */
+async function dashboardShows(url: string, id: string): Promise<void> {
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  try {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(m.text());
+    });
+    page.on("pageerror", (e) => problems.push(e.message));
+    await page.goto(url);
+    await page.locator("#base-backups tbody tr").first().waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#base-backups tbody tr td").first().textContent(), id);
+    assert.match(await page.locator("#backup-summary").textContent() ?? "", /1 stored/);
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+}
 
 for (const major of [15, 17, 18]) {
   Deno.test(`directory mode serves an imported base backup to pg_basebackup ${major}`, async () => {
@@ -131,6 +163,9 @@ for (const major of [15, 17, 18]) {
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     assert.match(metrics, /^walrelay_base_backups_served_total 5$/m);
     assert.match(metrics, /^walrelay_base_backups_stored 1$/m);
+    if (major === 15) {
+      await dashboardShows(`http://127.0.0.1:${httpPort}/`, status.base_backups.stored[0].id);
+    }
 
     // What walrelay does not do, in PostgreSQL's words.
     const lz4 = await pgBasebackup(programs, conninfo, join(work.path, "lz4"), [

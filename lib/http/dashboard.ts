@@ -109,6 +109,13 @@ export const DASHBOARD_HTML: string = `<!doctype html>
       <tbody></tbody>
     </table>
   </section>
+  <section>
+    <h2>Base backups <span class="muted" id="backup-summary"></span></h2>
+    <table id="base-backups">
+      <thead><tr><th>backup</th><th>start</th><th>end</th><th>timeline</th><th>size</th><th>state</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
 </main>
 <script>
 "use strict";
@@ -210,6 +217,45 @@ function renderStatus(s) {
     cell(tr, sl.restart_lsn);
     cell(tr, bytes(sl.retained_bytes));
     slots.appendChild(tr);
+  }
+  // Stored backups, the one being taken from the upstream, and those being sent.
+  const bb = s.base_backups;
+  const backups = $("base-backups").tBodies[0];
+  backups.replaceChildren();
+  if (bb) {
+    $("backup-summary").textContent = "(" + bb.stored.length + " stored, " + bb.totals.served +
+      " served)";
+    for (const b of bb.stored) {
+      const tr = document.createElement("tr");
+      cell(tr, b.id);
+      cell(tr, b.start_lsn);
+      cell(tr, b.end_lsn);
+      cell(tr, b.timeline);
+      cell(tr, bytes(b.bytes));
+      cell(tr, b.source + ", " + b.stored_at);
+      backups.appendChild(tr);
+    }
+    if (bb.taking) {
+      const tr = document.createElement("tr");
+      cell(tr, bb.taking.id);
+      cell(tr, "");
+      cell(tr, "");
+      cell(tr, "");
+      cell(tr, bytes(bb.taking.bytes_received));
+      cell(tr, "being taken from upstream");
+      backups.appendChild(tr);
+    }
+    for (const p of bb.serving) {
+      const tr = document.createElement("tr");
+      cell(tr, p.backup);
+      cell(tr, "");
+      cell(tr, "");
+      cell(tr, "");
+      cell(tr, bytes(p.bytes_done) + (p.bytes_total ? " of " + bytes(p.bytes_total) : ""));
+      cell(tr, "sending to pid " + p.pid + ": " + p.phase + ", " + bytes(p.bytes_per_second) +
+        "/s");
+      backups.appendChild(tr);
+    }
   }
 }
 
