@@ -66,6 +66,7 @@ export class WalBlockCache {
   // Buffers of evicted blocks no one holds, for the next misses.
   readonly #spare: ArrayBuffer[] = [];
   #bytes = 0;
+  #readers = 0;
   #hits = 0;
   #misses = 0;
 
@@ -119,6 +120,27 @@ export class WalBlockCache {
   release(block: WalBlock): void {
     block.holders--;
     this.#recycle(block);
+  }
+
+  /**
+   * Counts a sender reading through the cache until the result is disposed. A lone sender reads
+   * into its own few buffers instead, which stay in the processor's cache; blocks pay off only
+   * once two or more senders may meet in them.
+   */
+  join(): Disposable {
+    this.#readers++;
+    let left = false;
+    return {
+      [Symbol.dispose]: () => {
+        if (!left) this.#readers--;
+        left = true;
+      },
+    };
+  }
+
+  /** Whether two or more senders read through the cache, so that its blocks may be shared. */
+  get shared(): boolean {
+    return this.#readers > 1;
   }
 
   /** The block whose buffer this is, while it is cached or still referred to. */

@@ -75,3 +75,19 @@ Deno.test("block cache: a fill that throws caches nothing", () => {
   assert.equal(reads.n, 1);
   assert.deepEqual(cache.stats, { hits: 0, misses: 2, bytes: 1024 });
 });
+
+Deno.test("block cache: shared only while two or more senders have joined", () => {
+  const cache = new WalBlockCache();
+  assert.equal(cache.shared, false);
+  const a = cache.join();
+  assert.equal(cache.shared, false);
+  {
+    using _b = cache.join();
+    assert.equal(cache.shared, true);
+  }
+  assert.equal(cache.shared, false);
+  a[Symbol.dispose]();
+  a[Symbol.dispose]();
+  using _c = cache.join();
+  assert.equal(cache.shared, false, "a second dispose does not count twice");
+});

@@ -36,9 +36,9 @@ export interface WalSourceOptions {
    */
   pool?: BufferPool;
   /**
-   * Runs of complete segments shared with other senders: a whole run at a run-aligned offset is
-   * read once into the cache and sent from there by every sender that reaches it (the run's size
-   * is the pool buffer's). Needs `pool`.
+   * Runs of complete segments shared with other senders: while two or more senders have joined
+   * it, a whole run at a run-aligned offset is read once into the cache and sent from there by
+   * every sender that reaches it (the run's size is the pool buffer's). Needs `pool`.
    */
   cache?: WalBlockCache | undefined;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
@@ -225,7 +225,7 @@ export function openWalSource(
           // Only the valid WAL of a complete segment is the same for every sender.
           const shareable = !historic && validEnd === undefined && !wanted.partial &&
             segEnd <= end;
-          const run = shareable && cache
+          const run = shareable && cache?.shared
             ? sharedRun(store, wanted, sent, limit, end) ??
               readRun(store, wanted, sent, until, limit, end, validEnd)
             : readRun(store, wanted, sent, until, limit, end, validEnd);

@@ -235,6 +235,8 @@ Deno.test("source: runs of a complete segment are read once for every sender sha
   const file = store.segmentFile(store.timeline, BigInt(store.endLsn / BigInt(seg)) - 1n)!;
   const start = file.segno * BigInt(seg);
   const cache = new WalBlockCache();
+  using _a = cache.join();
+  using _b = cache.join();
   const read = () =>
     Array.fromAsync(openWalSource(store, {
       tli: store.timeline,
