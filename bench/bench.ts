@@ -22,6 +22,8 @@
  *   round first); the relay's RSS with 200 idle and 50 streaming connections.
  * - **relay_lag** (`relay_lag.ts`, with its defaults): commit → visible on a standby fed through
  *   walrelay, against a standby fed directly and one fed by a cascading standby.
+ * - **archive** (`archive.ts`, only when named): one and 24 `pg_receivewal` pulling from a plain,
+ *   gzip, lz4 and zstd archive of the same WAL, beside `zcat`, `lz4 -dc`, `zstd -dc` on the files.
  *
  * Everything measured goes into `bench/out/latest.json`: one key per suite, each with the command,
  * date and environment of the run that produced it (a run of some suites keeps the others' last
@@ -44,14 +46,18 @@ import {
 } from "./fanout.ts";
 import { type RelayLagSummary, runRelayLagBenchmark } from "./relay_lag.ts";
 import { runThroughput, type ThroughputReport } from "./throughput.ts";
+import { archiveHeadline, runArchive } from "./archive.ts";
 import { loadAverage } from "./_proc.ts";
 import { fixed, interruptOnSigint, intOption, mib, usageError } from "./_util.ts";
 
 const SUITES = ["throughput", "latency", "fanout", "memory", "relay_lag"] as const;
+/** Suites run only when named: `archive` generates, compresses and serves four archives. */
+const EXTRA_SUITES = ["archive"] as const;
 
 const USAGE = `deno task bench [options]
 
-  --suite LIST       all (default), or a comma-separated list of ${SUITES.join(", ")}
+  --suite LIST       all (default), or a comma-separated list of ${SUITES.join(", ")},
+                     or ${EXTRA_SUITES.join(", ")} (only when named)
 
 throughput (one pg_receivewal against each sender):
   --size-mb N        WAL to generate and stream, in MiB (default 1024)
@@ -77,6 +83,11 @@ fanout and memory (many pg_receivewal at once):
   --fanout-rounds N        timed fan-out rounds (default 3)
   --fanout-warmup N        untimed fan-out rounds before them (default 1)
   --idle-clients N         idle replication connections beside the streaming ones (default 200)
+
+archive (plain, gzip, lz4, zstd archives served; against zcat, lz4 -dc, zstd -dc):
+  --archive-size-mb N      WAL to generate, compress and serve, in MiB (default 1024)
+  --archive-clients N      pg_receivewal at once in the fan-out (default 24)
+  --archive-fanout-mb N    WAL each fan-out client pulls, in MiB (default 256)
 `;
 
 /** The command line, checked. */
@@ -100,6 +111,9 @@ interface BenchConfig {
   fanoutRounds: number;
   fanoutWarmup: number;
   idleClients: number;
+  archiveSizeMb: number;
+  archiveClients: number;
+  archiveFanoutMb: number;
 }
 
 /** Parses and checks the options; prints the usage and exits on `--help` or a bad value. */
@@ -123,6 +137,9 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "fanout-rounds": { type: "string", default: "3" },
       "fanout-warmup": { type: "string", default: "1" },
       "idle-clients": { type: "string", default: "200" },
+      "archive-size-mb": { type: "string", default: "1024" },
+      "archive-clients": { type: "string", default: "24" },
+      "archive-fanout-mb": { type: "string", default: "256" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -147,7 +164,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
     opts.suite === "all" ? SUITES : opts.suite.split(",").map((x) => x.trim()).filter((x) => x),
   );
   for (const name of suites) {
-    if (!(SUITES as readonly string[]).includes(name)) {
+    if (![...SUITES, ...EXTRA_SUITES].includes(name as typeof SUITES[number])) {
       usageError("bench", `unknown suite "${name}"`, USAGE);
     }
   }
@@ -169,6 +186,9 @@ function parseBenchArgs(args: string[]): BenchConfig {
     fanoutRounds: int("fanout-rounds", opts["fanout-rounds"], 1),
     fanoutWarmup: int("fanout-warmup", opts["fanout-warmup"], 0),
     idleClients: int("idle-clients", opts["idle-clients"], 0),
+    archiveSizeMb: int("archive-size-mb", opts["archive-size-mb"], 16),
+    archiveClients: int("archive-clients", opts["archive-clients"], 1),
+    archiveFanoutMb: int("archive-fanout-mb", opts["archive-fanout-mb"], 16),
   };
 }
 
@@ -321,6 +341,18 @@ async function runSuites(
       results.memory = m;
       headline.push(memoryHeadline(m, cfg.idleClients, most));
     }
+  }
+  if (suites.has("archive")) {
+    const a = await runArchive({
+      sizeMb: cfg.archiveSizeMb,
+      clients: cfg.archiveClients,
+      fanoutMb: cfg.archiveFanoutMb,
+      relayCli: cfg.relayCli,
+      log,
+      checkInterrupted,
+    });
+    results.archive = a;
+    headline.push(...archiveHeadline(a));
   }
   return { results, headline };
 }

@@ -8,6 +8,7 @@
 import { ArchiveFormatError } from "./errors.ts";
 import type { ArchiveEntry } from "./layout.ts";
 import { type ArchivedFile, readArchivedFile } from "./read_segment.ts";
+import { DecodePool } from "./_decode_pool.ts";
 
 /** Options of {@linkcode SegmentCache}. */
 export interface SegmentCacheOptions {
@@ -17,6 +18,11 @@ export interface SegmentCacheOptions {
    * segment per sender reading one that was evicted.
    */
   capacity?: number;
+  /**
+   * Worker threads that decode (default 2), so decompression runs beside the streaming thread
+   * and the next segment decodes while this one is sent; 0 decodes in the caller's thread.
+   */
+  workers?: number;
 }
 
 /** What {@linkcode SegmentCache.read} returns: the file read, and its metadata when read. */
@@ -65,6 +71,7 @@ export class SegmentCache {
   /** Bytes of decoded WAL kept at most. */
   readonly capacity: number;
   readonly #slots = new Map<string, Slot>();
+  readonly #pool: DecodePool | undefined;
   #bytes = 0;
   #decodes = 0;
   #hits = 0;
@@ -72,6 +79,8 @@ export class SegmentCache {
   /** @param options The capacity in bytes. */
   constructor(options: SegmentCacheOptions = {}) {
     this.capacity = Math.max(0, options.capacity ?? DEFAULT_CACHE_SIZE);
+    const workers = options.workers ?? 2;
+    this.#pool = workers > 0 ? new DecodePool(workers) : undefined;
   }
 
   /** Files decoded so far. */
@@ -110,7 +119,9 @@ export class SegmentCache {
     if (slot) this.#drop(entry.path, slot);
     const fresh: Slot = { key, promise: undefined!, bytes: 0 };
     this.#decodes++;
-    fresh.promise = readArchivedFile(entry, options).then((r) => {
+    const decoded = this.#pool?.run(entry, options.segmentSize) ??
+      readArchivedFile(entry, options);
+    fresh.promise = decoded.then((r) => {
       if (this.#slots.get(entry.path) === fresh) {
         fresh.bytes = r.data.length;
         this.#bytes += fresh.bytes;
