@@ -81,6 +81,11 @@ export {
 export { openWalStream, type OpenWalStreamOptions } from "./lib/stream/open_wal_stream.ts";
 export { openWalSource, type WalSourceOptions } from "./lib/stream/source.ts";
 export { BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./lib/stream/chunk.ts";
+export {
+  type WalBlock,
+  WalBlockCache,
+  type WalBlockCacheOptions,
+} from "./lib/stream/block_cache.ts";
 export { UpstreamConfigError } from "./lib/upstream/config_error.ts";
 export {
   startUpstream,

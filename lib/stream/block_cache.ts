@@ -70,7 +70,11 @@ export class WalBlockCache {
   #hits = 0;
   #misses = 0;
 
-  /** @param options The cache's size. */
+  /**
+   * Creates an empty cache.
+   *
+   * @param options The cache's size.
+   */
   constructor(options: WalBlockCacheOptions = {}) {
     this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
   }
