@@ -366,6 +366,8 @@ export function openWalSource(
       new Uint8Array(buffer, i * slot + FRAME_HEADROOM, n);
     const block = cache!.getOrFill(fileKey, offset, runMessages * slot, (buffer) => {
       for (let i = 0; i < runMessages; i++) {
+        // A reused buffer's old headers must not pass for framed ones (framer.ts).
+        new Uint8Array(buffer, i * slot, FRAME_HEADROOM).fill(0);
         readSegment(store, wanted, lsn + BigInt(i * n), view(buffer, i));
       }
     });
