@@ -67,6 +67,7 @@ export class CopySink {
   #buf: Uint8Array = new Uint8Array(FLUSH_BYTES + SINK_BUFFER_LENGTH + 64);
   #view: DataView = new DataView(this.#buf.buffer);
   #pos = 0;
+  #inflight: Promise<void> | undefined;
   #lastCheck = 0;
   #lastReport = Date.now();
   #throttleStart = Date.now();
@@ -140,17 +141,31 @@ export class CopySink {
     await this.flush();
   }
 
-  /** Puts anything queued on the wire. */
+  /** Puts anything queued on the wire and waits until the socket has taken it all. */
   async flush(): Promise<void> {
+    await this.#send();
+    const last = this.#inflight;
+    this.#inflight = undefined;
+    await last;
+  }
+
+  /**
+   * Hands the queued messages to the socket, keeping at most one earlier write in flight: the
+   * next buffer fills while the kernel takes the last one.
+   */
+  async #send(): Promise<void> {
     if (this.#pos === 0) return;
     const out = this.#buf.subarray(0, this.#pos);
-    const n = this.#pos;
-    // A fresh buffer: the socket may hold on to the one written until the write settles.
+    this.bytesSent += this.#pos;
+    // A fresh buffer: the socket holds on to the one written until the write settles.
     this.#buf = new Uint8Array(this.#buf.length);
     this.#view = new DataView(this.#buf.buffer);
     this.#pos = 0;
-    await this.#out.send(out);
-    this.bytesSent += n;
+    const previous = this.#inflight;
+    const write = this.#out.send(out);
+    write.catch(() => {}); // observed below or by the next flush
+    this.#inflight = write;
+    await previous;
   }
 
   /** Aborts the compressor after a failure. */
@@ -194,7 +209,7 @@ export class CopySink {
       const piece = bytes.subarray(at, at + SINK_BUFFER_LENGTH);
       if (this.#opts.sendToClient) this.#queueData(piece);
       if (this.#opts.maxRateKb > 0) await this.#throttle(piece.length);
-      if (this.#pos >= FLUSH_BYTES) await this.flush();
+      await this.#flushIfFull();
     }
   }
 
@@ -211,6 +226,6 @@ export class CopySink {
   }
 
   async #flushIfFull(): Promise<void> {
-    if (this.#pos >= FLUSH_BYTES) await this.flush();
+    if (this.#pos >= FLUSH_BYTES) await this.#send();
   }
 }

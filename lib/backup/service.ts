@@ -87,7 +87,8 @@ export class BackupService {
   /** Counters for `/metrics`. */
   readonly totals = { served: 0, failed: 0, taken: 0, takeFailures: 0 };
   #opts: BackupServiceOptions;
-  #inUse = new Map<string, number>();
+  /** Sources being served, and by how many clients; their ids are never pruned. */
+  #inUse = new Map<BackupSource, number>();
   #taking: BackupInProgress | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
 
@@ -142,7 +143,7 @@ export class BackupService {
     const maxAge = this.#opts.maxAgeMs ?? Infinity;
     const fresh = newest && Date.now() - newest.storedAt.getTime() < maxAge;
     if (newest && (fresh || !this.#opts.take)) {
-      return this.#hold(newest.id, storedSource(this.store, newest));
+      return this.#hold(storedSource(this.store, newest));
     }
     if (!this.#opts.take) {
       throw new PgError(
@@ -155,16 +156,16 @@ export class BackupService {
       );
     }
     const taking = this.takeNow();
-    if (!newest) return { source: taking, release: () => {} };
+    if (!newest) return this.#hold(taking);
     try {
       await taking.start();
-      return { source: taking, release: () => {} };
+      return this.#hold(taking);
     } catch (e) {
       this.#opts.log.log(
         "warn",
         `serving the stored base backup "${newest.id}" instead: ${(e as Error).message}`,
       );
-      return this.#hold(newest.id, storedSource(this.store, newest));
+      return this.#hold(storedSource(this.store, newest));
     }
   }
 
@@ -196,7 +197,8 @@ export class BackupService {
 
   /** Removes backups beyond `keep`, never one being served. */
   async prune(): Promise<void> {
-    const inUse = new Set([...this.#inUse.keys()]);
+    // A backup read through is known by its id once stored; a slow client may still be on it.
+    const inUse = new Set([...this.#inUse.keys()].map((s) => s.id));
     try {
       await this.store.prune(this.#opts.keep ?? 2, inUse);
     } catch (e) {
@@ -204,17 +206,17 @@ export class BackupService {
     }
   }
 
-  #hold(id: string, source: BackupSource): { source: BackupSource; release: () => void } {
-    this.#inUse.set(id, (this.#inUse.get(id) ?? 0) + 1);
+  #hold(source: BackupSource): { source: BackupSource; release: () => void } {
+    this.#inUse.set(source, (this.#inUse.get(source) ?? 0) + 1);
     let released = false;
     return {
       source,
       release: () => {
         if (released) return;
         released = true;
-        const n = (this.#inUse.get(id) ?? 1) - 1;
-        if (n <= 0) this.#inUse.delete(id);
-        else this.#inUse.set(id, n);
+        const n = (this.#inUse.get(source) ?? 1) - 1;
+        if (n <= 0) this.#inUse.delete(source);
+        else this.#inUse.set(source, n);
       },
     };
   }
