@@ -68,6 +68,8 @@ export class CopySink {
   #view: DataView = new DataView(this.#buf.buffer);
   #pos = 0;
   #inflight: Promise<void> | undefined;
+  #inflightBuf: Uint8Array | undefined;
+  #spare: Uint8Array | undefined;
   #lastCheck = 0;
   #lastReport = Date.now();
   #throttleStart = Date.now();
@@ -145,8 +147,11 @@ export class CopySink {
   async flush(): Promise<void> {
     await this.#send();
     const last = this.#inflight;
+    const lastBuf = this.#inflightBuf;
     this.#inflight = undefined;
+    this.#inflightBuf = undefined;
     await last;
+    if (lastBuf?.length === this.#buf.length) this.#spare = lastBuf;
   }
 
   /**
@@ -155,17 +160,23 @@ export class CopySink {
    */
   async #send(): Promise<void> {
     if (this.#pos === 0) return;
-    const out = this.#buf.subarray(0, this.#pos);
+    const full = this.#buf;
+    const out = full.subarray(0, this.#pos);
     this.bytesSent += this.#pos;
-    // A fresh buffer: the socket holds on to the one written until the write settles.
-    this.#buf = new Uint8Array(this.#buf.length);
+    // The socket holds on to the buffer written until the write settles: fill another.
+    this.#buf = this.#spare ?? new Uint8Array(full.length);
+    this.#spare = undefined;
     this.#view = new DataView(this.#buf.buffer);
     this.#pos = 0;
     const previous = this.#inflight;
+    const previousBuf = this.#inflightBuf;
     const write = this.#out.send(out);
     write.catch(() => {}); // observed below or by the next flush
     this.#inflight = write;
+    this.#inflightBuf = full;
     await previous;
+    // Settled: that buffer is free again.
+    if (previousBuf?.length === this.#buf.length) this.#spare = previousBuf;
   }
 
   /** Aborts the compressor after a failure. */

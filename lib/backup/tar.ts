@@ -258,7 +258,8 @@ export async function* tarEvents(
 }
 
 /**
- * The chunks of a file from `offset`, as an async iterable, in pieces of `chunk` bytes.
+ * The chunks of a file, as an async iterable, in pieces of `chunk` bytes. A piece is valid until
+ * the one after the next is asked for: copy what must outlive that.
  *
  * @example
  * ```ts ignore
@@ -267,8 +268,12 @@ export async function* tarEvents(
  */
 export async function* fileChunks(path: string, chunk = 1 << 20): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
+  // Three buffers in turn: the piece the caller holds, the one being read ahead, and the one
+  // before, which the caller is done with once it asks for the next.
+  const bufs = [new Uint8Array(chunk), new Uint8Array(chunk), new Uint8Array(chunk)];
+  let turn = 0;
   const readOne = async (): Promise<Uint8Array | null> => {
-    const buf = new Uint8Array(chunk);
+    const buf = bufs[turn++ % bufs.length]!;
     const n = await file.read(buf);
     return n === null ? null : buf.subarray(0, n);
   };
