@@ -77,6 +77,8 @@ export class CopySink {
   #gzip: { writer: WritableStreamDefaultWriter<BufferSource>; reading: Promise<void> } | undefined;
 
   /**
+   * Creates the sink of one BASE_BACKUP.
+   *
    * @param out The client connection.
    * @param opts Target, rate and compression.
    */

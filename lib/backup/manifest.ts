@@ -53,7 +53,11 @@ export interface Manifest {
 
 /** A parse failure: the file is not a manifest as PostgreSQL writes it. */
 export class ManifestError extends Error {
-  /** @param message What is wrong. */
+  /**
+   * Creates the error.
+   *
+   * @param message What is wrong.
+   */
   constructor(message: string) {
     super(message);
     this.name = "ManifestError";
@@ -174,7 +178,11 @@ export class FileChecksum {
   #crc = 0;
   #hash: Hash | undefined;
 
-  /** @param algorithm The algorithm. */
+  /**
+   * Starts a checksum.
+   *
+   * @param algorithm The algorithm.
+   */
   constructor(algorithm: ChecksumAlgorithm) {
     this.#algorithm = algorithm;
     if (algorithm.startsWith("SHA")) this.#hash = createHash(algorithm.toLowerCase());

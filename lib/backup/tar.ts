@@ -149,7 +149,11 @@ export class ChunkReader {
   #chunk: Uint8Array = new Uint8Array(0);
   #done = false;
 
-  /** @param source The chunks. */
+  /**
+   * Reads from a stream of chunks.
+   *
+   * @param source The chunks.
+   */
   constructor(source: AsyncIterable<Uint8Array>) {
     this.#source = source[Symbol.asyncIterator]();
   }
