@@ -9,6 +9,7 @@ import { createLogger } from "./lib/log.ts";
 import { WalRelay, type WalRelayOptions } from "./lib/server.ts";
 import { type Lsn, parseLsn } from "./lib/wal/lsn.ts";
 import { parseSize } from "./lib/upstream/retention.ts";
+import { isCompressFormat } from "./lib/archive/compress.ts";
 import { WALRELAY_VERSION } from "./lib/replication/settings.ts";
 import { buildScramVerifier } from "./lib/auth/scram.ts";
 import { runInspectCommand } from "./lib/inspect/command.ts";
@@ -23,7 +24,8 @@ const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 
 Usage:
   walrelay serve   --wal-dir DIR [--upstream CONNINFO [--slot NAME [--create-slot]] [--start LSN]
-                   [--retain SIZE]] [--listen HOST:PORT] [--max-senders N] [--hba FILE]
+                   [--retain SIZE] [--compress gzip|lz4|zstd]] [--listen HOST:PORT]
+                   [--max-senders N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
                    [--http HOST:PORT [--http-hba FILE] [--http-token FILE]
                    [--http-tls-cert FILE --http-tls-key FILE]] [--cache-size SIZE] [--examples]
@@ -41,6 +43,9 @@ serve options:
   --create-slot         create that slot on the upstream when missing
   --start LSN           where to start in an empty directory (default: the upstream's position)
   --retain SIZE         keep at most SIZE of complete segments (e.g. 10GB), never one a slot needs
+  --compress FORMAT     store each completed segment compressed: gzip, lz4 or zstd (SEG.gz,
+                        SEG.lz4, SEG.zst, as pg_receivewal and WAL-G name them); the segment
+                        being written stays plain; --retain counts compressed sizes
   --base-backup-max-age DUR
                         serve a stored base backup while younger than this, else take a new one
                         from the upstream (default 24h)
@@ -133,6 +138,7 @@ async function serve(args: string[]): Promise<void> {
       start: { type: "string" },
       retain: { type: "string" },
       "cache-size": { type: "string" },
+      compress: { type: "string" },
       "base-backup-max-age": { type: "string" },
       "base-backup-interval": { type: "string" },
       "base-backups-keep": { type: "string" },
@@ -217,15 +223,22 @@ async function serve(args: string[]): Promise<void> {
         fail(`invalid --retain "${values.retain}": ${(e as Error).message}`);
       }
     }
+    const compress = values.compress;
+    if (compress !== undefined && !isCompressFormat(compress)) {
+      fail(`invalid --compress "${compress}": expected gzip, lz4 or zstd`);
+    }
     upstream = {
       conninfo: values.upstream,
       ...(values.slot !== undefined ? { slot: values.slot } : {}),
       ...(values["create-slot"] ? { createSlot: true } : {}),
       ...(start !== undefined ? { start } : {}),
       ...(retainBytes !== undefined ? { retainBytes } : {}),
+      ...(compress !== undefined ? { compress } : {}),
     };
-  } else if (values.slot || values["create-slot"] || values.start || values.retain) {
-    fail("--slot, --create-slot, --start and --retain go with --upstream");
+  } else if (
+    values.slot || values["create-slot"] || values.start || values.retain || values.compress
+  ) {
+    fail("--slot, --create-slot, --start, --retain and --compress go with --upstream");
   }
 
   const baseBackups: NonNullable<WalRelayOptions["baseBackups"]> = {};

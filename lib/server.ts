@@ -6,6 +6,7 @@
  */
 
 import { WalBlockCache } from "./stream/block_cache.ts";
+import { type CompressFormat, isCompressFormat } from "./archive/compress.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import type { Authenticator } from "./auth/contract.ts";
@@ -146,6 +147,11 @@ export interface WalRelayOptions {
     start?: Lsn;
     /** Remove the oldest complete segments beyond this many bytes (never ones a slot needs). */
     retainBytes?: number;
+    /**
+     * Store each completed segment compressed (`SEG.gz`, `.lz4`, `.zst`); the segment being
+     * written stays plain. `retainBytes` then counts the compressed sizes.
+     */
+    compress?: CompressFormat;
   };
   /**
    * Base backups served by BASE_BACKUP from `walDir/.walrelay/backups/`. In relay mode they are
@@ -285,6 +291,10 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
     o.rescanMs ?? (o.upstream ? DEFAULTS.relayRescanMs : DEFAULTS.rescanMs),
     false,
   );
+  const compress = o.upstream?.compress;
+  if (compress !== undefined && !isCompressFormat(compress)) {
+    throw new Error(`invalid compression "${compress}": expected gzip, lz4 or zstd`);
+  }
   const retain = o.upstream?.retainBytes;
   if (retain !== undefined) checkInteger("retainBytes", retain, 0);
   let http: Settings["http"];
@@ -662,6 +672,7 @@ export class WalRelay {
           createSlot: options.upstream.createSlot,
           start: options.upstream.start,
           retainBytes: options.upstream.retainBytes,
+          compress: options.upstream.compress,
           logger,
           protectedLsn: () =>
             oldestLsn(relay.slots.oldestRestartLsn(), relay.backups?.oldestStartLsn()),

@@ -22,7 +22,9 @@ import {
   rowDescription,
 } from "../pgwire/messages.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
-import { parseWalFileName, type TimelineId } from "../wal/segment.ts";
+import { WalFileMissingError } from "../wal/errors.ts";
+import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
+import { historyFileName, type TimelineId } from "../wal/segment.ts";
 import type { WalStore } from "../wal/store.ts";
 import { CopySink, type MessageSink, SINK_BUFFER_LENGTH } from "./copy_sink.ts";
 import {
@@ -190,7 +192,11 @@ interface BasePlan {
   /** Drop `tablespace_map` and add symlink entries (plain format). */
   symlinks: { oid: string; location: string }[] | undefined;
   /** WAL files to append, and history files, from the relay's store. */
-  wal: { files: RangeSegment[]; history: string[]; store: WalStore } | undefined;
+  wal: {
+    files: RangeSegment[];
+    history: { name: string; content: Uint8Array }[];
+    store: WalStore;
+  } | undefined;
 }
 
 /** Sends one archive through the sink, member by member, applying `plan` to the main one. */
@@ -275,9 +281,16 @@ async function appendWal(
   const segSize = wal.store.identity.segmentSize;
   for (const seg of wal.files) {
     const f = seg.file;
-    const path = wal.store.path(f.name);
-    using file = await Deno.open(path, { read: true });
-    const st = await file.stat();
+    // Validated before its first byte goes out, as every segment the relay streams is.
+    if (seg.validBytes === segSize) {
+      const check = await wal.store.checkSegment(f.tli, f.segno);
+      if (check?.error) {
+        throw new WalSegmentDamagedError(check.errorFile ?? f.name, check.error, check.validEnd);
+      }
+    }
+    // A segment stored compressed (`--compress`) is read as its decoded bytes.
+    using file = await wal.store.openSegment(f.name);
+    const st = file.statSync();
     const mtime = Math.floor((st.mtime?.getTime() ?? Date.now()) / 1000);
     await sink.archive(buildTarHeader({
       name: `pg_wal/${seg.name}`,
@@ -310,16 +323,13 @@ async function appendWal(
     }
     await addFile(sink, manifest, doneHeader(seg.name, owner), new Uint8Array(0));
   }
-  for (const name of wal.history) {
-    const path = wal.store.path(name);
-    const content = await Deno.readFile(path);
-    const st = await Deno.stat(path);
+  for (const { name, content } of wal.history) {
     await addFile(sink, manifest, {
       name: `pg_wal/${name}`,
       mode: 0o600,
       ...owner,
       size: content.length,
-      mtime: Math.floor((st.mtime?.getTime() ?? Date.now()) / 1000),
+      mtime: Math.floor(Date.now() / 1000),
       typeflag: "0",
       linkname: "",
     }, content);
@@ -339,16 +349,21 @@ function doneHeader(name: string, owner: { uid: number; gid: number }): TarHeade
   };
 }
 
-/** The history files of the WAL directory, as `pg_wal/` would hold them. */
-async function historyFiles(store: WalStore): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(store.dir)) {
-    if (!e.isFile) continue;
-    if (parseWalFileName(e.name, store.identity.segmentSize)?.kind === "history") {
-      names.push(e.name);
+/**
+ * The history files of the timelines the store knows, as `pg_wal/` would hold them (read through
+ * the store, so an archived one comes decoded).
+ */
+async function historyFiles(store: WalStore): Promise<{ name: string; content: Uint8Array }[]> {
+  const files: { name: string; content: Uint8Array }[] = [];
+  for (const h of store.history) {
+    if (h.tli < 2) continue;
+    try {
+      files.push({ name: historyFileName(h.tli), content: await store.historyContent(h.tli) });
+    } catch (e) {
+      if (!(e instanceof WalFileMissingError)) throw e;
     }
   }
-  return names.sort();
+  return files;
 }
 
 function notice(message: string): Uint8Array {

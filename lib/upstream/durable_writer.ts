@@ -13,6 +13,7 @@
  */
 
 import { readFileHead, readFull, writeAll } from "../_io.ts";
+import { flatWalFile } from "../archive/layout.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { formatLsn } from "../wal/lsn.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
@@ -86,13 +87,17 @@ export async function scanLocalWal(dir: string, segmentSize: number): Promise<Lo
   const histories: TimelineId[] = [];
   for await (const e of Deno.readDir(dir)) {
     if (!e.isFile) continue;
-    const p = parseWalFileName(e.name, segmentSize);
+    // `--compress` stores complete segments compressed, and only complete ones.
+    const flat = flatWalFile(e.name);
+    const p = parseWalFileName(flat?.name ?? e.name, segmentSize);
     if (!p) continue;
     if (p.kind === "history") {
       histories.push(p.tli);
       continue;
     }
-    const size = (await Deno.stat(join(dir, e.name))).size;
+    const size = flat && flat.format !== "plain"
+      ? segmentSize
+      : (await Deno.stat(join(dir, e.name))).size;
     segs.push({ tli: p.tli, segno: p.segno, name: e.name, partial: p.partial, size });
   }
   const result: LocalWal = {

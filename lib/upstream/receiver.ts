@@ -13,7 +13,16 @@
 import type { PgClient } from "../pgwire/client.ts";
 import type { Logger } from "../log.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
-import { historyFileName, segmentOf, segmentStart, type TimelineId } from "../wal/segment.ts";
+import {
+  historyFileName,
+  parseWalFileName,
+  segmentFileName,
+  segmentOf,
+  segmentStart,
+  type TimelineId,
+} from "../wal/segment.ts";
+import { SegmentCompressor } from "../archive/segment_compressor.ts";
+import type { CompressFormat } from "../archive/compress.ts";
 import { join } from "../wal/_path.ts";
 import {
   createPhysicalSlot,
@@ -58,8 +67,10 @@ export interface UpstreamOptions {
   createSlot?: boolean | undefined;
   /** Where to start in an empty directory (`--start`), rounded down to a segment start. */
   start?: Lsn | undefined;
-  /** `--retain`: byte budget for segment files. */
+  /** `--retain`: byte budget for segment files (compressed ones counted at their size on disk). */
   retainBytes?: number | undefined;
+  /** `--compress`: store each completed segment compressed in this format. */
+  compress?: CompressFormat | undefined;
   /** The oldest LSN a slot on the relay still needs (retention never removes it). */
   protectedLsn?: () => Lsn | undefined;
   /**
@@ -147,6 +158,7 @@ export class UpstreamReceiver {
   #feedback: FeedbackForwarder;
   #bootstrapStart: Lsn | undefined;
   #retention: Promise<unknown> = Promise.resolve();
+  #compressor: SegmentCompressor | undefined;
   /** Where WAL could not be written: the store counts as unwritable until it is durable past it. */
   #faultAt: Lsn | undefined;
 
@@ -228,6 +240,7 @@ export class UpstreamReceiver {
     this.#client?.close();
     await this.#loop?.catch(() => {});
     await this.#writer?.close();
+    await this.#compressor?.close();
     this.#ready.reject(new Error("upstream receiver closed"));
   }
 
@@ -331,8 +344,14 @@ export class UpstreamReceiver {
       writer = await DurableWriter.open(this.#opts.dir, {
         segmentSize,
         log: (m) => this.#log("debug", m),
-        onSegmentComplete: () => this.#enforceRetention(segmentSize),
+        onSegmentComplete: (tli, segno) => {
+          if (!this.#compress(segmentFileName(tli, segno, segmentSize))) {
+            return this.#enforceRetention(segmentSize);
+          }
+        },
       });
+      // Segments completed before a restart (or before --compress was given) are compressed now.
+      if (this.#opts.compress) await this.#compressBacklog(segmentSize);
       // A relay restarted with a smaller --retain trims at once, not at the next segment.
       await this.#enforceRetention(segmentSize);
     } else if (writer.segmentSize !== segmentSize) {
@@ -563,6 +582,44 @@ export class UpstreamReceiver {
       flushed: () => this.#checkReady(),
       log: (level, message, fields) => this.#log(level, message, fields),
     });
+  }
+
+  /**
+   * Queues a completed segment for compression under `--compress`; retention runs after it, on
+   * the compressed size. Returns whether it was queued.
+   */
+  #compress(name: string): boolean {
+    const format = this.#opts.compress;
+    if (!format) return false;
+    this.#compressor ??= new SegmentCompressor({
+      dir: this.#opts.dir,
+      format,
+      beforeRemove: () => this.#sink?.refresh() ?? Promise.resolve(),
+      afterCompress: () => {
+        if (this.#writer) this.#enforceRetention(this.#writer.segmentSize);
+      },
+      log: (level, message) => this.#log(level, message),
+    });
+    this.#compressor.enqueue(name);
+    return true;
+  }
+
+  /** Queues every complete plain segment of the directory, oldest first, for compression. */
+  async #compressBacklog(segmentSize: number): Promise<void> {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(this.#opts.dir)) {
+      if (!e.isFile) continue;
+      if (e.name.endsWith(".tmp") && /^[0-9A-F]{24}\.(gz|lz4|zst)\.tmp$/.test(e.name)) {
+        // A compression cut short by a crash: the plain file is still there.
+        await Deno.remove(join(this.#opts.dir, e.name)).catch(() => {});
+        continue;
+      }
+      const p = parseWalFileName(e.name, segmentSize);
+      if (p?.kind !== "segment" || p.partial) continue;
+      const st = await Deno.stat(join(this.#opts.dir, e.name)).catch(() => undefined);
+      if (st?.size === segmentSize) names.push(e.name);
+    }
+    for (const name of names.sort()) this.#compress(name);
   }
 
   #enforceRetention(segmentSize: number): Promise<void> {

@@ -6,6 +6,7 @@
  */
 
 import type { Lsn } from "../wal/lsn.ts";
+import { flatWalFile } from "../archive/layout.ts";
 import { parseWalFileName, segmentStart } from "../wal/segment.ts";
 import { join } from "../wal/_path.ts";
 import { syncDir } from "./durable_writer.ts";
@@ -84,7 +85,8 @@ export async function enforceRetention(dir: string, opts: RetentionOptions): Pro
   const files: { name: string; segno: bigint; tli: number; size: number; complete: boolean }[] = [];
   for await (const e of Deno.readDir(dir)) {
     if (!e.isFile) continue;
-    const p = parseWalFileName(e.name, opts.segmentSize);
+    // A segment stored compressed (`--compress`) counts at its size on disk.
+    const p = parseWalFileName(flatWalFile(e.name)?.name ?? e.name, opts.segmentSize);
     if (p?.kind !== "segment") continue;
     let size: number;
     try {

@@ -93,7 +93,11 @@ export class ArchivedFiles {
     return this.#layout === "plain" || this.#layout === "pg_receivewal";
   }
 
-  /** The WAL files now. A plain file wins over a compressed copy of the same segment. */
+  /**
+   * The WAL files now. A compressed copy wins over a plain file of the same segment: it appears
+   * only whole (written aside and renamed), and the relay's `--compress` removes the plain file
+   * once the store has seen the copy, so a sender opening the segment meanwhile finds it.
+   */
   async list(): Promise<ListedFile[]> {
     const out = new Map<string, ListedFile>();
     const entries = new Map<string, ArchiveEntry>();
@@ -103,9 +107,8 @@ export class ArchivedFiles {
         const f = flatWalFile(item.name);
         if (!f) continue;
         if (f.format === "plain" && f.name === item.name) {
-          out.set(f.name, { name: f.name });
-          entries.delete(f.name);
-        } else if (!out.has(f.name)) {
+          if (!out.has(f.name)) out.set(f.name, { name: f.name });
+        } else {
           const entry = { name: f.name, path: join(this.dir, item.name), format: f.format };
           out.set(f.name, { name: f.name, entry });
           entries.set(f.name, entry);

@@ -193,7 +193,16 @@ export class WalStore {
       const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
       return new BytesFile(data, info);
     }
-    return await Deno.open(this.path(name), { read: true });
+    try {
+      return await Deno.open(this.path(name), { read: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      // Compressed since the last rescan (the relay's `--compress`): open the compressed copy.
+      await this.refresh();
+      if (!this.#files.entry(name)) throw e;
+      const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
+      return new BytesFile(data, info);
+    }
   }
 
   /** The newest timeline in the directory. */

@@ -1,0 +1,104 @@
+// Relay mode with --compress: under pgbench the relay stores each completed segment compressed
+// (gzip, lz4, zstd; the segment being written stays plain), serves them downstream byte for byte
+// as the primary wrote them, takes less disk than the plain segments, and --retain counts the
+// compressed sizes.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startPrimary, tempDir, waitFor } from "./_pg.ts";
+import { startRelayMode } from "./_relay_mode_util.ts";
+import { primarySegments, pullMatchesPrimary, relayEnd, SEG } from "./_archive_util.ts";
+import { parseLsn } from "../lib/wal/lsn.ts";
+
+const EXT = { gzip: "gz", lz4: "lz4", zstd: "zst" } as const;
+
+/** Segment files of `dir` by name, with their sizes on disk. */
+function segmentFiles(dir: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile && /^[0-9A-F]{24}(\.partial|\.gz|\.lz4|\.zst)?$/.test(e.name)) {
+      out.set(e.name, Deno.statSync(join(dir, e.name)).size);
+    }
+  }
+  return out;
+}
+
+Deno.test("relay mode --compress gzip|lz4|zstd under pgbench: downstream byte-identical, smaller on disk, --retain on compressed sizes", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_keep_size: "1GB", max_wal_senders: 10, autovacuum: "off" },
+  });
+  const formats = ["gzip", "lz4", "zstd"] as const;
+  const dirs = await Promise.all(
+    [...formats, "retain"].map((f) => tempDir(`walrelay-compress-${f}-`)),
+  );
+  await using _dirs = {
+    [Symbol.asyncDispose]: async () => void await Promise.all(dirs.map((d) => d.remove())),
+  };
+  const relays = await Promise.all([
+    ...formats.map((f, i) =>
+      startRelayMode({ walDir: dirs[i]!.path, upstream: pg.conninfo(), args: ["--compress", f] })
+    ),
+    startRelayMode({
+      walDir: dirs[3]!.path,
+      upstream: pg.conninfo(),
+      args: ["--compress", "zstd", "--retain", "3MB"],
+    }),
+  ]);
+  await using _relays = {
+    [Symbol.asyncDispose]: async () =>
+      void await Promise.all(relays.map((r) => r[Symbol.asyncDispose]())),
+  };
+
+  await pg.pgbench(["-i", "-s", "2", "-q"]);
+  await pg.pgbench(["-c", "2", "-t", "1000", "-n"]);
+  await pg.switchWal();
+  const target = parseLsn(await pg.currentLsn())!;
+  for (const relay of relays) {
+    await waitFor(async () => (await relayEnd(relay)) >= target, {
+      timeoutMs: 60_000,
+      message: `the relay did not receive up to the primary's end:\n${relay.stderr()}`,
+    });
+  }
+  // Every completed segment compressed, in the background: only the one being written is plain.
+  for (const [i, dir] of dirs.entries()) {
+    await waitFor(
+      () => [...segmentFiles(dir.path).keys()].every((n) => !/^[0-9A-F]{24}$/.test(n)),
+      {
+        timeoutMs: 60_000,
+        message: `plain complete segments left in ${dir.path}:\n${relays[i]!.stderr()}`,
+      },
+    );
+  }
+  const primary = await primarySegments(pg);
+
+  for (const [i, format] of formats.entries()) {
+    const files = segmentFiles(dirs[i]!.path);
+    const packed = [...files].filter(([n]) => n.endsWith(`.${EXT[format]}`));
+    assert.ok(packed.length >= 10, `${format}: ${[...files.keys()].join(", ")}`);
+    assert.ok(
+      [...files.keys()].every((n) => n.endsWith(`.${EXT[format]}`) || n.endsWith(".partial")),
+      [...files.keys()].join(", "),
+    );
+    const onDisk = packed.reduce((n, [, size]) => n + size, 0);
+    assert.ok(
+      onDisk < packed.length * SEG / 2,
+      `${format}: ${onDisk} bytes for ${packed.length} segments`,
+    );
+    const first = [...files.keys()].sort()[0]!.slice(0, 24);
+    const compared = await pullMatchesPrimary(relays[i]!, first, primary, 15);
+    assert.ok(compared >= packed.length, `${format}: ${compared} segments compared`);
+  }
+
+  // --retain 3MB counts compressed bytes (and the plain segment being written): more complete
+  // segments are kept than would fit plain.
+  const kept = segmentFiles(dirs[3]!.path);
+  const total = [...kept.values()].reduce((a, b) => a + b, 0);
+  const complete = [...kept.keys()].filter((n) => n.endsWith(".zst"));
+  const partial = [...kept].filter(([n]) => n.endsWith(".partial")).reduce((a, [, b]) => a + b, 0);
+  assert.ok(total <= 3 * SEG + SEG, `${total} bytes kept`);
+  assert.ok(
+    complete.length > Math.floor((3 * SEG - partial) / SEG),
+    `only ${JSON.stringify([...kept])} kept`,
+  );
+});
