@@ -113,6 +113,15 @@ export {
   WalSegmentDamagedError,
 } from "./lib/wal/segment_validation.ts";
 export { type WalReaderError } from "./lib/wal/reader.ts";
+export { BytesFile, type SegmentHandle } from "./lib/wal/segment_handle.ts";
+export { type ArchiveLayout } from "./lib/archive/layout.ts";
+export { type CompressFormat } from "./lib/archive/compress.ts";
+export {
+  ArchiveFormatError,
+  type ArchiveFormatProblem,
+  ArchiveLayoutError,
+} from "./lib/archive/errors.ts";
+export { type ArchiveFormat } from "./lib/archive/format.ts";
 export { formatLsn, INVALID_LSN, type Lsn, MAX_LSN, parseLsn } from "./lib/wal/lsn.ts";
 export {
   historyFileName,

@@ -36,6 +36,8 @@ export class ArchiveFormatError extends Error {
   readonly problem: ArchiveFormatProblem;
 
   /**
+   * Creates the error for a file and what is wrong with it.
+   *
    * @param file The archived file's path.
    * @param format Its format.
    * @param problem What is wrong with it.
@@ -73,6 +75,8 @@ export class ArchiveLayoutError extends Error {
   readonly dir: string;
 
   /**
+   * Creates the error for a directory.
+   *
    * @param dir The directory examined.
    * @param detail What is wrong with its layout.
    */

@@ -6,10 +6,12 @@
  * @module
  */
 
-import type { AsyncReader, SyncReader } from "../_io.ts";
-
 /** The part of `Deno.FsFile` a sender reads a segment with. */
-export interface SegmentHandle extends AsyncReader, SyncReader {
+export interface SegmentHandle {
+  /** Reads up to `p.length` bytes; `null` at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** {@linkcode SegmentHandle.read}, synchronously. */
+  readSync(p: Uint8Array): number | null;
   /** Moves the read position; returns the new one. */
   seek(offset: number | bigint, whence: Deno.SeekMode): Promise<number>;
   /** {@linkcode SegmentHandle.seek}, synchronously. */
@@ -47,6 +49,8 @@ export class BytesFile implements SegmentHandle {
   #pos = 0;
 
   /**
+   * Wraps a segment's bytes.
+   *
    * @param bytes The segment's bytes.
    * @param info The metadata of the file they come from.
    */
