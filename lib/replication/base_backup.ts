@@ -12,6 +12,7 @@ import type { GenericOption } from "./command.ts";
 import type { ClientConnection } from "./connection.ts";
 import type { Sender } from "./registry.ts";
 import type { SessionContext } from "./session.ts";
+import { pgErrorOf } from "./wal_errors.ts";
 
 /** How long a BASE_BACKUP with WAL waits for the backup's last segment to be durable here. */
 const WAL_WAIT_MS = 60_000;
@@ -62,7 +63,8 @@ export async function runBaseBackup(
     backups.totals.served++;
   } catch (e) {
     backups.totals.failed++;
-    if (e instanceof PgError || client.closed || isConnectionError(e)) throw e;
+    const pe = pgErrorOf(e);
+    if (pe instanceof PgError || client.closed || isConnectionError(e)) throw pe;
     throw new PgError(
       SqlState.INTERNAL_ERROR,
       `could not send base backup "${source.id}": ${(e as Error).message}`,
