@@ -53,7 +53,10 @@ function copyData(kind: number, payload?: Uint8Array): Uint8Array {
  * await sink.archive(new Uint8Array(1024));
  * await sink.endArchive();
  * assert.equal(sink.bytesDone, 1024);
- * assert.deepEqual(sent.map((m) => String.fromCharCode(m[5]!)), ["n", "d", "p"]);
+ * // One write: CopyData 'n' (16 bytes), 'd' with the archive (1030), 'p' (14).
+ * assert.equal(sent.length, 1);
+ * assert.equal(sent[0]!.length, 16 + 1030 + 14);
+ * assert.deepEqual([sent[0]![5], sent[0]![21], sent[0]![1051]], [0x6e, 0x64, 0x70]);
  * ```
  */
 export class CopySink {
