@@ -138,6 +138,12 @@ for (const major of [15, 17, 18]) {
     await verifyBackup(programs, none, ["-n"]);
     assert.match(await Deno.readTextFile(join(none, "backup_manifest")), /"Encoded-Path"/);
 
+    // --no-manifest: no manifest in the COPY, the archive as stored.
+    const nomf = join(work.path, "nomanifest");
+    await pgBasebackupOk(programs, conninfo, nomf, ["-Ft", "-X", "none", "--no-manifest"], ctx());
+    await assert.rejects(Deno.stat(join(nomf, "backup_manifest")));
+    assert.ok(await filesEqual(join(nomf, "base.tar"), join(tarDir, "base.tar")));
+
     // Server-side gzip, as pg_basebackup asks for it.
     const gz = join(work.path, "gz");
     await pgBasebackupOk(
@@ -158,10 +164,10 @@ for (const major of [15, 17, 18]) {
     const status = await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json();
     assert.equal(status.base_backups.stored.length, 1);
     assert.equal(status.base_backups.stored[0].server_version, major);
-    assert.equal(status.base_backups.totals.served, 5);
+    assert.equal(status.base_backups.totals.served, 6);
     assert.deepEqual(status.base_backups.serving, []);
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-    assert.match(metrics, /^walrelay_base_backups_served_total 5$/m);
+    assert.match(metrics, /^walrelay_base_backups_served_total 6$/m);
     assert.match(metrics, /^walrelay_base_backups_stored 1$/m);
     if (major === 15) {
       await dashboardShows(`http://127.0.0.1:${httpPort}/`, status.base_backups.stored[0].id);
