@@ -188,7 +188,15 @@ export class WalStore {
    * @throws {Deno.errors.NotFound} when it is gone.
    * @throws {ArchiveFormatError} when an archived file does not decode to what its name promises.
    */
-  async openSegment(name: string): Promise<SegmentHandle> {
+  openSegment(name: string): Promise<SegmentHandle> {
+    return this.#open(name, true);
+  }
+
+  /**
+   * {@linkcode openSegment}; `rescan` says whether a plain file gone from the directory is looked
+   * for again after a rescan (never from within one, which would wait on itself).
+   */
+  async #open(name: string, rescan: boolean): Promise<SegmentHandle> {
     if (this.#files.entry(name)) {
       const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
       return new BytesFile(data, info);
@@ -196,7 +204,7 @@ export class WalStore {
     try {
       return await Deno.open(this.path(name), { read: true });
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (!(e instanceof Deno.errors.NotFound) || !rescan) throw e;
       // Compressed since the last rescan (the relay's `--compress`): open the compressed copy.
       await this.refresh();
       if (!this.#files.entry(name)) throw e;
@@ -600,7 +608,7 @@ export class WalStore {
     if (pos >= segEnd) return;
     let f: SegmentHandle;
     try {
-      f = await this.openSegment(file.name);
+      f = await this.#open(file.name, false);
     } catch {
       return; // gone or undecodable: the next rescan will not see it either
     }
