@@ -161,6 +161,14 @@ export async function runBaseBackupBench(
   };
 }
 
+/** One summary line for the bench's headline. */
+export function baseBackupHeadline(r: BaseBackupReport): string {
+  return `basebackup: ${mib(r.backup_bytes)} MiB, primary ${fixed(median(r.primary_s))} s vs ` +
+    `relay store ${fixed(median(r.relay_s))} s (ratio ${fixed(r.wall_ratio)}), relay ` +
+    `${fixed(r.relay_cpu_s_per_gb)} CPU s/GB; ten edge backups cost the primary ` +
+    `${r.primary_backups_for_ten} BASE_BACKUP, ${fixed(r.primary_cpu_s_for_ten)} CPU s`;
+}
+
 /** The report as a table. */
 export function formatBaseBackupReport(r: BaseBackupReport): string {
   return table(["measure", "value"], [

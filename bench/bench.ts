@@ -24,6 +24,8 @@
  *   walrelay, against a standby fed directly and one fed by a cascading standby.
  * - **archive** (`archive.ts`, only when named): one and 24 `pg_receivewal` pulling from a plain,
  *   gzip, lz4 and zstd archive of the same WAL, beside `zcat`, `lz4 -dc`, `zstd -dc` on the files.
+ * - **basebackup** (`basebackup.ts`, only when named): `pg_basebackup` of a pgbench database from
+ *   the relay's store against the primary, alternating; the primary's cost of ten edge backups.
  *
  * Everything measured goes into `bench/out/latest.json`: one key per suite, each with the command,
  * date and environment of the run that produced it (a run of some suites keeps the others' last
@@ -47,12 +49,13 @@ import {
 import { type RelayLagSummary, runRelayLagBenchmark } from "./relay_lag.ts";
 import { runThroughput, type ThroughputReport } from "./throughput.ts";
 import { archiveHeadline, runArchive } from "./archive.ts";
+import { baseBackupHeadline, runBaseBackupBench } from "./basebackup.ts";
 import { loadAverage } from "./_proc.ts";
 import { fixed, interruptOnSigint, intOption, mib, usageError } from "./_util.ts";
 
 const SUITES = ["throughput", "latency", "fanout", "memory", "relay_lag"] as const;
 /** Suites run only when named: `archive` generates, compresses and serves four archives. */
-const EXTRA_SUITES = ["archive"] as const;
+const EXTRA_SUITES = ["archive", "basebackup"] as const;
 
 const USAGE = `deno task bench [options]
 
@@ -88,6 +91,9 @@ archive (plain, gzip, lz4, zstd archives served; against zcat, lz4 -dc, zstd -dc
   --archive-size-mb N      WAL to generate, compress and serve, in MiB (default 1024)
   --archive-clients N      pg_receivewal at once in the fan-out (default 24)
   --archive-fanout-mb N    WAL each fan-out client pulls, in MiB (default 256)
+
+basebackup (pg_basebackup from the relay's store against the primary; --rounds applies):
+  --basebackup-scale N     pgbench scale of the database (default 70, about 1 GB)
 `;
 
 /** The command line, checked. */
@@ -114,6 +120,7 @@ interface BenchConfig {
   archiveSizeMb: number;
   archiveClients: number;
   archiveFanoutMb: number;
+  basebackupScale: number;
 }
 
 /** Parses and checks the options; prints the usage and exits on `--help` or a bad value. */
@@ -140,6 +147,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "archive-size-mb": { type: "string", default: "1024" },
       "archive-clients": { type: "string", default: "24" },
       "archive-fanout-mb": { type: "string", default: "256" },
+      "basebackup-scale": { type: "string", default: "70" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -189,6 +197,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
     archiveSizeMb: int("archive-size-mb", opts["archive-size-mb"], 16),
     archiveClients: int("archive-clients", opts["archive-clients"], 1),
     archiveFanoutMb: int("archive-fanout-mb", opts["archive-fanout-mb"], 16),
+    basebackupScale: int("basebackup-scale", opts["basebackup-scale"], 1),
   };
 }
 
@@ -353,6 +362,12 @@ async function runSuites(
     });
     results.archive = a;
     headline.push(...archiveHeadline(a));
+  }
+  if (suites.has("basebackup")) {
+    log(`\n== basebackup: pg_basebackup from the relay's store against the primary ==`);
+    const b = await runBaseBackupBench({ scale: cfg.basebackupScale, rounds: cfg.rounds, log });
+    results.basebackup = b;
+    headline.push(baseBackupHeadline(b));
   }
   return { results, headline };
 }
