@@ -90,3 +90,15 @@ Deno.test("copy sink: MAX_RATE is honoured", async () => {
   const ms = performance.now() - t0;
   assert.ok(ms >= 450, `512 kB at 1 MB/s took ${ms.toFixed(0)} ms`);
 });
+
+Deno.test("copy sink: mid-archive progress once 64 kB and a second have passed", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 128, gzip: false });
+  await sink.beginArchive("base.tar", "");
+  for (let i = 0; i < 12; i++) await sink.archive(new Uint8Array(16384));
+  await sink.endArchive();
+  const kinds = r.sent.map(([k]) => k);
+  // 192 kB at 128 kB/s: one report after the first second, and the one at the end.
+  assert.equal(kinds.filter((k) => k === "p").length, 2, kinds.join(""));
+  assert.notEqual(kinds.indexOf("p"), kinds.length - 1);
+});

@@ -350,12 +350,15 @@ class UpstreamBackup implements BackupInProgress {
     this.#manifest.resolve(bytes);
     this.#end.resolve(end);
     const base = await scanBaseArchive(fileChunks(join(writer.dir, "base.tar")));
+    // PROGRESS reports the sizes the server reported; the archives' own are kept beside them.
     const tablespaces: BackupTablespace[] = [];
     for (const t of start.tablespaces) {
+      const scanned = await scanTablespaceArchive(fileChunks(join(writer.dir, `${t.oid}.tar`)));
       tablespaces.push({
         oid: t.oid,
         location: t.location,
-        ...await scanTablespaceArchive(fileChunks(join(writer.dir, `${t.oid}.tar`))),
+        bytes: scanned.bytes,
+        estimateKb: t.estimateKb,
       });
     }
     return {
@@ -371,7 +374,7 @@ class UpstreamBackup implements BackupInProgress {
       storedAt: new Date(),
       source: "upstream",
       tablespaces,
-      base: { bytes: base.bytes, estimateKb: base.estimateKb },
+      base: { bytes: base.bytes, estimateKb: start.baseEstimateKb },
       manifest: {
         bytes: bytes.length,
         version: manifest.version,
