@@ -22,6 +22,8 @@ export interface BackupInProgress extends BackupSource {
   readonly bytesReceived: number;
   /** Resolves with what was stored; rejects when the upstream failed. */
   readonly done: Promise<BackupInfo>;
+  /** Abandons it (the relay is shutting down): nothing is stored, readers get an error. */
+  abort(): void;
 }
 
 /** Takes a new backup from the upstream (relay mode). */
@@ -114,9 +116,10 @@ export class BackupService {
     return service;
   }
 
-  /** Stops taking backups ahead of demand. */
+  /** Stops taking backups: none ahead of demand, and the one being taken is abandoned. */
   close(): void {
     clearInterval(this.#timer);
+    this.#taking?.abort();
   }
 
   /** The backup being taken from the upstream, if any. */

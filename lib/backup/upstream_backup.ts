@@ -105,6 +105,8 @@ class UpstreamBackup implements BackupInProgress {
   #files = new Map<string, GrowingFile>();
   #changed = new Changed();
   #failure: Error | undefined;
+  #client: PgClient | undefined;
+  #aborted = false;
 
   constructor(store: BackupStore, opts: UpstreamTakerOptions) {
     this.#store = store;
@@ -173,6 +175,12 @@ class UpstreamBackup implements BackupInProgress {
     this.#changed.fire();
   }
 
+  /** Abandons the backup: the upstream connection is closed, readers get an error. */
+  abort(): void {
+    this.#aborted = true;
+    this.#client?.close();
+  }
+
   async #run(): Promise<BackupInfo> {
     let writer: BackupWriter | undefined;
     let client: PgClient | undefined;
@@ -189,7 +197,10 @@ class UpstreamBackup implements BackupInProgress {
           replication: "true",
           application_name: c.applicationName,
         },
+        stopped: () => this.#aborted,
       }));
+      this.#client = client;
+      if (this.#aborted) throw new Error("the relay is shutting down");
       this.#opts.log.log("info", "taking base backup from upstream", {});
       const info = await this.#receive(client, writer);
       await client.terminate();
