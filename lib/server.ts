@@ -30,7 +30,7 @@ import { upstreamProvider } from "./upstream/status_provider.ts";
 import { ClientConnection } from "./replication/connection.ts";
 import { readStartupPacket } from "./replication/startup.ts";
 import { osErrorText } from "./upstream/wal_file_error.ts";
-import { BackupService } from "./backup/service.ts";
+import { BackupService, checkBackupSettings } from "./backup/service.ts";
 import { upstreamTaker } from "./backup/upstream_backup.ts";
 
 /**
@@ -295,6 +295,7 @@ async function checkOptions(o: WalRelayOptions): Promise<Settings> {
   if (compress !== undefined && !isCompressFormat(compress)) {
     throw new Error(`invalid compression "${compress}": expected gzip, lz4 or zstd`);
   }
+  if (o.baseBackups) checkBackupSettings(o.baseBackups);
   const retain = o.upstream?.retainBytes;
   if (retain !== undefined) checkInteger("retainBytes", retain, 0);
   let http: Settings["http"];

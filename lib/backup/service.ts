@@ -224,3 +224,33 @@ export class BackupService {
     };
   }
 }
+
+/**
+ * Checks the base backup settings of a relay before anything is acquired.
+ *
+ * @throws {RangeError} naming the setting that is out of range.
+ *
+ * @example
+ * ```ts
+ * import { checkBackupSettings } from "./service.ts";
+ * import assert from "node:assert/strict";
+ * checkBackupSettings({ keep: 2, maxAgeMs: 86_400_000 });
+ * assert.throws(() => checkBackupSettings({ keep: 0 }), RangeError);
+ * ```
+ */
+export function checkBackupSettings(
+  s: { maxAgeMs?: number; intervalMs?: number; keep?: number; maxRateKb?: number },
+): void {
+  const check = (name: string, v: number | undefined, ok: (v: number) => boolean, want: string) => {
+    if (v !== undefined && !ok(v)) throw new RangeError(`invalid ${name} ${v}: expected ${want}`);
+  };
+  check("baseBackups.maxAgeMs", s.maxAgeMs, (v) => v >= 0, "zero or more ms");
+  check("baseBackups.intervalMs", s.intervalMs, (v) => v > 0, "more than zero ms");
+  check("baseBackups.keep", s.keep, (v) => Number.isInteger(v) && v >= 1, "an integer from 1");
+  check(
+    "baseBackups.maxRateKb",
+    s.maxRateKb,
+    (v) => Number.isInteger(v) && v >= 32 && v <= 1048576,
+    "an integer from 32 to 1048576 kB/s",
+  );
+}
