@@ -152,6 +152,8 @@ Deno.test({
       });
       await gone.write(new MessageBuilder("Q").cstring("BASE_BACKUP ( MAX_RATE 1024)").finish());
       while ((await gone.nextRaw()).type !== "d") { /* result sets */ }
+      // pg_stat_replication shows it in state "backup", as PostgreSQL does.
+      assert.deepEqual(relay.registry.list().map((s) => s.state), ["backup"]);
       gone.close();
       const backups = relay.backups!;
       const deadline = Date.now() + 10_000;

@@ -166,7 +166,7 @@ export function renderMetrics(
 
   // Senders, as pg_stat_replication.
   m.family("walrelay_senders", "gauge", "Connected replication clients, by state.", [
-    ...["startup", "catchup", "streaming", "stopping"].map((state): [Labels, Value] => [
+    ...["startup", "backup", "catchup", "streaming", "stopping"].map((state): [Labels, Value] => [
       { state },
       status.senders.filter((s) => s.state === state).length,
     ]),

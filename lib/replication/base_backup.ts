@@ -45,6 +45,8 @@ export async function runBaseBackup(
     started: new Date(),
   };
   backups.serving.add(progress);
+  // WalSndSetState(WALSNDSTATE_BACKUP): pg_stat_replication shows the client as "backup".
+  sender.state = "backup";
   ctx.log.log("info", "sending base backup", {
     pid: sender.pid,
     backup: source.id,
@@ -70,6 +72,7 @@ export async function runBaseBackup(
       `could not send base backup "${source.id}": ${(e as Error).message}`,
     );
   } finally {
+    sender.state = "startup";
     backups.serving.delete(progress);
     release();
   }

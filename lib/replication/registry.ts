@@ -8,7 +8,7 @@
 import type { Lsn } from "../wal/lsn.ts";
 
 /** `WalSndState`, as `pg_stat_replication.state` names it. */
-export type SenderState = "startup" | "catchup" | "streaming" | "stopping";
+export type SenderState = "startup" | "backup" | "catchup" | "streaming" | "stopping";
 
 /** One connected client's shared state. */
 export interface Sender {
