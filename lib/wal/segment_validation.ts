@@ -69,6 +69,11 @@ export interface SegmentCheckRequest {
     /** Its plain bytes, when the file is archived. */
     data?: Uint8Array;
   } | undefined;
+  /**
+   * Reads the plain bytes of archived files into the request (`data`, `next.data`), called only
+   * when validation must run: a remembered result needs no decoding.
+   */
+  load?: () => Promise<SegmentCheckRequest>;
 }
 
 /** Options of {@linkcode SegmentValidations}. */
@@ -220,7 +225,9 @@ export class SegmentValidations {
     }
     const fresh: Entry = { identity, promise: undefined!, next: undefined, done: false };
     this.#runs++;
-    const run = this.#worker?.run(request) ?? validateSegment(request, this.#settings);
+    const run = (request.load ? request.load() : Promise.resolve(request)).then((r) =>
+      this.#worker?.run(r) ?? validateSegment(r, this.#settings)
+    );
     fresh.promise = run.then(
       ({ check, next }) => {
         fresh.next = next;

@@ -28,7 +28,11 @@ import {
 import { parseHistory, type TimelineHistory } from "./history.ts";
 import { join } from "./_path.ts";
 import { WalValidator } from "./reader.ts";
-import { type SegmentCheck, SegmentValidations } from "./segment_validation.ts";
+import {
+  type SegmentCheck,
+  type SegmentCheckRequest,
+  SegmentValidations,
+} from "./segment_validation.ts";
 import { ArchivedFiles } from "./_archived_files.ts";
 import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
@@ -314,38 +318,41 @@ export class WalStore {
    * reads the decoded bytes. A next file that does not decode is left out: the record running on
    * into it is then not followed, and the damage is reported when a sender reaches that file.
    */
-  async #checkArchived(
+  #checkArchived(
     file: SegmentFile,
     next: SegmentFile | undefined,
     nextBytes: number,
   ): Promise<SegmentCheck> {
     const segSize = this.identity.segmentSize;
     const entry = this.#files.entry(file.name);
-    const data = entry ? await this.#files.read(file.name, segSize) : undefined;
     const nextEntry = next && this.#files.entry(next.name);
-    let nextData: Uint8Array | undefined;
-    if (next && nextEntry && nextBytes > 0) {
-      try {
-        nextData = await this.#files.read(next.name, segSize);
-      } catch (e) {
-        if (!(e instanceof ArchiveFormatError) && !(e instanceof Deno.errors.NotFound)) throw e;
-        next = undefined;
-      }
-    }
-    return await this.validations.check({
+    const request: SegmentCheckRequest = {
       tli: file.tli,
       segno: file.segno,
       name: file.name,
       path: entry?.path ?? this.path(file.name),
-      ...(data && { data }),
       next: next && {
         name: next.name,
         path: nextEntry?.path ?? this.path(next.name),
         bytes: nextBytes,
         complete: this.#complete(next),
-        ...(nextData && { data: nextData }),
       },
-    });
+    };
+    // Decoded only when validation runs: a remembered result needs neither file's bytes.
+    request.load = async (): Promise<SegmentCheckRequest> => {
+      const { load: _, ...loaded } = request;
+      if (entry) loaded.data = await this.#files.read(file.name, segSize);
+      if (loaded.next && nextEntry && nextBytes > 0) {
+        try {
+          loaded.next = { ...loaded.next, data: await this.#files.read(next!.name, segSize) };
+        } catch (e) {
+          if (!(e instanceof ArchiveFormatError) && !(e instanceof Deno.errors.NotFound)) throw e;
+          delete loaded.next;
+        }
+      }
+      return loaded;
+    };
+    return this.validations.check(request);
   }
 
   /** Whether a file holds a whole segment that lies below the valid, durable end. */
