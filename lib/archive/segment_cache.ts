@@ -37,6 +37,15 @@ interface Slot {
   promise: Promise<CachedFile>;
   /** Decoded bytes held, once known. */
   bytes: number;
+  /** The result, once decoded. */
+  value?: CachedFile;
+}
+
+/** An evicted file whose bytes a sender may still hold. */
+interface Evicted {
+  key: string;
+  data: WeakRef<Uint8Array>;
+  file: Omit<CachedFile, "data">;
 }
 
 /** The cache's default capacity, 256 MiB. */
@@ -71,6 +80,12 @@ export class SegmentCache {
   /** Bytes of decoded WAL kept at most. */
   readonly capacity: number;
   readonly #slots = new Map<string, Slot>();
+  /**
+   * Evicted files by path, weakly: while a sender still reads one, the next sender to open it
+   * takes the same bytes instead of decoding them again (a client far behind others, whose
+   * segments the cache has let go).
+   */
+  readonly #evicted = new Map<string, Evicted>();
   readonly #pool: DecodePool | undefined;
   #bytes = 0;
   #decodes = 0;
@@ -117,17 +132,31 @@ export class SegmentCache {
       return await slot.promise;
     }
     if (slot) this.#drop(entry.path, slot);
+    const gone = this.#evicted.get(entry.path);
+    const held = gone?.key === key ? gone.data.deref() : undefined;
+    if (gone) this.#evicted.delete(entry.path);
+    if (held) {
+      this.#hits++;
+      const value: CachedFile = { ...gone!.file, data: held };
+      const back: Slot = { key, promise: Promise.resolve(value), bytes: held.length, value };
+      this.#slots.set(entry.path, back);
+      this.#bytes += back.bytes;
+      this.#evict(back);
+      return value;
+    }
     const fresh: Slot = { key, promise: undefined!, bytes: 0 };
     this.#decodes++;
     const decoded = this.#pool?.run(entry, options.segmentSize) ??
       readArchivedFile(entry, options);
     fresh.promise = decoded.then((r) => {
+      const value: CachedFile = { ...r, info: s };
+      fresh.value = value;
       if (this.#slots.get(entry.path) === fresh) {
         fresh.bytes = r.data.length;
         this.#bytes += fresh.bytes;
         this.#evict(fresh);
       }
-      return { ...r, info: s };
+      return value;
     }, (e) => {
       // A file that does not decode stays known as such; anything else (gone, unreadable) is
       // tried again by the next reader.
@@ -144,6 +173,7 @@ export class SegmentCache {
   forget(path: string): void {
     const slot = this.#slots.get(path);
     if (slot) this.#drop(path, slot);
+    this.#evicted.delete(path);
   }
 
   #drop(path: string, slot: Slot): void {
@@ -158,6 +188,13 @@ export class SegmentCache {
       // A decode under way holds nothing yet; the newest file is wanted right now.
       if (slot === keep || slot.bytes === 0) continue;
       this.#drop(path, slot);
+      if (slot.value) {
+        const { data, ...file } = slot.value;
+        this.#evicted.set(path, { key: slot.key, data: new WeakRef(data), file });
+      }
+    }
+    if (this.#evicted.size > 1024) {
+      for (const [path, e] of this.#evicted) if (!e.data.deref()) this.#evicted.delete(path);
     }
   }
 }
