@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { zstdDecompressSync } from "node:zlib";
 import { chromium } from "npm:playwright-core@1";
 import { filesEqual, freePort, run, startPrimary, startRelay, tempDir } from "./_pg.ts";
 import {
@@ -172,6 +173,29 @@ for (const major of [15, 17, 18]) {
     if (major === 15) {
       await dashboardShows(`http://127.0.0.1:${httpPort}/`, status.base_backups.stored[0].id);
     }
+
+    // Server-side zstd: -Ft keeps base.tar.zst; plain format decompresses it and verifies.
+    const zst = join(work.path, "zst");
+    await pgBasebackupOk(
+      programs,
+      conninfo,
+      zst,
+      ["-Ft", "-X", "none", "--compress=server-zstd:level=5"],
+      ctx(),
+    );
+    assert.deepEqual(
+      new Uint8Array(zstdDecompressSync(await Deno.readFile(join(zst, "base.tar.zst")))),
+      await Deno.readFile(join(tarDir, "base.tar")),
+    );
+    const zplain = join(work.path, "zplain");
+    await pgBasebackupOk(
+      programs,
+      conninfo,
+      zplain,
+      ["-X", "stream", "--compress=server-zstd"],
+      ctx(),
+    );
+    await verifyBackup(programs, zplain);
 
     // What walrelay does not do, in PostgreSQL's words.
     const lz4 = await pgBasebackup(programs, conninfo, join(work.path, "lz4"), [

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { Duplex } from "node:stream";
+import { constants as zlibConstants, createZstdCompress } from "node:zlib";
 import { MessageBuilder } from "../pgwire/messages.ts";
 
 /** `SINK_BUFFER_LENGTH`: the largest data payload of one CopyData. */
@@ -30,8 +32,27 @@ export interface CopySinkOptions {
   sendToClient: boolean;
   /** `MAX_RATE` in kB/s; 0 = unthrottled. */
   maxRateKb: number;
-  /** Server-side gzip: each archive compressed, named `….gz`. */
-  gzip: boolean;
+  /**
+   * Server-side compression: each archive compressed on its own and named `….gz` or `….zst`, as
+   * `bbsink_gzip` and `bbsink_zstd` do.
+   */
+  compression: "none" | "gzip" | "zstd";
+  /** The zstd level, when the client gave one. */
+  level?: number | undefined;
+}
+
+/** zstd as a Web stream pair, from the runtime's zlib (`ZSTD_CLEVEL_DEFAULT` unless told). */
+function zstdStream(level: number | undefined): {
+  writable: WritableStream<BufferSource>;
+  readable: ReadableStream<Uint8Array>;
+} {
+  const z = createZstdCompress({
+    params: { [zlibConstants.ZSTD_c_compressionLevel]: level ?? 3 },
+  });
+  return Duplex.toWeb(z) as unknown as {
+    writable: WritableStream<BufferSource>;
+    readable: ReadableStream<Uint8Array>;
+  };
 }
 
 function copyData(kind: number, payload?: Uint8Array): Uint8Array {
@@ -48,7 +69,7 @@ function copyData(kind: number, payload?: Uint8Array): Uint8Array {
  * import { CopySink } from "./copy_sink.ts";
  * import assert from "node:assert/strict";
  * const sent: Uint8Array[] = [];
- * const sink = new CopySink({ send: async (...m) => void sent.push(...m) }, { sendToClient: true, maxRateKb: 0, gzip: false });
+ * const sink = new CopySink({ send: async (...m) => void sent.push(...m) }, { sendToClient: true, maxRateKb: 0, compression: "none" });
  * await sink.beginArchive("base.tar", "");
  * await sink.archive(new Uint8Array(1024));
  * await sink.endArchive();
@@ -62,7 +83,7 @@ function copyData(kind: number, payload?: Uint8Array): Uint8Array {
 export class CopySink {
   /** Uncompressed archive bytes so far, across archives: what `p` reports. */
   bytesDone = 0;
-  /** Bytes put on the wire (compressed when gzip). */
+  /** Bytes put on the wire (compressed, when the archives are). */
   bytesSent = 0;
   #out: MessageSink;
   #opts: CopySinkOptions;
@@ -77,6 +98,7 @@ export class CopySink {
   #lastReport = Date.now();
   #throttleStart = Date.now();
   #throttled = 0;
+  /** The compressor of the current archive. */
   #gzip: { writer: WritableStreamDefaultWriter<BufferSource>; reading: Promise<void> } | undefined;
 
   /**
@@ -92,11 +114,13 @@ export class CopySink {
 
   /** Starts an archive: `n`, name and tablespace path (empty for the main directory). */
   async beginArchive(name: string, path: string): Promise<void> {
-    const b = new MessageBuilder("d").byte(0x6e).cstring(this.#opts.gzip ? `${name}.gz` : name)
-      .cstring(path);
+    const suffix = { none: "", gzip: ".gz", zstd: ".zst" }[this.#opts.compression];
+    const b = new MessageBuilder("d").byte(0x6e).cstring(name + suffix).cstring(path);
     this.#queue(b.finish());
-    if (this.#opts.gzip) {
-      const cs = new CompressionStream("gzip");
+    if (this.#opts.compression !== "none") {
+      const cs = this.#opts.compression === "gzip"
+        ? new CompressionStream("gzip")
+        : zstdStream(this.#opts.level);
       const reading = (async () => {
         for await (const chunk of cs.readable) await this.#data(chunk);
       })();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { zstdDecompressSync } from "node:zlib";
 import { CopySink } from "./copy_sink.ts";
 
 /** The CopyData payloads sent, as [kind, payload] (the message header checked on the way). */
@@ -24,7 +25,7 @@ function recorder(): { sent: [string, Uint8Array][]; send: (...m: Uint8Array[]) 
 
 Deno.test("copy sink: n, d of at most 32 kB, p at the end of each archive, m before the manifest", async () => {
   const r = recorder();
-  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, gzip: false });
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, compression: "none" });
   await sink.beginArchive("16384.tar", "/srv/ts1");
   await sink.archive(new Uint8Array(70000).fill(1));
   await sink.endArchive();
@@ -55,7 +56,7 @@ Deno.test("copy sink: n, d of at most 32 kB, p at the end of each archive, m bef
 
 Deno.test("copy sink: TARGET 'blackhole' sends no data, only the framing", async () => {
   const r = recorder();
-  const sink = new CopySink(r, { sendToClient: false, maxRateKb: 0, gzip: false });
+  const sink = new CopySink(r, { sendToClient: false, maxRateKb: 0, compression: "none" });
   await sink.beginArchive("base.tar", "");
   await sink.archive(new Uint8Array(100000));
   await sink.endArchive();
@@ -65,7 +66,7 @@ Deno.test("copy sink: TARGET 'blackhole' sends no data, only the framing", async
 
 Deno.test("copy sink: server-side gzip names the archive .gz and inflates to the tar bytes", async () => {
   const r = recorder();
-  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, gzip: true });
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, compression: "gzip" });
   const tar = new Uint8Array(300000).map((_, i) => i % 251);
   await sink.beginArchive("base.tar", "");
   await sink.archive(tar.subarray(0, 100000));
@@ -82,7 +83,7 @@ Deno.test("copy sink: server-side gzip names the archive .gz and inflates to the
 
 Deno.test("copy sink: MAX_RATE is honoured", async () => {
   const r = recorder();
-  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 1024, gzip: false });
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 1024, compression: "none" });
   const t0 = performance.now();
   await sink.beginArchive("base.tar", "");
   await sink.archive(new Uint8Array(512 * 1024));
@@ -93,7 +94,7 @@ Deno.test("copy sink: MAX_RATE is honoured", async () => {
 
 Deno.test("copy sink: mid-archive progress once 64 kB and a second have passed", async () => {
   const r = recorder();
-  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 128, gzip: false });
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 128, compression: "none" });
   await sink.beginArchive("base.tar", "");
   for (let i = 0; i < 12; i++) await sink.archive(new Uint8Array(16384));
   await sink.endArchive();
@@ -101,4 +102,22 @@ Deno.test("copy sink: mid-archive progress once 64 kB and a second have passed",
   // 192 kB at 128 kB/s: one report after the first second, and the one at the end.
   assert.equal(kinds.filter((k) => k === "p").length, 2, kinds.join(""));
   assert.notEqual(kinds.indexOf("p"), kinds.length - 1);
+});
+
+Deno.test("copy sink: server-side zstd names the archive .zst and decompresses to the tar bytes", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, compression: "zstd", level: 5 });
+  const tar = new Uint8Array(300000).map((_, i) => i % 251);
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(tar);
+  await sink.endArchive();
+  assert.equal(new TextDecoder().decode(r.sent[0]![1]), "base.tar.zst\0\0");
+  const zst = r.sent.filter(([k]) => k === "d").map(([, p]) => p);
+  const all = new Uint8Array(zst.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of zst) {
+    all.set(p, at);
+    at += p.length;
+  }
+  assert.deepEqual(new Uint8Array(zstdDecompressSync(all)), tar);
 });

@@ -32,7 +32,9 @@ export interface BaseBackupOptions {
   /** Whether the archives go to the client (`TARGET 'client'`) or nowhere (`'blackhole'`). */
   sendToClient: boolean;
   /** Server-side compression. */
-  compression: "none" | "gzip";
+  compression: "none" | "gzip" | "zstd";
+  /** Its level, when the client gave one (gzip's is fixed by the platform's stream). */
+  compressionLevel?: number;
 }
 
 /** `MAX_RATE_LOWER` and `MAX_RATE_UPPER` of basebackup.h, in kB/s. */
@@ -76,29 +78,45 @@ function parseBool(text: string): boolean | undefined {
   return undefined;
 }
 
-/** `compression_detail` for gzip: a level from 1 to 9, bare or as `level=N`. */
-function checkGzipDetail(detail: string): void {
+/** The levels each algorithm takes, as `validate_compress_specification` words them. */
+const LEVELS: Readonly<Record<"gzip" | "zstd", { min: number; max: number; dflt: number }>> = {
+  gzip: { min: 1, max: 9, dflt: -1 },
+  zstd: { min: -131072, max: 22, dflt: 3 },
+};
+
+/**
+ * `compression_detail`: a bare level or `level=N` (zstd also takes `workers` and `long`, which
+ * are accepted and have no effect here).
+ *
+ * @returns The level, when one was given.
+ */
+function compressionLevel(alg: "gzip" | "zstd", detail: string): number | undefined {
+  let level: number | undefined;
   for (const item of detail.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
     const [key, value] = item.includes("=")
       ? item.split("=", 2) as [string, string]
       : ["level", item];
+    if (alg === "zstd" && (key === "workers" || key === "long")) continue;
     if (key !== "level") {
       throw syntax(
-        `invalid compression specification: compression algorithm "gzip" does not accept a ${key}`,
+        `invalid compression specification: compression algorithm "${alg}" does not accept a ${key}`,
       );
     }
-    const level = Number(value);
-    if (!Number.isInteger(level) || level < 1 || level > 9) {
+    const { min, max, dflt } = LEVELS[alg];
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
       throw syntax(
-        'invalid compression specification: compression algorithm "gzip" expects a compression level between 1 and 9 (default at -1)',
+        `invalid compression specification: compression algorithm "${alg}" expects a compression level between ${min} and ${max} (default at ${dflt})`,
       );
     }
+    level = n;
   }
+  return level;
 }
 
 /**
  * Checks a BASE_BACKUP's options as PostgreSQL does, then refuses what walrelay does not serve:
- * `TARGET 'server'`, lz4 and zstd compression, and PostgreSQL 17's `INCREMENTAL`.
+ * `TARGET 'server'`, lz4 compression, and PostgreSQL 17's `INCREMENTAL`.
  *
  * @throws {PgError} 42601 on a bad or repeated option, 22003 for MAX_RATE out of range, 0A000
  * for what walrelay does not do.
@@ -250,10 +268,13 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
   }
   if (compression !== undefined) {
     const alg = compression.toLowerCase();
-    if (alg === "gzip") {
-      opt.compression = "gzip";
-      if (compressionDetail !== undefined) checkGzipDetail(compressionDetail);
-    } else if (alg === "lz4" || alg === "zstd") {
+    if (alg === "gzip" || alg === "zstd") {
+      opt.compression = alg;
+      if (compressionDetail !== undefined) {
+        const level = compressionLevel(alg, compressionDetail);
+        if (level !== undefined) opt.compressionLevel = level;
+      }
+    } else if (alg === "lz4") {
       throw new PgError(
         SqlState.FEATURE_NOT_SUPPORTED,
         `${alg} compression is not supported by this build`,

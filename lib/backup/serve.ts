@@ -430,7 +430,8 @@ export async function sendBaseBackup(p: SendBaseBackupParams): Promise<void> {
   const sink = new CopySink(client, {
     sendToClient: options.sendToClient,
     maxRateKb: options.maxRateKb,
-    gzip: options.compression === "gzip",
+    compression: options.compression,
+    level: options.compressionLevel,
   });
   const timer = setInterval(() => progress.bytesDone = sink.bytesDone, 250);
   try {
