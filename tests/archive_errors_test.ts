@@ -1,0 +1,68 @@
+// What a client and an operator see when an archive cannot be served: a damaged compressed file
+// ends the stream with XX001 naming the file and its format, after everything before it was sent;
+// a file compressed in a format without a decoder stops the relay at startup, naming both.
+
+import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
+import { join } from "node:path";
+import { REPO_ROOT, run, startRelay, tempDir, TESTDATA } from "./_pg.ts";
+import { listDir, runReceivewal, touch } from "./_relay_util.ts";
+
+Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming the file", async () => {
+  await using dir = await tempDir("walrelay-archive-damaged-");
+  for (const name of await listDir(TESTDATA)) {
+    const bytes = await Deno.readFile(join(TESTDATA, name));
+    if (!/^[0-9A-F]{24}$/.test(name)) {
+      await Deno.writeFile(join(dir.path, name), bytes);
+      continue;
+    }
+    const gz = gzipSync(bytes);
+    if (name === "000000010000000000000007") gz[gz.length >> 1] = gz[gz.length >> 1]! ^ 0xff;
+    await Deno.writeFile(join(dir.path, `${name}.gz`), gz);
+  }
+  await using relay = await startRelay({ walDir: dir.path });
+  await using target = await tempDir("walrelay-archive-damaged-recv-");
+  await touch(join(target.path, "000000010000000000000006.partial"));
+  const r = await runReceivewal(relay.port, ["-D", target.path, "--no-loop", "--no-sync"]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /archived WAL file ".*000000010000000000000007\.gz" is damaged: gzip/);
+  // What came before the damaged file arrived whole.
+  assert.deepEqual(
+    await Deno.readFile(join(target.path, "000000010000000000000006")),
+    await Deno.readFile(join(TESTDATA, "000000010000000000000006")),
+  );
+  assert.match(relay.stderr(), /XX001|000000010000000000000007\.gz/);
+});
+
+Deno.test("a WAL-G .lzma file stops the relay at startup, naming the file and the format", async () => {
+  await using dir = await tempDir("walrelay-archive-lzma-");
+  await Deno.mkdir(join(dir.path, "wal_005"));
+  // The check comes before any file is read: what the .zst holds does not matter here.
+  await Deno.writeFile(
+    join(dir.path, "wal_005", "000000010000000000000006.zst"),
+    new Uint8Array(8),
+  );
+  await Deno.writeFile(
+    join(dir.path, "wal_005", "000000010000000000000007.lzma"),
+    new Uint8Array([0x5d, 0, 0, 0x80, 0]),
+  );
+  const r = await run(
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      join(REPO_ROOT, "cli.ts"),
+      "serve",
+      "--wal-dir",
+      dir.path,
+      "--listen",
+      "127.0.0.1:0",
+    ],
+    { timeoutMs: 30_000 },
+  );
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /walrelay: archived WAL file ".*000000010000000000000007\.lzma": no decoder for lzma compression/,
+  );
+});
