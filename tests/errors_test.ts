@@ -63,19 +63,25 @@ async function backgroundStream(connect: () => Promise<PgClient>, start: bigint,
   );
   let bytes = 0;
   let done = false;
+  let failure: unknown;
+  // Settled at once, so a test that fails before stop() leaves no unhandled rejection behind to
+  // hide its own error; a failure while streaming is reported by stop().
   const loop = (async () => {
     while (!done) {
       const msg = await c.nextRaw();
       if (msg.type === "d" && msg.body[0] === 0x77) bytes += msg.body.length - 25;
       if (msg.type === "c") break;
     }
-  })();
+  })().catch((e) => {
+    if (!done) failure = e;
+  });
   return {
     bytes: () => bytes,
     stop: async () => {
       done = true;
       c.close();
-      await loop.catch(() => {});
+      await loop;
+      if (failure) throw failure;
     },
   };
 }
