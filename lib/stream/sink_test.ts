@@ -72,3 +72,41 @@ Deno.test("sink: a slice of a pool buffer is copied, and its buffer is not given
     .pipeThrough(new WalSlicer(8192, 8192)).pipeThrough(new WalFramer()).pipeTo(sink);
   assert.notEqual(pool.take(), buffer);
 });
+
+Deno.test("sink: a shared block counts its write in flight, and a whole block ends the hold", async () => {
+  const { WalBlockCache } = await import("./block_cache.ts");
+  const cache = new WalBlockCache();
+  const block = cache.getOrFill("seg", 0, 2 * (FRAME_HEADROOM + 8), () => {});
+  const chunk = (i: number, more: boolean) => ({
+    start: BigInt(i * 8),
+    bytes: new Uint8Array(block.buffer, i * (FRAME_HEADROOM + 8) + FRAME_HEADROOM, 8),
+    walEnd: 16n,
+    headroom: true,
+    more,
+    block,
+  });
+  const { promise: taken, resolve: take } = Promise.withResolvers<void>();
+  let writing: Uint8Array | undefined;
+  const sender = { sentLsn: 0n, bytesSent: 0, state: "streaming" as const };
+  const sink = new WalSink({
+    write: (m) => {
+      writing = m;
+      return taken;
+    },
+    sender,
+    cache,
+    catchupEnd: () => 16n,
+  });
+  const done = ReadableStream.from([chunk(0, true), chunk(1, false)])
+    .pipeThrough(new WalFramer()).pipeTo(sink);
+  while (!writing) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(writing.buffer, block.buffer, "sent from the shared buffer itself");
+  assert.equal(writing.byteLength, block.buffer.byteLength, "both messages in one write");
+  assert.equal(block.inFlight, 1);
+  assert.equal(block.holders, 1);
+  take();
+  await done;
+  assert.equal(block.inFlight, 0);
+  assert.equal(block.holders, 0, "released once all of it was sent");
+  assert.deepEqual(sender, { sentLsn: 16n, bytesSent: 16, state: "streaming" });
+});
