@@ -338,6 +338,14 @@ export class WalStore {
         complete: this.#complete(next),
       },
     };
+    // Decoding runs ahead of the sender: validating the next segment needs the one after it
+    // decoded, and a sender that waits for both decodes in turn stalls at every segment.
+    for (const k of [2n, 3n]) {
+      const ahead = this.segmentFile(file.tli, file.segno + k);
+      if (ahead && this.#files.entry(ahead.name) && this.#complete(ahead)) {
+        this.#files.read(ahead.name, segSize).catch(() => {});
+      }
+    }
     // Decoded only when validation runs: a remembered result needs neither file's bytes.
     request.load = async (): Promise<SegmentCheckRequest> => {
       const { load: _, ...loaded } = request;
