@@ -25,9 +25,10 @@ export class GzipCorrupt extends Error {}
  * (cut short) is inflated from after the header, with a sync flush so a cut stream yields what
  * arrived, and the trailer is checked here.
  */
-export function decodeGzipMember(src: Uint8Array): GzipResult {
+export function decodeGzipMember(src: Uint8Array, sizeHint = 16 << 20): GzipResult {
   try {
-    return { data: gunzipSync(src), complete: true };
+    // One output chunk of the expected size, rather than zlib's 16 kB chunks joined at the end.
+    return { data: gunzipSync(src, { chunkSize: Math.max(sizeHint, 1 << 16) }), complete: true };
   } catch {
     // Trailing bytes, a truncated member or damage: sorted out below.
   }

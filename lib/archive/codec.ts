@@ -91,7 +91,7 @@ export async function decodeArchived(
       return { data: src, complete: true };
     case "gzip":
       try {
-        return decodeGzipMember(src);
+        return decodeGzipMember(src, hint);
       } catch (e) {
         if (e instanceof GzipCorrupt) throw corrupt(e);
         throw e;
@@ -105,7 +105,9 @@ export async function decodeArchived(
       try {
         // libzstd returns what it decoded of a truncated frame without complaint; that is the
         // "as much as decodes" we want, and the extent says whether it was all.
-        const out = zstdDecompressSync(src.subarray(0, extent.end));
+        // One output chunk of the expected size: zlib's default 16 kB chunks, joined at the end,
+        // cost a third of the time on a 16 MB segment.
+        const out = zstdDecompressSync(src.subarray(0, extent.end), { chunkSize: hint });
         return { data: asBytes(out), complete: extent.complete };
       } catch (e) {
         throw corrupt(e);
