@@ -90,7 +90,8 @@ fanout and memory (many pg_receivewal at once):
 archive (plain, gzip, lz4, zstd archives served; against zcat, lz4 -dc, zstd -dc):
   --archive-size-mb N      WAL to generate, compress and serve, in MiB (default 1024)
   --archive-clients N      pg_receivewal at once in the fan-out (default 24)
-  --archive-fanout-mb N    WAL each fan-out client pulls, in MiB (default 256)
+  --archive-fanout-mb N    WAL each fan-out client pulls, in MiB (default 128: within the
+                           relay's default 256 MB cache, with room for its decoding ahead)
 
 basebackup (pg_basebackup from the relay's store against the primary; --rounds applies):
   --basebackup-scale N     pgbench scale of the database (default 70, about 1 GB)
@@ -146,7 +147,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "idle-clients": { type: "string", default: "200" },
       "archive-size-mb": { type: "string", default: "1024" },
       "archive-clients": { type: "string", default: "24" },
-      "archive-fanout-mb": { type: "string", default: "256" },
+      "archive-fanout-mb": { type: "string", default: "128" },
       "basebackup-scale": { type: "string", default: "70" },
       help: { type: "boolean", short: "h" },
     },
