@@ -61,6 +61,11 @@ export class SegmentCompressor {
     this.#opts = options;
   }
 
+  /** Segments waiting to be compressed (not counting the one under way). */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
   /** Segments compressed so far. */
   get compressed(): number {
     return this.#compressed;

@@ -596,7 +596,11 @@ export class UpstreamReceiver {
       format,
       beforeRemove: () => this.#sink?.refresh() ?? Promise.resolve(),
       afterCompress: () => {
-        if (this.#writer) this.#enforceRetention(this.#writer.segmentSize);
+        // Plain segments still queued would count at their full size: retention waits until
+        // they are compressed, so it never removes compressed WAL to make room for them.
+        if (this.#writer && this.#compressor?.pending === 0) {
+          this.#enforceRetention(this.#writer.segmentSize);
+        }
       },
       log: (level, message) => this.#log(level, message),
     });
