@@ -102,3 +102,47 @@ Deno.test("relay mode --compress gzip|lz4|zstd under pgbench: downstream byte-id
     `only ${JSON.stringify([...kept])} kept`,
   );
 });
+
+Deno.test("relay mode --compress: restarted on its directory, the relay resumes after its compressed segments", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_keep_size: "1GB", max_wal_senders: 10, autovacuum: "off" },
+  });
+  await using dir = await tempDir("walrelay-compress-restart-");
+  const start = () =>
+    startRelayMode({ walDir: dir.path, upstream: pg.conninfo(), args: ["--compress", "gzip"] });
+  const caughtUp = async (relay: Awaited<ReturnType<typeof start>>) => {
+    const target = parseLsn(await pg.currentLsn())!;
+    await waitFor(async () => (await relayEnd(relay)) >= target, {
+      timeoutMs: 60_000,
+      message: `the relay did not reach the primary's end:\n${relay.stderr()}`,
+    });
+    await waitFor(
+      () => [...segmentFiles(dir.path).keys()].every((n) => !/^[0-9A-F]{24}$/.test(n)),
+      { timeoutMs: 60_000, message: `plain complete segments left:\n${relay.stderr()}` },
+    );
+  };
+  {
+    await using relay = await start();
+    await pg.pgbench(["-i", "-s", "1", "-q"]);
+    await pg.switchWal();
+    await caughtUp(relay);
+    assert.equal((await relay.stop("SIGTERM", 15_000)).code, 0, relay.stderr());
+  }
+  const before = [...segmentFiles(dir.path).keys()].filter((n) => n.endsWith(".gz")).length;
+  // Written while the relay is down: it must continue from its compressed segments, not from
+  // wherever the upstream is now.
+  await pg.pgbench(["-c", "1", "-t", "500", "-n"]);
+  await pg.switchWal();
+  await using relay = await start();
+  await caughtUp(relay);
+  const files = [...segmentFiles(dir.path).keys()].sort();
+  assert.ok(files.filter((n) => n.endsWith(".gz")).length > before, files.join(", "));
+  const compared = await pullMatchesPrimary(
+    relay,
+    files[0]!.slice(0, 24),
+    await primarySegments(pg),
+    15,
+  );
+  assert.ok(compared >= before, `${compared} segments compared`);
+});
