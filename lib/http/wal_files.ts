@@ -4,16 +4,20 @@
  *
  * PostgreSQL trusts a file its restore_command delivered as a whole segment; so only complete
  * segments that validation passed record by record are ever sent. A `.partial`, the segment the
- * WAL still grows into, and a damaged segment answer with an error and not one byte of WAL.
+ * WAL still grows into, and a damaged segment answer with an error and not one byte of WAL. A
+ * segment stored compressed (an archive, or relay mode's `--compress`) is read through the store
+ * like every other, and sent as its plain bytes.
  *
  * @module
  */
 
+import { ArchiveFormatError } from "../archive/errors.ts";
 import { WalFileMissingError } from "../wal/errors.ts";
 import { formatLsn } from "../wal/lsn.ts";
 import { parseHistory } from "../wal/history.ts";
 import type { SegmentCheck } from "../wal/segment_validation.ts";
 import { parseWalFileName } from "../wal/segment.ts";
+import type { SegmentHandle } from "../wal/segment_handle.ts";
 import type { SegmentFile, WalStore } from "../wal/store.ts";
 import { readFull } from "../_io.ts";
 
@@ -148,6 +152,10 @@ export class WalFiles {
       if (e instanceof Deno.errors.NotFound) {
         return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
       }
+      if (e instanceof ArchiveFormatError) {
+        // Its message names the archived file as stored, and what is wrong with it.
+        return this.#fail("damaged", 500, `WAL file "${name}" is damaged: ${e.message}`);
+      }
       return this.#fail(
         "error",
         500,
@@ -204,17 +212,45 @@ export class WalFiles {
       );
     }
 
-    const path = store.path(file.name);
-    const f = await Deno.open(path, { read: true });
+    // The file may be swapped for its compressed copy while it is validated (the relay's
+    // `--compress`): then the name is looked up once more.
+    const served = await this.#serve(store, file, name, method) ??
+      await store.refresh().then(() => {
+        const again = find(store);
+        return again && !again.partial ? this.#serve(store, again, name, method) : undefined;
+      });
+    return served ?? this.#fail(
+      "not_complete",
+      404,
+      `WAL file "${name}" changed while it was being validated`,
+    );
+  }
+
+  /**
+   * Serves a complete segment file through the store: the file itself, or an archived file's
+   * decoded bytes, validated before the response starts. `undefined` when the name no longer
+   * opens the file that was validated.
+   */
+  async #serve(
+    store: WalStore,
+    file: SegmentFile,
+    name: string,
+    method: "GET" | "HEAD",
+  ): Promise<Response | undefined> {
+    const segSize = store.identity.segmentSize;
+    // An archived file that does not decode to a whole segment throws here, naming the file.
+    const f = await store.openSegment(file.name);
     let handed = false;
     try {
-      const before = await f.stat();
-      const segSize = store.identity.segmentSize;
-      let check = before.size === segSize ? await checkFile(store, file) : undefined;
-      if (!check && before.size === segSize) {
-        // Whole on disk but not yet below the end the store knows: archived since its last scan?
+      const opened = identity(await statOf(f));
+      // The plain size: an archived file's own size says nothing about its decoded bytes.
+      const size = await f.seek(0, Deno.SeekMode.End);
+      await f.seek(0, Deno.SeekMode.Start);
+      let check = size === segSize ? await checkFile(store, file) : undefined;
+      if (!check && size === segSize) {
+        // Whole, but not yet below the end the store knows: archived since its last scan?
         await store.refresh();
-        const again = find(store);
+        const again = store.segments(file.tli).find((s) => s.segno === file.segno);
         if (again?.name === file.name) check = await checkFile(store, again);
       }
       if (!check) {
@@ -232,18 +268,12 @@ export class WalFiles {
           : `WAL file "${name}" ends in a record that runs on into damaged WAL file "${check.errorFile}"`;
         return this.#fail("damaged", 500, `${where}: ${check.error.message}`);
       }
-      // Validation looked at the file by its path; serve only if that is still the file open here.
-      if (identity(await Deno.stat(path)) !== identity(before)) {
-        return this.#fail(
-          "not_complete",
-          404,
-          `WAL file "${name}" changed while it was being validated`,
-        );
-      }
+      // Validation looked the file up by its name: serve only if the name still opens this file.
+      if (!(await opensSame(store, file.name, opened))) return undefined;
       this.count("served");
       if (method === "HEAD") return new Response(null, { headers: fileHeaders(segSize) });
       handed = true;
-      return new Response(segmentBody(f, segSize, identity(before), name, this.#signal), {
+      return new Response(segmentBody(f, segSize, opened, name, this.#signal), {
         headers: fileHeaders(segSize),
       });
     } finally {
@@ -300,13 +330,29 @@ function identity(s: Deno.FileInfo): string {
   return `${s.dev}:${s.ino}:${s.size}:${s.mtime?.getTime() ?? "-"}`;
 }
 
+/** A handle's metadata: an open file's as it is now, decoded bytes' as they were decoded. */
+function statOf(f: SegmentHandle): Promise<Deno.FileInfo> | Deno.FileInfo {
+  return f instanceof Deno.FsFile ? f.stat() : f.statSync();
+}
+
+/** Whether `name` still opens the file (or the archived file's bytes) with identity `opened`. */
+async function opensSame(store: WalStore, name: string, opened: string): Promise<boolean> {
+  try {
+    using again = await store.openSegment(name);
+    return identity(await statOf(again)) === opened;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
 /**
  * The body of a validated segment, read a chunk at a time. A file written to while it is sent
  * (a segment recycled under a live `pg_wal`) breaks the response off: the client sees a short
- * transfer and fails, never a file of mixed content.
+ * transfer and fails, never a file of mixed content. Decoded bytes never change under it.
  */
 function segmentBody(
-  f: Deno.FsFile,
+  f: SegmentHandle,
   size: number,
   validated: string,
   name: string,
@@ -339,7 +385,7 @@ function segmentBody(
         const buf = new Uint8Array(Math.min(CHUNK, size - sent));
         const n = await readFull(f, buf);
         if (n !== buf.length) throw new Error(`WAL file "${name}" was cut short while sent`);
-        if (identity(await f.stat()) !== validated) {
+        if (identity(await statOf(f)) !== validated) {
           throw new Error(`WAL file "${name}" changed while sent`);
         }
         sent += n;
