@@ -175,3 +175,52 @@ Deno.test("WalFiles: a body still being sent is broken off when the server stops
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Replaces `dir/name` by `name.gz`, as `pg_receivewal --compress=gzip` stores it. */
+async function gzipInPlace(dir: string, name: string): Promise<Uint8Array> {
+  const plain = await Deno.readFile(`${dir}/${name}`);
+  const gz = await new Response(
+    ReadableStream.from([plain]).pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  await Deno.writeFile(`${dir}/${name}.gz`, gz);
+  await Deno.remove(`${dir}/${name}`);
+  return gz;
+}
+
+Deno.test("WalFiles: a gzip-compressed segment is served as its plain, validated bytes; a corrupt one is 500 naming the file", async () => {
+  const dir = await copyTestdata();
+  try {
+    const want = await Deno.readFile(`${dir}/000000010000000000000006`);
+    await gzipInPlace(dir, "000000010000000000000006");
+    const gz = await gzipInPlace(dir, "000000010000000000000007");
+    // Damage the compressed stream in the middle: it no longer decodes to a segment.
+    gz[gz.length >> 1]! ^= 0xff;
+    gz[(gz.length >> 1) + 1]! ^= 0xff;
+    await Deno.writeFile(`${dir}/000000010000000000000007.gz`, gz);
+    const store = await WalStore.open(dir);
+    const files = new WalFiles(() => store);
+
+    const res = await files.handle("000000010000000000000006", "GET");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), String(1 << 20));
+    assert.deepEqual(await res.bytes(), want);
+    const head = await files.handle("000000010000000000000006", "HEAD");
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-length"), String(1 << 20));
+
+    for (const method of ["GET", "HEAD"] as const) {
+      const bad = await files.handle("000000010000000000000007", method);
+      assert.equal(bad.status, 500, method);
+      assert.equal(bad.headers.get("content-type"), "text/plain; charset=utf-8");
+      assert.match(
+        await text(bad),
+        /^WAL file "000000010000000000000007" is damaged: archived WAL file ".*\/000000010000000000000007\.gz": /,
+      );
+    }
+    // The segment before it was validated without following its last record into the damage.
+    assert.equal(files.requests.get("served"), 2);
+    assert.equal(files.requests.get("damaged"), 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
