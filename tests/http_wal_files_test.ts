@@ -1,10 +1,24 @@
 // /wal/ on `serve --http` as restore_command reaches it: curl fetching whole files, never a
-// partial or damaged one; the access rules (loopback only, bearer token, rules file), the refusal
+// partial or damaged one, compressed archives (pg_receivewal --compress, relay mode --compress)
+// served as the primary's plain segments; the access rules (loopback only, bearer token, rules file), the refusal
 // of a non-loopback --http without them, and HTTPS.
 
 import assert from "node:assert/strict";
-import { copyTestdata, freePort, REPO_ROOT, run, startRelay, tempDir, waitFor } from "./_pg.ts";
+import {
+  copyTestdata,
+  freePort,
+  REPO_ROOT,
+  run,
+  startPrimary,
+  startRelay,
+  tempDir,
+  waitFor,
+} from "./_pg.ts";
 import { makeCertificates } from "./_tls_util.ts";
+import { listDir, spawnReceivewal } from "./_relay_util.ts";
+import { startRelayMode } from "./_relay_mode_util.ts";
+import { primarySegments, relayEnd } from "./_archive_util.ts";
+import { parseLsn } from "../lib/wal/lsn.ts";
 
 const TOKEN = "c0ffee-walrelay-http-token-0123456789";
 
@@ -248,4 +262,131 @@ Deno.test("http /wal/ over HTTPS: --http-tls-cert/--http-tls-key, curl --cacert"
   const plain = await run(["curl", "-fsS", `http://127.0.0.1:${httpPort}/wal/${seg}`]);
   assert.notEqual(plain.code, 0);
   assert.equal(plain.stdout, "");
+});
+
+/**
+ * Fetches every segment of `names` through `/wal/` with curl, as restore_command would, and
+ * compares each with the primary's. Returns how many were compared.
+ */
+async function curlMatchesPrimary(
+  base: string,
+  names: string[],
+  primary: Map<string, Uint8Array>,
+  out: string,
+): Promise<number> {
+  let compared = 0;
+  for (const name of names) {
+    const want = primary.get(name);
+    if (!want) continue;
+    const r = await run(["curl", "-fsS", `${base}/wal/${name}`, "-o", `${out}/${name}`]);
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    const got = await Deno.readFile(`${out}/${name}`);
+    assert.equal(got.length, want.length, name);
+    assert.ok(got.every((b, i) => b === want[i]), `${name}: not the primary's bytes`);
+    await Deno.remove(`${out}/${name}`);
+    compared++;
+  }
+  return compared;
+}
+
+Deno.test("http /wal/: pg_receivewal --compress=gzip|lz4 archives and relay mode --compress serve the primary's plain segments; a corrupt .gz is 500 without WAL", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_keep_size: "1GB", max_wal_senders: 10, autovacuum: "off" },
+  });
+  const methods = ["gzip", "lz4"] as const;
+  const dirs = await Promise.all(methods.map((m) => pg.programs.tempDir(`walrelay-httpwal-${m}-`)));
+  await using _dirs = {
+    [Symbol.asyncDispose]: async () => void await Promise.all(dirs.map((d) => d.remove())),
+  };
+  const receivers = await Promise.all(
+    methods.map((m, i) =>
+      spawnReceivewal(pg.port, ["-D", dirs[i]!.pgPath, `--compress=${m}`, "-s", "1", "--no-loop"])
+    ),
+  );
+  await using _receivers = {
+    [Symbol.asyncDispose]: async () => void await Promise.all(receivers.map((r) => r.stop())),
+  };
+  await waitFor(
+    async () => Number(await pg.sql("SELECT count(*) FROM pg_stat_replication")) === 2,
+    { timeoutMs: 20_000, message: "pg_receivewal did not start streaming" },
+  );
+  await using relayDir = await tempDir("walrelay-httpwal-relaymode-");
+  const relayHttp = await freePort();
+  await using relayMode = await startRelayMode({
+    walDir: relayDir.path,
+    upstream: pg.conninfo(),
+    args: ["--compress", "gzip", "--http", `127.0.0.1:${relayHttp}`],
+  });
+
+  await pg.pgbench(["-i", "-s", "1", "-q"]);
+  await pg.pgbench(["-c", "1", "-t", "500", "-n"]);
+  await pg.switchWal();
+  const target = await pg.currentLsn();
+  await waitFor(
+    async () =>
+      Number(
+        await pg.sql(
+          `SELECT count(*) FROM pg_stat_replication WHERE write_lsn >= '${target}'::pg_lsn`,
+        ),
+      ) === 3,
+    { timeoutMs: 30_000, message: `pg_receivewal and the relay did not write up to ${target}` },
+  );
+  for (const r of receivers) assert.equal((await r.stop("SIGINT")).code, 0, r.stderr());
+  const primary = await primarySegments(pg);
+  await using out = await tempDir("walrelay-httpwal-out-");
+
+  for (const [i, method] of methods.entries()) {
+    const dir = dirs[i]!.path;
+    const ext = method === "gzip" ? "gz" : "lz4";
+    const packed = (await listDir(dir)).filter((f) => f.endsWith(`.${ext}`)).map((f) =>
+      f.slice(0, 24)
+    );
+    assert.ok(packed.length >= 3, `${method}: ${packed.join(", ")}`);
+    const httpPort = await freePort();
+    await using _relay = await startRelay({
+      walDir: dir,
+      args: ["--http", `127.0.0.1:${httpPort}`],
+    });
+    const base = `http://127.0.0.1:${httpPort}`;
+    await waitHttp(`${base}/healthz`);
+    const head = await run(["curl", "-fsSI", `${base}/wal/${packed[0]}`]);
+    assert.equal(head.code, 0, head.stderr);
+    assert.match(head.stdout, /^content-length: 1048576\r?$/im);
+    const compared = await curlMatchesPrimary(base, packed, primary, out.path);
+    assert.ok(compared >= 3, `${method}: ${compared} segments compared`);
+
+    if (method !== "gzip") continue;
+    // A compressed file damaged in the middle: 500 naming it, and not one byte written.
+    const victim = packed.at(-1)!;
+    const path = `${dir}/${victim}.gz`;
+    const gz = await Deno.readFile(path);
+    for (let k = 0; k < 16; k++) gz[(gz.length >> 1) + k]! ^= 0xff;
+    await Deno.writeFile(path, gz);
+    const r = await run(["curl", "-fsS", `${base}/wal/${victim}`, "-o", `${out.path}/${victim}`]);
+    assert.equal(r.code, 22, r.stderr);
+    assert.match(r.stderr, /error: 500/);
+    assert.equal(await exists(`${out.path}/${victim}`), false, "no file written");
+    const res = await fetch(`${base}/wal/${victim}`);
+    assert.equal(res.status, 500);
+    assert.match(
+      await res.text(),
+      new RegExp(`^WAL file "${victim}" is damaged: archived WAL file ".*/${victim}\\.gz": `),
+    );
+  }
+
+  // Relay mode: segments the relay compressed after writing them go out plain.
+  await waitFor(async () => (await relayEnd(relayMode)) >= parseLsn(target)!, {
+    timeoutMs: 30_000,
+    message: `the relay did not receive up to ${target}:\n${relayMode.stderr()}`,
+  });
+  let packed: string[] = [];
+  await waitFor(async () => {
+    const files = await listDir(relayDir.path);
+    packed = files.filter((f) => f.endsWith(".gz")).map((f) => f.slice(0, 24));
+    return packed.length >= 3 && !files.some((f) => /^[0-9A-F]{24}$/.test(f));
+  }, { timeoutMs: 30_000, message: `the relay did not compress its complete segments` });
+  const base = `http://127.0.0.1:${relayHttp}`;
+  const compared = await curlMatchesPrimary(base, packed, primary, out.path);
+  assert.ok(compared >= 3, `relay mode: ${compared} segments compared`);
 });
