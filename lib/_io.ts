@@ -75,3 +75,14 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** Whether a path exists; any error other than NotFound is the caller's. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

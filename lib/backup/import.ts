@@ -13,6 +13,7 @@ import { parseManifest } from "./manifest.ts";
 import { backupId, type BackupInfo, BackupStore, type BackupTablespace } from "./store.ts";
 import { fileChunks } from "./tar.ts";
 import { walRangeFiles } from "./wal_range.ts";
+import { pathExists } from "../_io.ts";
 
 /** Options of {@linkcode importBackup}. */
 export interface ImportOptions {
@@ -20,16 +21,6 @@ export interface ImportOptions {
   walDir: string;
   /** Log lines. */
   log?: (message: string) => void;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Copies a file into the backup being written and fsyncs it. */
@@ -56,8 +47,10 @@ async function copyInto(src: string, dst: Deno.FsFile): Promise<void> {
  */
 export async function importBackup(path: string, options: ImportOptions): Promise<BackupInfo> {
   const basePath = join(path, "base.tar");
-  if (!await exists(basePath)) {
-    if (await exists(join(path, "base.tar.gz")) || await exists(join(path, "base.tar.lz4"))) {
+  if (!await pathExists(basePath)) {
+    if (
+      await pathExists(join(path, "base.tar.gz")) || await pathExists(join(path, "base.tar.lz4"))
+    ) {
       throw new Error(
         `"${path}" holds compressed archives: import the output of pg_basebackup -Ft without compression`,
       );
@@ -65,7 +58,7 @@ export async function importBackup(path: string, options: ImportOptions): Promis
     throw new Error(`"${path}" holds no base.tar: import the output of pg_basebackup -Ft`);
   }
   const manifestPath = join(path, "backup_manifest");
-  if (!await exists(manifestPath)) {
+  if (!await pathExists(manifestPath)) {
     throw new Error(`"${path}" holds no backup_manifest: take the backup with a manifest`);
   }
   const manifestBytes = await Deno.readFile(manifestPath);
@@ -108,7 +101,7 @@ export async function importBackup(path: string, options: ImportOptions): Promis
   const tablespaces: BackupTablespace[] = [];
   for (const t of base.tablespaceMap) {
     const p = join(path, `${t.oid}.tar`);
-    if (!await exists(p)) {
+    if (!await pathExists(p)) {
       throw new Error(`"${path}" holds no ${t.oid}.tar for tablespace ${t.oid}`);
     }
     tablespaces.push({ ...t, ...await scanTablespaceArchive(fileChunks(p)) });

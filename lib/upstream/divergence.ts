@@ -8,7 +8,7 @@
  * @module
  */
 
-import { readFull, writeAll } from "../_io.ts";
+import { pathExists, readFull, writeAll } from "../_io.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import type { TimelineHistory } from "../wal/history.ts";
 import {
@@ -187,8 +187,8 @@ export async function setAside(
     const name = segmentFileName(fork.tli, forkSeg, segmentSize);
     // Set aside before (a crash, or a divergence met again after a restart): what is here now
     // is the cut copy, and the original is already safe.
-    const preserved = await exists(join(target, name)) ||
-      await exists(join(target, `${name}.partial`));
+    const preserved = await pathExists(join(target, name)) ||
+      await pathExists(join(target, `${name}.partial`));
     for (const n of preserved ? [] : forkFiles) {
       if (await copyOnce(join(dir, n), join(target, n))) files.push(n);
     }
@@ -199,7 +199,7 @@ export async function setAside(
     await syncDir(dir);
   }
   for (const name of move.sort()) {
-    if (await exists(join(target, name))) {
+    if (await pathExists(join(target, name))) {
       // Set aside before a crash: the first copy is the one that counts.
       await Deno.remove(join(dir, name));
     } else {
@@ -221,19 +221,9 @@ export async function setAside(
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** Copies `from` to `to` durably unless `to` exists; returns whether it copied. */
 async function copyOnce(from: string, to: string): Promise<boolean> {
-  if (await exists(to)) return false;
+  if (await pathExists(to)) return false;
   const tmp = `${to}.tmp`;
   await Deno.copyFile(from, tmp);
   {
