@@ -6,7 +6,7 @@
  */
 
 import { PgError, SqlState } from "../pgwire/error.ts";
-import type { GenericOption } from "../replication/command.ts";
+import { booleanOption, type GenericOption } from "../replication/command.ts";
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from "./manifest.ts";
 
 /** The options of one BASE_BACKUP, defaults applied. */
@@ -49,20 +49,6 @@ function syntax(message: string): PgError {
 function stringOf(o: GenericOption): string {
   if (o.value === undefined) throw syntax(`${o.name} requires a parameter`);
   return String(o.value);
-}
-
-/** `defGetBoolean`. */
-function booleanOf(o: GenericOption): boolean {
-  if (o.value === undefined) return true;
-  if (typeof o.value === "number") {
-    if (o.value === 0) return false;
-    if (o.value === 1) return true;
-  } else {
-    const v = o.value.toLowerCase();
-    if (v === "true" || v === "on") return true;
-    if (v === "false" || v === "off") return false;
-  }
-  throw syntax(`${o.name} requires a Boolean value`);
 }
 
 /** `parse_bool`: unique prefixes of true/false/yes/no, on/off, 1/0. */
@@ -177,7 +163,7 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
         opt.label = stringOf(o);
         break;
       case "progress":
-        opt.progress = booleanOf(o);
+        opt.progress = booleanOption(o);
         break;
       case "checkpoint": {
         const v = stringOf(o).toLowerCase();
@@ -186,10 +172,10 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
         break;
       }
       case "wait":
-        opt.noWait = !booleanOf(o);
+        opt.noWait = !booleanOption(o);
         break;
       case "wal":
-        opt.includeWal = booleanOf(o);
+        opt.includeWal = booleanOption(o);
         break;
       case "max_rate": {
         const rate = o.value === undefined ? NaN : Number(o.value);
@@ -204,10 +190,10 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
         break;
       }
       case "tablespace_map":
-        opt.tablespaceMap = booleanOf(o);
+        opt.tablespaceMap = booleanOption(o);
         break;
       case "verify_checksums":
-        booleanOf(o); // the pages were verified when the backup was taken
+        booleanOption(o); // the pages were verified when the backup was taken
         break;
       case "manifest": {
         const v = stringOf(o);
@@ -237,7 +223,7 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
         compressionDetail = stringOf(o);
         break;
       case "incremental":
-        incremental = booleanOf(o);
+        incremental = booleanOption(o);
         break;
     }
   }

@@ -443,8 +443,20 @@ function physicalSlotReserveWal(options: GenericOption[]): boolean {
   return reserveWal ?? false;
 }
 
-/** `defGetBoolean`: no value is true; integers 0 and 1; the strings true/false/on/off. */
-function booleanOption(o: GenericOption): boolean {
+/**
+ * `defGetBoolean`: no value is true; integers 0 and 1; the strings true/false/on/off. Anything
+ * else is a syntax error naming the option.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { booleanOption } from "./command.ts";
+ * assert.equal(booleanOption({ name: "wal", value: undefined }), true);
+ * assert.equal(booleanOption({ name: "wal", value: "off" }), false);
+ * assert.throws(() => booleanOption({ name: "wal", value: 2 }));
+ * ```
+ */
+export function booleanOption(o: GenericOption): boolean {
   if (o.value === undefined) return true;
   if (typeof o.value === "number") {
     if (o.value === 0) return false;
