@@ -55,6 +55,7 @@ export class SegmentCompressor {
   #closed = false;
   #nextId = 1;
   #compressed = 0;
+  readonly #failed = new Set<string>();
 
   /** @param options The directory, the format, and the hooks around each removal. */
   constructor(options: SegmentCompressorOptions) {
@@ -64,6 +65,14 @@ export class SegmentCompressor {
   /** Segments waiting to be compressed (not counting the one under way). */
   get pending(): number {
     return this.#queue.length;
+  }
+
+  /**
+   * Whether compressing the segment file `name` failed: it stays plain until a restart, so it
+   * counts at its plain size meanwhile (retention asks).
+   */
+  leftPlain(name: string): boolean {
+    return this.#failed.has(name);
   }
 
   /** Segments compressed so far. */
@@ -101,6 +110,7 @@ export class SegmentCompressor {
         await this.#compress(name);
       } catch (e) {
         // Left plain: served as it is, and compressed again after a restart.
+        this.#failed.add(name);
         this.#opts.log?.("warn", `could not compress WAL file "${name}": ${(e as Error).message}`);
       }
     }

@@ -626,6 +626,22 @@ export class UpstreamReceiver {
     for (const name of names.sort()) this.#compress(name);
   }
 
+  /**
+   * Under `--compress` every completed segment is compressed: one queued at startup, one renamed
+   * and not yet queued, and a `.partial` written to its end and not yet renamed alike. Retention
+   * must not make room for it by its plain size. The `.partial` being written, one of an earlier
+   * timeline, and a segment whose compression failed count as they are.
+   */
+  #awaitsCompression(name: string, segmentSize: number): boolean {
+    if (this.#opts.compress === undefined) return false;
+    const p = parseWalFileName(name, segmentSize);
+    if (p?.kind !== "segment") return false;
+    if (!p.partial) return !this.#compressor?.leftPlain(name);
+    const w = this.#writer;
+    return w !== undefined && p.tli === w.timeline &&
+      segmentStart(p.segno + 1n, segmentSize) <= w.writtenLsn;
+  }
+
   #enforceRetention(segmentSize: number): Promise<void> {
     const budget = this.#opts.retainBytes;
     if (budget === undefined) return Promise.resolve();
@@ -635,6 +651,7 @@ export class UpstreamReceiver {
         retainBytes: budget,
         segmentSize,
         keepFrom: this.#opts.protectedLsn?.(),
+        awaitsCompression: (name) => this.#awaitsCompression(name, segmentSize),
         log: (m) => this.#log("info", m),
       });
       // The store learns of removals now rather than at its next periodic rescan.

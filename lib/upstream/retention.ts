@@ -57,6 +57,12 @@ export interface RetentionOptions {
    * it and every later one are kept, whatever the budget.
    */
   keepFrom?: Lsn | undefined;
+  /**
+   * Whether a plain segment file (complete, or a `.partial` already written to its end) is still
+   * to be stored compressed (`--compress`). Such a file is neither counted nor removed: its plain
+   * size says nothing of what it will take, and the pass that follows its compression counts it.
+   */
+  awaitsCompression?: (name: string) => boolean;
   /** Log lines (one per removed segment). */
   log?: (message: string) => void;
 }
@@ -64,7 +70,8 @@ export interface RetentionOptions {
 /**
  * Removes the oldest complete segment files of `dir` until the segment files fit in
  * `retainBytes`. `.partial` files count toward the budget but are never removed, nor are history
- * files, nor segments at or after `keepFrom`. The directory is fsynced after removing.
+ * files, nor segments at or after `keepFrom`, nor plain segments awaiting compression (not counted
+ * either). The directory is fsynced after removing.
  *
  * @returns The names removed, oldest first.
  *
@@ -86,8 +93,11 @@ export async function enforceRetention(dir: string, opts: RetentionOptions): Pro
   for await (const e of Deno.readDir(dir)) {
     if (!e.isFile) continue;
     // A segment stored compressed (`--compress`) counts at its size on disk.
-    const p = parseWalFileName(flatWalFile(e.name)?.name ?? e.name, opts.segmentSize);
+    const flat = flatWalFile(e.name);
+    const p = parseWalFileName(flat?.name ?? e.name, opts.segmentSize);
     if (p?.kind !== "segment") continue;
+    const plain = flat === undefined || flat.format === "plain";
+    if (plain && opts.awaitsCompression?.(e.name)) continue;
     let size: number;
     try {
       size = (await Deno.stat(join(dir, e.name))).size;

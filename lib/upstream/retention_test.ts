@@ -51,6 +51,50 @@ Deno.test("retention: removes the oldest complete segments beyond the budget", a
   }
 });
 
+Deno.test("retention: a plain segment awaiting compression is neither counted nor removed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Four segments stored compressed, one completed but still plain, one written to its end
+    // but not yet renamed, one being written.
+    for (const n of [3, 4, 5, 6]) {
+      await Deno.writeFile(`${dir}/00000001000000000000000${n}.zst`, new Uint8Array(SEG / 4));
+    }
+    await fill(dir, [
+      "000000010000000000000007",
+      "000000010000000000000008.partial",
+      "000000010000000000000009.partial",
+    ]);
+    const queued = new Set(["000000010000000000000007", "000000010000000000000008.partial"]);
+    const opts = {
+      retainBytes: 2 * SEG,
+      segmentSize: SEG,
+      awaitsCompression: (n: string) => queued.has(n),
+    };
+    // Counted plain, 7 and 8 would push out every compressed segment; they await compression.
+    assert.deepEqual(await enforceRetention(dir, opts), []);
+    // Compressed, they count at their size on disk: one quarter segment each.
+    for (const n of queued) {
+      await Deno.writeFile(`${dir}/${n.replace(".partial", "")}.zst`, new Uint8Array(SEG / 4));
+      await Deno.remove(`${dir}/${n}`);
+    }
+    queued.clear();
+    assert.deepEqual(await enforceRetention(dir, opts), [
+      "000000010000000000000003.zst",
+      "000000010000000000000004.zst",
+    ]);
+    // A segment whose compression failed stays plain and counts at its plain size.
+    await fill(dir, ["00000001000000000000000A"]);
+    assert.deepEqual(await enforceRetention(dir, opts), [
+      "000000010000000000000005.zst",
+      "000000010000000000000006.zst",
+      "000000010000000000000007.zst",
+      "000000010000000000000008.zst",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("retention sizes", () => {
   assert.equal(parseSize("1024"), 1024);
   assert.equal(parseSize("64kB"), 65536);
