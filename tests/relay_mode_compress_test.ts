@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startPrimary, tempDir, waitFor } from "./_pg.ts";
 import { startRelayMode } from "./_relay_mode_util.ts";
-import { primarySegments, pullMatchesPrimary, relayEnd, SEG } from "./_archive_util.ts";
+import { pullMatchesPrimary, relayEnd, SEG } from "./_archive_util.ts";
 import { parseLsn } from "../lib/wal/lsn.ts";
 
 const EXT = { gzip: "gz", lz4: "lz4", zstd: "zst" } as const;
@@ -17,10 +17,33 @@ function segmentFiles(dir: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const e of Deno.readDirSync(dir)) {
     if (e.isFile && /^[0-9A-F]{24}(\.partial|\.gz|\.lz4|\.zst)?$/.test(e.name)) {
-      out.set(e.name, Deno.statSync(join(dir, e.name)).size);
+      try {
+        out.set(e.name, Deno.statSync(join(dir, e.name)).size);
+      } catch (err) {
+        // Compressed or removed by retention since the listing.
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
     }
   }
   return out;
+}
+
+/**
+ * The primary's segments, each read when asked for: after the comparison's pull, so that WAL the
+ * primary wrote after the switch (a standby snapshot), which the relay may have received, is
+ * there too.
+ */
+function primaryNow(pg: { walDir: string }): Map<string, Uint8Array> {
+  return new class extends Map<string, Uint8Array> {
+    override get(name: string): Uint8Array | undefined {
+      try {
+        return Deno.readFileSync(join(pg.walDir, name));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return undefined;
+        throw err;
+      }
+    }
+  }();
 }
 
 Deno.test("relay mode --compress gzip|lz4|zstd under pgbench: downstream byte-identical, smaller on disk, --retain on compressed sizes", async () => {
@@ -70,7 +93,7 @@ Deno.test("relay mode --compress gzip|lz4|zstd under pgbench: downstream byte-id
       },
     );
   }
-  const primary = await primarySegments(pg);
+  const primary = primaryNow(pg);
 
   for (const [i, format] of formats.entries()) {
     const files = segmentFiles(dirs[i]!.path);
@@ -100,6 +123,48 @@ Deno.test("relay mode --compress gzip|lz4|zstd under pgbench: downstream byte-id
   assert.ok(
     complete.length > Math.floor((3 * SEG - partial) / SEG),
     `only ${JSON.stringify([...kept])} kept`,
+  );
+});
+
+Deno.test("relay mode --compress --retain restarted on plain segments: none is removed for its plain size while it awaits compression", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_keep_size: "1GB", max_wal_senders: 10, autovacuum: "off" },
+  });
+  await using dir = await tempDir("walrelay-compress-backlog-");
+  {
+    // Without --compress first: the directory fills with plain segments.
+    await using relay = await startRelayMode({ walDir: dir.path, upstream: pg.conninfo() });
+    await pg.pgbench(["-i", "-s", "1", "-q"]);
+    await pg.switchWal();
+    const target = parseLsn(await pg.currentLsn())!;
+    await waitFor(async () => (await relayEnd(relay)) >= target, {
+      timeoutMs: 60_000,
+      message: `the relay did not reach the primary's end:\n${relay.stderr()}`,
+    });
+    assert.equal((await relay.stop("SIGTERM", 15_000)).code, 0, relay.stderr());
+  }
+  const plain = [...segmentFiles(dir.path).keys()].filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+  const budget = 4 * SEG;
+  assert.ok(plain.length * SEG > budget, `only ${plain.length} segments`);
+  // Restarted with --compress, it queues them all for compression at once. Counted plain they
+  // would exceed the budget; compressed they fit, so none may go.
+  await using relay = await startRelayMode({
+    walDir: dir.path,
+    upstream: pg.conninfo(),
+    args: ["--compress", "zstd", "--retain", "4MB"],
+  });
+  await waitFor(
+    () => [...segmentFiles(dir.path).keys()].every((n) => !/^[0-9A-F]{24}$/.test(n)),
+    { timeoutMs: 60_000, message: `plain complete segments left:\n${relay.stderr()}` },
+  );
+  const files = segmentFiles(dir.path);
+  const total = [...files.values()].reduce((a, b) => a + b, 0);
+  assert.ok(total <= budget, `${total} bytes kept: ${JSON.stringify([...files])}`);
+  assert.deepEqual(
+    plain.filter((n) => !files.has(`${n}.zst`)),
+    [],
+    `removed:\n${relay.stderr()}`,
   );
 });
 
@@ -141,7 +206,7 @@ Deno.test("relay mode --compress: restarted on its directory, the relay resumes 
   const compared = await pullMatchesPrimary(
     relay,
     files[0]!.slice(0, 24),
-    await primarySegments(pg),
+    primaryNow(pg),
     15,
   );
   assert.ok(compared >= before, `${compared} segments compared`);
