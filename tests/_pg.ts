@@ -167,7 +167,8 @@ export interface BackgroundProcess extends AsyncDisposable {
   /** Sends a signal; does nothing if the process has already exited. */
   kill(signal?: Deno.Signal): void;
   /**
-   * Sends `signal` (default SIGTERM), waits up to `graceMs` (default 5000) for the exit, then
+   * Sends `signal` (default SIGTERM), waits up to `graceMs` (default 5000; 15000 for SIGINT,
+   * which pg_receivewal may notice only after its 10 s status interval) for the exit, then
    * SIGKILLs. Returns the exit status.
    */
   stop(signal?: Deno.Signal, graceMs?: number): Promise<Deno.CommandStatus>;
@@ -236,7 +237,12 @@ export async function spawnBackground(
       child.kill(signal);
     } catch { /* exited in the meantime */ }
   };
-  const stop = async (signal: Deno.Signal = "SIGTERM", graceMs = 5000) => {
+  // pg_receivewal checks for SIGINT between reads, then sleeps in select() for up to its status
+  // interval (10 s): a signal landing in between is noticed only when that sleep ends.
+  const stop = async (
+    signal: Deno.Signal = "SIGTERM",
+    graceMs = signal === "SIGINT" ? 15_000 : 5000,
+  ) => {
     kill(signal);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const killed = new Promise<void>((resolve) => {
