@@ -1467,3 +1467,28 @@ export async function assertSegmentsMatch(received: string, origin: string): Pro
   }
   return c.same;
 }
+
+/**
+ * Damages one byte of a file in place (XOR 0x20), as bit rot would: the test of a check that must
+ * notice it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { flipByte } from "./_pg.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+ * await flipByte(path, 1);
+ * assert.deepEqual([...await Deno.readFile(path)], [1, 0x22, 3]);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function flipByte(path: string, offset: number): Promise<void> {
+  using f = await Deno.open(path, { read: true, write: true });
+  const b = new Uint8Array(1);
+  await f.seek(offset, Deno.SeekMode.Start);
+  await f.read(b);
+  b[0]! ^= 0x20;
+  await f.seek(offset, Deno.SeekMode.Start);
+  await f.write(b);
+}

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   copyTestdata,
+  flipByte,
   freePort,
   REPO_ROOT,
   run,
@@ -39,20 +40,10 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function flip(path: string, offset: number): Promise<void> {
-  using f = await Deno.open(path, { read: true, write: true });
-  const b = new Uint8Array(1);
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.read(b);
-  b[0]! ^= 0x20;
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.write(b);
-}
-
 Deno.test("http /wal/: curl -fsS fetches whole files; missing, partial, damaged and bad names give no bytes; /metrics counts", async () => {
   const wal = await copyTestdata();
   await using _wal = { [Symbol.asyncDispose]: () => Deno.remove(wal, { recursive: true }) };
-  await flip(`${wal}/000000010000000000000007`, 500_000);
+  await flipByte(`${wal}/000000010000000000000007`, 500_000);
   const httpPort = await freePort();
   await using _relay = await startRelay({ walDir: wal, args: ["--http", `127.0.0.1:${httpPort}`] });
   const base = `http://127.0.0.1:${httpPort}`;

@@ -1,17 +1,7 @@
 import assert from "node:assert/strict";
-import { copyTestdata } from "../../tests/_pg.ts";
+import { copyTestdata, flipByte } from "../../tests/_pg.ts";
 import { WalStore } from "../wal/store.ts";
 import { parseWalFileRequest, WalFiles } from "./wal_files.ts";
-
-async function flip(path: string, offset: number): Promise<void> {
-  using f = await Deno.open(path, { read: true, write: true });
-  const b = new Uint8Array(1);
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.read(b);
-  b[0]! ^= 0x20;
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.write(b);
-}
 
 /** A copy of the sample WAL and a handler over it. */
 async function sample(): Promise<{ dir: string; files: WalFiles } & AsyncDisposable> {
@@ -129,7 +119,7 @@ Deno.test("WalFiles: bad names 400, missing files 404, a .partial and a segment 
 
 Deno.test("WalFiles: a damaged segment or history file is 500, naming it, and not a byte of it", async () => {
   await using s = await sample();
-  await flip(`${s.dir}/000000010000000000000007`, 500_000);
+  await flipByte(`${s.dir}/000000010000000000000007`, 500_000);
   const res = await s.files.handle("000000010000000000000007", "GET");
   assert.equal(res.status, 500);
   assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyTestdata } from "../../tests/_pg.ts";
+import { copyTestdata, flipByte } from "../../tests/_pg.ts";
 import { validateFiles } from "./reader.ts";
 import { type SegmentCheckRequest, SegmentValidations } from "./segment_validation.ts";
 import { WalStore } from "./store.ts";
@@ -17,16 +17,6 @@ function request(dir: string, segno: number): SegmentCheckRequest {
     path: `${dir}/${name(segno)}`,
     next: { name: name(segno + 1), path: `${dir}/${name(segno + 1)}`, bytes: SEG, complete: true },
   };
-}
-
-async function flip(path: string, offset: number): Promise<void> {
-  using f = await Deno.open(path, { read: true, write: true });
-  const b = new Uint8Array(1);
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.read(b);
-  b[0]! ^= 0x20;
-  await f.seek(offset, Deno.SeekMode.Start);
-  await f.write(b);
 }
 
 async function validations(dir: string, log?: (m: string) => void): Promise<SegmentValidations> {
@@ -76,7 +66,7 @@ Deno.test("segment validation: a flipped byte ends the valid WAL at the last goo
     const logged: string[] = [];
     const v = await validations(dir, (m) => logged.push(m));
     const req = request(dir, 7);
-    await flip(req.path, 500_000);
+    await flipByte(req.path, 500_000);
     const r = await v.check(req);
     assert.equal(r.fileName, "000000010000000000000007");
     assert.equal(r.errorFile, "000000010000000000000007");
@@ -112,7 +102,7 @@ Deno.test("segment validation: the record that runs on into the next segment is 
     const v = await validations(dir);
     const req = request(dir, 7);
     // Segment 8 begins with the last 7 bytes of a record begun in segment 7 (XLP_FIRST_IS_CONTRECORD).
-    await flip(req.next!.path, 40 + 3);
+    await flipByte(req.next!.path, 40 + 3);
     const r = await v.check(req);
     assert.match(r.error!.message, /^incorrect resource manager data checksum in record at 0\/7F/);
     assert.ok(r.validEnd < 0x800000n && r.validEnd > 0x7F0000n);
@@ -171,7 +161,7 @@ Deno.test("segment validation: the worker thread and this thread find the same",
   const dir = await copyTestdata();
   try {
     const store = await WalStore.open(dir);
-    await flip(request(dir, 7).path, 300_000);
+    await flipByte(request(dir, 7).path, 300_000);
     const results = [];
     for (const worker of [true, false]) {
       const v = new SegmentValidations({ ...store.identity, worker });
