@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
-import { chromium } from "npm:playwright-core@1";
+import { launchChromium } from "./_browser.ts";
 import { filesEqual, freePort, run, startPrimary, startRelay, tempDir } from "./_pg.ts";
 import {
   chownTree,
@@ -19,18 +19,7 @@ import {
 
 /** The dashboard, in headless Chromium, lists the stored backup, without console errors. */
 async function dashboardShows(url: string, id: string): Promise<void> {
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     const problems: string[] = [];

@@ -4,20 +4,14 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chromium } from "npm:playwright-core@1";
 import { copyFiles, REPO_ROOT, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { spawnReceivewal, testdataInfo, touch } from "./_relay_util.ts";
 import { startStatusRelay } from "./_status_relay.ts";
+import { launchChromium } from "./_browser.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(REPO_ROOT, "out", "test-artifacts");
 
 Deno.test("the dashboard lists the clients and its charts update, without console errors", async () => {
-  try {
-    await Deno.stat(CHROMIUM);
-  } catch {
-    throw new Error(`${CHROMIUM} is missing: install it with apt-get install -y chromium`);
-  }
   const info = await testdataInfo();
   await using walDir = await tempDir("walrelay-dash-");
   await copyFiles(TESTDATA, walDir.path);
@@ -32,18 +26,7 @@ Deno.test("the dashboard lists the clients and its charts update, without consol
     return s?.flush_lag !== null && s?.pid;
   }, { timeoutMs: 30_000, message: "pg_receivewal is not streaming with a measured lag" });
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const problems: string[] = [];
