@@ -16,7 +16,6 @@ import {
   commandComplete,
   copyDone,
   dataRow,
-  type FieldDescription,
   MessageBuilder,
   readyForQuery,
   rowDescription,
@@ -26,6 +25,7 @@ import { WalFileMissingError } from "../wal/errors.ts";
 import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { historyFileName, type TimelineId } from "../wal/segment.ts";
 import type { WalStore } from "../wal/store.ts";
+import { baseBackupColumns } from "../replication/result_sets.ts";
 import { CopySink, type MessageSink, SINK_BUFFER_LENGTH } from "./copy_sink.ts";
 import {
   buildManifest,
@@ -86,37 +86,6 @@ export interface BackupProgress {
   bytesTotal: number | undefined;
   /** When it began. */
   started: Date;
-}
-
-/**
- * Columns of the BASE_BACKUP result sets as `SendXlogRecPtrResult` and `SendTablespaceList` of
- * a server of `major` build them.
- *
- * @example
- * ```ts
- * import { baseBackupColumns } from "./serve.ts";
- * import assert from "node:assert/strict";
- * assert.equal(baseBackupColumns(15).position[1]!.typeLen, -1);
- * assert.equal(baseBackupColumns(17).position[1]!.typeLen, 8);
- * ```
- */
-export function baseBackupColumns(
-  major: number,
-): { position: FieldDescription[]; tablespaces: FieldDescription[] } {
-  // 15 builds the descriptors by hand (typmod 0, and int8 with typlen -1); 16 on take them from
-  // a tuple descriptor (typmod -1, typlen 8).
-  const mod = major <= 15 ? 0 : -1;
-  return {
-    position: [
-      { name: "recptr", typeOid: 25, typeLen: -1, typeMod: mod },
-      { name: "tli", typeOid: 20, typeLen: major <= 15 ? -1 : 8, typeMod: mod },
-    ],
-    tablespaces: [
-      { name: "spcoid", typeOid: 26, typeLen: 4, typeMod: mod },
-      { name: "spclocation", typeOid: 25, typeLen: -1, typeMod: mod },
-      { name: "size", typeOid: 20, typeLen: 8, typeMod: mod },
-    ],
-  };
 }
 
 /** A file as sent: its header, and its checksum when it had to be computed. */

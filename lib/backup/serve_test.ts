@@ -4,12 +4,8 @@ import { parseDataRow, parseRowDescription } from "../pgwire/query_result.ts";
 import { WalStore } from "../wal/store.ts";
 import { buildManifest, parseManifest } from "./manifest.ts";
 import { parseBaseBackupOptions } from "./options.ts";
-import {
-  type BackupProgress,
-  type BackupSource,
-  baseBackupColumns,
-  sendBaseBackup,
-} from "./serve.ts";
+import { type BackupProgress, type BackupSource, sendBaseBackup } from "./serve.ts";
+import { baseBackupColumns } from "../replication/result_sets.ts";
 import { buildTarHeader, tarEvents, type TarHeader } from "./tar.ts";
 import { FileChecksum } from "./manifest.ts";
 

@@ -1,6 +1,7 @@
 /**
- * The columns of every result set a replication command returns, in one place, as the walsender
- * of each PostgreSQL major describes them; and the result set that ends a historic timeline.
+ * The columns of every result set a replication command returns, BASE_BACKUP's included, in one
+ * place, as the walsender of each PostgreSQL major describes them; and the result set that ends a
+ * historic timeline.
  *
  * @module
  */
@@ -87,6 +88,40 @@ const COLUMNS_16: ResultColumns = {
  */
 export function resultColumns(major: number): ResultColumns {
   return major <= 15 ? COLUMNS_15 : COLUMNS_16;
+}
+
+/** `oid`, the type of BASE_BACKUP's `spcoid`. */
+const OID_TYPE = 26;
+
+/**
+ * Columns of the BASE_BACKUP result sets as `SendXlogRecPtrResult` and `SendTablespaceList` of
+ * a server of `major` build them.
+ *
+ * @example
+ * ```ts
+ * import { baseBackupColumns } from "./result_sets.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(baseBackupColumns(15).position[1]!.typeLen, -1);
+ * assert.equal(baseBackupColumns(17).position[1]!.typeLen, 8);
+ * ```
+ */
+export function baseBackupColumns(
+  major: number,
+): { position: FieldDescription[]; tablespaces: FieldDescription[] } {
+  // 15 builds the descriptors by hand (typmod 0, and int8 with typlen -1); 16 on take them from
+  // a tuple descriptor (typmod -1, typlen 8).
+  const mod = major <= 15 ? 0 : -1;
+  return {
+    position: [
+      { name: "recptr", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: mod },
+      { name: "tli", typeOid: TypeOid.INT8, typeLen: major <= 15 ? -1 : 8, typeMod: mod },
+    ],
+    tablespaces: [
+      { name: "spcoid", typeOid: OID_TYPE, typeLen: 4, typeMod: mod },
+      { name: "spclocation", typeOid: TypeOid.TEXT, typeLen: -1, typeMod: mod },
+      { name: "size", typeOid: TypeOid.INT8, typeLen: 8, typeMod: mod },
+    ],
+  };
 }
 
 /**
