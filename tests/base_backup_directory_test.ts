@@ -163,6 +163,31 @@ for (const major of [15, 17, 18]) {
       await dashboardShows(`http://127.0.0.1:${httpPort}/`, status.base_backups.stored[0].id);
     }
 
+    // The client's gzip level is honoured: 9 packs tighter than 1, and both extract.
+    const gzSizes: number[] = [];
+    for (const level of [1, 9]) {
+      const dir = join(work.path, `gz${level}`);
+      await pgBasebackupOk(
+        programs,
+        conninfo,
+        dir,
+        ["-Ft", "-X", "none", `--compress=server-gzip:${level}`],
+        ctx(),
+      );
+      const file = join(dir, "base.tar.gz");
+      gzSizes.push((await Deno.stat(file)).size);
+      const out = join(dir, "extracted");
+      await Deno.mkdir(out);
+      const tar = await run(["tar", "-xzf", file, "-C", out]);
+      assert.equal(tar.code, 0, tar.stderr);
+      assert.ok(await filesEqual(join(out, "PG_VERSION"), join(pg.dataDir, "PG_VERSION")));
+      const plainTar = await new Response(
+        (await Deno.open(file)).readable.pipeThrough(new DecompressionStream("gzip")),
+      ).bytes();
+      assert.deepEqual(plainTar, await Deno.readFile(join(tarDir, "base.tar")));
+    }
+    assert.ok(gzSizes[1]! < gzSizes[0]!, `gzip level 9 ${gzSizes[1]} < level 1 ${gzSizes[0]}`);
+
     // Server-side zstd: -Ft keeps base.tar.zst; plain format decompresses it and verifies.
     const zst = join(work.path, "zst");
     await pgBasebackupOk(

@@ -7,7 +7,7 @@
  */
 
 import { Duplex } from "node:stream";
-import { constants as zlibConstants, createZstdCompress } from "node:zlib";
+import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
 import { MessageBuilder } from "../pgwire/messages.ts";
 
 /** `SINK_BUFFER_LENGTH`: the largest data payload of one CopyData. */
@@ -37,8 +37,23 @@ export interface CopySinkOptions {
    * `bbsink_gzip` and `bbsink_zstd` do.
    */
   compression: "none" | "gzip" | "zstd";
-  /** The zstd level, when the client gave one. */
+  /** The gzip or zstd level, when the client gave one. */
   level?: number | undefined;
+}
+
+/**
+ * gzip as a Web stream pair: the platform's stream at zlib's default level (what
+ * `Z_DEFAULT_COMPRESSION` gives `bbsink_gzip`), the runtime's zlib when the client chose a level.
+ */
+function gzipStream(level: number | undefined): {
+  writable: WritableStream<BufferSource>;
+  readable: ReadableStream<Uint8Array>;
+} {
+  if (level === undefined) return new CompressionStream("gzip");
+  return Duplex.toWeb(createGzip({ level })) as unknown as {
+    writable: WritableStream<BufferSource>;
+    readable: ReadableStream<Uint8Array>;
+  };
 }
 
 /** zstd as a Web stream pair, from the runtime's zlib (`ZSTD_CLEVEL_DEFAULT` unless told). */
@@ -119,7 +134,7 @@ export class CopySink {
     this.#queue(b.finish());
     if (this.#opts.compression !== "none") {
       const cs = this.#opts.compression === "gzip"
-        ? new CompressionStream("gzip")
+        ? gzipStream(this.#opts.level)
         : zstdStream(this.#opts.level);
       const reading = (async () => {
         for await (const chunk of cs.readable) await this.#data(chunk);

@@ -33,7 +33,7 @@ export interface BaseBackupOptions {
   sendToClient: boolean;
   /** Server-side compression. */
   compression: "none" | "gzip" | "zstd";
-  /** Its level, when the client gave one (gzip's is fixed by the platform's stream). */
+  /** Its level, when the client gave one. */
   compressionLevel?: number;
 }
 
@@ -71,33 +71,60 @@ const LEVELS: Readonly<Record<"gzip" | "zstd", { min: number; max: number; dflt:
 };
 
 /**
- * `compression_detail`: a bare level or `level=N` (zstd also takes `workers` and `long`, which
- * are accepted and have no effect here).
+ * `compression_detail`, as `parse_compress_specification` and `validate_compress_specification`
+ * read it: the whole detail an integer (the level), or `keyword[=value]` items separated by
+ * commas: `level`, `workers` (zstd) and `long` (zstd; no effect here). The first problem is the
+ * error. A level equal to the algorithm's default passes, as in PostgreSQL (gzip's `-1`).
  *
- * @returns The level, when one was given.
+ * @returns The level, when one other than the default was given.
  */
 function compressionLevel(alg: "gzip" | "zstd", detail: string): number | undefined {
+  const bad = (m: string): PgError => syntax(`invalid compression specification: ${m}`);
+  const integer = (key: string, value: string | undefined): number => {
+    if (value === undefined) throw bad(`compression option "${key}" requires a value`);
+    // strtol: leading blanks and a sign, then digits to the very end.
+    if (!/^\s*[+-]?\d+$/.test(value)) {
+      throw bad(`value for compression option "${key}" must be an integer`);
+    }
+    // Kept in an int, as PostgreSQL keeps strtol's result.
+    return Number(value) | 0;
+  };
   let level: number | undefined;
-  for (const item of detail.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
-    const [key, value] = item.includes("=")
-      ? item.split("=", 2) as [string, string]
-      : ["level", item];
-    if (alg === "zstd" && (key === "workers" || key === "long")) continue;
-    if (key !== "level") {
-      throw syntax(
-        `invalid compression specification: compression algorithm "${alg}" does not accept a ${key}`,
-      );
+  let workers = false;
+  let long = false;
+  if (/^\s*[+-]?\d+$/.test(detail)) {
+    level = integer("level", detail);
+  } else {
+    for (const item of detail.split(",")) {
+      const eq = item.indexOf("=");
+      const key = eq < 0 ? item : item.slice(0, eq);
+      const value = eq < 0 ? undefined : item.slice(eq + 1);
+      if (key === "") throw bad("found empty string where a compression option was expected");
+      if (key === "level") level = integer(key, value);
+      else if (key === "workers") {
+        integer(key, value);
+        workers = true;
+      } else if (key === "long") {
+        if (value !== undefined && parseBool(value) === undefined) {
+          throw bad(`value for compression option "${key}" must be a Boolean value`);
+        }
+        long = true;
+      } else throw bad(`unrecognized compression option: "${key}"`);
     }
-    const { min, max, dflt } = LEVELS[alg];
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw syntax(
-        `invalid compression specification: compression algorithm "${alg}" expects a compression level between ${min} and ${max} (default at ${dflt})`,
-      );
-    }
-    level = n;
   }
-  return level;
+  const { min, max, dflt } = LEVELS[alg];
+  if (level !== undefined && level !== dflt && (level < min || level > max)) {
+    throw bad(
+      `compression algorithm "${alg}" expects a compression level between ${min} and ${max} (default at ${dflt})`,
+    );
+  }
+  if (alg === "gzip" && workers) {
+    throw bad(`compression algorithm "gzip" does not accept a worker count`);
+  }
+  if (alg === "gzip" && long) {
+    throw bad(`compression algorithm "gzip" does not support long-distance mode`);
+  }
+  return level === dflt ? undefined : level;
 }
 
 /**

@@ -116,8 +116,48 @@ Deno.test("BASE_BACKUP options: zstd with its level; out-of-range levels in Post
   fails(
     [{ name: "compression", value: "gzip" }, { name: "compression_detail", value: "workers=2" }],
     "42601",
-    'invalid compression specification: compression algorithm "gzip" does not accept a workers',
+    'invalid compression specification: compression algorithm "gzip" does not accept a worker count',
   );
+});
+
+Deno.test("BASE_BACKUP options: COMPRESSION_DETAIL read as PostgreSQL 17 reads it", () => {
+  const spec = (alg: string, detail: string) => [
+    { name: "compression", value: alg },
+    { name: "compression_detail", value: detail },
+  ];
+  // What PostgreSQL 17's walsender answered for each, with TARGET 'blackhole'.
+  const gzipRange = 'compression algorithm "gzip" expects a compression level between 1 and 9 ' +
+    "(default at -1)";
+  const cases: [string, string, string | number | undefined][] = [
+    ["gzip", "level=9", 9],
+    ["gzip", "1", 1],
+    ["gzip", "level=1,level=2", 2],
+    ["gzip", "level=-1", undefined],
+    ["gzip", "level=0", gzipRange],
+    ["gzip", "level=10", gzipRange],
+    ["gzip", "10", gzipRange],
+    ["gzip", "level=2147483648", gzipRange],
+    ["gzip", "level=abc", 'value for compression option "level" must be an integer'],
+    ["gzip", "level=", 'value for compression option "level" must be an integer'],
+    ["gzip", "level", 'compression option "level" requires a value'],
+    ["gzip", "workers=2", 'compression algorithm "gzip" does not accept a worker count'],
+    ["gzip", "long", 'compression algorithm "gzip" does not support long-distance mode'],
+    ["gzip", "foo=1", 'unrecognized compression option: "foo"'],
+    ["gzip", "LEVEL=5", 'unrecognized compression option: "LEVEL"'],
+    ["gzip", " level = 5 ", 'unrecognized compression option: " level "'],
+    ["gzip", "1,", 'unrecognized compression option: "1"'],
+    ["gzip", "", "found empty string where a compression option was expected"],
+    ["zstd", "level=-1,workers=2,long", -1],
+    ["zstd", "level=3", undefined],
+    ["zstd", "workers=x", 'value for compression option "workers" must be an integer'],
+  ];
+  for (const [alg, detail, want] of cases) {
+    if (typeof want === "string") {
+      fails(spec(alg, detail), "42601", `invalid compression specification: ${want}`);
+    } else {
+      assert.equal(parseBaseBackupOptions(spec(alg, detail)).compressionLevel, want, detail);
+    }
+  }
 });
 
 Deno.test("BASE_BACKUP options: what walrelay does not do is 0A000", () => {
