@@ -293,29 +293,13 @@ export class WalFiles {
 /**
  * Validates the exact file asked for. The store's own check covers the file it would stream for
  * the segment; where that is another timeline's copy (the segment a timeline switched in), this
- * older timeline's complete file is validated on its own, the record running on followed into
- * the same timeline's next file.
+ * older timeline's complete file is validated on its own, archived or not.
  */
 function checkFile(store: WalStore, file: SegmentFile): Promise<SegmentCheck> | undefined {
   if (store.segmentFile(file.tli, file.segno)?.name === file.name) {
     return store.checkSegment(file.tli, file.segno);
   }
-  if (file.tli >= store.timeline) return undefined;
-  const segSize = store.identity.segmentSize;
-  const next = store.segments(file.tli).find((f) => f.segno === file.segno + 1n);
-  const nextWhole = next && !next.partial && next.size === segSize ? next : undefined;
-  return store.validations.check({
-    tli: file.tli,
-    segno: file.segno,
-    name: file.name,
-    path: store.path(file.name),
-    next: nextWhole && {
-      name: nextWhole.name,
-      path: store.path(nextWhole.name),
-      bytes: segSize,
-      complete: true,
-    },
-  });
+  return store.checkOlderTimelineFile(file);
 }
 
 function fileHeaders(length: number): HeadersInit {

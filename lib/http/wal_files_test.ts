@@ -214,3 +214,31 @@ Deno.test("WalFiles: a gzip-compressed segment is served as its plain, validated
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("WalFiles: an older timeline's whole copy of its switch segment is served plain or compressed", async () => {
+  for (const compressed of [false, true]) {
+    const dir = await copyTestdata();
+    try {
+      // Timeline 1 switched within segment 8 here, and timeline 2 has its own segment 8 (its
+      // bytes do not matter: the request is for timeline 1's whole file, which the store
+      // passes over when streaming).
+      await Deno.writeTextFile(`${dir}/00000002.history`, "1\t0/8A0000\tno recovery target\n");
+      const name = "000000010000000000000008";
+      await Deno.copyFile(`${dir}/${name}`, `${dir}/000000020000000000000008`);
+      const want = await Deno.readFile(`${dir}/${name}`);
+      if (compressed) await gzipInPlace(dir, name);
+      const store = await WalStore.open(dir);
+      assert.notEqual(store.segmentFile(1, 8n)?.name, name);
+      const files = new WalFiles(() => store);
+      const res = await files.handle(name, "GET");
+      assert.equal(
+        res.status,
+        200,
+        `${compressed ? "gzip" : "plain"}: ${await res.clone().text()}`,
+      );
+      assert.deepEqual(await res.bytes(), want);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});

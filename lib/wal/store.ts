@@ -81,6 +81,12 @@ export interface WalStoreOptions {
   memoryTail?: number;
   /** Bytes of decompressed archived segments kept for every sender. Default 256 MiB. */
   cacheSize?: number;
+  /**
+   * Relay mode, a store opened beside the writer (a sender thread): the durable end known now.
+   * The files may hold WAL written but not yet fsynced; the end goes past this only as
+   * {@linkcode WalStore.noteDurable} says.
+   */
+  durable?: { tli: TimelineId; end: Lsn };
 }
 
 /** The segment at the end of the newest timeline, validated record by record. */
@@ -170,6 +176,7 @@ export class WalStore {
     const identity = options.identity ?? await readIdentity(dir, files);
     const store = new WalStore(dir, identity, log, files);
     store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
+    if (options.durable) store.#durable = { ...options.durable };
     await store.refresh();
     return store;
   }
@@ -309,6 +316,34 @@ export class WalStore {
         path: this.path(next.name),
         bytes: nextBytes,
         complete: this.#complete(next),
+      },
+    });
+  }
+
+  /**
+   * Validates a whole file of an older timeline on its own, following the record that runs on
+   * into that timeline's next whole file: the copy of a switch segment that
+   * {@linkcode segmentFile} passes over for the next timeline's, which `restore_command` may
+   * still ask for by name. `undefined` for a file of the newest timeline or not whole.
+   */
+  checkOlderTimelineFile(file: SegmentFile): Promise<SegmentCheck> | undefined {
+    if (file.tli >= this.#timeline || !this.#complete(file)) return undefined;
+    const next = this.#segments.get(file.tli)?.get(file.segno + 1n);
+    const nextWhole = next && this.#complete(next) ? next : undefined;
+    const nextBytes = nextWhole ? this.identity.segmentSize : 0;
+    if (this.#files.entry(file.name) || (nextWhole && this.#files.entry(nextWhole.name))) {
+      return this.#checkArchived(file, nextWhole, nextBytes);
+    }
+    return this.validations.check({
+      tli: file.tli,
+      segno: file.segno,
+      name: file.name,
+      path: this.path(file.name),
+      next: nextWhole && {
+        name: nextWhole.name,
+        path: this.path(nextWhole.name),
+        bytes: nextBytes,
+        complete: true,
       },
     });
   }
