@@ -263,34 +263,22 @@ export async function* tarEvents(
 
 /**
  * The chunks of a file, as an async iterable, in pieces of `chunk` bytes. A piece is valid until
- * the one after the next is asked for: copy what must outlive that.
+ * the next one is asked for: copy what must outlive that.
+ *
+ * Reads are synchronous, as the WAL sender's are: a read from the page cache costs less than a
+ * hop through the runtime's thread pool, and keeps the sender on one core beside its client.
  *
  * @example
  * ```ts ignore
  * for await (const piece of fileChunks("base.tar")) console.log(piece.length);
  * ```
  */
-export async function* fileChunks(path: string, chunk = 1 << 20): AsyncGenerator<Uint8Array> {
+export async function* fileChunks(path: string, chunk = 1 << 19): AsyncGenerator<Uint8Array> {
   using file = await Deno.open(path, { read: true });
-  // Three buffers in turn: the piece the caller holds, the one being read ahead, and the one
-  // before, which the caller is done with once it asks for the next.
-  const bufs = [new Uint8Array(chunk), new Uint8Array(chunk), new Uint8Array(chunk)];
-  let turn = 0;
-  const readOne = async (): Promise<Uint8Array | null> => {
-    const buf = bufs[turn++ % bufs.length]!;
-    const n = await file.read(buf);
-    return n === null ? null : buf.subarray(0, n);
-  };
-  // One read ahead, so the disk works while the previous piece goes to the socket.
-  let next = readOne();
-  try {
-    while (true) {
-      const got = await next;
-      if (got === null) return;
-      next = readOne();
-      yield got;
-    }
-  } finally {
-    await next.catch(() => null);
+  const buf = new Uint8Array(chunk);
+  while (true) {
+    const n = file.readSync(buf);
+    if (n === null) return;
+    yield buf.subarray(0, n);
   }
 }
