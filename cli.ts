@@ -30,7 +30,7 @@ Usage:
                    [--http HOST:PORT [--http-hba FILE] [--http-token FILE]
                    [--http-tls-cert FILE --http-tls-key FILE]] [--cache-size SIZE] [--examples]
   walrelay inspect DIR|FILE [--json]
-  walrelay status  [URL] [--json]   (default http://${D.httpHostname}:${D.httpPort})
+  walrelay status  [URL] [--json] [--token FILE]   (default http://${D.httpHostname}:${D.httpPort})
   walrelay passwd  USER
   walrelay backup  import PATH --wal-dir DIR | list --wal-dir DIR
 

@@ -269,8 +269,42 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
 }
 
 /**
- * Reads `--http-hba` and `--http-token` into the access rules. The token is the file's first
- * line; it must be at least 16 characters, so that it cannot be guessed by trying.
+ * Reads a bearer token file, as `--http-token` and `walrelay status --token` take it: the first
+ * line, trimmed; it must be at least 16 characters, so that it cannot be guessed by trying.
+ *
+ * @throws {Error} naming the file when it cannot be read or holds no usable token.
+ *
+ * @example
+ * ```ts
+ * import { readHttpTokenFile } from "./access.ts";
+ * import assert from "node:assert/strict";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "s3cret-s3cret-s3cret\n");
+ * assert.equal(await readHttpTokenFile(path), "s3cret-s3cret-s3cret");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readHttpTokenFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new Error(`could not load HTTP token file "${path}": ${(e as Error).message}`);
+  }
+  const token = text.split("\n")[0]!.trim();
+  if (token.length < 16) {
+    throw new Error(
+      `HTTP token file "${path}" holds ${
+        token === "" ? "no token" : "a token shorter than 16 characters"
+      }`,
+    );
+  }
+  return token;
+}
+
+/**
+ * Reads `--http-hba` and `--http-token` into the access rules; the token as
+ * {@linkcode readHttpTokenFile} reads it.
  *
  * @example
  * ```ts ignore
@@ -288,17 +322,9 @@ export async function loadHttpAccess(
       throw new Error(`could not load ${what} "${path}": ${(e as Error).message}`);
     }
   };
-  let token: string | undefined;
-  if (files.tokenFile !== undefined) {
-    token = (await read("HTTP token file", files.tokenFile)).split("\n")[0]!.trim();
-    if (token.length < 16) {
-      throw new Error(
-        `HTTP token file "${files.tokenFile}" holds ${
-          token === "" ? "no token" : "a token shorter than 16 characters"
-        }`,
-      );
-    }
-  }
+  const token = files.tokenFile === undefined
+    ? undefined
+    : await readHttpTokenFile(files.tokenFile);
   const rules = files.hbaFile === undefined
     ? undefined
     : parseHttpHba(await read("HTTP access file", files.hbaFile), files.hbaFile);

@@ -5,7 +5,9 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import { DEFAULTS } from "../defaults.ts";
+import { readHttpTokenFile } from "./access.ts";
 import type { RelayStatus, SenderStatus } from "./status.ts";
 
 /** Where `walrelay status` looks without a URL (the default `--http` address). */
@@ -175,42 +177,78 @@ const defaultIo: StatusCommandIo = {
   err: (t) => Deno.stderr.writeSync(new TextEncoder().encode(t)),
 };
 
+/** The environment variable holding the bearer token when `--token` is not given. */
+export const HTTP_TOKEN_ENV = "WALRELAY_HTTP_TOKEN";
+
+const USAGE = "usage: walrelay status [URL] [--json] [--token FILE]\n";
+
 /**
- * Runs `walrelay status [URL] [--json]`: fetches `/status` from a relay's `--http` address and
- * prints its senders as psql prints `pg_stat_replication`, followed by an empty line (as psql
- * does). `--json` prints the whole document instead.
+ * Runs `walrelay status [URL] [--json] [--token FILE]`: fetches `/status` from a relay's `--http`
+ * address and prints its senders as psql prints `pg_stat_replication`, followed by an empty line
+ * (as psql does). `--json` prints the whole document instead. A relay started with
+ * `--http-token` wants its token: `--token` names a file read as the relay reads its own (the
+ * same file serves both), else `WALRELAY_HTTP_TOKEN` holds the token itself; it goes out as
+ * `Authorization: Bearer`.
  *
- * @returns The exit code: 0, 1 when the relay cannot be reached, 2 on bad arguments.
+ * @returns The exit code: 0, 1 when the relay cannot be reached or refuses, 2 on bad arguments.
  *
  * @example
  * ```ts ignore
  * import { runStatusCommand } from "./status_command.ts";
- * Deno.exit(await runStatusCommand(["http://127.0.0.1:9433"]));
+ * Deno.exit(await runStatusCommand(["http://127.0.0.1:9433", "--token", "/etc/walrelay/http_token"]));
  * ```
  */
 export async function runStatusCommand(
   args: string[],
   io: StatusCommandIo = defaultIo,
 ): Promise<number> {
-  const json = args.includes("--json");
-  const positional = args.filter((a) => a !== "--json");
-  if (positional.some((a) => a.startsWith("-")) || positional.length > 1) {
-    io.err("usage: walrelay status [URL] [--json]\n");
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { json: { type: "boolean" }, token: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    io.err(`walrelay: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) {
+    io.err(USAGE);
     return 2;
   }
   let url: URL;
   try {
-    url = statusUrl(positional[0]);
+    url = statusUrl(positionals[0]);
   } catch {
-    io.err(`walrelay: invalid URL "${positional[0]}"\n`);
+    io.err(`walrelay: invalid URL "${positionals[0]}"\n`);
     return 2;
   }
+  let token: string | undefined;
+  try {
+    token = values.token !== undefined ? await readHttpTokenFile(values.token) : envToken();
+  } catch (e) {
+    io.err(`walrelay: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const headers: HeadersInit = token === undefined ? {} : { authorization: `Bearer ${token}` };
   let status: RelayStatus;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
     if (!res.ok) {
-      await res.body?.cancel();
-      io.err(`walrelay: ${url} answered ${res.status} ${res.statusText}\n`);
+      // The relay's one-line reason (a token missing or wrong, an access rule) says what to fix.
+      const reason = res.headers.get("content-type")?.startsWith("text/plain")
+        ? (await res.text()).split("\n")[0]!.slice(0, 200)
+        : (await res.body?.cancel(), "");
+      const hint = res.status === 401 && token === undefined
+        ? `\nhint: give the relay's --http-token file with --token FILE, or the token in ${HTTP_TOKEN_ENV}`
+        : "";
+      io.err(
+        `walrelay: ${url} answered ${res.status} ${res.statusText}` +
+          (reason ? `: ${reason}` : "") + hint + "\n",
+      );
       return 1;
     }
     status = await res.json() as RelayStatus;
@@ -218,10 +256,20 @@ export async function runStatusCommand(
     io.err(`walrelay: could not get status from ${url}: ${(e as Error).message}\n`);
     return 1;
   }
-  if (json) {
+  if (values.json) {
     io.out(JSON.stringify(status, null, 2) + "\n");
     return 0;
   }
   io.out(formatTable(PG_STAT_REPLICATION_COLUMNS, status.senders.map(pgStatReplicationRow)) + "\n");
   return 0;
+}
+
+/** The token in {@linkcode HTTP_TOKEN_ENV}; unset, empty or not readable is none. */
+function envToken(): string | undefined {
+  try {
+    const t = Deno.env.get(HTTP_TOKEN_ENV)?.trim();
+    return t === "" ? undefined : t;
+  } catch {
+    return undefined; // no --allow-env: as if unset
+  }
 }
