@@ -61,7 +61,12 @@ export {
   SenderRegistry,
   type SenderState,
 } from "./lib/replication/registry.ts";
-export { type ReplicationSlot, SlotManager } from "./lib/replication/slots.ts";
+export {
+  type ReplicationSlot,
+  type SlotAccess,
+  type SlotInit,
+  SlotManager,
+} from "./lib/replication/slots.ts";
 export {
   PgError,
   type PgErrorFields,

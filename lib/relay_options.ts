@@ -31,6 +31,15 @@ export interface WalRelayOptions {
   /** `max_wal_senders`. Default 10. */
   maxSenders?: number;
   /**
+   * Sender threads serving replication connections. Each listens on the address with
+   * `reusePort`, so the kernel spreads the connections; the sender limit, the registry behind
+   * `/status`, the slots and the upstream stay global, on the relay's own thread. 1 serves every
+   * connection on the relay's own thread. Default: one per core (`navigator.hardwareConcurrency`);
+   * 1 with a custom `authenticate`, which cannot cross threads. Without `--unstable-net` (or
+   * `"unstable": ["net"]`), which `reusePort` needs, the relay logs why and uses 1.
+   */
+  workers?: number;
+  /**
    * Connections at once in any state, authenticating ones included (`max_connections`); more get
    * FATAL 53300 at once. Default `maxSenders + 10`, so idle sockets cannot crowd out senders.
    */
@@ -134,6 +143,7 @@ export interface RelaySettings {
   port: number;
   maxSenders: number;
   maxConnections: number;
+  workers: number;
   timeouts: Required<SessionTimeouts>;
   rescanMs: number;
   watch: boolean;
@@ -198,6 +208,17 @@ export async function checkRelayOptions(o: WalRelayOptions): Promise<RelaySettin
   if (hostname === "") throw new RangeError("invalid listen address: empty");
   const port = checkInteger("port", o.port ?? DEFAULTS.port, 0, 65535);
   const maxSenders = checkInteger("maxSenders", o.maxSenders ?? DEFAULTS.maxSenders, 1);
+  if (o.workers !== undefined && o.workers > 1 && o.authenticate) {
+    throw new RangeError(
+      `invalid workers ${o.workers}: a custom authenticate runs on the relay's own thread only`,
+    );
+  }
+  const workers = checkInteger(
+    "workers",
+    o.workers ?? 1,
+    1,
+    1024,
+  );
   const maxConnections = checkInteger(
     "maxConnections",
     o.maxConnections ?? maxSenders + DEFAULTS.reservedConnections,
@@ -282,6 +303,7 @@ export async function checkRelayOptions(o: WalRelayOptions): Promise<RelaySettin
     port,
     maxSenders,
     maxConnections,
+    workers,
     timeouts,
     rescanMs,
     watch: o.watch ?? !o.upstream,

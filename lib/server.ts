@@ -19,8 +19,8 @@ import { followUpstream, type UpstreamReceiver } from "./upstream/receiver.ts";
 import { UpstreamConfigError } from "./upstream/config_error.ts";
 import { oldestFeedback } from "./upstream/feedback.ts";
 import type { Lsn } from "./wal/lsn.ts";
-import { PgError, SqlState } from "./pgwire/error.ts";
-import { errorResponse } from "./pgwire/messages.ts";
+import { refuseTooManyClients } from "./replication/too_many_clients.ts";
+import { reusePortAvailable, SenderWorkers } from "./workers/sender_workers.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { startStatusServer, type StatusServer } from "./http/status_server.ts";
 import { upstreamProvider } from "./upstream/status_provider.ts";
@@ -85,7 +85,7 @@ export class WalRelay {
   /** Log lines. */
   readonly logger: Logger;
   /** Replication lag as `pg_stat_replication` computes it, fed by the sessions. */
-  readonly lag: ReplicationLag = new ReplicationLag();
+  readonly lag: ReplicationLag;
   /** Connection, error and byte counters for `/metrics`. */
   readonly counters: RelayCounters;
   /** The upstream receiver, in relay mode. */
@@ -98,7 +98,10 @@ export class WalRelay {
   #store: WalStore | undefined;
   #ctx: SessionContext | undefined;
   #serving = Promise.withResolvers<void>();
-  #listener: Deno.Listener;
+  /** With one worker: the replication listener, served on this thread. */
+  #listener: Deno.Listener | undefined;
+  /** With more: the sender threads, each listening on the same address. */
+  #workers: SenderWorkers | undefined;
   #sessions = new Set<{ close(): void; beginShutdown(): void }>();
   #shutdown = new AbortController();
   #done: Promise<void>;
@@ -113,7 +116,11 @@ export class WalRelay {
   #settings: RelaySettings;
 
   private constructor(
-    listener: Deno.Listener,
+    listen: { listener: Deno.Listener; workers?: undefined } | {
+      listener?: undefined;
+      workers: SenderWorkers;
+    },
+    lag: ReplicationLag,
     slots: SlotManager,
     options: WalRelayOptions,
     settings: RelaySettings,
@@ -127,12 +134,14 @@ export class WalRelay {
     this.#settings = settings;
     this.#tls = tls;
     this.#maxConnections = settings.maxConnections;
-    this.#listener = listener;
+    this.#listener = listen.listener;
+    this.#workers = listen.workers;
+    this.lag = lag;
     this.slots = slots;
     this.logger = logger;
-    this.registry = new SenderRegistry(settings.maxSenders);
+    this.registry = listen.workers?.registry ?? new SenderRegistry(settings.maxSenders);
     this.#serving.promise.catch(() => {});
-    this.#done = this.#acceptLoop();
+    this.#done = listen.workers?.finished ?? this.#acceptLoop();
   }
 
   /**
@@ -163,7 +172,10 @@ export class WalRelay {
    */
   async #serve(store: WalStore): Promise<void> {
     this.#store = store;
-    await this.upstream?.attach(store);
+    // The sender threads open the store now, bounded by its durable end, then follow each
+    // advance the writer announces.
+    await this.#workers?.serve(store);
+    await this.upstream?.attach(this.#workers?.sink(store) ?? store);
     const settings = this.#settings;
     this.#timers.push(setInterval(() => this.#refresh(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
@@ -249,13 +261,13 @@ export class WalRelay {
   }
 
   #logListening(): void {
-    const addr = this.#listener.addr as Deno.NetAddr;
     const store = this.#store;
     this.logger.log(
       "info",
       store ? "listening for replication connections" : "listening, waiting for WAL from upstream",
       {
-        address: `${addr.hostname}:${addr.port}`,
+        address: `${this.hostname}:${this.port}`,
+        workers: this.#workers ? this.#settings.workers : undefined,
         wal_dir: this.#settings.walDir,
         system_identifier: store?.identity.systemId.toString(),
         timeline: store?.timeline,
@@ -280,6 +292,14 @@ export class WalRelay {
     // Sessions log every connection, error (with its SQLSTATE) and disconnection; the counters
     // are fed from those lines.
     const logger = counters.tap(options.logger ?? createLogger());
+    if (settings.workers > 1 && !reusePortAvailable()) {
+      logger.log(
+        "warn",
+        `serving on 1 thread instead of ${settings.workers}: sender workers need Deno.listen({ reusePort: true }), which needs --unstable-net`,
+      );
+      settings.workers = 1;
+    }
+    const lag = new ReplicationLag();
     // Released newest first unless ownership passes to the relay at the end.
     await using acquired = new AsyncDisposableStack();
     // The TLS bridge listens on an ephemeral loopback port only; starting it first proves the
@@ -313,11 +333,48 @@ export class WalRelay {
         : undefined,
     });
     acquired.defer(() => backups.close());
-    const listener = acquired.adopt(
-      Deno.listen({ hostname: settings.hostname, port: settings.port }),
-      closeQuietly,
-    );
-    const relay = new WalRelay(listener, slots, options, settings, logger, tls, counters);
+    const listen = settings.workers > 1
+      ? {
+        workers: acquired.adopt(
+          await SenderWorkers.start({
+            count: settings.workers,
+            init: {
+              walDir: settings.walDir,
+              hostname: settings.hostname,
+              port: settings.port,
+              maxSenders: settings.maxSenders,
+              maxConnections: settings.maxConnections,
+              timeouts: settings.timeouts,
+              rescanMs: settings.rescanMs,
+              watch: settings.watch,
+              cacheSize: settings.cacheSize,
+              tls: settings.tls,
+              auth: settings.auth,
+              relay: options.upstream !== undefined,
+              backups: {
+                maxAgeMs: options.baseBackups?.maxAgeMs ?? DEFAULTS.baseBackupMaxAgeMs,
+                keep: options.baseBackups?.keep ?? DEFAULTS.baseBackupsKeep,
+              },
+            },
+            logger,
+            counters,
+            lag,
+            slots,
+            onFailure: (e) => relay.#fail(e),
+          }),
+          (w) => {
+            w.close();
+            return w.finished;
+          },
+        ),
+      }
+      : {
+        listener: acquired.adopt(
+          Deno.listen({ hostname: settings.hostname, port: settings.port }),
+          closeQuietly,
+        ),
+      };
+    const relay = new WalRelay(listen, lag, slots, options, settings, logger, tls, counters);
     acquired.defer(() => relay.#abandon());
     relay.backups = backups;
     relay.upstream = options.upstream
@@ -340,6 +397,7 @@ export class WalRelay {
       )
       : undefined;
     if (store) await relay.#serve(store);
+    relay.#workers?.accept();
     await relay.#startHttp();
     acquired.move();
     if (relay.upstream && !store) {
@@ -369,12 +427,16 @@ export class WalRelay {
 
   /** The port listened on. */
   get port(): number {
-    return (this.#listener.addr as Deno.NetAddr).port;
+    return this.#listener
+      ? (this.#listener.addr as Deno.NetAddr).port
+      : this.#workers!.address.port;
   }
 
   /** The address listened on. */
   get hostname(): string {
-    return (this.#listener.addr as Deno.NetAddr).hostname;
+    return this.#listener
+      ? (this.#listener.addr as Deno.NetAddr).hostname
+      : this.#workers!.address.hostname;
   }
 
   /**
@@ -390,13 +452,13 @@ export class WalRelay {
   async #acceptLoop(): Promise<void> {
     const running = new Set<Promise<void>>();
     try {
-      for await (const conn of this.#listener) {
+      for await (const conn of this.#listener!) {
         try {
           (conn as Deno.TcpConn).setNoDelay(true);
         } catch { /* not TCP */ }
         this.counters.connectionAccepted();
         if (this.#sessions.size >= this.#maxConnections) {
-          this.#refuse(conn);
+          refuseTooManyClients(conn, this.logger);
           continue;
         }
         const ctx = this.#ctx;
@@ -418,17 +480,6 @@ export class WalRelay {
       }
     }
     await Promise.allSettled([...running]);
-  }
-
-  /** Over the connection cap: PostgreSQL's answer before the startup packet, then close. */
-  #refuse(conn: Deno.Conn): void {
-    const err = PgError.fatal(SqlState.TOO_MANY_CONNECTIONS, "sorry, too many clients already");
-    this.logger.log("warn", err.message, { sqlstate: err.code });
-    conn.write(errorResponse(err)).catch(() => {}).finally(() => {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    });
   }
 
   #refresh(): void {
@@ -455,6 +506,7 @@ export class WalRelay {
   /** Asks the store to rescan now (after writing WAL into the directory, say). */
   async refresh(): Promise<void> {
     await this.#store?.refresh();
+    await this.#workers?.refresh();
   }
 
   /**
@@ -470,6 +522,7 @@ export class WalRelay {
         hba: this.#options.hbaFile,
         passwords: this.#options.passwordsFile,
       });
+      this.#workers?.setAuth(this.#auth);
       this.logger.log("info", "authentication configuration reloaded", {
         hba_rules: this.#auth.rules.length,
         users: this.#auth.passwords.size,
@@ -501,12 +554,14 @@ export class WalRelay {
       this.#stopAccepting();
       await this.#store?.refresh().catch(() => {});
       for (const s of this.#sessions) s.beginShutdown();
+      this.#workers?.shutdown();
     }
     const grace = options.graceMs ?? DEFAULTS.shutdownGraceMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         for (const s of this.#sessions) s.close();
+        this.#workers?.close();
         resolve();
       }, grace);
     });
@@ -524,7 +579,7 @@ export class WalRelay {
   #stopAccepting(): void {
     this.backups?.close();
     try {
-      this.#listener.close();
+      this.#listener?.close();
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
     try {
@@ -538,6 +593,7 @@ export class WalRelay {
     this.upstream?.close().catch(() => {});
     this.#stopAccepting();
     for (const s of this.#sessions) s.close();
+    this.#workers?.close();
     this.#tls?.close();
     this.http?.close().catch(() => {});
   }
@@ -551,6 +607,7 @@ export class WalRelay {
     this.#shutdown.abort();
     this.#stopAccepting();
     for (const s of this.#sessions) s.close();
+    this.#workers?.close();
     await this.#done;
     await this.#watching;
   }

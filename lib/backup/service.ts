@@ -43,6 +43,11 @@ export interface BackupServiceOptions {
   keep?: number;
   /** Relay mode: take a backup this often, ahead of demand. */
   intervalMs?: number | undefined;
+  /**
+   * Remove half-written backups when opening (default). A sender thread beside the relay, which
+   * may be writing one now, leaves them.
+   */
+  cleanup?: boolean;
   /** Whether backups can be taken now: the relay holds WAL to serve them with. */
   ready?: (() => boolean) | undefined;
 }
@@ -103,6 +108,7 @@ export class BackupService {
   static async open(opts: BackupServiceOptions): Promise<BackupService> {
     const store = await BackupStore.open(opts.walDir, {
       log: (m) => opts.log.log("warn", m),
+      cleanup: opts.cleanup ?? true,
     });
     const service = new BackupService(store, opts);
     const every = opts.intervalMs;

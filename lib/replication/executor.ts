@@ -184,7 +184,7 @@ async function execute(
       return;
     }
     case "READ_REPLICATION_SLOT": {
-      const slot = slots.get(cmd.slot);
+      const slot = await slots.get(cmd.slot);
       let row: (string | null)[] = [null, null, null];
       if (slot) {
         const lsn = slot.restartLsn;
@@ -209,12 +209,12 @@ async function execute(
         );
       }
       validateSlotName(cmd.slot);
-      const slot = await slots.create(cmd.slot, {
+      await slots.create(cmd.slot, {
         temporary: cmd.temporary,
         restartLsn: cmd.reserveWal ? store.endLsn : undefined,
         restartTli: cmd.reserveWal ? store.timeline : undefined,
+        activePid: cmd.temporary ? sender.pid : 0,
       });
-      if (slot.temporary) slot.activePid = sender.pid;
       await client.send(
         ...resultSet(
           columns.CREATE_REPLICATION_SLOT,
@@ -228,14 +228,12 @@ async function execute(
     case "DROP_REPLICATION_SLOT": {
       const deadline = Date.now() + ctx.timeouts.sender;
       while (true) {
-        const slot = slots.get(cmd.slot);
+        const slot = await slots.get(cmd.slot);
         const busy = slot && slot.activePid !== 0 && slot.activePid !== sender.pid;
         if (!cmd.wait || !busy || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      const slot = slots.get(cmd.slot);
-      if (slot?.activePid === sender.pid) slot.activePid = 0;
-      await slots.drop(cmd.slot);
+      await slots.drop(cmd.slot, sender.pid);
       await client.send(commandComplete("DROP_REPLICATION_SLOT"), readyForQuery());
       return;
     }
@@ -273,7 +271,7 @@ async function startReplication(
 ): Promise<CopyEnd | undefined> {
   const { store, slots } = ctx;
   let slot: ReplicationSlot | undefined;
-  if (cmd.slot !== undefined) slot = slots.acquire(cmd.slot, sender.pid);
+  if (cmd.slot !== undefined) slot = await slots.acquire(cmd.slot, sender.pid);
   try {
     const tli = cmd.timeline ?? store.timeline;
     let switchPoint: Lsn | undefined;
@@ -310,7 +308,7 @@ async function startReplication(
     }
     return await streamWal(client, ctx, sender, { tli, start: cmd.lsn, slot }, control);
   } finally {
-    if (slot && !slot.temporary) slot.activePid = 0;
+    if (slot) await slots.release(slot.name, sender.pid);
     sender.slot = undefined;
     sender.state = "startup";
   }

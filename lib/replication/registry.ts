@@ -65,6 +65,19 @@ export interface SenderOrigin {
 }
 
 /**
+ * Where the senders of several registries are counted together: one global limit and one pid
+ * sequence for a relay whose sessions run on several threads.
+ */
+export interface SenderCounter {
+  /** Takes a place unless `max` are in use, over every registry. */
+  tryAcquire(max: number): boolean;
+  /** Gives a place back. */
+  release(): void;
+  /** A pid unique among the registries. */
+  nextPid(): number;
+}
+
+/**
  * Hands out sender slots up to a limit and lists the live ones. Every exit path of a session
  * must {@linkcode SenderRegistry.release} its sender.
  *
@@ -85,14 +98,17 @@ export class SenderRegistry {
   maxSenders: number;
   #senders = new Map<number, Sender>();
   #nextPid: number;
+  #counter: SenderCounter | undefined;
 
   /**
    * Creates an empty registry.
    *
    * @param maxSenders How many senders may exist at once.
+   * @param counter Counts senders and hands out pids together with other threads' registries.
    */
-  constructor(maxSenders: number) {
+  constructor(maxSenders: number, counter?: SenderCounter) {
     this.maxSenders = maxSenders;
+    this.#counter = counter;
     // Start from a value derived from our own pid so two relays on one host rarely collide
     // in the temporary slot names clients derive from it.
     this.#nextPid = 10_000 + (Deno.pid % 1000) * 10_000;
@@ -105,9 +121,15 @@ export class SenderRegistry {
 
   /** Takes a slot, or `undefined` when all `maxSenders` are in use. */
   acquire(origin: SenderOrigin): Sender | undefined {
-    if (this.#senders.size >= this.maxSenders) return undefined;
-    const pid = this.#nextPid++;
-    if (this.#nextPid > 0x7fff_ffff) this.#nextPid = 10_000;
+    let pid: number;
+    if (this.#counter) {
+      if (!this.#counter.tryAcquire(this.maxSenders)) return undefined;
+      pid = this.#counter.nextPid();
+    } else {
+      if (this.#senders.size >= this.maxSenders) return undefined;
+      pid = this.#nextPid++;
+      if (this.#nextPid > 0x7fff_ffff) this.#nextPid = 10_000;
+    }
     const sender: Sender = {
       pid,
       cancelKey: crypto.getRandomValues(new Int32Array(1))[0]!,
@@ -137,7 +159,7 @@ export class SenderRegistry {
 
   /** Frees a sender's slot. Releasing twice is harmless. */
   release(sender: Sender): void {
-    this.#senders.delete(sender.pid);
+    if (this.#senders.delete(sender.pid)) this.#counter?.release();
   }
 
   /** A snapshot of the live senders, oldest first. */

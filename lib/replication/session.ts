@@ -21,7 +21,7 @@ import { ClientConnection, type PeerAddress } from "./connection.ts";
 import { runCommands } from "./executor.ts";
 import type { ReplicationLag } from "./lag_tracker.ts";
 import type { Sender, SenderRegistry } from "./registry.ts";
-import type { SlotManager } from "./slots.ts";
+import type { SlotAccess } from "./slots.ts";
 import { acquireSender, authenticate, checkStartup, readStartupPacket } from "./startup.ts";
 import type { StreamControl } from "./streaming.ts";
 import { pgErrorOf } from "./wal_errors.ts";
@@ -33,7 +33,7 @@ export interface SessionContext {
   /** Sender slots. */
   registry: SenderRegistry;
   /** Replication slots. */
-  slots: SlotManager;
+  slots: SlotAccess;
   /** Log lines. */
   log: Logger;
   /** Aborted when the server begins a graceful shutdown. */

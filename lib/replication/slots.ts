@@ -29,6 +29,42 @@ interface SlotFile {
   restart_tli: number | null;
 }
 
+/**
+ * What a session does with slots. {@linkcode SlotManager} is it on the relay's own thread; a
+ * sender thread reaches the one `SlotManager` of the relay through messages, so every answer may
+ * be a promise.
+ */
+export interface SlotAccess {
+  /** The slot called `name`, as it is now. */
+  get(name: string): ReplicationSlot | undefined | Promise<ReplicationSlot | undefined>;
+  /** Creates a slot; 42710 when one of that name exists. */
+  create(name: string, init: SlotInit): Promise<ReplicationSlot>;
+  /** Drops a slot; 42704 when missing, 55006 when a session other than `pid` uses it. */
+  drop(name: string, pid?: number): Promise<void>;
+  /** Takes a slot for streaming; 42704 missing, 55006 in use by another session. */
+  acquire(name: string, pid: number): ReplicationSlot | Promise<ReplicationSlot>;
+  /** Gives back a persistent slot `pid` streamed from. */
+  release(name: string, pid: number): void | Promise<void>;
+  /** Moves a slot's restart LSN forward to what its client has flushed. */
+  advance(slot: ReplicationSlot, flushLsn: Lsn, tli: number): void;
+  /** Writes every changed persistent slot. */
+  flush(): Promise<void>;
+  /** Drops a session's temporary slots when it ends (and releases the ones it used). */
+  releaseSession(pid: number): Promise<void>;
+}
+
+/** A new slot. */
+export interface SlotInit {
+  /** Dropped when its session ends. */
+  temporary: boolean;
+  /** Oldest WAL the slot's client needs, when reserved at once. */
+  restartLsn: Lsn | undefined;
+  /** Timeline of `restartLsn`. */
+  restartTli: number | undefined;
+  /** The session that holds it from the start (a temporary slot's creator); 0 for none. */
+  activePid?: number;
+}
+
 /** Where slots live inside the WAL directory; a name no WAL file can have. */
 export const SLOT_DIR = ".walrelay/slots";
 
@@ -47,7 +83,7 @@ export const SLOT_DIR = ".walrelay/slots";
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class SlotManager {
+export class SlotManager implements SlotAccess {
   #dir: string;
   #slots = new Map<string, ReplicationSlot>();
   #dirty = new Set<string>();
@@ -99,26 +135,32 @@ export class SlotManager {
   }
 
   /** Creates a slot; 42710 when one of that name exists. */
-  async create(
-    name: string,
-    init: { temporary: boolean; restartLsn: Lsn | undefined; restartTli: number | undefined },
-  ): Promise<ReplicationSlot> {
+  async create(name: string, init: SlotInit): Promise<ReplicationSlot> {
     if (this.#slots.has(name)) {
       throw new PgError(SqlState.DUPLICATE_OBJECT, `replication slot "${name}" already exists`);
     }
-    const slot: ReplicationSlot = { name, activePid: 0, ...init };
+    const slot: ReplicationSlot = {
+      name,
+      temporary: init.temporary,
+      restartLsn: init.restartLsn,
+      restartTli: init.restartTli,
+      activePid: init.activePid ?? 0,
+    };
     if (!slot.temporary) await this.#write(slot);
     this.#slots.set(name, slot);
     return slot;
   }
 
-  /** Drops a slot; 42704 when missing, 55006 when a session uses it. */
-  async drop(name: string): Promise<void> {
+  /**
+   * Drops a slot; 42704 when missing, 55006 when a session uses it. The session `pid` may drop
+   * a slot it holds itself.
+   */
+  async drop(name: string, pid = 0): Promise<void> {
     const slot = this.#slots.get(name);
     if (!slot) {
       throw new PgError(SqlState.UNDEFINED_OBJECT, `replication slot "${name}" does not exist`);
     }
-    if (slot.activePid !== 0) {
+    if (slot.activePid !== 0 && slot.activePid !== pid) {
       throw new PgError(
         SqlState.OBJECT_IN_USE,
         `replication slot "${name}" is active for PID ${slot.activePid}`,
@@ -160,6 +202,15 @@ export class SlotManager {
     }
     slot.activePid = pid;
     return slot;
+  }
+
+  /**
+   * Gives back a persistent slot that `pid` streamed from; a temporary slot stays with its
+   * session until it ends.
+   */
+  release(name: string, pid: number): void {
+    const slot = this.#slots.get(name);
+    if (slot && !slot.temporary && slot.activePid === pid) slot.activePid = 0;
   }
 
   /**

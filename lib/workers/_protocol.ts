@@ -1,0 +1,133 @@
+/**
+ * The messages between a relay and its sender threads. Not part of the public API.
+ *
+ * @module
+ */
+
+import type { AuthConfig } from "../auth/authenticator.ts";
+import type { LogFields, LogLevel } from "../log.ts";
+import type { TlsFiles } from "../pgwire/tls_bridge.ts";
+import type { Sender } from "../replication/registry.ts";
+import type { SessionTimeouts } from "../replication/session.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from "../pgwire/error.ts";
+
+/** The durable end of a relay's store, so a sender thread never reads past it. */
+export interface DurableEnd {
+  tli: number;
+  end: Lsn;
+}
+
+/** What a sender thread is told when it starts. */
+export interface WorkerInit {
+  type: "init";
+  /** The worker's number, from 1. */
+  worker: number;
+  walDir: string;
+  hostname: string;
+  port: number;
+  maxSenders: number;
+  maxConnections: number;
+  counters: SharedArrayBuffer;
+  timeouts: Required<SessionTimeouts>;
+  rescanMs: number;
+  watch: boolean;
+  cacheSize: number;
+  tls: TlsFiles | undefined;
+  auth: AuthConfig;
+  /** Relay mode: the store follows the durable end the relay announces. */
+  relay: boolean;
+  /** Base backups: how old a stored one may be (directory mode serves any). */
+  backups: { maxAgeMs: number; keep: number };
+}
+
+/** From the relay to a sender thread. */
+export type ToWorker =
+  | WorkerInit
+  /** The store is open: serve it, never past `durable` (relay mode) until told more. */
+  | { type: "serve"; id: number; durable: DurableEnd | undefined }
+  /** Begin accepting connections (before `serve`: answered "not yet accepting"). */
+  | { type: "accept" }
+  /** Relay mode: WAL `[start, start + bytes.length)` on `tli` is fsynced. */
+  | { type: "durable"; tli: number; start: Lsn; bytes: Uint8Array }
+  /** Rescan the directory (a segment completed, a history file appeared). */
+  | { type: "refresh"; id?: number }
+  /** SIGHUP: the authentication configuration now in force. */
+  | { type: "auth"; auth: AuthConfig }
+  /** Graceful shutdown: stop accepting, drain every stream to the end, then say `stopped`. */
+  | { type: "shutdown" }
+  /** Close every connection now. */
+  | { type: "close" }
+  /** The answer to a `call`. */
+  | { type: "answer"; id: number; value?: unknown; error?: RemoteError };
+
+/** A thrown error as it crosses threads; a PgError keeps its SQLSTATE and fields. */
+export interface RemoteError {
+  name: string;
+  message: string;
+  pg?: { code: string; severity: string; fields: Record<string, string> };
+}
+
+/** What a sender thread asks of the relay's slots and backups, answered by `answer`. */
+export type SlotCall =
+  | { method: "get"; name: string }
+  | {
+    method: "create";
+    name: string;
+    init: {
+      temporary: boolean;
+      restartLsn: Lsn | undefined;
+      restartTli: number | undefined;
+      activePid?: number;
+    };
+  }
+  | { method: "drop"; name: string; pid: number }
+  | { method: "acquire"; name: string; pid: number }
+  | { method: "release"; name: string; pid: number }
+  | { method: "flush" }
+  | { method: "releaseSession"; pid: number };
+
+/** From a sender thread to the relay. */
+export type FromWorker =
+  | { type: "listening"; port: number; hostname: string }
+  | { type: "failed"; message: string }
+  | { type: "log"; level: LogLevel; message: string; fields: LogFields | undefined }
+  | { type: "accepted" }
+  /** The thread's live senders, as its registry holds them. */
+  | { type: "senders"; senders: Sender[] }
+  /** A standby status update, for the relay's lag tracking. */
+  | { type: "reply"; sender: Sender; write: Lsn; flush: Lsn; apply: Lsn; time: number }
+  | { type: "advance"; name: string; lsn: Lsn; tli: number }
+  /** The `serve` or `refresh` sent with `id` is done. */
+  | { type: "done"; id: number }
+  | { type: "call"; id: number; call: SlotCall }
+  /** Every session of the thread has ended after `shutdown` or `close`. */
+  | { type: "stopped" };
+
+/** An error as it crosses to another thread. */
+export function toRemoteError(e: unknown): RemoteError {
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (err instanceof PgError) {
+    return {
+      name: err.name,
+      message: err.message,
+      pg: { code: err.code, severity: err.severity, fields: { ...err.fields } },
+    };
+  }
+  return { name: err.name, message: err.message };
+}
+
+/** The error a {@linkcode RemoteError} stands for, a PgError again when it was one. */
+export function fromRemoteError(r: RemoteError): Error {
+  if (r.pg) {
+    return new PgError(
+      r.pg.code as SqlStateCode,
+      r.message,
+      r.pg.fields as PgErrorFields,
+      r.pg.severity as Severity,
+    );
+  }
+  const e = new Error(r.message);
+  e.name = r.name;
+  return e;
+}

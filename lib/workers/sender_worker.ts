@@ -1,0 +1,408 @@
+/**
+ * A sender thread of the relay: listens on the relay's address beside the other sender threads
+ * (`reusePort`: the kernel spreads the connections) and runs their sessions, exactly as the
+ * relay's own thread does with one worker. What is global stays with the relay's thread and is
+ * reached through messages and shared memory: the durable end (announced, with the WAL itself,
+ * as it advances), the sender and connection limits and the pids (shared counters), the slots
+ * (asked for), the registry behind `/status` (told), the log. Not part of the public API.
+ *
+ * @module
+ */
+
+import { type AuthConfig, createAuthenticator } from "../auth/authenticator.ts";
+import { BackupService } from "../backup/service.ts";
+import type { Logger } from "../log.ts";
+import { TlsBridge } from "../pgwire/tls_bridge.ts";
+import { type Lags, preciseNow, ReplicationLag } from "../replication/lag_tracker.ts";
+import { NotYetAccepting } from "../replication/not_yet_accepting.ts";
+import { type Sender, SenderRegistry } from "../replication/registry.ts";
+import { Session, type SessionContext } from "../replication/session.ts";
+import { refuseTooManyClients } from "../replication/too_many_clients.ts";
+import { WalBlockCache } from "../stream/block_cache.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import { WalStore } from "../wal/store.ts";
+import {
+  type DurableEnd,
+  fromRemoteError,
+  type FromWorker,
+  type SlotCall,
+  type ToWorker,
+  type WorkerInit,
+} from "./_protocol.ts";
+import { RemoteSlots } from "./remote_slots.ts";
+import { SharedCounters } from "./shared_counters.ts";
+
+/** How often the live senders' progress is told to the relay's thread. */
+const REPORT_MS = 100;
+
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+};
+
+function post(message: FromWorker): void {
+  scope.postMessage(message);
+}
+
+/** Log lines go to the relay's logger, which counts them for `/metrics` and writes them. */
+const log: Logger = {
+  log(level, message, fields) {
+    post({ type: "log", level, message, fields });
+  },
+};
+
+/** A registry that tells the relay's thread when a sender comes or goes. */
+class ReportingRegistry extends SenderRegistry {
+  #changed: () => void;
+
+  constructor(maxSenders: number, counters: SharedCounters, changed: () => void) {
+    super(maxSenders, counters);
+    this.#changed = changed;
+  }
+
+  override acquire(origin: { clientAddr: string; clientPort: number }): Sender | undefined {
+    const s = super.acquire(origin);
+    if (s) this.#changed();
+    return s;
+  }
+
+  override release(sender: Sender): void {
+    super.release(sender);
+    this.#changed();
+  }
+}
+
+/** Lag is measured on the relay's thread, against its own record of the durable end. */
+class ForwardedLag extends ReplicationLag {
+  override recordReply(sender: Sender, write: Lsn, flush: Lsn, apply: Lsn, time?: number): Lags {
+    post({
+      type: "reply",
+      sender,
+      write,
+      flush,
+      apply,
+      time: time ?? preciseNow(),
+    });
+    return { write: undefined, flush: undefined, replay: undefined };
+  }
+}
+
+/** One sender thread. */
+class SenderThread {
+  #init: WorkerInit;
+  #counters: SharedCounters;
+  #registry: ReportingRegistry;
+  #listener: Deno.Listener;
+  #tls: TlsBridge | undefined;
+  #backups: BackupService;
+  #auth: AuthConfig;
+  #store: WalStore | undefined;
+  #ctx: SessionContext | undefined;
+  #sessions = new Set<{ close(): void; beginShutdown(): void }>();
+  #running = new Set<Promise<void>>();
+  #shutdown = new AbortController();
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #watcher: Deno.FsWatcher | undefined;
+  #calls = new Map<number, PromiseWithResolvers<unknown>>();
+  #nextCall = 1;
+  #reportQueued = false;
+  #reportedEmpty = true;
+  #accepting: Promise<void> = Promise.resolve();
+
+  private constructor(
+    init: WorkerInit,
+    listener: Deno.Listener,
+    tls: TlsBridge | undefined,
+    backups: BackupService,
+  ) {
+    this.#init = init;
+    this.#auth = init.auth;
+    this.#listener = listener;
+    this.#tls = tls;
+    this.#backups = backups;
+    this.#counters = new SharedCounters(init.counters);
+    this.#registry = new ReportingRegistry(init.maxSenders, this.#counters, () => this.#report());
+    this.#timers.push(setInterval(() => {
+      if (this.#registry.size > 0) this.#report();
+    }, REPORT_MS));
+  }
+
+  /**
+   * Connections wait in the listener's backlog until the relay says so: when it has WAL to
+   * serve, or knows it has none yet, as its own listener would answer them.
+   */
+  accept(): void {
+    if (this.#shutdown.signal.aborted) return;
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Starts TLS, the backup store and the listener; throws when any of them cannot start. */
+  static async start(init: WorkerInit): Promise<SenderThread> {
+    const tls = init.tls ? await TlsBridge.start(init.tls) : undefined;
+    try {
+      // The relay's thread takes and prunes backups; this thread only serves stored ones.
+      const backups = await BackupService.open({
+        walDir: init.walDir,
+        log,
+        maxAgeMs: init.backups.maxAgeMs,
+        keep: init.backups.keep,
+        cleanup: false,
+      });
+      const listener = Deno.listen({
+        hostname: init.hostname,
+        port: init.port,
+        reusePort: true,
+      } as Deno.TcpListenOptions);
+      return new SenderThread(init, listener, tls, backups);
+    } catch (e) {
+      tls?.close();
+      throw e;
+    }
+  }
+
+  get address(): Deno.NetAddr {
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /** The live senders, coalesced to one message per turn of the event loop. */
+  #report(): void {
+    if (this.#reportQueued) return;
+    this.#reportQueued = true;
+    queueMicrotask(() => {
+      this.#reportQueued = false;
+      const senders = this.#registry.list();
+      if (senders.length === 0 && this.#reportedEmpty) return;
+      this.#reportedEmpty = senders.length === 0;
+      post({ type: "senders", senders });
+    });
+  }
+
+  /** Asks the relay's thread; resolves with its answer. */
+  #call(call: SlotCall): Promise<unknown> {
+    const id = this.#nextCall++;
+    const pending = Promise.withResolvers<unknown>();
+    this.#calls.set(id, pending);
+    post({ type: "call", id, call });
+    return pending.promise;
+  }
+
+  answer(id: number, value: unknown, error: Parameters<typeof fromRemoteError>[0] | undefined) {
+    const pending = this.#calls.get(id);
+    if (!pending) return;
+    this.#calls.delete(id);
+    if (error) pending.reject(fromRemoteError(error));
+    else pending.resolve(value);
+  }
+
+  /** The store is open on the relay's thread: open it here too, bounded by its durable end. */
+  async serve(durable: DurableEnd | undefined): Promise<void> {
+    if (this.#shutdown.signal.aborted) return;
+    const init = this.#init;
+    const store = await WalStore.open(init.walDir, {
+      log: (m) => log.log("debug", m),
+      cacheSize: init.cacheSize,
+      ...(durable ? { durable } : {}),
+    });
+    this.#store = store;
+    this.#timers.push(setInterval(() => this.#refresh(), init.rescanMs));
+    if (init.watch) this.#watch(store);
+    this.#ctx = {
+      store,
+      registry: this.#registry,
+      slots: new RemoteSlots((c) => this.#call(c), post),
+      log,
+      shutdown: this.#shutdown.signal,
+      timeouts: init.timeouts,
+      tls: this.#tls,
+      lag: new ForwardedLag(),
+      blockCache: new WalBlockCache(),
+      backups: this.#backups,
+      authenticate: createAuthenticator(
+        () => this.#auth,
+        crypto.getRandomValues(new Uint8Array(32)),
+      ),
+    };
+  }
+
+  noteDurable(tli: number, start: Lsn, bytes: Uint8Array): void {
+    this.#store?.noteDurable(tli, start, bytes);
+  }
+
+  async refresh(): Promise<void> {
+    await this.#store?.refresh();
+  }
+
+  setAuth(auth: AuthConfig): void {
+    this.#auth = auth;
+  }
+
+  #refresh(): void {
+    this.#store?.refresh().catch((e) => {
+      log.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
+    });
+  }
+
+  async #watch(store: WalStore): Promise<void> {
+    try {
+      // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
+      const recursive = store.layout !== "plain" && store.layout !== "pg_receivewal";
+      this.#watcher = Deno.watchFs(store.dir, { recursive });
+      // Events are hints only: each one triggers a rescan that re-validates from the files.
+      for await (const _ of this.#watcher) this.#refresh();
+    } catch (e) {
+      if (!this.#shutdown.signal.aborted) {
+        log.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const init = this.#init;
+    try {
+      for await (const conn of this.#listener) {
+        try {
+          (conn as Deno.TcpConn).setNoDelay(true);
+        } catch { /* not TCP */ }
+        post({ type: "accepted" });
+        if (!this.#counters.tryConnect(init.maxConnections)) {
+          refuseTooManyClients(conn, log);
+          continue;
+        }
+        const ctx = this.#ctx;
+        const session = ctx ? new Session(conn, ctx) : new NotYetAccepting(conn, {
+          tls: this.#tls,
+          timeoutMs: init.timeouts.authentication,
+          log,
+        });
+        this.#sessions.add(session);
+        const p = session.run().finally(() => {
+          this.#counters.disconnect();
+          this.#sessions.delete(session);
+          this.#running.delete(p);
+        });
+        this.#running.add(p);
+      }
+    } catch (e) {
+      if (!this.#shutdown.signal.aborted) {
+        log.log("error", `accept failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  #stopAccepting(): void {
+    this.#shutdown.abort();
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const t of this.#timers) clearInterval(t);
+    try {
+      this.#watcher?.close();
+    } catch { /* already closed */ }
+    this.#backups.close();
+  }
+
+  /**
+   * Graceful: the relay's thread has stopped its upstream and announced the final end before
+   * this, so a streaming session drains to it and ends with `COPY 0`; idle ones close.
+   */
+  async shutdown(): Promise<void> {
+    if (!this.#shutdown.signal.aborted) {
+      this.#stopAccepting();
+      await this.#store?.refresh().catch(() => {});
+      for (const s of this.#sessions) s.beginShutdown();
+    }
+    await this.#stopped();
+  }
+
+  /** Closes every connection now. */
+  close(): void {
+    this.#stopAccepting();
+    for (const s of this.#sessions) s.close();
+  }
+
+  async #stopped(): Promise<void> {
+    await this.#accepting;
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    this.#tls?.close();
+    // The last word on the senders: none left.
+    post({ type: "senders", senders: [] });
+  }
+
+  /** Resolves once the listener is closed and every session has ended. */
+  stopped(): Promise<void> {
+    return this.#stopped();
+  }
+}
+
+let thread: SenderThread | undefined;
+/** Messages that touch the store run one after another, in the order sent. */
+let queue: Promise<void> = Promise.resolve();
+let ending = false;
+
+/** A failure the thread cannot go on from: the relay's thread stops the relay. */
+function fatal(e: unknown): void {
+  post({ type: "failed", message: `sender thread failed: ${(e as Error)?.message ?? e}` });
+  thread?.close();
+}
+
+async function handle(m: ToWorker): Promise<void> {
+  switch (m.type) {
+    case "init": {
+      try {
+        thread = await SenderThread.start(m);
+      } catch (e) {
+        post({ type: "failed", message: (e as Error).message });
+        return;
+      }
+      post({ type: "listening", port: thread.address.port, hostname: thread.address.hostname });
+      return;
+    }
+    case "serve":
+      await thread?.serve(m.durable);
+      post({ type: "done", id: m.id });
+      return;
+    case "accept":
+      thread?.accept();
+      return;
+    case "durable":
+      thread?.noteDurable(m.tli, m.start, m.bytes);
+      return;
+    case "refresh":
+      try {
+        await thread?.refresh();
+      } catch (e) {
+        log.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
+      }
+      if (m.id !== undefined) post({ type: "done", id: m.id });
+      return;
+    case "shutdown":
+      if (ending) return;
+      ending = true;
+      await thread?.shutdown();
+      post({ type: "stopped" });
+      return;
+  }
+}
+
+scope.onmessage = (e: MessageEvent) => {
+  const m = e.data as ToWorker;
+  switch (m.type) {
+    case "answer":
+      thread?.answer(m.id, m.value, m.error);
+      return;
+    case "auth":
+      thread?.setAuth(m.auth);
+      return;
+    case "close":
+      // Not queued: it must not wait behind a drain.
+      thread?.close();
+      if (!ending) {
+        ending = true;
+        (thread?.stopped() ?? Promise.resolve()).then(() => post({ type: "stopped" }), fatal);
+      }
+      return;
+    default:
+      queue = queue.then(() => handle(m)).catch(fatal);
+  }
+};

@@ -1,0 +1,362 @@
+/**
+ * The relay's sender threads, seen from the relay's own thread: starts them, keeps what is
+ * global (the one registry behind `/status`, the slots, the log, the durable end they follow)
+ * and speaks to them by messages. Not part of the public API.
+ *
+ * @module
+ */
+
+import type { AuthConfig } from "../auth/authenticator.ts";
+import type { RelayCounters } from "../http/counters.ts";
+import type { Logger } from "../log.ts";
+import type { ReplicationLag } from "../replication/lag_tracker.ts";
+import { type Sender, SenderRegistry } from "../replication/registry.ts";
+import type { SlotManager } from "../replication/slots.ts";
+import type { DurableSink } from "../upstream/durable_writer.ts";
+import type { Lsn } from "../wal/lsn.ts";
+import type { WalStore } from "../wal/store.ts";
+import {
+  type FromWorker,
+  type SlotCall,
+  toRemoteError,
+  type ToWorker,
+  type WorkerInit,
+} from "./_protocol.ts";
+import { SharedCounters } from "./shared_counters.ts";
+
+/**
+ * Whether `Deno.listen` takes `reusePort` here. Without `--unstable-net` (or `"unstable":
+ * ["net"]` in the configuration) Deno ends the process when it is asked for, so ask first;
+ * `Deno.listenDatagram` exists exactly when the flag is on.
+ *
+ * @example
+ * ```ts
+ * import { reusePortAvailable } from "./sender_workers.ts";
+ * console.log(reusePortAvailable());
+ * ```
+ */
+export function reusePortAvailable(): boolean {
+  return typeof (Deno as unknown as { listenDatagram?: unknown }).listenDatagram === "function";
+}
+
+/** The senders of every sender thread, behind `/status` and `pg_stat_replication`. */
+class ThreadsRegistry extends SenderRegistry {
+  #byThread = new Map<number, Sender[]>();
+
+  /** Takes what thread `n` reports: its live senders. */
+  update(n: number, senders: Sender[]): void {
+    if (senders.length === 0) this.#byThread.delete(n);
+    else this.#byThread.set(n, senders);
+  }
+
+  /** The sender `pid` as last reported. */
+  find(pid: number): Sender | undefined {
+    for (const list of this.#byThread.values()) {
+      const s = list.find((x) => x.pid === pid);
+      if (s) return s;
+    }
+    return undefined;
+  }
+
+  override get size(): number {
+    let n = 0;
+    for (const list of this.#byThread.values()) n += list.length;
+    return n;
+  }
+
+  override list(): Sender[] {
+    return [...this.#byThread.values()].flat().sort((a, b) =>
+      a.backendStart.getTime() - b.backendStart.getTime() || a.pid - b.pid
+    );
+  }
+
+  /** Senders are taken on the sender threads, through the shared counters. */
+  override acquire(): Sender | undefined {
+    return undefined;
+  }
+}
+
+/** What the sender threads need from the relay. */
+export interface SenderWorkersOptions {
+  /** How many threads. */
+  count: number;
+  /** Everything a thread is started with except its number and the shared counters. */
+  init: Omit<WorkerInit, "type" | "worker" | "counters">;
+  /** The relay's logger: the threads' lines go through it. */
+  logger: Logger;
+  /** Counts accepted connections for `/metrics`. */
+  counters: RelayCounters;
+  /** The relay's lag tracking, fed with the standbys' replies. */
+  lag: ReplicationLag;
+  /** The relay's slots: the only ones. */
+  slots: SlotManager;
+  /** A thread failed in a way it cannot go on from. */
+  onFailure: (e: Error) => void;
+}
+
+/** One thread and what the relay knows of it. */
+interface Thread {
+  n: number;
+  worker: Worker;
+  stopped: PromiseWithResolvers<void>;
+}
+
+/**
+ * Sender threads serving replication connections on one address, with one sender limit, one
+ * registry and one set of slots. The relay's own thread accepts no replication connection.
+ *
+ * @example
+ * ```ts ignore
+ * import { SenderWorkers } from "./sender_workers.ts";
+ * const workers = await SenderWorkers.start({ count: 2, init, logger, counters, lag, slots, onFailure });
+ * workers.serve(store);
+ * await workers.shutdown();
+ * ```
+ */
+export class SenderWorkers {
+  /** The senders of every thread. */
+  readonly registry: ThreadsRegistry;
+  /** The address every thread listens on. */
+  readonly address: { hostname: string; port: number };
+  #threads: Thread[];
+  #options: SenderWorkersOptions;
+  /** Requests every thread answers with `done`, by id. */
+  #waits = new Map<number, { left: number; done: () => void }>();
+  #nextWait = 1;
+  #finished: Promise<void>;
+  #ending = false;
+
+  private constructor(
+    threads: Thread[],
+    address: { hostname: string; port: number },
+    registry: ThreadsRegistry,
+    options: SenderWorkersOptions,
+  ) {
+    this.#threads = threads;
+    this.address = address;
+    this.registry = registry;
+    this.#options = options;
+    this.#finished = Promise.all(threads.map((t) => t.stopped.promise)).then(() => {
+      for (const t of threads) t.worker.terminate();
+    });
+  }
+
+  /**
+   * Starts `count` threads, one after another: the first binds the address (an ephemeral port
+   * when `port` is 0), the others join it. Throws, with every thread ended, when one cannot.
+   */
+  static async start(options: SenderWorkersOptions): Promise<SenderWorkers> {
+    if (!reusePortAvailable()) {
+      throw new Error(
+        'sender workers need Deno.listen({ reusePort: true }): run with --unstable-net or "unstable": ["net"] in deno.json',
+      );
+    }
+    const counters = SharedCounters.create(10_000 + (Deno.pid % 1000) * 10_000);
+    const registry = new ThreadsRegistry(options.init.maxSenders);
+    const threads: Thread[] = [];
+    // Set once every thread listens; messages before that are only log lines.
+    const started: { pool?: SenderWorkers } = {};
+    let port = options.init.port;
+    let hostname = options.init.hostname;
+    try {
+      for (let n = 1; n <= options.count; n++) {
+        const worker = new Worker(new URL("./sender_worker.ts", import.meta.url), {
+          type: "module",
+        });
+        const thread: Thread = { n, worker, stopped: Promise.withResolvers<void>() };
+        threads.push(thread);
+        const listening = Promise.withResolvers<{ port: number; hostname: string }>();
+        worker.onmessage = (e: MessageEvent) => {
+          const m = e.data as FromWorker;
+          if (m.type === "listening") listening.resolve(m);
+          else if (m.type === "failed") listening.reject(new Error(m.message));
+          else if (started.pool) started.pool.#receive(thread, m);
+          else if (m.type === "log") options.logger.log(m.level, m.message, m.fields);
+        };
+        worker.onerror = (e: ErrorEvent) => {
+          e.preventDefault();
+          const err = new Error(`sender thread ${n} failed: ${e.message}`);
+          listening.reject(err);
+          thread.stopped.resolve();
+          if (started.pool) options.onFailure(err);
+        };
+        const init: WorkerInit = {
+          ...options.init,
+          type: "init",
+          worker: n,
+          port,
+          counters: counters.buffer,
+        };
+        worker.postMessage(init);
+        const addr = await listening.promise;
+        port = addr.port;
+        hostname = addr.hostname;
+      }
+    } catch (e) {
+      for (const t of threads) t.worker.terminate();
+      throw e;
+    }
+    started.pool = new SenderWorkers(threads, { hostname, port }, registry, options);
+    return started.pool;
+  }
+
+  #post(message: ToWorker): void {
+    for (const t of this.#threads) t.worker.postMessage(message);
+  }
+
+  #receive(thread: Thread, m: FromWorker): void {
+    const o = this.#options;
+    switch (m.type) {
+      case "log":
+        o.logger.log(m.level, m.message, m.fields);
+        return;
+      case "accepted":
+        o.counters.connectionAccepted();
+        return;
+      case "senders":
+        this.registry.update(thread.n, m.senders);
+        return;
+      case "reply": {
+        // The registry's copy moves at once, so the lag is computed against current positions.
+        const s = this.registry.find(m.sender.pid);
+        if (s) Object.assign(s, m.sender);
+        o.lag.recordReply(s ?? m.sender, m.write, m.flush, m.apply, m.time);
+        return;
+      }
+      case "advance": {
+        const slot = o.slots.get(m.name);
+        if (slot) o.slots.advance(slot, m.lsn, m.tli);
+        return;
+      }
+      case "call":
+        this.#answer(thread, m.id, m.call);
+        return;
+      case "done": {
+        const r = this.#waits.get(m.id);
+        if (r && --r.left === 0) {
+          this.#waits.delete(m.id);
+          r.done();
+        }
+        return;
+      }
+      case "failed":
+        o.onFailure(new Error(m.message));
+        return;
+      case "stopped":
+        thread.stopped.resolve();
+        return;
+    }
+  }
+
+  /** Runs a thread's slot call on the relay's `SlotManager`, one at a time as they come. */
+  async #answer(thread: Thread, id: number, call: SlotCall): Promise<void> {
+    const slots = this.#options.slots;
+    let value: unknown;
+    try {
+      switch (call.method) {
+        case "get":
+          value = slots.get(call.name);
+          break;
+        case "create":
+          value = await slots.create(call.name, call.init);
+          break;
+        case "drop":
+          await slots.drop(call.name, call.pid);
+          break;
+        case "acquire":
+          value = slots.acquire(call.name, call.pid);
+          break;
+        case "release":
+          slots.release(call.name, call.pid);
+          break;
+        case "flush":
+          await slots.flush();
+          break;
+        case "releaseSession":
+          await slots.releaseSession(call.pid);
+          break;
+      }
+      thread.worker.postMessage({ type: "answer", id, value } satisfies ToWorker);
+    } catch (e) {
+      thread.worker.postMessage({ type: "answer", id, error: toRemoteError(e) } satisfies ToWorker);
+    }
+  }
+
+  /**
+   * The store is open: the threads open it too. In relay mode they never read past the durable
+   * end it has now, and learn each advance through {@linkcode SenderWorkers.sink}.
+   */
+  serve(store: WalStore): Promise<void> {
+    const durable = this.#options.init.relay
+      ? { tli: store.timeline, end: store.endLsn }
+      : undefined;
+    return this.#everyThread((id) => ({ type: "serve", id, durable }));
+  }
+
+  /** Sends a request to every thread; resolves when all have done it (or stopped). */
+  #everyThread(message: (id: number) => ToWorker): Promise<void> {
+    const id = this.#nextWait++;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waits.set(id, { left: this.#threads.length, done: resolve });
+    this.#post(message(id));
+    // A thread that stops meanwhile never answers.
+    return Promise.race([promise, this.#finished]);
+  }
+
+  /**
+   * What the upstream writer announces to: `store`, and every thread after it, in the same
+   * order, so a thread wakes its caught-up senders as the relay's thread wakes its own.
+   */
+  sink(store: WalStore): DurableSink {
+    return {
+      noteDurable: (tli: number, start: Lsn, bytes: Uint8Array) => {
+        store.noteDurable(tli, start, bytes);
+        this.#post({ type: "durable", tli, start, bytes });
+      },
+      refresh: async () => {
+        const changed = await store.refresh();
+        this.#post({ type: "refresh" });
+        return changed;
+      },
+      get endLsn() {
+        return store.endLsn;
+      },
+      get timeline() {
+        return store.timeline;
+      },
+    };
+  }
+
+  /** Every thread begins accepting connections. */
+  accept(): void {
+    this.#post({ type: "accept" });
+  }
+
+  /** Every thread rescans the directory; resolves when all have. */
+  refresh(): Promise<void> {
+    if (this.#ending) return Promise.resolve();
+    return this.#everyThread((id) => ({ type: "refresh", id }));
+  }
+
+  /** SIGHUP: the authentication configuration now in force. */
+  setAuth(auth: AuthConfig): void {
+    this.#post({ type: "auth", auth });
+  }
+
+  /** Graceful shutdown: each thread stops accepting and drains its streams to the end. */
+  shutdown(): void {
+    this.#ending = true;
+    this.#post({ type: "shutdown" });
+  }
+
+  /** Closes every connection of every thread now. */
+  close(): void {
+    this.#ending = true;
+    this.#post({ type: "close" });
+  }
+
+  /** Resolves once every thread has stopped and ended. */
+  get finished(): Promise<void> {
+    return this.#finished;
+  }
+}
