@@ -32,6 +32,16 @@ export interface FrontendMessage {
   body: Uint8Array;
 }
 
+/** Options of {@linkcode MessageReader}. */
+export interface MessageReaderOptions {
+  /** Bytes read at a time until a message needs more. Default 16384. */
+  size?: number;
+  /** A buffer grown past this many bytes is dropped once drained. Default: kept. */
+  keep?: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
 /** Thrown when the peer closed the connection mid-message or between messages. */
 export class ConnectionClosed extends Error {
   constructor() {
@@ -63,13 +73,22 @@ export class ConnectionClosed extends Error {
  */
 export class MessageReader {
   #src: ByteSource;
-  #buf = new Uint8Array(16384);
+  #size: number;
+  #keep: number;
+  #buf: Uint8Array = EMPTY;
   #start = 0;
   #end = 0;
 
-  /** @param src Where the bytes come from. */
-  constructor(src: ByteSource) {
+  /**
+   * @param src Where the bytes come from.
+   * @param options `size`: bytes read at a time until a message needs more (default 16384).
+   * `keep`: a buffer grown past this is dropped once drained, back to `size` (default: kept),
+   * so one long message does not pin its buffer for the rest of the connection.
+   */
+  constructor(src: ByteSource, options: MessageReaderOptions = {}) {
     this.#src = src;
+    this.#size = options.size ?? 16384;
+    this.#keep = options.keep ?? Infinity;
   }
 
   /** Bytes already received but not yet consumed. */
@@ -79,9 +98,14 @@ export class MessageReader {
 
   async #fill(n: number): Promise<boolean> {
     if (this.#end - this.#start >= n) return true;
+    if (this.#start === this.#end && this.#buf.length > this.#keep) {
+      this.#buf = EMPTY;
+      this.#start = this.#end = 0;
+    }
     if (this.#buf.length - this.#start < n) {
-      // Compact, growing only when one message needs more room than we have.
-      const size = Math.max(this.#buf.length, n);
+      // Compact, growing only when one message needs more room than we have. The buffer is
+      // allocated on the first read: a connection that never speaks costs none.
+      const size = Math.max(this.#buf.length || this.#size, n);
       const next = size === this.#buf.length ? this.#buf : new Uint8Array(size);
       next.set(this.#buf.subarray(this.#start, this.#end), 0);
       this.#end -= this.#start;

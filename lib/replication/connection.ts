@@ -22,6 +22,13 @@ function maxLength(type: string): number {
   }
 }
 
+/**
+ * The reader's buffer: a client's messages are small (startup, commands, status updates of a few
+ * dozen bytes), and every idle connection holds its buffer in a pending read. A long query grows
+ * it for as long as it takes, then goes back.
+ */
+const READER = { size: 512, keep: 1 << 16 };
+
 /** A peer's address and port. */
 export interface PeerAddress {
   /** IP address. */
@@ -57,7 +64,7 @@ export class ClientConnection {
    */
   constructor(conn: Deno.Conn, options: { remote?: PeerAddress; ssl?: boolean } = {}) {
     this.#conn = conn;
-    this.#reader = new MessageReader(conn);
+    this.#reader = new MessageReader(conn, READER);
     this.#writer = conn.writable.getWriter();
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = options.remote ?? { address: addr.hostname ?? "", port: addr.port ?? 0 };
@@ -115,7 +122,7 @@ export class ClientConnection {
     const { conn, alpnProtocol, close } = await bridge.upgrade(this.#conn, prefix);
     this.#closeTls = close;
     this.#conn = conn;
-    this.#reader = new MessageReader(conn);
+    this.#reader = new MessageReader(conn, READER);
     this.#writer = conn.writable.getWriter();
     this.#ssl = true;
     return alpnProtocol;
