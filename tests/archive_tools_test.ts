@@ -1,9 +1,10 @@
 // Archives made by the real archiving tools (Debian's pgbackrest and barman, installed by
 // .ci/run), served by the relay as they lie: a pgBackRest repository whose segments were pushed
 // with gz, lz4 and zst compression (each checked against the SHA-1 in its name), and a Barman
-// server whose streamed WAL was archived compressed with gzip and bzip2. A standby from a base
-// backup reaches the primary's data through the relay, and a plain pg_receivewal pulling from it
-// writes the primary's segments byte for byte.
+// server whose streamed WAL was archived compressed with gzip and bzip2, the newest WAL still in
+// receive-wal's .partial in streaming/. A standby from a base backup reaches the primary's data
+// through the relay, and a plain pg_receivewal pulling from it writes the primary's segments
+// byte for byte.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -19,7 +20,13 @@ import {
   waitFor,
 } from "./_pg.ts";
 import { PGBENCH_DIGEST } from "./_relay_mode_util.ts";
-import { primarySegments, pullMatchesPrimary, standbyReachesPrimary } from "./_archive_util.ts";
+import {
+  primarySegments,
+  pullMatchesPrimary,
+  relayEnd,
+  standbyReachesPrimary,
+} from "./_archive_util.ts";
+import { formatLsn, lsn } from "./_relay_util.ts";
 
 /** Every file under `dir`, as paths relative to it. */
 async function walk(dir: string, prefix = ""): Promise<string[]> {
@@ -165,9 +172,23 @@ Deno.test("a Barman archive (streaming archiver, gzip and bzip2 compression) ser
     await workload(pg);
     await archiveUpTo(await pg.sql("SELECT pg_walfile_name(pg_current_wal_lsn() - 1)"));
   }
+  // WAL that only receive-wal's .partial in streaming/ holds: archive-wal never moves it.
+  await pg.pgbench(["-c", "1", "-t", "200", "-n"]);
+  const target = await pg.currentLsn();
+  await waitFor(
+    async () =>
+      (await pg.sql(
+        `SELECT count(*) FROM pg_stat_replication WHERE write_lsn >= '${target}'::pg_lsn`,
+      )) === "1",
+    { timeoutMs: 30_000, message: `barman receive-wal did not write up to ${target}` },
+  );
   const want = await pg.sql(PGBENCH_DIGEST);
   await receiver.stop();
   const primary = await primarySegments(pg);
+  const tail = await pg.sql(`SELECT pg_walfile_name('${target}')`);
+  const streamed = await walk(join(home.path, "home", "pg", "streaming"));
+  assert.ok(streamed.includes(`${tail}.partial`), `streaming/ holds ${streamed.join(", ")}`);
+  assert.ok(!(await walk(wals)).some((f) => f.endsWith(`/${tail}`)), `${tail} in wals/`);
 
   const files = (await walk(wals)).filter((f) => /\/[0-9A-F]{24}$/.test(f));
   const magics = new Set<string>();
@@ -180,6 +201,8 @@ Deno.test("a Barman archive (streaming archiver, gzip and bzip2 compression) ser
 
   // The server directory, as an operator would point at it.
   await using relay = await startRelay({ walDir: join(home.path, "home", "pg") });
+  const end = await relayEnd(relay);
+  assert.ok(end >= lsn(target), `the relay ends at ${formatLsn(end)}, before ${target}`);
   const compared = await pullMatchesPrimary(relay, first, primary, 15);
   assert.ok(compared >= 5, `${compared} segments compared`);
   await standbyReachesPrimary(backup, relay, want);

@@ -7,7 +7,8 @@
  * - pgBackRest, the stanza's archive directory `REPO/archive/STANZA`:
  *   `<major>-<id>/<first 16 hex>/SEG-<sha1>[.gz|.lz4|.zst|.bz2]` and `<major>-<id>/TTTTTTTT.history`;
  * - Barman, a server directory or its `wals/`: `wals/<first 16 hex>/SEG`, compressed or not under
- *   the same name, and `wals/TTTTTTTT.history`;
+ *   the same name, and `wals/TTTTTTTT.history`; beside them `streaming/`, where `receive-wal`
+ *   writes `SEG.partial` and leaves the newest segments until `archive-wal` moves them;
  * - WAL-G's file storage, its root or its `wal_005/`: `wal_005/SEG.<lz4|zst|br|lzma>`.
  *
  * @module
@@ -65,6 +66,7 @@ export interface ScanOptions {
 }
 
 const SEGMENT = /^[0-9A-F]{24}$/;
+const PARTIAL_SEGMENT = /^[0-9A-F]{24}\.partial$/;
 const HISTORY = /^[0-9A-F]{8}\.history$/;
 const HASH_DIR = /^[0-9A-F]{16}$/;
 const ARCHIVE_ID = /^(\d+)-(\d+)$/;
@@ -77,6 +79,12 @@ async function readDir(dir: string): Promise<Deno.DirEntry[]> {
   const out: Deno.DirEntry[] = [];
   for await (const e of Deno.readDir(dir)) out.push(e);
   return out;
+}
+
+function parentDir(path: string): string {
+  const p = path.replace(/\/+$/, "");
+  const i = p.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : p.slice(0, i);
 }
 
 const byName = (a: ArchiveEntry, b: ArchiveEntry): number =>
@@ -154,10 +162,11 @@ export async function scanArchive(dir: string, options: ScanOptions = {}): Promi
       return { layout, walDir, entries: flatEntries(walDir, inner, layout) };
     }
     case "barman": {
-      const walDir = items.some((i) => i.isDirectory && i.name === "wals")
-        ? join(dir, "wals")
-        : dir;
-      return { layout, walDir, entries: await barmanEntries(walDir) };
+      const inServer = items.some((i) => i.isDirectory && i.name === "wals");
+      const walDir = inServer ? join(dir, "wals") : dir;
+      // Given `wals/` itself, the server directory is its parent.
+      const serverDir = inServer ? dir : base === "wals" ? parentDir(dir) : undefined;
+      return { layout, walDir, entries: await barmanEntries(walDir, serverDir) };
     }
     case "pgbackrest":
       return await pgbackrestListing(dir, items, options.archiveId);
@@ -205,21 +214,43 @@ function flatEntries(dir: string, items: Deno.DirEntry[], layout: ArchiveLayout)
   return entries.sort(byName);
 }
 
-async function barmanEntries(walDir: string): Promise<ArchiveEntry[]> {
-  const entries: ArchiveEntry[] = [];
+/**
+ * Barman's archived WAL, and what its streaming archiver (`receive-wal`, a pg_receivewal) holds
+ * in `streaming/` beside `wals/`: the `.partial` being written, and the newest complete segments
+ * and history files that `archive-wal` has not moved yet. A file in `wals/` wins over a copy of
+ * the same name in `streaming/`. `streaming/` is read first: `archive-wal` writes a file into
+ * `wals/` before it removes it from `streaming/`, so a file on its way is seen in one or the other.
+ */
+async function barmanEntries(walDir: string, serverDir?: string): Promise<ArchiveEntry[]> {
+  const entries = new Map<string, ArchiveEntry>();
+  const streamed: ArchiveEntry[] = [];
+  if (serverDir !== undefined) {
+    const streaming = join(serverDir, "streaming");
+    let items: Deno.DirEntry[] = [];
+    try {
+      items = await readDir(streaming);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    for (const f of items) {
+      const wal = SEGMENT.test(f.name) || PARTIAL_SEGMENT.test(f.name) || HISTORY.test(f.name);
+      if (f.isFile && wal) streamed.push({ name: f.name, path: join(streaming, f.name) });
+    }
+  }
   for (const item of await readDir(walDir)) {
     if (item.isFile && HISTORY.test(item.name)) {
-      entries.push({ name: item.name, path: join(walDir, item.name) });
+      entries.set(item.name, { name: item.name, path: join(walDir, item.name) });
     } else if (item.isDirectory && HASH_DIR.test(item.name)) {
       const hashDir = join(walDir, item.name);
       for (const f of await readDir(hashDir)) {
-        if (f.isFile && (SEGMENT.test(f.name) || /^[0-9A-F]{24}\.partial$/.test(f.name))) {
-          entries.push({ name: f.name, path: join(hashDir, f.name) });
+        if (f.isFile && (SEGMENT.test(f.name) || PARTIAL_SEGMENT.test(f.name))) {
+          entries.set(f.name, { name: f.name, path: join(hashDir, f.name) });
         }
       }
     }
   }
-  return entries.sort(byName);
+  for (const e of streamed) if (!entries.has(e.name)) entries.set(e.name, e);
+  return [...entries.values()].sort(byName);
 }
 
 async function pgbackrestListing(

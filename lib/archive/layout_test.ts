@@ -92,7 +92,7 @@ Deno.test("layout: pgBackRest stanza archive, newest archive id, SHA-1 from the 
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("layout: Barman server directory and its wals/, compression by magic", async () => {
+Deno.test("layout: Barman server directory and its wals/, compression by magic, streaming/ beside", async () => {
   const bz2 = await pipeThroughTool("bzip2", ["-c"], plain);
   const files = {
     [`wals/0000000100000000/${SEG}`]: bz2,
@@ -100,21 +100,33 @@ Deno.test("layout: Barman server directory and its wals/, compression by magic",
     [`wals/${HIST}`]: history,
     "wals/xlog.db": new Uint8Array(0),
     "base": null,
-    "streaming/000000010000000000000008.partial": plain,
+    // receive-wal's: a copy archive-wal has not removed yet, the newest segment, the one it
+    // writes, and pg_receivewal's temporary file.
+    "streaming/000000010000000000000007": new Uint8Array(1),
+    "streaming/000000010000000000000008": plain,
+    "streaming/000000010000000000000009.partial": plain,
+    "streaming/00000002.history.tmp": history,
   };
   const dir = await tree(files);
   for (const d of [dir, `${dir}/wals`]) {
     const l = await scanArchive(d);
     assert.equal(l.layout, "barman");
     assert.equal(l.walDir, `${dir}/wals`);
-    assert.deepEqual(l.entries.map((e) => [e.name, e.format]), [
-      [SEG, undefined],
-      ["000000010000000000000007", undefined],
-      [HIST, undefined],
+    assert.deepEqual(l.entries.map((e) => [e.name, e.path.slice(dir.length + 1)]), [
+      [SEG, `wals/0000000100000000/${SEG}`],
+      ["000000010000000000000007", "wals/0000000100000000/000000010000000000000007"],
+      ["000000010000000000000008", "streaming/000000010000000000000008"],
+      ["000000010000000000000009.partial", "streaming/000000010000000000000009.partial"],
+      [HIST, `wals/${HIST}`],
     ]);
+    assert.ok(l.entries.every((e) => e.format === undefined));
   }
   await readsBack(dir);
   await readsBack(dir, "000000010000000000000007");
+  await readsBack(dir, "000000010000000000000008");
+  // Without streaming/, only wals/.
+  await Deno.remove(`${dir}/streaming`, { recursive: true });
+  assert.equal((await scanArchive(dir)).entries.length, 3);
   await Deno.remove(dir, { recursive: true });
 });
 
