@@ -5,60 +5,10 @@
 // the locks it holds).
 
 import assert from "node:assert/strict";
-import { freePort, startPrimary, tempDir, waitFor } from "./_pg.ts";
+import { startPrimary, tempDir, waitFor } from "./_pg.ts";
+import { forwarder } from "./_forwarder.ts";
 import { startUpstream } from "../lib/upstream/receiver.ts";
 import { parseLsn } from "../lib/wal/lsn.ts";
-
-/** A loopback forwarder to `port`; `silence()` stops the server → client direction of the
- * connections open at that moment. */
-async function forwarder(port: number) {
-  const listenPort = await freePort();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: listenPort });
-  const open: { silenced: boolean; conns: Deno.Conn[] }[] = [];
-  const pipe = async (from: Deno.Conn, to: Deno.Conn, gate?: { silenced: boolean }) => {
-    const buf = new Uint8Array(65536);
-    try {
-      while (true) {
-        const n = await from.read(buf);
-        if (n === null) break;
-        // Silenced: hold the bytes back for good, as a stalled network would.
-        if (gate?.silenced) continue;
-        let off = 0;
-        while (off < n) off += await to.write(buf.subarray(off, n));
-      }
-    } catch { /* closed */ }
-    for (const c of [from, to]) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
-  };
-  const pumps: Promise<void>[] = [];
-  const accepting = (async () => {
-    for await (const client of listener) {
-      const server = await Deno.connect({ hostname: "127.0.0.1", port });
-      const link = { silenced: false, conns: [client, server] };
-      open.push(link);
-      pumps.push(pipe(client, server), pipe(server, client, link));
-    }
-  })();
-  return {
-    port: listenPort,
-    silence: () => open.forEach((l) => l.silenced = true),
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting.catch(() => {});
-      for (const l of open) {
-        for (const c of l.conns) {
-          try {
-            c.close();
-          } catch { /* already closed */ }
-        }
-      }
-      await Promise.all(pumps);
-    },
-  };
-}
 
 Deno.test("upstream receiver: status interval, receive timeout and reconnection", async () => {
   await using pg = await startPrimary({ walSegSize: 1 });

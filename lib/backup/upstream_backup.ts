@@ -57,6 +57,12 @@ export interface UpstreamTakerOptions {
    * standby's old restartpoint, say) could never be recovered from the relay, so it is abandoned.
    */
   holdsWalFrom?: ((start: Lsn, timeline: TimelineId) => boolean) | undefined;
+  /**
+   * Once the COPY has begun, an upstream silent for this long is given up on, as a walreceiver
+   * gives up at `wal_receiver_timeout`; its clients get an error instead of waiting for good.
+   * Default 60 s. (Before the COPY the upstream may be checkpointing, for as long as it takes.)
+   */
+  stallTimeoutMs?: number | undefined;
 }
 
 /**
@@ -238,6 +244,14 @@ class UpstreamBackup implements BackupInProgress {
     let copying = false;
     let start: BackupStart | undefined;
     let end: { endLsn: Lsn; endTimeline: TimelineId } | undefined;
+    const stall = this.#opts.stallTimeoutMs ?? 60_000;
+    let lastReceive = Date.now();
+    let stalled = false;
+    const watchdog = setInterval(() => {
+      if (!copying || Date.now() - lastReceive < stall) return;
+      stalled = true;
+      client.close();
+    }, Math.min(1000, Math.max(50, stall / 4)));
     const finishArchive = async () => {
       if (!current) return;
       await current.file.sync();
@@ -248,7 +262,14 @@ class UpstreamBackup implements BackupInProgress {
     };
     try {
       while (true) {
-        const msg = await client.nextRaw();
+        let msg;
+        try {
+          msg = await client.nextRaw();
+        } catch (e) {
+          if (stalled) throw new Error("terminating base backup from upstream due to timeout");
+          throw e;
+        }
+        lastReceive = Date.now();
         switch (msg.type) {
           case "T":
             break;
@@ -337,6 +358,7 @@ class UpstreamBackup implements BackupInProgress {
         }
       }
     } finally {
+      clearInterval(watchdog);
       current?.file.close();
     }
   }
