@@ -90,6 +90,7 @@ export {
   type WalBlock,
   WalBlockCache,
   type WalBlockCacheOptions,
+  type WalBlockCacheStats,
 } from "./lib/stream/block_cache.ts";
 export { UpstreamConfigError } from "./lib/upstream/config_error.ts";
 export {
@@ -163,6 +164,7 @@ export {
   WalFiles,
 } from "./lib/http/wal_files.ts";
 export type {
+  CacheStatus,
   CatchupProgress,
   HistoryPoint,
   RelayStatus,

@@ -157,6 +157,11 @@ export class WalRelay {
     return this.#store;
   }
 
+  /** The WAL blocks this thread's senders share, once serving (for `/status` and `/metrics`). */
+  get blockCache(): WalBlockCache | undefined {
+    return this.#ctx?.blockCache;
+  }
+
   /**
    * Resolves once the store is open and replication clients are served: at once, except in relay
    * mode on an empty directory, where clients are refused until the upstream's first WAL is

@@ -38,6 +38,8 @@ export async function startStatusRelay(opts: {
   upstream?: UpstreamProvider;
   readyMaxLagSeconds?: number;
   watch?: boolean;
+  /** Sender threads (`WalRelayOptions.workers`); default the relay's. */
+  workers?: number;
 }): Promise<StatusRelay> {
   const lines: string[] = [];
   const counters = new RelayCounters();
@@ -48,6 +50,7 @@ export async function startStatusRelay(opts: {
     logger,
     watch: opts.watch ?? true,
     rescanMs: 200,
+    ...(opts.workers === undefined ? {} : { workers: opts.workers }),
   });
   let http: StatusServer;
   try {

@@ -90,6 +90,7 @@ export class SegmentCache {
   #bytes = 0;
   #decodes = 0;
   #hits = 0;
+  #evictions = 0;
 
   /** @param options The capacity in bytes. */
   constructor(options: SegmentCacheOptions = {}) {
@@ -106,6 +107,11 @@ export class SegmentCache {
   /** Reads answered from the cache (or from a decode already under way). */
   get hits(): number {
     return this.#hits;
+  }
+
+  /** Decoded files dropped to stay within the capacity. */
+  get evictions(): number {
+    return this.#evictions;
   }
 
   /** Decoded bytes held now. */
@@ -188,6 +194,7 @@ export class SegmentCache {
       // A decode under way holds nothing yet; the newest file is wanted right now.
       if (slot === keep || slot.bytes === 0) continue;
       this.#drop(path, slot);
+      this.#evictions++;
       if (slot.value) {
         const { data, ...file } = slot.value;
         this.#evicted.set(path, { key: slot.key, data: new WeakRef(data), file });

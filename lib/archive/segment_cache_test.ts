@@ -28,6 +28,7 @@ for (const workers of [0, 2]) {
       assert.equal(held.data[0], 0);
       await cache.read(b, { segmentSize: SEG });
       assert.equal(cache.bytes, SEG, "one segment kept");
+      assert.equal(cache.evictions, 1);
       // Evicted, but a reader still holds its bytes: the next reader takes the same ones.
       const again = await cache.read(a, { segmentSize: SEG });
       assert.equal(again.data, held.data);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { RelayStatus } from "./status.ts";
+import type { CacheStatus, RelayStatus } from "./status.ts";
 import { parseLsn } from "../wal/lsn.ts";
 import { baseBackupMetrics } from "../backup/status.ts";
 import { WAL_FILE_OUTCOMES } from "./wal_files.ts";
@@ -163,6 +163,40 @@ export function renderMetrics(
     "Failed file operations writing WAL into the directory (write, extend, fdatasync, rename…).",
     Object.entries(status.totals.write_failures).map(([operation, n]) => [{ operation }, n]),
   );
+
+  // The caches the senders share.
+  const caches = Object.entries(status.caches).flatMap(([cache, c]) => c ? [{ cache, c }] : []);
+  for (
+    const [name, type, help, value] of [
+      ["hits_total", "counter", "Reads answered from the cache, by cache.", (c) => c.hits],
+      [
+        "misses_total",
+        "counter",
+        "Reads that filled the cache (a file read, an archived file decoded), by cache.",
+        (c) => c.misses,
+      ],
+      [
+        "evictions_total",
+        "counter",
+        "Entries dropped to stay within the cache's size, by cache.",
+        (c) => c.evictions,
+      ],
+      ["bytes", "gauge", "Bytes held by the cache.", (c) => c.bytes],
+      ["max_bytes", "gauge", "Bytes the cache holds at most.", (c) => c.max_bytes],
+    ] as const satisfies readonly (readonly [
+      string,
+      "gauge" | "counter",
+      string,
+      (c: CacheStatus) => number,
+    ])[]
+  ) {
+    m.family(
+      `walrelay_cache_${name}`,
+      type,
+      help,
+      caches.map(({ cache, c }) => [{ cache }, value(c)]),
+    );
+  }
 
   // Senders, as pg_stat_replication.
   m.family("walrelay_senders", "gauge", "Connected replication clients, by state.", [

@@ -15,6 +15,7 @@ import type { WalStore } from "../wal/store.ts";
 import type { RelayCounters } from "./counters.ts";
 import { redactConninfo } from "../upstream/conninfo.ts";
 import type { BackupService } from "../backup/service.ts";
+import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 import { type BaseBackupsStatus, baseBackupsStatus } from "../backup/status.ts";
 
 /** What the status pages read from a relay (a `WalRelay` has all of it). */
@@ -32,6 +33,8 @@ export interface StatusSource {
   readonly slots: SlotManager;
   /** The base backups served by BASE_BACKUP. */
   readonly backups?: BackupService | undefined;
+  /** The WAL blocks the senders share, once serving. */
+  readonly blockCache?: { readonly stats: WalBlockCacheStats } | undefined;
 }
 
 /** The state of the relay's own replication connection, in relay mode. */
@@ -142,6 +145,8 @@ export interface SenderStatus {
   source: "memory" | "disk";
   /** Catch-up progress. */
   catchup: CatchupProgress;
+  /** The sender thread serving the connection (`--workers`), from 1; 0 for the main thread. */
+  worker: number;
 }
 
 /** `/status` `upstream`. */
@@ -256,6 +261,11 @@ export interface RelayStatus {
   slots: SlotStatus[];
   /** Base backups: stored, being taken from the upstream, being sent; NULL without a store. */
   base_backups: BaseBackupsStatus | null;
+  /**
+   * The caches: WAL blocks read once for every sender (NULL before serving), and decoded
+   * archived segments.
+   */
+  caches: { wal_blocks: CacheStatus | null; archive_segments: CacheStatus };
   /** Rates over the last sampling interval, bytes per second. */
   throughput: { sent_bytes_per_second: number; received_bytes_per_second: number };
   /** Counters since start. */
@@ -270,6 +280,20 @@ export interface RelayStatus {
     /** Failed file operations writing WAL into the directory, by operation. */
     write_failures: Record<string, number>;
   };
+}
+
+/** One cache the senders share: what it answered, read, let go, and holds. */
+export interface CacheStatus {
+  /** Reads answered from the cache. */
+  hits: number;
+  /** Reads that filled it: a file read, or an archived file decoded. */
+  misses: number;
+  /** Entries dropped to stay within `max_bytes`. */
+  evictions: number;
+  /** Bytes held now. */
+  bytes: number;
+  /** Bytes held at most. */
+  max_bytes: number;
 }
 
 /** One point of the sampled history. */
@@ -432,6 +456,7 @@ export class StatusModel {
         rate_bytes_per_second: Math.round(rate),
         eta_seconds: behind === 0 ? 0 : rate > 0 ? behind / rate : null,
       },
+      worker: s.worker ?? 0,
     };
   }
 
@@ -486,6 +511,30 @@ export class StatusModel {
     }));
   }
 
+  /** The caches' part. */
+  cacheStatus(): RelayStatus["caches"] {
+    const b = this.source.blockCache?.stats;
+    const a = this.source.store.archiveCache;
+    return {
+      wal_blocks: b
+        ? {
+          hits: b.hits,
+          misses: b.misses,
+          evictions: b.evictions,
+          bytes: b.bytes,
+          max_bytes: b.maxBytes,
+        }
+        : null,
+      archive_segments: {
+        hits: a.hits,
+        misses: a.decodes,
+        evictions: a.evictions,
+        bytes: a.bytes,
+        max_bytes: a.capacity,
+      },
+    };
+  }
+
   /** The upstream's part, or `null` without upstream. */
   upstreamStatus(): UpstreamStatusJson | null {
     if (!this.upstream) return null;
@@ -525,6 +574,7 @@ export class StatusModel {
       store: this.storeStatus(),
       slots: this.slotStatus(),
       base_backups: this.source.backups ? baseBackupsStatus(this.source.backups) : null,
+      caches: this.cacheStatus(),
       throughput: {
         sent_bytes_per_second: Math.round(this.#throughput.sent),
         received_bytes_per_second: Math.round(this.#throughput.received),

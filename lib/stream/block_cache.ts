@@ -32,6 +32,20 @@ export interface WalBlockCacheOptions {
   maxBytes?: number;
 }
 
+/** What {@linkcode WalBlockCache.stats} reports. */
+export interface WalBlockCacheStats {
+  /** Blocks taken from the cache. */
+  hits: number;
+  /** Blocks read into it. */
+  misses: number;
+  /** Blocks dropped to stay within `maxBytes`. */
+  evictions: number;
+  /** Bytes of blocks held now. */
+  bytes: number;
+  /** Bytes of blocks kept at most. */
+  maxBytes: number;
+}
+
 /**
  * A bounded, least-recently-used cache of {@linkcode WalBlock}s, keyed by where their bytes come
  * from: an identity of the segment's bytes (a file's device, inode, size and mtime; or, say, a
@@ -69,6 +83,7 @@ export class WalBlockCache {
   #readers = 0;
   #hits = 0;
   #misses = 0;
+  #evictions = 0;
 
   /**
    * Creates an empty cache.
@@ -116,6 +131,7 @@ export class WalBlockCache {
     for (const [k, b] of this.#blocks) {
       if (this.#bytes <= this.#maxBytes) break;
       this.#forget(k, b);
+      this.#evictions++;
     }
     return block;
   }
@@ -152,9 +168,18 @@ export class WalBlockCache {
     return this.#byBuffer.get(buffer);
   }
 
-  /** Blocks found and blocks filled so far, and the bytes held now. */
-  get stats(): { hits: number; misses: number; bytes: number } {
-    return { hits: this.#hits, misses: this.#misses, bytes: this.#bytes };
+  /**
+   * Blocks found, blocks filled and blocks evicted to stay within `maxBytes` so far; the bytes
+   * held now, and the bound.
+   */
+  get stats(): WalBlockCacheStats {
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      evictions: this.#evictions,
+      bytes: this.#bytes,
+      maxBytes: this.#maxBytes,
+    };
   }
 
   #forget(key: string, block: WalBlock): void {

@@ -17,7 +17,7 @@ Deno.test("block cache: a block is read once for every taker, keyed by segment a
   assert.equal(reads.n, 3);
   assert.deepEqual([a, c, d].map((x) => new Uint8Array(x.buffer)[0]), [1, 3, 4]);
   assert.equal(a.holders, 2);
-  assert.deepEqual(cache.stats, { hits: 1, misses: 3, bytes: 3072 });
+  assert.deepEqual(cache.stats, { hits: 1, misses: 3, evictions: 0, bytes: 3072, maxBytes: 4096 });
 });
 
 Deno.test("block cache: the least recently used block goes first, and the size stays bounded", () => {
@@ -28,6 +28,7 @@ Deno.test("block cache: the least recently used block goes first, and the size s
   cache.getOrFill("seg", 0, 1024, fillWith(1, reads)); // a is now the most recent
   cache.getOrFill("seg", 2048, 1024, fillWith(3, reads)); // evicts offset 1024
   assert.equal(cache.stats.bytes, 2048);
+  assert.equal(cache.stats.evictions, 1);
   assert.equal(cache.getOrFill("seg", 0, 1024, fillWith(9, reads)), a);
   assert.equal(reads.n, 3);
   cache.getOrFill("seg", 1024, 1024, fillWith(2, reads));
@@ -73,7 +74,13 @@ Deno.test("block cache: a fill that throws caches nothing", () => {
   const reads = { n: 0 };
   cache.getOrFill("seg", 0, 1024, fillWith(1, reads));
   assert.equal(reads.n, 1);
-  assert.deepEqual(cache.stats, { hits: 0, misses: 2, bytes: 1024 });
+  assert.deepEqual(cache.stats, {
+    hits: 0,
+    misses: 2,
+    evictions: 0,
+    bytes: 1024,
+    maxBytes: 32 * 1024 * 1024,
+  });
 });
 
 Deno.test("block cache: shared only while two or more senders have joined", () => {

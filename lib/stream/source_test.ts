@@ -251,7 +251,9 @@ Deno.test("source: runs of a complete segment are read once for every sender sha
   assert.deepEqual(cache.stats, {
     hits: runs,
     misses: runs,
+    evictions: 0,
     bytes: runs * 4 * (FRAME_HEADROOM + MAX_SEND_SIZE),
+    maxBytes: 32 * 1024 * 1024,
   });
   assert.equal(second[0]!.bytes.buffer, first[0]!.bytes.buffer, "the same buffer, not a copy");
   assert.deepEqual(

@@ -187,9 +187,21 @@ export class WalStore {
   }
 
   /** Decompressions of archived files so far, and the cache's bytes (for status). */
-  get archiveCache(): { decodes: number; hits: number; bytes: number; capacity: number } {
+  get archiveCache(): {
+    decodes: number;
+    hits: number;
+    evictions: number;
+    bytes: number;
+    capacity: number;
+  } {
     const c = this.#files.cache;
-    return { decodes: c.decodes, hits: c.hits, bytes: c.bytes, capacity: c.capacity };
+    return {
+      decodes: c.decodes,
+      hits: c.hits,
+      evictions: c.evictions,
+      bytes: c.bytes,
+      capacity: c.capacity,
+    };
   }
 
   /**

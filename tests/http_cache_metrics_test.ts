@@ -1,0 +1,72 @@
+// /status and /metrics count the WAL block cache the senders share: a client reading WAL that
+// another reader may also reach fills blocks (misses), the next one reading the same WAL finds
+// them (hits). The bundled WAL's timeline 2 is two complete 1 MiB segments, 0/A00000..0/C00000,
+// eight runs of two 128 kB messages.
+
+import assert from "node:assert/strict";
+import { PgClient } from "../lib/pgwire/client.ts";
+import { copyFiles, tempDir, TESTDATA, waitFor } from "./_pg.ts";
+import { startStatusRelay } from "./_status_relay.ts";
+import { FRAME_HEADROOM, MAX_SEND_SIZE } from "../lib/stream/chunk.ts";
+
+/** Reads XLogData until WAL up to `end` has arrived. */
+async function receiveUntil(client: PgClient, end: bigint): Promise<void> {
+  while (true) {
+    const msg = await client.next();
+    if (msg.type !== "d" || msg.body[0] !== 0x77) continue; // 'w'
+    const view = new DataView(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
+    if (view.getBigUint64(1) + BigInt(msg.body.length - 25) >= end) return;
+  }
+}
+
+Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", async () => {
+  await using dir = await tempDir("walrelay-cache-metrics-");
+  await copyFiles(TESTDATA, dir.path);
+  // One thread: every sender shares its one cache.
+  await using r = await startStatusRelay({ walDir: dir.path, watch: false, workers: 1 });
+  const connect = () =>
+    PgClient.connect({
+      hostname: "127.0.0.1",
+      port: r.port,
+      user: "postgres",
+      params: { replication: "true" },
+    });
+  // A caught-up reader: with it, a second reader's blocks may be shared, so they go through
+  // the cache (a lone reader reads into its own buffers).
+  await using waiting = await connect();
+  assert.equal(await waiting.startReplication("START_REPLICATION 0/C00000 TIMELINE 2"), "copy");
+  // In COPY with nothing to send, it stays in catchup; it joined the readers on entering it.
+  await waitFor(async () => (await r.status()).senders[0]?.state === "catchup", {
+    message: "the first reader is not in COPY",
+  });
+  for (const expected of [{ hits: 0, misses: 8 }, { hits: 8, misses: 8 }]) {
+    await using client = await connect();
+    assert.equal(await client.startReplication("START_REPLICATION 0/A00000 TIMELINE 2"), "copy");
+    await receiveUntil(client, 0xC00000n);
+    const run = 2 * (FRAME_HEADROOM + MAX_SEND_SIZE);
+    const st = await r.status();
+    assert.deepEqual(st.caches.wal_blocks, {
+      ...expected,
+      evictions: 0,
+      bytes: 8 * run,
+      max_bytes: 32 * 1024 * 1024,
+    });
+    const m = (await r.get("/metrics")).text;
+    for (
+      const line of [
+        `walrelay_cache_hits_total{cache="wal_blocks"} ${expected.hits}`,
+        `walrelay_cache_misses_total{cache="wal_blocks"} ${expected.misses}`,
+        `walrelay_cache_evictions_total{cache="wal_blocks"} 0`,
+        `walrelay_cache_bytes{cache="wal_blocks"} ${8 * run}`,
+        `walrelay_cache_max_bytes{cache="wal_blocks"} ${32 * 1024 * 1024}`,
+        // Plain segment files: nothing decoded.
+        `walrelay_cache_misses_total{cache="archive_segments"} 0`,
+        `walrelay_cache_max_bytes{cache="archive_segments"} ${256 * 1024 * 1024}`,
+        "# TYPE walrelay_cache_hits_total counter",
+        "# TYPE walrelay_cache_bytes gauge",
+      ]
+    ) {
+      assert.ok(m.includes(`${line}\n`), `missing: ${line}`);
+    }
+  }
+});
