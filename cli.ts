@@ -25,7 +25,7 @@ const USAGE = `walrelay ${WALRELAY_VERSION}: a PostgreSQL WAL sender
 Usage:
   walrelay serve   --wal-dir DIR [--upstream CONNINFO [--slot NAME [--create-slot]] [--start LSN]
                    [--retain SIZE] [--compress gzip|lz4|zstd]] [--listen HOST:PORT]
-                   [--max-senders N] [--hba FILE]
+                   [--max-senders N] [--workers N] [--hba FILE]
                    [--passwords FILE] [--tls-cert FILE --tls-key FILE] [--log-format text|json]
                    [--http HOST:PORT [--http-hba FILE] [--http-token FILE]
                    [--http-tls-cert FILE --http-tls-key FILE]] [--cache-size SIZE] [--examples]
@@ -57,6 +57,9 @@ serve options:
   --cache-size SIZE     memory for decompressed archived segments, shared by every client
                         (default 256MB)
   --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
+  --workers N           threads serving replication connections, each listening on the address
+                        (the kernel spreads the connections); the limits, slots, /status and the
+                        upstream stay global (default: one per core; 1 serves them on the main thread)
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
   --max-connections N   connections at once in any state (default max-senders + ${D.reservedConnections});
@@ -119,6 +122,7 @@ async function serve(args: string[]): Promise<void> {
       "wal-dir": { type: "string" },
       listen: { type: "string" },
       "max-senders": { type: "string", default: String(DEFAULTS.maxSenders) },
+      workers: { type: "string" },
       "log-format": { type: "string", default: "text" },
       "log-level": { type: "string", default: "info" },
       "sender-timeout": { type: "string", default: String(DEFAULTS.senderTimeoutMs / 1000) },
@@ -162,6 +166,10 @@ async function serve(args: string[]): Promise<void> {
   const maxSenders = Number(values["max-senders"]);
   if (!Number.isInteger(maxSenders) || maxSenders < 1) {
     fail(`invalid --max-senders "${values["max-senders"]}"`);
+  }
+  const workers = values.workers === undefined ? undefined : Number(values.workers);
+  if (workers !== undefined && (!Number.isInteger(workers) || workers < 1)) {
+    fail(`invalid --workers "${values.workers}"`);
   }
   const senderTimeout = Number(values["sender-timeout"]);
   if (!(senderTimeout >= 0)) fail(`invalid --sender-timeout "${values["sender-timeout"]}"`);
@@ -289,6 +297,7 @@ async function serve(args: string[]): Promise<void> {
       hostname,
       port,
       maxSenders,
+      ...(workers !== undefined ? { workers } : {}),
       logger,
       maxConnections,
       timeouts: { sender: senderTimeout * 1000, authentication: authTimeout * 1000 },

@@ -277,6 +277,11 @@ export class RawReplClient implements Disposable {
     }
   }
 
+  /** The client's own port, as the server sees it (`client_port`). */
+  get localPort(): number {
+    return (this.#conn.localAddr as Deno.NetAddr).port;
+  }
+
   /** Writes raw bytes. */
   async write(bytes: Uint8Array): Promise<void> {
     let off = 0;

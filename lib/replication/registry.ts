@@ -54,6 +54,8 @@ export interface Sender {
   bytesSent: number;
   /** Where the last WAL sent came from: the in-memory tail or the segment files. */
   source: "memory" | "disk";
+  /** The sender thread serving the connection, from 1; absent on the relay's own thread. */
+  worker?: number;
 }
 
 /** What a new connection is known by before the startup packet. */

@@ -54,16 +54,21 @@ const log: Logger = {
 
 /** A registry that tells the relay's thread when a sender comes or goes. */
 class ReportingRegistry extends SenderRegistry {
+  #worker: number;
   #changed: () => void;
 
-  constructor(maxSenders: number, counters: SharedCounters, changed: () => void) {
+  constructor(worker: number, maxSenders: number, counters: SharedCounters, changed: () => void) {
     super(maxSenders, counters);
+    this.#worker = worker;
     this.#changed = changed;
   }
 
   override acquire(origin: { clientAddr: string; clientPort: number }): Sender | undefined {
     const s = super.acquire(origin);
-    if (s) this.#changed();
+    if (s) {
+      s.worker = this.#worker;
+      this.#changed();
+    }
     return s;
   }
 
@@ -122,7 +127,12 @@ class SenderThread {
     this.#tls = tls;
     this.#backups = backups;
     this.#counters = new SharedCounters(init.counters);
-    this.#registry = new ReportingRegistry(init.maxSenders, this.#counters, () => this.#report());
+    this.#registry = new ReportingRegistry(
+      init.worker,
+      init.maxSenders,
+      this.#counters,
+      () => this.#report(),
+    );
     this.#timers.push(setInterval(() => {
       if (this.#registry.size > 0) this.#report();
     }, REPORT_MS));

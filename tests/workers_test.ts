@@ -1,0 +1,178 @@
+// Sender workers (`--workers N`): connections spread over the threads, one global sender limit,
+// one registry behind /status, slots held across threads, and the wake-up on new WAL in relay
+// mode reaching every thread.
+
+import assert from "node:assert/strict";
+import { silentLogger } from "../lib/log.ts";
+import { WalRelay } from "../lib/server.ts";
+import { parseLsn } from "../lib/wal/lsn.ts";
+import {
+  copyFiles,
+  freePort,
+  startPrimary,
+  startRelay,
+  tempDir,
+  TESTDATA,
+  waitFor,
+} from "./_pg.ts";
+import { RawReplClient } from "./_relay_util.ts";
+
+interface SenderRow {
+  pid: number;
+  client_port: number;
+  worker: number;
+  state: string;
+}
+
+/**
+ * Opens `n` connections, held open, that together land on more than one worker: the kernel
+ * spreads them by a hash, so one that joined a crowded worker is closed and another tried.
+ */
+async function spreadClients(
+  port: number,
+  n: number,
+  senders: () => Promise<SenderRow[]>,
+): Promise<{ client: RawReplClient; row: SenderRow }[]> {
+  const held: { client: RawReplClient; row: SenderRow }[] = [];
+  for (let attempt = 0;; attempt++) {
+    while (held.length < n) {
+      const client = await RawReplClient.connect(port);
+      const row = await waitFor(
+        async () => (await senders()).find((s) => s.client_port === client.localPort),
+        { message: "a connected client never showed in the registry" },
+      );
+      held.push({ client, row });
+    }
+    if (new Set(held.map((h) => h.row.worker)).size > 1) return held;
+    assert.ok(attempt < 50, "50 tries and every connection landed on one worker");
+    const gone = held.shift()!;
+    gone.client.close();
+    // Its sender is released before another may take the place under the limit.
+    await waitFor(async () => !(await senders()).some((s) => s.pid === gone.row.pid) || undefined);
+  }
+}
+
+Deno.test("workers: connections spread over the threads under one sender limit, and a slot held on one thread is refused on another", async () => {
+  await using walDir = await tempDir("walrelay-workers-");
+  await copyFiles(TESTDATA, walDir.path);
+  const httpPort = await freePort();
+  // Run as `deno run -A cli.ts`: reusePort needs no flag from the user.
+  await using relay = await startRelay({
+    walDir: walDir.path,
+    args: ["--workers", "2", "--max-senders", "4", "--http", `127.0.0.1:${httpPort}`],
+  });
+  const senders = async (): Promise<SenderRow[]> =>
+    (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).senders;
+  const held = await spreadClients(relay.port, 4, senders);
+  try {
+    const rows = await senders();
+    assert.equal(rows.length, 4, JSON.stringify(rows));
+    assert.deepEqual(new Set(rows.map((r) => r.worker)), new Set([1, 2]));
+    assert.equal(new Set(rows.map((r) => r.pid)).size, 4, "pids are unique over the threads");
+
+    // The limit is global: four senders over two threads leave no place for a fifth.
+    await assert.rejects(
+      RawReplClient.connect(relay.port),
+      (e: Error) => {
+        assert.match(e.message, /"C":"53300"/);
+        assert.match(
+          e.message,
+          /number of requested standby connections exceeds max_wal_senders \(currently 4\)/,
+        );
+        return true;
+      },
+    );
+
+    // A slot streamed from on one thread is refused to a session of the other.
+    const a = held[0]!;
+    const b = held.find((h) => h.row.worker !== a.row.worker)!;
+    const created = await a.client.query("CREATE_REPLICATION_SLOT x PHYSICAL RESERVE_WAL");
+    assert.equal(created.error, undefined, JSON.stringify(created.error));
+    const ident = await a.client.query("IDENTIFY_SYSTEM");
+    const [, tli, xlogpos] = ident.rows[0]!;
+    const start = `START_REPLICATION SLOT x PHYSICAL ${xlogpos} TIMELINE ${tli}`;
+    assert.equal((await a.client.query(start)).copyBoth, true);
+    const refused = await b.client.query(start);
+    assert.equal(refused.copyBoth, false);
+    assert.equal(refused.error?.C, "55006");
+    assert.equal(refused.error?.M, `replication slot "x" is active for PID ${a.row.pid}`);
+    const drop = await b.client.query("DROP_REPLICATION_SLOT x");
+    assert.equal(drop.error?.C, "55006", JSON.stringify(drop));
+
+    // Once its holder is gone, the other thread's session takes it.
+    a.client.close();
+    const taken = await waitFor(async () => (await b.client.query(start)).copyBoth || undefined, {
+      message: "the slot was never released to the other thread",
+    });
+    assert.equal(taken, true);
+    await waitFor(
+      async () =>
+        (await senders()).find((s) => s.pid === b.row.pid && s.state !== "startup") !== undefined ||
+        undefined,
+      { message: "the session never showed as streaming from the slot" },
+    );
+  } finally {
+    for (const h of held) h.client.close();
+  }
+  // Every place of the limit comes back.
+  await waitFor(async () => (await senders()).length === 0 || undefined, {
+    message: "senders left in the registry after their clients closed",
+  });
+});
+
+/** Reads XLogData until WAL up to `lsn` has arrived; returns the end received. */
+async function receiveUpTo(client: RawReplClient, lsn: bigint): Promise<bigint> {
+  // A sender that never wakes fails the test instead of hanging it.
+  const giveUp = setTimeout(() => client.close(), 30_000);
+  try {
+    let end = 0n;
+    while (end < lsn) {
+      const m = await client.readMessage();
+      if (m.type !== "d" || m.body[0] !== 0x77) continue; // 'w'
+      const view = new DataView(m.body.buffer, m.body.byteOffset);
+      end = view.getBigUint64(1) + BigInt(m.body.length - 25);
+    }
+    return end;
+  } finally {
+    clearTimeout(giveUp);
+  }
+}
+
+Deno.test("workers in relay mode: a commit on the primary wakes caught-up senders on every thread", async () => {
+  await using pg = await startPrimary({ walSegSize: 1 });
+  await using base = await tempDir("walrelay-workers-relay-");
+  const relay = await WalRelay.start({
+    walDir: base.path,
+    port: 0,
+    workers: 2,
+    logger: silentLogger,
+    upstream: { conninfo: pg.conninfo() },
+    // No rescan to fall back on: only the writer's announcements move a thread's end.
+    rescanMs: 3_600_000,
+  });
+  const held: { client: RawReplClient; row: SenderRow }[] = [];
+  try {
+    await relay.serving;
+    const senders = (): Promise<SenderRow[]> =>
+      Promise.resolve(
+        relay.registry.list().map((s) => ({
+          pid: s.pid,
+          client_port: s.clientPort,
+          worker: s.worker ?? 0,
+          state: s.state,
+        })),
+      );
+    held.push(...await spreadClients(relay.port, 4, senders));
+    for (const { client } of held) {
+      const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
+      const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
+      assert.equal(r.copyBoth, true, JSON.stringify(r.error));
+    }
+    await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) x");
+    const lsn = parseLsn(await pg.currentLsn())!;
+    for (const { client } of held) assert.ok(await receiveUpTo(client, lsn) >= lsn);
+  } finally {
+    for (const h of held) h.client.close();
+    await relay.shutdown({ graceMs: 5000 });
+  }
+});
