@@ -215,3 +215,69 @@ export function cpuBetween(before: CpuByPid, after: CpuByPid): number {
   }
   return sum;
 }
+
+/** Memory of a group of processes, in bytes, from `/proc/<pid>/smaps_rollup`. */
+export interface TreeMemory {
+  /** Processes counted. */
+  processes: number;
+  /**
+   * Sum of `Pss`: each shared page divided among the processes mapping it, so the sum is what
+   * the group holds (shared buffers counted once), not `processes` times.
+   */
+  pss: number;
+  /** Sum of `Private_Clean + Private_Dirty`: what each process holds alone. */
+  private: number;
+}
+
+/**
+ * Proportional and private memory of a process and its direct children (a postmaster and its
+ * backends), but those in `skip`; a process that exits meanwhile is left out.
+ *
+ * @example
+ * ```ts
+ * import { treeMemory } from "./_proc.ts";
+ * const m = await treeMemory(Deno.pid);
+ * console.assert(m.processes >= 1 && m.pss > 0);
+ * ```
+ */
+export async function treeMemory(
+  pid: number,
+  options: { skip?: ReadonlySet<number> } = {},
+): Promise<TreeMemory> {
+  const out: TreeMemory = { processes: 0, pss: 0, private: 0 };
+  for (const p of [pid, ...await childPids(pid)]) {
+    if (options.skip?.has(p)) continue;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(`/proc/${p}/smaps_rollup`);
+    } catch {
+      continue; // gone
+    }
+    const kb = (key: string): number =>
+      Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024;
+    out.processes++;
+    out.pss += kb("Pss");
+    out.private += kb("Private_Clean") + kb("Private_Dirty");
+  }
+  return out;
+}
+
+/**
+ * Throws unless this process may open `needed` files. Deno raises its soft limit to the hard one
+ * at startup, and processes started afterwards (the relay) inherit it; a hard limit below
+ * `needed` has to be raised outside (`ulimit -Hn`).
+ *
+ * @example
+ * ```ts
+ * import { checkOpenFiles } from "./_proc.ts";
+ * console.assert(await checkOpenFiles(64) >= 64);
+ * ```
+ */
+export async function checkOpenFiles(needed: number): Promise<number> {
+  const m = /^Max open files\s+(\S+)/m.exec(await Deno.readTextFile("/proc/self/limits"));
+  const soft = m?.[1] === "unlimited" ? Infinity : Number(m?.[1]);
+  if (!(soft >= needed)) {
+    throw new Error(`${needed} open files needed, the limit is ${soft}: raise it (ulimit -n)`);
+  }
+  return soft;
+}

@@ -9,7 +9,8 @@
  *                 [--verify first|all] [--relay-cli PATH] [--cpu-prof DIR]
  *                 [--latency-samples 300] [--latency-interval-ms 20] [--rescan-ms 1000]
  *                 [--fanout-clients 24,50] [--fanout-size-mb 128] [--fanout-rounds 3]
- *                 [--fanout-warmup 1] [--idle-clients 200]
+ *                 [--fanout-warmup 1] [--idle-clients 1000]
+ *                 [--memory-workers default,1]
  * ```
  *
  * - **throughput** (`throughput.ts`): one `pg_receivewal` against each sender, `--size-mb` of
@@ -19,7 +20,8 @@
  *   watching.
  * - **fanout** and **memory** (`fanout.ts`): 24, then 50 `pg_receivewal` at once through one relay
  *   against as many walsenders, the same WAL from a directory both have read before (a warm-up
- *   round first); the relay's RSS with 200 idle and 50 streaming connections.
+ *   round first); the relay's RSS with 1000 idle and 50 streaming connections, beside what
+ *   PostgreSQL holds for the same.
  * - **relay_lag** (`relay_lag.ts`, with its defaults): commit → visible on a standby fed through
  *   walrelay, against a standby fed directly and one fed by a cascading standby.
  * - **archive** (`archive.ts`, only when named): one and 24 `pg_receivewal` pulling from a plain,
@@ -85,7 +87,9 @@ fanout and memory (many pg_receivewal at once):
   --fanout-size-mb N       WAL each of them pulls, in MiB (default 128)
   --fanout-rounds N        timed fan-out rounds (default 3)
   --fanout-warmup N        untimed fan-out rounds before them (default 1)
-  --idle-clients N         idle replication connections beside the streaming ones (default 200)
+  --idle-clients N         idle replication connections beside the streaming ones (default 1000)
+  --memory-workers LIST    the relay's runs in the memory suite: --workers values, "default" for
+                           the relay's own (default: default,1)
 
 archive (plain, gzip, lz4, zstd archives served; against zcat, lz4 -dc, zstd -dc):
   --archive-size-mb N      WAL to generate, compress and serve, in MiB (default 1024)
@@ -118,6 +122,7 @@ interface BenchConfig {
   fanoutRounds: number;
   fanoutWarmup: number;
   idleClients: number;
+  memoryWorkers: string[];
   archiveSizeMb: number;
   archiveClients: number;
   archiveFanoutMb: number;
@@ -144,7 +149,8 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "fanout-size-mb": { type: "string", default: "128" },
       "fanout-rounds": { type: "string", default: "3" },
       "fanout-warmup": { type: "string", default: "1" },
-      "idle-clients": { type: "string", default: "200" },
+      "idle-clients": { type: "string", default: "1000" },
+      "memory-workers": { type: "string", default: "default,1" },
       "archive-size-mb": { type: "string", default: "1024" },
       "archive-clients": { type: "string", default: "24" },
       "archive-fanout-mb": { type: "string", default: "128" },
@@ -195,6 +201,9 @@ function parseBenchArgs(args: string[]): BenchConfig {
     fanoutRounds: int("fanout-rounds", opts["fanout-rounds"], 1),
     fanoutWarmup: int("fanout-warmup", opts["fanout-warmup"], 0),
     idleClients: int("idle-clients", opts["idle-clients"], 0),
+    memoryWorkers: opts["memory-workers"].split(",").map((x) => x.trim()).map((x) =>
+      x === "default" ? x : String(int("memory-workers", x, 1))
+    ),
     archiveSizeMb: int("archive-size-mb", opts["archive-size-mb"], 16),
     archiveClients: int("archive-clients", opts["archive-clients"], 1),
     archiveFanoutMb: int("archive-fanout-mb", opts["archive-fanout-mb"], 16),
@@ -272,14 +281,28 @@ function fanoutHeadline(f: FanoutReport, clients: number, wal: FanoutWal): strin
     `${fixed(f.summary.ratios.wall_time)} (${fixed(f.summary.postgres.median_wall_s, 2)} s / ` +
     `${fixed(f.summary.walrelay.median_wall_s, 2)} s), sender cpu pg/relay ` +
     `${fixed(f.summary.ratios.sender_cpu)} (${fixed(f.summary.postgres.median_sender_cpu_s)} s ` +
-    `/ ${fixed(f.summary.walrelay.median_sender_cpu_s)} s)`;
+    `/ ${fixed(f.summary.walrelay.median_sender_cpu_s)} s)` +
+    (f.summary.walrelay.median_block_cache_hit_rate === null
+      ? ""
+      : `, relay block cache hits ${
+        fixed(f.summary.walrelay.median_block_cache_hit_rate * 100, 1)
+      } %`);
 }
 
-function memoryHeadline(m: MemoryReport, idle: number, clients: number): string {
-  return `relay RSS with ${idle} idle + ${clients} streaming: ` +
-    `${mib(m.rss_bytes.after_start)} MiB at start → ${mib(m.rss_bytes.with_idle)} idle → ` +
-    `${mib(m.rss_bytes.streaming_peak)} streaming (peak) → ` +
-    `${mib(m.rss_bytes.after_idle_closed)} after; VmHWM ${mib(m.hwm_bytes)} MiB`;
+function memoryHeadline(m: MemoryReport, idle: number, clients: number): string[] {
+  const pg = m.postgres;
+  return [
+    ...m.relay.map((r) =>
+      `relay RSS (workers ${r.workers}) with ${idle} idle + ${clients} streaming: ` +
+      `${mib(r.rss_bytes.after_start)} MiB at start → ${mib(r.rss_bytes.with_idle)} idle → ` +
+      `${mib(r.rss_bytes.streaming_peak)} streaming (peak) → ` +
+      `${mib(r.rss_bytes.after_idle_closed)} after; VmHWM ${mib(r.hwm_bytes)} MiB ` +
+      `(target ${mib(m.target_rss_bytes)}: ${r.target_met ? "met" : "NOT met"})`
+    ),
+    `PostgreSQL for the same: PSS ${mib(pg.pss_bytes.with_idle)} MiB idle, ` +
+    `${mib(pg.pss_bytes.streaming_peak)} streaming (peak), ${pg.processes.streaming_peak} ` +
+    `processes`,
+  ];
 }
 
 /** Runs the chosen suites one after another; returns their figures and summary lines. */
@@ -333,10 +356,13 @@ async function runSuites(
       rounds: cfg.fanoutRounds,
       warmup: cfg.fanoutWarmup,
       idleClients: cfg.idleClients,
+      memoryWorkers: cfg.memoryWorkers,
       log,
       checkInterrupted,
     };
-    await using wal = await prepareFanoutWal(cfg.fanoutSizeMb, most, log);
+    // The memory suite holds its idle connections on the primary's walsenders too.
+    const senders = suites.has("memory") ? most + cfg.idleClients : most;
+    await using wal = await prepareFanoutWal(cfg.fanoutSizeMb, senders, log);
     if (suites.has("fanout")) {
       const byClients: Record<string, FanoutReport> = {};
       for (const clients of cfg.fanoutClients) {
@@ -349,7 +375,7 @@ async function runSuites(
     if (suites.has("memory")) {
       const m = await runMemory(wal, fanoutOpts);
       results.memory = m;
-      headline.push(memoryHeadline(m, cfg.idleClients, most));
+      headline.push(...memoryHeadline(m, cfg.idleClients, most));
     }
   }
   if (suites.has("archive")) {

@@ -10,11 +10,14 @@
  *   sender CPU (the relay process's `utime + stime` delta; for PostgreSQL the sum of its
  *   walsenders, read from the postmaster's `cutime + cstime` once all of them have been reaped),
  *   the clients' CPU, and the relay's peak RSS. Rounds alternate which side goes first.
- * - **memory**: a fresh relay (`--max-senders 260 --max-connections 300`), `--idle-clients`
- *   (default 200) replication connections that authenticate and then sit in command mode, then
- *   the largest `--fanout-clients` count of `pg_receivewal` streaming the same WAL; the relay's `VmRSS` before, with
- *   the idle connections, during streaming (sampled every 100 ms), after, and once the idle
- *   connections are closed, plus `VmHWM`.
+ * - **memory**: a fresh relay (`--max-senders` idle + streaming + 10), `--idle-clients` (default
+ *   1000) replication connections that authenticate, run `IDENTIFY_SYSTEM` and then sit in
+ *   command mode, then the largest `--fanout-clients` count of `pg_receivewal` streaming the same
+ *   WAL; the relay's `VmRSS` before, with the idle connections, during streaming (sampled every
+ *   100 ms), after, and once the idle connections are closed, plus `VmHWM`, against the 200 MiB
+ *   target; once per `--memory-workers` value (the relay's default, and `--workers 1`). Then the
+ *   same on the primary (whose `max_wal_senders` is sized for it): its memory as the sum of `Pss`
+ *   over the postmaster and every child, so shared memory counts once.
  *
  * To keep the disk out of it, complete segments are deleted from the client directories as they
  * appear (after their size is checked); the first client's directory is kept and compared byte
@@ -26,9 +29,11 @@
  */
 
 import { join } from "node:path";
+import type { RelayStatus } from "../lib/http/status.ts";
 import {
   assertSegmentsMatch,
   delay,
+  freePort,
   type PgCluster,
   run,
   runOk,
@@ -37,7 +42,15 @@ import {
   tempDir,
 } from "../tests/_pg.ts";
 import { PgClient } from "../lib/pgwire/client.ts";
-import { type Arm, postmasterPid, procMemory, startRunCpu } from "./_proc.ts";
+import {
+  type Arm,
+  checkOpenFiles,
+  childPids,
+  postmasterPid,
+  procMemory,
+  startRunCpu,
+  treeMemory,
+} from "./_proc.ts";
 import {
   copySegments,
   describeGeneratedWal,
@@ -62,6 +75,8 @@ export interface FanoutOptions {
   warmup: number;
   /** Idle connections in the memory benchmark. */
   idleClients: number;
+  /** The memory benchmark's relay runs: `--workers` values, `default` for none. */
+  memoryWorkers?: string[];
   /** Where progress lines go. */
   log: (line: string) => void;
   /** Throws when the run was interrupted. */
@@ -107,6 +122,8 @@ export interface FanoutRun {
   /** Slowest and fastest single client. */
   client_wall_max_s: number;
   client_wall_min_s: number;
+  /** The relay's block cache: hits over hits and misses in the run (null: not counted). */
+  block_cache_hit_rate: number | null;
 }
 
 /** Medians of one side. */
@@ -115,12 +132,30 @@ export interface FanoutSummary {
   median_aggregate_mib_per_s: number;
   median_sender_cpu_s: number;
   median_client_cpu_s: number;
+  /** The relay's block cache hit rate (null for PostgreSQL, or when not counted). */
+  median_block_cache_hit_rate: number | null;
 }
+
+/** The relay's resident memory against which the memory benchmark is judged. */
+export const MEMORY_TARGET_BYTES: number = 200 * 1024 * 1024;
 
 /** The memory benchmark's figures (bytes). */
 export interface MemoryReport {
   config: { idle_clients: number; streaming_clients: number; size_mb: number };
+  /** The relay, once per `--workers` setting, as run. */
+  relay: RelayMemory[];
+  /** PostgreSQL holding the same connections: its postmaster and every child process. */
+  postgres: PostgresMemory;
+  /** {@linkcode MEMORY_TARGET_BYTES}. */
+  target_rss_bytes: number;
+}
+
+/** The relay's memory in one run of the memory benchmark. */
+export interface RelayMemory {
+  /** `--workers` as given, or `default` without the option. */
+  workers: string;
   relay_command: string;
+  /** The relay's `VmRSS`. */
   rss_bytes: {
     after_start: number;
     with_idle: number;
@@ -129,9 +164,26 @@ export interface MemoryReport {
     after_streaming: number;
     after_idle_closed: number;
   };
+  /** `VmHWM`, the peak over the run. */
   hwm_bytes: number;
   streaming_wall_s: number;
+  streaming_samples: number;
   per_idle_connection_bytes: number;
+  /** Whether `hwm_bytes` is within {@linkcode MEMORY_TARGET_BYTES}. */
+  target_met: boolean;
+}
+
+/** What PostgreSQL holds for the same connections, summed over the postmaster and its children. */
+export interface PostgresMemory {
+  /** Sum of `Pss` (shared memory counted once): what the server holds. */
+  pss_bytes: { before: number; with_idle: number; streaming_peak: number; after_streaming: number };
+  /** Sum of private memory: what the processes hold each alone. */
+  private_bytes: { with_idle: number; streaming_peak: number };
+  processes: { before: number; with_idle: number; streaming_peak: number };
+  /** Samples taken while streaming (of the streaming walsenders, added to the idle figure). */
+  streaming_samples: number;
+  per_idle_connection_pss_bytes: number;
+  streaming_wall_s: number;
 }
 
 /**
@@ -246,6 +298,8 @@ interface FanoutSides {
   relayPid: number;
   postmaster: number;
   port: Record<Arm, number>;
+  /** The relay's block cache counters, from its `/status`; undefined when it has none. */
+  blockCache: () => Promise<{ hits: number; misses: number } | undefined>;
 }
 
 /**
@@ -262,9 +316,13 @@ async function fanoutRun(
 ): Promise<Omit<FanoutRun, "round" | "order">> {
   opts.checkInterrupted();
   await runOk(["sync"]);
+  const cacheBefore = arm === "walrelay" ? await sides.blockCache() : undefined;
   const meter = await startRunCpu(sides.postmaster, sides.relayPid);
   const r = await receiveAll(wal, sides.port[arm], opts.clients, label);
   const cpu = await meter.finish(arm, { reapTimeoutMs: 20_000, settleMs: 200 });
+  const cacheAfter = cacheBefore ? await sides.blockCache() : undefined;
+  const hits = cacheAfter && cacheBefore ? cacheAfter.hits - cacheBefore.hits : 0;
+  const misses = cacheAfter && cacheBefore ? cacheAfter.misses - cacheBefore.misses : 0;
   if (verify) await assertSegmentsMatch(r.keptDir, wal.relayDir);
   for (const d of r.dirs) await Deno.remove(d, { recursive: true });
   return {
@@ -274,13 +332,23 @@ async function fanoutRun(
     ...cpu,
     client_wall_max_s: Math.max(...r.client_walls),
     client_wall_min_s: Math.min(...r.client_walls),
+    block_cache_hit_rate: hits + misses > 0 ? hits / (hits + misses) : null,
   };
 }
 
 /** The table of one fan-out round. */
 function fanoutRoundTable(runs: FanoutRun[]): string {
   return table(
-    ["sender", "order", "wall s", "agg MiB/s", "sender cpu s", "client cpu s", "client wall s"],
+    [
+      "sender",
+      "order",
+      "wall s",
+      "agg MiB/s",
+      "sender cpu s",
+      "client cpu s",
+      "client wall s",
+      "cache hits",
+    ],
     runs.map((x) => [
       x.arm,
       String(x.order),
@@ -289,6 +357,7 @@ function fanoutRoundTable(runs: FanoutRun[]): string {
       fixed(x.sender_cpu_s, 2),
       fixed(x.client_cpu_s, 2),
       `${fixed(x.client_wall_min_s, 2)}–${fixed(x.client_wall_max_s, 2)}`,
+      x.block_cache_hit_rate === null ? "" : `${fixed(x.block_cache_hit_rate * 100, 1)} %`,
     ]),
   );
 }
@@ -297,11 +366,15 @@ function fanoutRoundTable(runs: FanoutRun[]): string {
 function summarizeFanout(runs: FanoutRun[]): FanoutReport["summary"] {
   const of = (arm: Arm): FanoutSummary => {
     const rs = runs.filter((x) => x.arm === arm);
+    const rates = rs.flatMap((x) =>
+      x.block_cache_hit_rate === null ? [] : [x.block_cache_hit_rate]
+    );
     return {
       median_wall_s: median(rs.map((x) => x.wall_s)),
       median_aggregate_mib_per_s: median(rs.map((x) => x.aggregate_mib_per_s)),
       median_sender_cpu_s: median(rs.map((x) => x.sender_cpu_s)),
       median_client_cpu_s: median(rs.map((x) => x.client_cpu_s)),
+      median_block_cache_hit_rate: rates.length > 0 ? median(rates) : null,
     };
   };
   const p = of("postgres");
@@ -341,13 +414,26 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     `\n== fan-out: ${opts.clients} concurrent pg_receivewal, ${wal.totalMib} MiB each, ` +
       `one walrelay vs PostgreSQL's walsenders ==`,
   );
-  const relayArgs = ["--max-senders", String(opts.clients + 10), "--log-format", "text"];
+  const httpPort = await freePort();
+  const relayArgs = [
+    "--max-senders",
+    String(opts.clients + 10),
+    "--http",
+    `127.0.0.1:${httpPort}`,
+    "--log-format",
+    "text",
+  ];
   await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
   const pg = wal.pg;
   const sides: FanoutSides = {
     relayPid: relay.pid,
     postmaster: await postmasterPid(pg.dataDir),
     port: { postgres: pg.port, walrelay: relay.port },
+    blockCache: async () => {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/status`);
+      const status = await res.json() as RelayStatus;
+      return status.caches?.wal_blocks ?? undefined;
+    },
   };
   const clientCommand = await receivewalCommand({
     port: pg.port,
@@ -442,14 +528,14 @@ async function openIdleConnections(
   for (const c of into) await c.query("IDENTIFY_SYSTEM");
 }
 
-/** Samples `read()` every 100 ms until the returned stop function is called. */
-function sampleEvery100ms(read: () => Promise<number>): () => Promise<number[]> {
-  const samples: number[] = [];
+/** Samples `read()` every `ms` until the returned stop function is called. */
+function sampleEvery<T>(ms: number, read: () => Promise<T>): () => Promise<T[]> {
+  const samples: T[] = [];
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
       samples.push(await read());
-      await delay(100);
+      await delay(ms);
     }
   })();
   return async () => {
@@ -459,95 +545,211 @@ function sampleEvery100ms(read: () => Promise<number>): () => Promise<number[]> 
   };
 }
 
-/** The memory benchmark's table. */
-function memoryTable(report: MemoryReport, samples: number): string {
-  const { rss_bytes: rss, config } = report;
-  return table(["relay VmRSS", "MiB"], [
-    ["after start", mib(rss.after_start)],
-    [`with ${config.idle_clients} idle`, mib(rss.with_idle)],
+/** The memory benchmark's table: the relay's RSS (each run) beside PostgreSQL's PSS. */
+function memoryTable(report: MemoryReport): string {
+  const { config, postgres: pg } = report;
+  const streaming = `streaming to ${config.streaming_clients}`;
+  const relay = (f: (r: RelayMemory) => number): string[] => report.relay.map((r) => mib(f(r)));
+  const pgCell = (bytes: number, processes?: number): string =>
+    processes === undefined ? mib(bytes) : `${mib(bytes)} (${processes})`;
+  return table([
+    "",
+    ...report.relay.map((r) => `walrelay (workers ${r.workers}) VmRSS MiB`),
+    "PostgreSQL PSS MiB (processes)",
+  ], [
     [
-      `streaming to ${config.streaming_clients} (median of ${samples} samples)`,
-      mib(rss.streaming_median),
+      "after start",
+      ...relay((r) => r.rss_bytes.after_start),
+      pgCell(pg.pss_bytes.before, pg.processes.before),
     ],
-    [`streaming to ${config.streaming_clients} (peak sample)`, mib(rss.streaming_peak)],
-    ["after streaming (idle still open)", mib(rss.after_streaming)],
-    ["after the idle connections closed", mib(rss.after_idle_closed)],
-    ["VmHWM (peak over the run)", mib(report.hwm_bytes)],
+    [
+      `with ${config.idle_clients} idle`,
+      ...relay((r) => r.rss_bytes.with_idle),
+      pgCell(pg.pss_bytes.with_idle, pg.processes.with_idle),
+    ],
+    [`${streaming} (median sample)`, ...relay((r) => r.rss_bytes.streaming_median), ""],
+    [
+      `${streaming} (peak sample)`,
+      ...relay((r) => r.rss_bytes.streaming_peak),
+      pgCell(pg.pss_bytes.streaming_peak, pg.processes.streaming_peak),
+    ],
+    [
+      "after streaming (idle still open)",
+      ...relay((r) => r.rss_bytes.after_streaming),
+      pgCell(pg.pss_bytes.after_streaming),
+    ],
+    ["after the idle connections closed", ...relay((r) => r.rss_bytes.after_idle_closed), ""],
+    ["VmHWM (peak over the run)", ...relay((r) => r.hwm_bytes), ""],
   ]);
 }
 
-/** Runs the memory benchmark and prints its table; returns the figures. */
-export async function runMemory(wal: FanoutWal, opts: FanoutOptions): Promise<MemoryReport> {
-  const { log } = opts;
-  log(
-    `\n== relay memory: ${opts.idleClients} idle + ${opts.clients} streaming connections ==`,
-  );
+/**
+ * Opens the idle connections, runs `body` while they are open, closes them (`Terminate` first)
+ * whatever happens.
+ */
+async function withIdle<T>(
+  port: number,
+  opts: FanoutOptions,
+  body: (idle: PgClient[]) => Promise<T>,
+): Promise<T> {
+  const idle: PgClient[] = [];
+  try {
+    await openIdleConnections(port, opts.idleClients, idle, opts.checkInterrupted);
+    return await body(idle);
+  } finally {
+    for (const c of idle) await c.terminate().catch(() => c.close());
+  }
+}
+
+/** The relay's side: its RSS at each stage. */
+async function relayMemory(
+  wal: FanoutWal,
+  opts: FanoutOptions,
+  workers: string,
+): Promise<RelayMemory> {
   const maxSenders = opts.idleClients + opts.clients + 10;
   const relayArgs = [
     "--max-senders",
     String(maxSenders),
     "--max-connections",
     String(maxSenders + 40),
+    ...(workers === "default" ? [] : ["--workers", workers]),
     "--log-format",
     "text",
   ];
   await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
   const relayCommand = `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen ` +
     `127.0.0.1:${relay.port} ${relayArgs.join(" ")}`;
-  log(`relay: ${relayCommand}`);
+  opts.log(`relay: ${relayCommand}`);
   await delay(500);
   const rss = async (): Promise<number> => (await procMemory(relay.pid)).current;
   const afterStart = await rss();
-
-  const idle: PgClient[] = [];
-  try {
-    await openIdleConnections(relay.port, opts.idleClients, idle, opts.checkInterrupted);
+  const stages = await withIdle(relay.port, opts, async () => {
     await delay(1000);
     const withIdle = await rss();
-    log(`${idle.length} idle replication connections open (IDENTIFY_SYSTEM run on each)`);
-
-    const stopSampling = sampleEvery100ms(rss);
+    opts.log(`${opts.idleClients} idle replication connections open (IDENTIFY_SYSTEM run on each)`);
+    const stopSampling = sampleEvery(100, rss);
     const r = await receiveAll(wal, relay.port, opts.clients, "memory");
     const samples = await stopSampling();
     for (const d of r.dirs) await Deno.remove(d, { recursive: true });
     await delay(1000);
-    const afterStreaming = await rss();
-    for (const c of idle) await c.terminate();
-    idle.length = 0;
-    await delay(1000);
-    const afterIdleClosed = await rss();
-    const hwm = (await procMemory(relay.pid)).peak;
+    return { withIdle, samples, wall_s: r.wall_s, afterStreaming: await rss() };
+  });
+  await delay(1000);
+  const afterIdleClosed = await rss();
+  const hwm = (await procMemory(relay.pid)).peak;
+  return {
+    workers,
+    relay_command: relayCommand,
+    rss_bytes: {
+      after_start: afterStart,
+      with_idle: stages.withIdle,
+      streaming_peak: Math.max(...stages.samples),
+      streaming_median: median(stages.samples),
+      after_streaming: stages.afterStreaming,
+      after_idle_closed: afterIdleClosed,
+    },
+    hwm_bytes: hwm,
+    streaming_wall_s: stages.wall_s,
+    streaming_samples: stages.samples.length,
+    per_idle_connection_bytes: opts.idleClients > 0
+      ? (stages.withIdle - afterStart) / opts.idleClients
+      : 0,
+    target_met: hwm <= MEMORY_TARGET_BYTES,
+  };
+}
 
-    const report: MemoryReport = {
-      config: {
-        idle_clients: opts.idleClients,
-        streaming_clients: opts.clients,
-        size_mb: opts.sizeMb,
-      },
-      relay_command: relayCommand,
-      rss_bytes: {
-        after_start: afterStart,
-        with_idle: withIdle,
-        streaming_peak: Math.max(...samples),
-        streaming_median: median(samples),
-        after_streaming: afterStreaming,
-        after_idle_closed: afterIdleClosed,
-      },
-      hwm_bytes: hwm,
-      streaming_wall_s: r.wall_s,
-      per_idle_connection_bytes: opts.idleClients > 0
-        ? (withIdle - afterStart) / opts.idleClients
-        : 0,
+/**
+ * PostgreSQL's side: the same idle walsender connections and the same streaming clients on the
+ * primary, its memory summed over the postmaster and its children (PSS, so that shared memory
+ * counts once).
+ */
+async function postgresMemory(wal: FanoutWal, opts: FanoutOptions): Promise<PostgresMemory> {
+  const postmaster = await postmasterPid(wal.pg.dataDir);
+  const before = await treeMemory(postmaster);
+  return await withIdle(wal.pg.port, opts, async () => {
+    await delay(1000);
+    const idle = await treeMemory(postmaster);
+    opts.log(`${opts.idleClients} idle walsenders on PostgreSQL (IDENTIFY_SYSTEM run on each)`);
+    // Reading a thousand processes' smaps_rollup takes seconds: while streaming, only the new
+    // walsenders are read, and added to what the rest held before.
+    const held = new Set(await childPids(postmaster));
+    held.add(postmaster);
+    const stopSampling = sampleEvery(100, () => treeMemory(postmaster, { skip: held }));
+    const r = await receiveAll(wal, wal.pg.port, opts.clients, "memory-pg");
+    const samples = await stopSampling();
+    for (const d of r.dirs) await Deno.remove(d, { recursive: true });
+    const most = samples.reduce((a, b) => (b.pss > a.pss ? b : a), samples[0]!);
+    const peak = {
+      processes: idle.processes + most.processes,
+      pss: idle.pss + most.pss,
+      private: idle.private + most.private,
     };
-    log(memoryTable(report, samples.length));
-    log(
-      `${opts.clients} × ${wal.totalMib} MiB streamed in ${fixed(r.wall_s, 2)} s beside ` +
-        `${opts.idleClients} idle connections; ≈ ${
-          fixed(report.per_idle_connection_bytes / 1024, 1)
-        } KiB RSS per idle connection`,
-    );
-    return report;
-  } finally {
-    for (const c of idle) c.close();
+    const after = await treeMemory(postmaster);
+    return {
+      pss_bytes: {
+        before: before.pss,
+        with_idle: idle.pss,
+        streaming_peak: peak.pss,
+        after_streaming: after.pss,
+      },
+      private_bytes: { with_idle: idle.private, streaming_peak: peak.private },
+      processes: {
+        before: before.processes,
+        with_idle: idle.processes,
+        streaming_peak: peak.processes,
+      },
+      streaming_samples: samples.length,
+      per_idle_connection_pss_bytes: opts.idleClients > 0
+        ? (idle.pss - before.pss) / opts.idleClients
+        : 0,
+      streaming_wall_s: r.wall_s,
+    };
+  });
+}
+
+/**
+ * Runs the memory benchmark: the relay, then PostgreSQL, each holding `idleClients` idle
+ * replication connections while `clients` stream; prints the table and returns the figures.
+ */
+export async function runMemory(wal: FanoutWal, opts: FanoutOptions): Promise<MemoryReport> {
+  const { log } = opts;
+  log(
+    `\n== memory: ${opts.idleClients} idle + ${opts.clients} streaming connections, ` +
+      `walrelay against PostgreSQL ==`,
+  );
+  // Both ends of every connection are in this process and the server's (relay or postmaster),
+  // plus the streaming clients' and the files they write.
+  const files = await checkOpenFiles(2 * (opts.idleClients + opts.clients) + 256);
+  log(`open files limit ${files}`);
+  const relay: RelayMemory[] = [];
+  for (const workers of opts.memoryWorkers ?? ["default"]) {
+    opts.checkInterrupted();
+    relay.push(await relayMemory(wal, opts, workers));
   }
+  opts.checkInterrupted();
+  const postgres = await postgresMemory(wal, opts);
+  const report: MemoryReport = {
+    config: {
+      idle_clients: opts.idleClients,
+      streaming_clients: opts.clients,
+      size_mb: opts.sizeMb,
+    },
+    relay,
+    postgres,
+    target_rss_bytes: MEMORY_TARGET_BYTES,
+  };
+  log(memoryTable(report));
+  log(
+    `${opts.clients} × ${wal.totalMib} MiB streamed beside ${opts.idleClients} idle ` +
+      `connections; per idle connection ≈ ${
+        relay.map((r) => `${fixed(r.per_idle_connection_bytes / 1024, 1)} KiB`).join(", ")
+      } of relay RSS, ${fixed(postgres.per_idle_connection_pss_bytes / 1024, 1)} KiB of ` +
+      `PostgreSQL PSS; relay peak ${
+        relay.map((r) =>
+          `${mib(r.hwm_bytes)} MiB (workers ${r.workers}: ${r.target_met ? "met" : "NOT met"})`
+        ).join(", ")
+      } against the target of ${mib(MEMORY_TARGET_BYTES)} MiB`,
+  );
+  return report;
 }
