@@ -1,12 +1,13 @@
 /**
  * Compressing WAL segments as the relay stores them under `--compress`: gzip and zstd with the
- * runtime's zlib, lz4 as one LZ4 frame (the format pg_receivewal writes) with the pure
- * TypeScript `lz4js` encoder, loaded on first use.
+ * runtime's zlib, lz4 as one LZ4 frame (the format pg_receivewal writes) by
+ * {@linkcode lz4CompressFrame}.
  *
  * @module
  */
 
 import { gzipSync, zstdCompressSync } from "node:zlib";
+import { lz4CompressFrame } from "./lz4_frame.ts";
 
 /** A format the relay can store completed segments in. */
 export type CompressFormat = "gzip" | "lz4" | "zstd";
@@ -59,12 +60,8 @@ export async function compressBytes(
       return asBytes(gzipSync(plain));
     case "zstd":
       return asBytes(zstdCompressSync(plain));
-    case "lz4": {
-      const lz4 = (await import("npm:lz4js@0.2.0")).default as {
-        compress(src: Uint8Array): Uint8Array;
-      };
-      return lz4.compress(plain);
-    }
+    case "lz4":
+      return await lz4CompressFrame(plain);
   }
 }
 

@@ -8,6 +8,7 @@
 
 import { Duplex } from "node:stream";
 import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
+import { Lz4CompressStream } from "../archive/lz4_frame.ts";
 import { MessageBuilder } from "../pgwire/messages.ts";
 
 /** `SINK_BUFFER_LENGTH`: the largest data payload of one CopyData. */
@@ -33,10 +34,10 @@ export interface CopySinkOptions {
   /** `MAX_RATE` in kB/s; 0 = unthrottled. */
   maxRateKb: number;
   /**
-   * Server-side compression: each archive compressed on its own and named `….gz` or `….zst`, as
-   * `bbsink_gzip` and `bbsink_zstd` do.
+   * Server-side compression: each archive compressed on its own and named `….gz`, `….lz4` or
+   * `….zst`, as `bbsink_gzip`, `bbsink_lz4` and `bbsink_zstd` do.
    */
-  compression: "none" | "gzip" | "zstd";
+  compression: "none" | "gzip" | "lz4" | "zstd";
   /** The gzip or zstd level, when the client gave one. */
   level?: number | undefined;
 }
@@ -129,12 +130,14 @@ export class CopySink {
 
   /** Starts an archive: `n`, name and tablespace path (empty for the main directory). */
   async beginArchive(name: string, path: string): Promise<void> {
-    const suffix = { none: "", gzip: ".gz", zstd: ".zst" }[this.#opts.compression];
+    const suffix = { none: "", gzip: ".gz", lz4: ".lz4", zstd: ".zst" }[this.#opts.compression];
     const b = new MessageBuilder("d").byte(0x6e).cstring(name + suffix).cstring(path);
     this.#queue(b.finish());
     if (this.#opts.compression !== "none") {
       const cs = this.#opts.compression === "gzip"
         ? gzipStream(this.#opts.level)
+        : this.#opts.compression === "lz4"
+        ? new Lz4CompressStream() as TransformStream<BufferSource, Uint8Array>
         : zstdStream(this.#opts.level);
       const reading = (async () => {
         for await (const chunk of cs.readable) await this.#data(chunk);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { zstdDecompressSync } from "node:zlib";
 import { CopySink } from "./copy_sink.ts";
+import { pipeThroughTool } from "../archive/_test_utils.ts";
 
 /** The CopyData payloads sent, as [kind, payload] (the message header checked on the way). */
 function recorder(): { sent: [string, Uint8Array][]; send: (...m: Uint8Array[]) => Promise<void> } {
@@ -120,4 +121,25 @@ Deno.test("copy sink: server-side zstd names the archive .zst and decompresses t
     at += p.length;
   }
   assert.deepEqual(new Uint8Array(zstdDecompressSync(all)), tar);
+});
+
+Deno.test("copy sink: server-side lz4 names the archive .lz4, one frame that lz4 -d reads back", async () => {
+  const r = recorder();
+  const sink = new CopySink(r, { sendToClient: true, maxRateKb: 0, compression: "lz4" });
+  const tar = new Uint8Array(700000).map((_, i) => (i >> 3) % 251);
+  await sink.beginArchive("base.tar", "");
+  await sink.archive(tar.subarray(0, 1000));
+  await sink.archive(tar.subarray(1000));
+  await sink.endArchive();
+  assert.equal(new TextDecoder().decode(r.sent[0]![1]), "base.tar.lz4\0\0");
+  const parts = r.sent.filter(([k]) => k === "d").map(([, p]) => p);
+  const frame = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    frame.set(p, at);
+    at += p.length;
+  }
+  assert.ok(frame.length < tar.length / 4, `${frame.length} bytes`);
+  assert.deepEqual(await pipeThroughTool("lz4", ["-d", "-c"], frame), tar);
+  assert.equal(sink.bytesDone, tar.length);
 });

@@ -32,8 +32,8 @@ export interface BaseBackupOptions {
   /** Whether the archives go to the client (`TARGET 'client'`) or nowhere (`'blackhole'`). */
   sendToClient: boolean;
   /** Server-side compression. */
-  compression: "none" | "gzip" | "zstd";
-  /** Its level, when the client gave one. */
+  compression: "none" | "gzip" | "lz4" | "zstd";
+  /** Its level, when the client gave one (lz4 has only its fast mode here). */
   compressionLevel?: number;
 }
 
@@ -65,8 +65,11 @@ function parseBool(text: string): boolean | undefined {
 }
 
 /** The levels each algorithm takes, as `validate_compress_specification` words them. */
-const LEVELS: Readonly<Record<"gzip" | "zstd", { min: number; max: number; dflt: number }>> = {
+const LEVELS: Readonly<
+  Record<"gzip" | "lz4" | "zstd", { min: number; max: number; dflt: number }>
+> = {
   gzip: { min: 1, max: 9, dflt: -1 },
+  lz4: { min: 1, max: 12, dflt: 0 },
   zstd: { min: -131072, max: 22, dflt: 3 },
 };
 
@@ -78,7 +81,7 @@ const LEVELS: Readonly<Record<"gzip" | "zstd", { min: number; max: number; dflt:
  *
  * @returns The level, when one other than the default was given.
  */
-function compressionLevel(alg: "gzip" | "zstd", detail: string): number | undefined {
+function compressionLevel(alg: "gzip" | "lz4" | "zstd", detail: string): number | undefined {
   const bad = (m: string): PgError => syntax(`invalid compression specification: ${m}`);
   const integer = (key: string, value: string | undefined): number => {
     if (value === undefined) throw bad(`compression option "${key}" requires a value`);
@@ -118,18 +121,18 @@ function compressionLevel(alg: "gzip" | "zstd", detail: string): number | undefi
       `compression algorithm "${alg}" expects a compression level between ${min} and ${max} (default at ${dflt})`,
     );
   }
-  if (alg === "gzip" && workers) {
-    throw bad(`compression algorithm "gzip" does not accept a worker count`);
+  if (alg !== "zstd" && workers) {
+    throw bad(`compression algorithm "${alg}" does not accept a worker count`);
   }
-  if (alg === "gzip" && long) {
-    throw bad(`compression algorithm "gzip" does not support long-distance mode`);
+  if (alg !== "zstd" && long) {
+    throw bad(`compression algorithm "${alg}" does not support long-distance mode`);
   }
   return level === dflt ? undefined : level;
 }
 
 /**
  * Checks a BASE_BACKUP's options as PostgreSQL does, then refuses what walrelay does not serve:
- * `TARGET 'server'`, lz4 compression, and PostgreSQL 17's `INCREMENTAL`.
+ * `TARGET 'server'` and PostgreSQL 17's `INCREMENTAL`.
  *
  * @throws {PgError} 42601 on a bad or repeated option, 22003 for MAX_RATE out of range, 0A000
  * for what walrelay does not do.
@@ -281,17 +284,12 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
   }
   if (compression !== undefined) {
     const alg = compression.toLowerCase();
-    if (alg === "gzip" || alg === "zstd") {
+    if (alg === "gzip" || alg === "lz4" || alg === "zstd") {
       opt.compression = alg;
       if (compressionDetail !== undefined) {
         const level = compressionLevel(alg, compressionDetail);
         if (level !== undefined) opt.compressionLevel = level;
       }
-    } else if (alg === "lz4") {
-      throw new PgError(
-        SqlState.FEATURE_NOT_SUPPORTED,
-        `${alg} compression is not supported by this build`,
-      );
     } else if (alg !== "none") {
       throw syntax(`unrecognized compression algorithm: "${compression}"`);
     }
