@@ -6,8 +6,13 @@
  * @module
  */
 
-/** How long an idle worker waits for more work before it ends. */
-const IDLE_MS = 500;
+/**
+ * How long an idle worker waits for more work before it ends. A sender on a busy machine may ask
+ * for a segment only every few hundred milliseconds, and a worker started anew loads its modules
+ * and compiles its hot loops again: long enough to outlast such gaps, short enough that a command
+ * that is done exits soon after.
+ */
+const IDLE_MS = 2000;
 
 /**
  * Runs inside a worker: `handle` turns each request (a message with a numeric `id`) into the

@@ -8,7 +8,6 @@
 import { readFull } from "../_io.ts";
 import { type WalReaderError, WalValidator } from "./reader.ts";
 import { segmentStart } from "./segment.ts";
-import { BytesFile } from "./segment_handle.ts";
 import type { SegmentCheck, SegmentCheckRequest } from "./segment_validation.ts";
 
 /** The WAL's identity, as validation needs it. */
@@ -86,9 +85,13 @@ export async function validateSegment(
     onRecord: () => records++,
   });
   const buf = new Uint8Array(settings.chunkSize);
-  {
-    // An archived segment comes decoded; its file is the compressed one.
-    using f = request.data ? new BytesFile(request.data) : await Deno.open(request.path);
+  if (request.data) {
+    // An archived segment comes decoded (its file is the compressed one): validated in place.
+    // The validator keeps no reference, and a record wholly inside one push is checked without
+    // being assembled.
+    v.push(start, request.data.subarray(0, segSize));
+  } else {
+    using f = await Deno.open(request.path);
     let pos = start;
     while (pos < segEnd) {
       const want = Math.min(buf.length, Number(segEnd - pos));
@@ -109,11 +112,20 @@ export async function validateSegment(
     if (!n || !stat) {
       next = { path: "", kind: "absent", key: "absent" };
     } else {
-      using f = n.data ? new BytesFile(n.data) : await Deno.open(n.path);
       let pos = segEnd;
       const limit = segEnd + BigInt(Math.min(n.bytes, segSize));
+      // The next file is read a piece at a time: the record running on into it is usually short.
       const piece = buf.subarray(0, Math.min(buf.length, 64 * 1024));
-      while (pos < limit && !v.error && v.validEnd < segEnd) {
+      const data = n.data;
+      while (data && pos < limit && !v.error && v.validEnd < segEnd) {
+        const from = Number(pos - segEnd);
+        const got = Math.min(piece.length, Number(limit - pos), data.length - from);
+        if (got <= 0) break;
+        v.push(pos, data.subarray(from, from + got));
+        pos += BigInt(got);
+      }
+      using f = data ? undefined : await Deno.open(n.path);
+      while (f && pos < limit && !v.error && v.validEnd < segEnd) {
         const want = Math.min(piece.length, Number(limit - pos));
         const got = await readFull(f, piece.subarray(0, want));
         if (got === 0) break;
