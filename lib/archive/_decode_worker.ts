@@ -12,16 +12,19 @@ import type { ArchiveEntry } from "./layout.ts";
 import { readArchivedFile } from "./read_segment.ts";
 
 serveUntilIdle(async (request) => {
-  const { entry, segmentSize } = request as unknown as {
+  const { entry, segmentSize, slab } = request as unknown as {
     entry: ArchiveEntry;
     segmentSize: number;
+    slab?: SharedArrayBuffer;
   };
   try {
     const r = await readArchivedFile(entry, { segmentSize });
-    // Shared memory crosses to the streaming thread, and on to the validation worker, uncopied.
-    const data = new Uint8Array(new SharedArrayBuffer(r.data.length));
+    // Shared memory crosses to the streaming thread, and on to the validation worker, uncopied;
+    // a whole segment goes into the buffer lent for it, whose pages are already mapped.
+    const lent = slab !== undefined && slab.byteLength === r.data.length;
+    const data = new Uint8Array(lent ? slab : new SharedArrayBuffer(r.data.length));
     data.set(r.data);
-    return { data, format: r.format, complete: r.complete };
+    return { data, format: r.format, complete: r.complete, lent };
   } catch (err) {
     if (!(err instanceof ArchiveFormatError)) throw err;
     const { file, format, problem, message } = err;

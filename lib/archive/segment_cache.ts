@@ -31,20 +31,44 @@ export interface CachedFile extends ArchivedFile {
   info: Deno.FileInfo;
 }
 
+/**
+ * What {@linkcode SegmentCache.acquire} returns: a file read, whose bytes stay as they are until
+ * {@linkcode CachedLease.release} is called, and must not be touched after.
+ */
+export interface CachedLease extends CachedFile {
+  /** Gives the bytes back: the memory may hold another segment soon after. Once only. */
+  release(): void;
+}
+
+/** One decode's result and who holds its bytes. */
+interface Held {
+  value?: CachedFile;
+  /** The decode pool's buffer behind `value.data`, when it may go back to the pool. */
+  slab?: SharedArrayBuffer;
+  /** Leases not yet released, counted from the request on, before the bytes exist. */
+  leases: number;
+  /** Whether the cache itself keeps it. */
+  cached: boolean;
+  /** Handed out by {@linkcode SegmentCache.read}, with no end: never reused. */
+  pinned: boolean;
+}
+
 interface Slot {
   /** The file's identity (device, inode, size, modification time) when it was decoded. */
   key: string;
   promise: Promise<CachedFile>;
   /** Decoded bytes held, once known. */
   bytes: number;
-  /** The result, once decoded. */
-  value?: CachedFile;
+  held: Held;
 }
 
 /** An evicted file whose bytes a sender may still hold. */
 interface Evicted {
   key: string;
-  data: WeakRef<Uint8Array>;
+  /** Leased: held until the last lease ends. */
+  held?: Held;
+  /** Read without a lease: held weakly, as long as a reader keeps them alive. */
+  data?: WeakRef<Uint8Array>;
   file: Omit<CachedFile, "data">;
 }
 
@@ -121,12 +145,35 @@ export class SegmentCache {
 
   /**
    * The plain bytes of an archived file, as {@linkcode readArchivedFile} reads them, decoded once
-   * for all callers.
+   * for all callers. The bytes are the caller's to keep; {@linkcode acquire} lends them instead,
+   * so that their memory serves again once every reader is done.
    *
    * @throws {Deno.errors.NotFound} when the file is gone.
    * @throws {ArchiveFormatError} when it does not decode to what its name promises.
    */
   async read(entry: ArchiveEntry, options: { segmentSize: number }): Promise<CachedFile> {
+    const { release: _, ...file } = await this.#lease(entry, options, true);
+    return file;
+  }
+
+  /**
+   * {@linkcode read}, lent: the bytes stay valid until `release()`. Decoded segments live in
+   * buffers the decode workers fill again once the cache has let a segment go and its last lease
+   * has ended; reusing them spares the page faults of fresh memory and bounds it, which the
+   * garbage collector, seldom run on a heap this small, would not.
+   *
+   * @throws {Deno.errors.NotFound} when the file is gone.
+   * @throws {ArchiveFormatError} when it does not decode to what its name promises.
+   */
+  acquire(entry: ArchiveEntry, options: { segmentSize: number }): Promise<CachedLease> {
+    return this.#lease(entry, options, false);
+  }
+
+  async #lease(
+    entry: ArchiveEntry,
+    options: { segmentSize: number },
+    pin: boolean,
+  ): Promise<CachedLease> {
     const s = await Deno.stat(entry.path);
     const key = `${s.dev}:${s.ino}:${s.size}:${s.mtime?.getTime() ?? "-"}`;
     const slot = this.#slots.get(entry.path);
@@ -135,32 +182,43 @@ export class SegmentCache {
       // Most recently used goes last: eviction takes the first.
       this.#slots.delete(entry.path);
       this.#slots.set(entry.path, slot);
-      return await slot.promise;
+      return await this.#hold(slot.held, slot.promise, pin);
     }
     if (slot) this.#drop(entry.path, slot);
     const gone = this.#evicted.get(entry.path);
-    const held = gone?.key === key ? gone.data.deref() : undefined;
     if (gone) this.#evicted.delete(entry.path);
-    if (held) {
+    const back = gone?.key === key ? this.#revive(gone) : undefined;
+    if (back) {
       this.#hits++;
-      const value: CachedFile = { ...gone!.file, data: held };
-      const back: Slot = { key, promise: Promise.resolve(value), bytes: held.length, value };
-      this.#slots.set(entry.path, back);
-      this.#bytes += back.bytes;
-      this.#evict(back);
-      return value;
+      const again: Slot = {
+        key,
+        promise: Promise.resolve(back.value!),
+        bytes: back.value!.data.length,
+        held: back,
+      };
+      back.cached = true;
+      this.#slots.set(entry.path, again);
+      this.#bytes += again.bytes;
+      this.#evict(again);
+      return await this.#hold(back, again.promise, pin);
     }
-    const fresh: Slot = { key, promise: undefined!, bytes: 0 };
+    const held: Held = { leases: 0, cached: true, pinned: false };
+    const fresh: Slot = { key, promise: undefined!, bytes: 0, held };
     this.#decodes++;
     const decoded = this.#pool?.run(entry, options.segmentSize) ??
       readArchivedFile(entry, options);
     fresh.promise = decoded.then((r) => {
-      const value: CachedFile = { ...r, info: s };
-      fresh.value = value;
+      const { slab, ...file } = r as typeof r & { slab?: SharedArrayBuffer };
+      const value: CachedFile = { ...file, info: s };
+      held.value = value;
+      if (slab) held.slab = slab;
       if (this.#slots.get(entry.path) === fresh) {
         fresh.bytes = r.data.length;
         this.#bytes += fresh.bytes;
         this.#evict(fresh);
+      } else {
+        // Let go while it decoded: only the readers waiting for it hold it.
+        this.#recycle(held);
       }
       return value;
     }, (e) => {
@@ -172,19 +230,72 @@ export class SegmentCache {
       throw e;
     });
     this.#slots.set(entry.path, fresh);
-    return await fresh.promise;
+    return await this.#hold(held, fresh.promise, pin);
+  }
+
+  /**
+   * A lease on `held` once `promise` settles. It is counted before waiting: bytes that arrive
+   * after the cache let the slot go must not be reused while a reader is still to take them.
+   */
+  async #hold(held: Held, promise: Promise<CachedFile>, pin: boolean): Promise<CachedLease> {
+    held.leases++;
+    if (pin) held.pinned = true;
+    let value: CachedFile;
+    try {
+      value = await promise;
+    } catch (e) {
+      this.#unlease(held);
+      throw e;
+    }
+    let released = pin;
+    if (pin) this.#unlease(held);
+    return {
+      ...value,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#unlease(held);
+      },
+    };
+  }
+
+  #unlease(held: Held): void {
+    held.leases--;
+    this.#recycle(held);
+  }
+
+  /** Gives a buffer no one holds back to the decode pool. */
+  #recycle(held: Held): void {
+    if (held.leases > 0 || held.cached || held.pinned || !held.slab) return;
+    const slab = held.slab;
+    delete held.slab;
+    delete held.value;
+    this.#pool?.giveBack(slab);
+  }
+
+  /** The bytes of an evicted file, when a reader still holds them. */
+  #revive(gone: Evicted): Held | undefined {
+    if (gone.held) return gone.held.value ? gone.held : undefined;
+    const data = gone.data?.deref();
+    return data
+      ? { value: { ...gone.file, data }, leases: 0, cached: true, pinned: true }
+      : undefined;
   }
 
   /** Forgets a file (removed from the archive). */
   forget(path: string): void {
     const slot = this.#slots.get(path);
     if (slot) this.#drop(path, slot);
+    const gone = this.#evicted.get(path);
     this.#evicted.delete(path);
+    if (gone?.held) this.#recycle(gone.held);
   }
 
   #drop(path: string, slot: Slot): void {
     this.#slots.delete(path);
     this.#bytes -= slot.bytes;
+    slot.held.cached = false;
+    this.#recycle(slot.held);
   }
 
   /** Evicts the least recently used decoded files until the bytes fit, sparing `keep`. */
@@ -195,13 +306,22 @@ export class SegmentCache {
       if (slot === keep || slot.bytes === 0) continue;
       this.#drop(path, slot);
       this.#evictions++;
-      if (slot.value) {
-        const { data, ...file } = slot.value;
+      const held = slot.held;
+      const value = held.value;
+      if (!value) continue;
+      const { data, ...file } = value;
+      if (held.pinned) {
         this.#evicted.set(path, { key: slot.key, data: new WeakRef(data), file });
+      } else if (held.leases > 0) {
+        // Until its last reader is done, the next sender to open it takes the same bytes
+        // instead of decoding them again (a client far behind the others).
+        this.#evicted.set(path, { key: slot.key, held, file });
       }
     }
     if (this.#evicted.size > 1024) {
-      for (const [path, e] of this.#evicted) if (!e.data.deref()) this.#evicted.delete(path);
+      for (const [path, e] of this.#evicted) {
+        if (e.held ? !e.held.value : !e.data?.deref()) this.#evicted.delete(path);
+      }
     }
   }
 }

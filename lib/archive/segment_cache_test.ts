@@ -70,3 +70,34 @@ Deno.test("segment cache: a damaged file fails every reader, decoded once", asyn
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("segment cache: lent bytes stay intact until released, while their memory serves other segments after", async () => {
+  const { dir, entries } = await archive(6);
+  try {
+    const cache = new SegmentCache({ capacity: SEG, workers: 2 });
+    const opts = { segmentSize: SEG };
+    const held = await cache.acquire(entries[0]!, opts);
+    // Every later segment evicts the one before; all but the held one go back for reuse.
+    for (let round = 0; round < 3; round++) {
+      for (const e of entries.slice(1)) {
+        const lease = await cache.acquire(e, opts);
+        const want = Number(e.name.at(-1));
+        assert.ok(lease.data.every((b) => b === want), `${e.name} decoded into reused memory`);
+        lease.release();
+        lease.release(); // a second release changes nothing
+      }
+    }
+    assert.ok(held.data.every((b) => b === 0), "a held segment is never overwritten");
+    // Evicted but still held: the next reader takes the same bytes.
+    const again = await cache.acquire(entries[0]!, opts);
+    assert.equal(cache.decodes, 1 + 3 * 5);
+    assert.ok(again.data.every((b) => b === 0));
+    held.release();
+    again.release();
+    const b = await cache.acquire(entries[1]!, opts);
+    assert.ok(b.data.every((x) => x === 1));
+    b.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

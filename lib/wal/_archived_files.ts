@@ -15,7 +15,7 @@ import {
   scanArchive,
 } from "../archive/layout.ts";
 import { archivedFormat } from "../archive/read_segment.ts";
-import { type CachedFile, SegmentCache } from "../archive/segment_cache.ts";
+import { type CachedFile, type CachedLease, SegmentCache } from "../archive/segment_cache.ts";
 import { join } from "./_path.ts";
 
 /** One WAL file of the directory. */
@@ -151,5 +151,20 @@ export class ArchivedFiles {
     const entry = this.#entries.get(name);
     if (!entry) throw new Deno.errors.NotFound(`no archived WAL file ${name}`);
     return await this.cache.read(entry, { segmentSize });
+  }
+
+  /**
+   * {@linkcode ArchivedFiles.readWithInfo}, lent until `release()` (`SegmentCache.acquire`): the
+   * way to read segments, whose memory then serves again.
+   */
+  async acquire(name: string, segmentSize: number): Promise<CachedLease> {
+    const entry = this.#entries.get(name);
+    if (!entry) throw new Deno.errors.NotFound(`no archived WAL file ${name}`);
+    return await this.cache.acquire(entry, { segmentSize });
+  }
+
+  /** Starts decoding a file ahead of need, for the cache; errors are left to its readers. */
+  prefetch(name: string, segmentSize: number): void {
+    this.acquire(name, segmentSize).then((lease) => lease.release(), () => {});
   }
 }

@@ -46,6 +46,7 @@ export interface SegmentHandle {
 export class BytesFile implements SegmentHandle {
   #bytes: Uint8Array | undefined;
   #info: Deno.FileInfo | undefined;
+  #release: (() => void) | undefined;
   #pos = 0;
 
   /**
@@ -53,10 +54,12 @@ export class BytesFile implements SegmentHandle {
    *
    * @param bytes The segment's bytes.
    * @param info The metadata of the file they come from.
+   * @param release Called once when the handle is closed: the bytes are not read after.
    */
-  constructor(bytes: Uint8Array, info?: Deno.FileInfo) {
+  constructor(bytes: Uint8Array, info?: Deno.FileInfo, release?: () => void) {
     this.#bytes = bytes;
     this.#info = info;
+    this.#release = release;
   }
 
   /** The metadata given; without any, only the size is known. */
@@ -123,12 +126,15 @@ export class BytesFile implements SegmentHandle {
   /** Drops the reference to the bytes. */
   close(): void {
     if (!this.#bytes) throw new Deno.errors.BadResource("segment already closed");
-    this.#bytes = undefined;
+    this[Symbol.dispose]();
   }
 
   /** Drops the reference to the bytes, if still held. */
   [Symbol.dispose](): void {
     this.#bytes = undefined;
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
   }
 
   #open(): Uint8Array {

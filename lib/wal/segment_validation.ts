@@ -74,6 +74,8 @@ export interface SegmentCheckRequest {
    * when validation must run: a remembered result needs no decoding.
    */
   load?: () => Promise<SegmentCheckRequest>;
+  /** Called once validation no longer reads `data` and `next.data` (lent bytes). */
+  release?: () => void;
 }
 
 /** Options of {@linkcode SegmentValidations}. */
@@ -225,9 +227,15 @@ export class SegmentValidations {
     }
     const fresh: Entry = { identity, promise: undefined!, next: undefined, done: false };
     this.#runs++;
-    const run = (request.load ? request.load() : Promise.resolve(request)).then((r) =>
-      this.#worker?.run(r) ?? validateSegment(r, this.#settings)
-    );
+    const run = (request.load ? request.load() : Promise.resolve(request)).then(async (r) => {
+      // Functions stay here: the rest of the request crosses to the worker.
+      const { release, load: _, ...plain } = r;
+      try {
+        return await (this.#worker?.run(plain) ?? validateSegment(plain, this.#settings));
+      } finally {
+        release?.();
+      }
+    });
     fresh.promise = run.then(
       ({ check, next }) => {
         fresh.next = next;

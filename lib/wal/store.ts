@@ -220,10 +220,7 @@ export class WalStore {
    * for again after a rescan (never from within one, which would wait on itself).
    */
   async #open(name: string, rescan: boolean): Promise<SegmentHandle> {
-    if (this.#files.entry(name)) {
-      const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
-      return new BytesFile(data, info);
-    }
+    if (this.#files.entry(name)) return await this.#openArchived(name);
     try {
       return await Deno.open(this.path(name), { read: true });
     } catch (e) {
@@ -231,9 +228,14 @@ export class WalStore {
       // Compressed since the last rescan (the relay's `--compress`): open the compressed copy.
       await this.refresh();
       if (!this.#files.entry(name)) throw e;
-      const { data, info } = await this.#files.readWithInfo(name, this.identity.segmentSize);
-      return new BytesFile(data, info);
+      return await this.#openArchived(name);
     }
+  }
+
+  /** An archived file's decoded bytes, lent until the handle is closed. */
+  async #openArchived(name: string): Promise<SegmentHandle> {
+    const lease = await this.#files.acquire(name, this.identity.segmentSize);
+    return new BytesFile(lease.data, lease.info, lease.release);
   }
 
   /** The newest timeline in the directory. */
@@ -390,20 +392,36 @@ export class WalStore {
     for (const k of [2n, 3n]) {
       const ahead = this.segmentFile(file.tli, file.segno + k);
       if (ahead && this.#files.entry(ahead.name) && this.#complete(ahead)) {
-        this.#files.read(ahead.name, segSize).catch(() => {});
+        this.#files.prefetch(ahead.name, segSize);
       }
     }
-    // Decoded only when validation runs: a remembered result needs neither file's bytes.
+    // Decoded only when validation runs: a remembered result needs neither file's bytes, which
+    // are lent until validation is done with them.
     request.load = async (): Promise<SegmentCheckRequest> => {
       const { load: _, ...loaded } = request;
-      if (entry) loaded.data = await this.#files.read(file.name, segSize);
-      if (loaded.next && nextEntry && nextBytes > 0) {
-        try {
-          loaded.next = { ...loaded.next, data: await this.#files.read(next!.name, segSize) };
-        } catch (e) {
-          if (!(e instanceof ArchiveFormatError) && !(e instanceof Deno.errors.NotFound)) throw e;
-          delete loaded.next;
+      const leases: (() => void)[] = [];
+      loaded.release = () => leases.forEach((release) => release());
+      try {
+        if (entry) {
+          const lease = await this.#files.acquire(file.name, segSize);
+          leases.push(lease.release);
+          loaded.data = lease.data;
         }
+        if (loaded.next && nextEntry && nextBytes > 0) {
+          try {
+            const lease = await this.#files.acquire(next!.name, segSize);
+            leases.push(lease.release);
+            loaded.next = { ...loaded.next, data: lease.data };
+          } catch (e) {
+            if (!(e instanceof ArchiveFormatError) && !(e instanceof Deno.errors.NotFound)) {
+              throw e;
+            }
+            delete loaded.next;
+          }
+        }
+      } catch (e) {
+        loaded.release();
+        throw e;
       }
       return loaded;
     };
@@ -537,7 +555,9 @@ export class WalStore {
     const segSize = this.identity.segmentSize;
     if (!partial) return segSize;
     try {
-      return (await this.#files.read(name, segSize)).length;
+      const lease = await this.#files.acquire(name, segSize);
+      lease.release();
+      return lease.data.length;
     } catch (e) {
       if (e instanceof ArchiveFormatError) {
         this.#warnOnce(`archive:${name}:${e.message}`, `${e.message}; ignoring it`);
@@ -695,10 +715,13 @@ export class WalStore {
     if (this.#headerCache.get(f.name)) return true;
     let head: Uint8Array;
     try {
-      head = this.#files.entry(f.name)
-        ? (await this.#files.read(f.name, this.identity.segmentSize))
-          .subarray(0, SIZE_OF_LONG_PAGE_HEADER)
-        : await readFileHead(this.path(f.name), SIZE_OF_LONG_PAGE_HEADER);
+      if (this.#files.entry(f.name)) {
+        const lease = await this.#files.acquire(f.name, this.identity.segmentSize);
+        head = lease.data.slice(0, SIZE_OF_LONG_PAGE_HEADER);
+        lease.release();
+      } else {
+        head = await readFileHead(this.path(f.name), SIZE_OF_LONG_PAGE_HEADER);
+      }
     } catch (e) {
       if (e instanceof ArchiveFormatError) {
         this.#warnOnce(`archive:${f.name}:${e.message}`, `${e.message}; ignoring it`);
