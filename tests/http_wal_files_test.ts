@@ -1,10 +1,14 @@
 // /wal/ on `serve --http` as restore_command reaches it: curl fetching whole files, never a
 // partial or damaged one, compressed archives (pg_receivewal --compress, relay mode --compress)
-// served as the primary's plain segments; the access rules (loopback only, bearer token, rules file), the refusal
-// of a non-loopback --http without them, and HTTPS.
+// served as the primary's plain segments, an old timeline's compressed segment as well; the access
+// rules (loopback only, bearer token, rules file), the refusal of a non-loopback --http without
+// them, and HTTPS.
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import {
+  basebackup,
   copyTestdata,
   flipByte,
   freePort,
@@ -12,6 +16,7 @@ import {
   run,
   startPrimary,
   startRelay,
+  startStandby,
   tempDir,
   waitFor,
 } from "./_pg.ts";
@@ -380,4 +385,59 @@ Deno.test("http /wal/: pg_receivewal --compress=gzip|lz4 archives and relay mode
   const base = `http://127.0.0.1:${relayHttp}`;
   const compared = await curlMatchesPrimary(base, packed, primary, out.path);
   assert.ok(compared >= 3, `relay mode: ${compared} segments compared`);
+});
+
+Deno.test("http /wal/: an old primary's whole, gzip-compressed segment of the timeline a standby left is served as its plain bytes", async () => {
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: { fsync: "off", wal_keep_size: "1GB", autovacuum: "off" },
+  });
+  await pg.pgbench(["-i", "-s", "1", "-q"]);
+  await using backup = await basebackup(pg);
+  await using standby = await startStandby({
+    dataDir: backup.dataDir,
+    primaryConninfo: pg.conninfo(),
+  });
+  await pg.pgbench(["-c", "1", "-t", "100", "-n"]);
+  await standby.waitForReplay(await pg.currentLsn());
+  await standby.promote();
+  // The old primary writes on past the fork and finishes the segment it is in: its timeline 1
+  // copy of that segment is whole, and differs from timeline 2's after the fork.
+  await pg.pgbench(["-c", "1", "-t", "100", "-n"]);
+  await pg.switchWal();
+  await standby.sql("SELECT pg_logical_emit_message(false, 'walrelay', 'after promotion')");
+  await standby.switchWal();
+  const history = await Deno.readTextFile(join(standby.walDir, "00000002.history"));
+  const fork = /^1\s+(\S+)/m.exec(history)![1]!;
+  const forkSegment = await pg.sql(`SELECT pg_walfile_name('${fork}')`);
+  const before = await pg.sql(`SELECT pg_walfile_name('${fork}'::pg_lsn - 1048576)`);
+
+  // The archive: the old primary's timeline 1 up to the fork's segment, gzipped; the new
+  // primary's history and timeline 2, plain.
+  await using dir = await tempDir("walrelay-httpwal-oldtli-");
+  const want = new Map<string, Uint8Array>();
+  for (const name of await listDir(pg.walDir)) {
+    if (!/^00000001[0-9A-F]{16}$/.test(name) || name > forkSegment) continue;
+    const bytes = await Deno.readFile(join(pg.walDir, name));
+    want.set(name, bytes);
+    await Deno.writeFile(join(dir.path, `${name}.gz`), gzipSync(bytes));
+  }
+  for (const name of await listDir(standby.walDir)) {
+    if (/^00000002/.test(name)) {
+      await Deno.copyFile(join(standby.walDir, name), join(dir.path, name));
+    }
+  }
+  assert.ok(want.has(forkSegment) && want.has(before), [...want.keys()].join(", "));
+  assert.ok(await exists(join(dir.path, `00000002${forkSegment.slice(8)}`)));
+
+  const httpPort = await freePort();
+  await using _relay = await startRelay({
+    walDir: dir.path,
+    args: ["--http", `127.0.0.1:${httpPort}`],
+  });
+  const base = `http://127.0.0.1:${httpPort}`;
+  await waitHttp(`${base}/healthz`);
+  await using out = await tempDir("walrelay-httpwal-oldtli-out-");
+  const compared = await curlMatchesPrimary(base, [before, forkSegment], want, out.path);
+  assert.equal(compared, 2);
 });
