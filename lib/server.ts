@@ -356,15 +356,12 @@ export class WalRelay {
               tls: settings.tls,
               auth: settings.auth,
               relay: options.upstream !== undefined,
-              backups: {
-                maxAgeMs: options.baseBackups?.maxAgeMs ?? DEFAULTS.baseBackupMaxAgeMs,
-                keep: options.baseBackups?.keep ?? DEFAULTS.baseBackupsKeep,
-              },
             },
             logger,
             counters,
             lag,
             slots,
+            backups,
             onFailure: (e) => relay.#fail(e),
           }),
           (w) => {

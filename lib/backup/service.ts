@@ -48,6 +48,12 @@ export interface BackupServiceOptions {
    * may be writing one now, leaves them.
    */
   cleanup?: boolean;
+  /**
+   * A sender thread: the relay's own thread chooses the backup served (taking one from the
+   * upstream when it would for its own sessions, and storing it first) and keeps it from being
+   * pruned until `release`. The id names a stored backup.
+   */
+  acquireStored?: (() => Promise<{ id: string; release: () => void }>) | undefined;
   /** Whether backups can be taken now: the relay holds WAL to serve them with. */
   ready?: (() => boolean) | undefined;
 }
@@ -148,6 +154,7 @@ export class BackupService {
    * @throws {PgError} 55000 when there is no backup to serve.
    */
   async acquire(): Promise<{ source: BackupSource; release: () => void }> {
+    if (this.#opts.acquireStored) return await this.#acquireFromRelay(this.#opts.acquireStored);
     const newest = this.store.newest();
     const maxAge = this.#opts.maxAgeMs ?? Infinity;
     const fresh = newest && Date.now() - newest.storedAt.getTime() < maxAge;
@@ -176,6 +183,52 @@ export class BackupService {
       );
       return this.#hold(storedSource(this.store, newest));
     }
+  }
+
+  /** {@linkcode BackupService.acquire} on a sender thread: as the relay's thread decides. */
+  async #acquireFromRelay(
+    acquireStored: () => Promise<{ id: string; release: () => void }>,
+  ): Promise<{ source: BackupSource; release: () => void }> {
+    const { id, release } = await acquireStored();
+    try {
+      if (!this.store.get(id)) await this.store.refresh();
+      const info = this.store.get(id);
+      if (!info) throw new Error(`base backup "${id}" is not in the store`);
+      return { source: storedSource(this.store, info), release };
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /**
+   * The relay's thread's side of {@linkcode BackupServiceOptions.acquireStored}: the backup
+   * {@linkcode BackupService.acquire} gives, once stored (a read-through is waited for, whole),
+   * held until `release`.
+   */
+  async acquireStored(): Promise<{ id: string; release: () => void }> {
+    const first = await this.acquire();
+    if (this.store.get(first.source.id)) return { id: first.source.id, release: first.release };
+    // Being read through from the upstream: another thread cannot share the stream, so it
+    // waits until the backup is stored and then reads it from the store.
+    let id: string | undefined;
+    try {
+      if ("done" in first.source) id = (await (first.source as BackupInProgress).done).id;
+    } catch (e) {
+      first.release();
+      throw e;
+    }
+    const stored = (id === undefined ? undefined : this.store.get(id)) ?? this.store.newest();
+    if (!stored) {
+      first.release();
+      throw new PgError(
+        SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "no base backup is stored to serve",
+      );
+    }
+    const held = this.#hold(storedSource(this.store, stored));
+    first.release();
+    return { id: stored.id, release: held.release };
   }
 
   /** Starts a backup from the upstream unless one is being taken; returns it. */

@@ -5,6 +5,7 @@
  */
 
 import type { AuthConfig } from "../auth/authenticator.ts";
+import type { BackupProgress } from "../backup/serve.ts";
 import type { LogFields, LogLevel } from "../log.ts";
 import type { TlsFiles } from "../pgwire/tls_bridge.ts";
 import type { Sender } from "../replication/registry.ts";
@@ -16,6 +17,13 @@ import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from ".
 export interface DurableEnd {
   tli: number;
   end: Lsn;
+}
+
+/** A thread's BASE_BACKUPs: those being sent now, and how many were sent or failed so far. */
+export interface BackupReport {
+  serving: BackupProgress[];
+  served: number;
+  failed: number;
 }
 
 /** What a sender thread is told when it starts. */
@@ -37,8 +45,6 @@ export interface WorkerInit {
   auth: AuthConfig;
   /** Relay mode: the store follows the durable end the relay announces. */
   relay: boolean;
-  /** Base backups: how old a stored one may be (directory mode serves any). */
-  backups: { maxAgeMs: number; keep: number };
 }
 
 /** From the relay to a sender thread. */
@@ -68,7 +74,7 @@ export interface RemoteError {
   pg?: { code: string; severity: string; fields: Record<string, string> };
 }
 
-/** What a sender thread asks of the relay's slots and backups, answered by `answer`. */
+/** What a sender thread asks of the relay's slots and base backups, answered by `answer`. */
 export type SlotCall =
   | { method: "get"; name: string }
   | {
@@ -85,7 +91,10 @@ export type SlotCall =
   | { method: "acquire"; name: string; pid: number }
   | { method: "release"; name: string; pid: number }
   | { method: "flush" }
-  | { method: "releaseSession"; pid: number };
+  | { method: "releaseSession"; pid: number }
+  /** The base backup to serve, held against pruning until `releaseBackup`. */
+  | { method: "acquireBackup" }
+  | { method: "releaseBackup"; hold: number };
 
 /** From a sender thread to the relay. */
 export type FromWorker =
@@ -93,8 +102,8 @@ export type FromWorker =
   | { type: "failed"; message: string }
   | { type: "log"; level: LogLevel; message: string; fields: LogFields | undefined }
   | { type: "accepted" }
-  /** The thread's live senders, as its registry holds them. */
-  | { type: "senders"; senders: Sender[] }
+  /** The thread's live senders, as its registry holds them, and its BASE_BACKUPs. */
+  | { type: "senders"; senders: Sender[]; backups: BackupReport }
   /** A standby status update, for the relay's lag tracking. */
   | { type: "reply"; sender: Sender; write: Lsn; flush: Lsn; apply: Lsn; time: number }
   | { type: "advance"; name: string; lsn: Lsn; tli: number }

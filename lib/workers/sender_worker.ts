@@ -15,16 +15,18 @@ import type { Logger } from "../log.ts";
 import { TlsBridge } from "../pgwire/tls_bridge.ts";
 import { type Lags, preciseNow, ReplicationLag } from "../replication/lag_tracker.ts";
 import { NotYetAccepting } from "../replication/not_yet_accepting.ts";
-import { type Sender, SenderRegistry } from "../replication/registry.ts";
+import { type Sender, SenderRegistry, type SenderState } from "../replication/registry.ts";
 import { Session, type SessionContext } from "../replication/session.ts";
 import { refuseTooManyClients } from "../replication/too_many_clients.ts";
 import { WalBlockCache } from "../stream/block_cache.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { WalStore } from "../wal/store.ts";
 import {
+  type BackupReport,
   type DurableEnd,
   fromRemoteError,
   type FromWorker,
+  type RemoteError,
   type SlotCall,
   type ToWorker,
   type WorkerInit,
@@ -45,6 +47,27 @@ function post(message: FromWorker): void {
   scope.postMessage(message);
 }
 
+const calls = new Map<number, PromiseWithResolvers<unknown>>();
+let nextCall = 1;
+
+/** Asks the relay's thread; resolves with its answer. */
+function call(c: SlotCall): Promise<unknown> {
+  const id = nextCall++;
+  const pending = Promise.withResolvers<unknown>();
+  calls.set(id, pending);
+  post({ type: "call", id, call: c });
+  return pending.promise;
+}
+
+/** The relay's thread answered call `id`. */
+function answer(id: number, value: unknown, error: RemoteError | undefined): void {
+  const pending = calls.get(id);
+  if (!pending) return;
+  calls.delete(id);
+  if (error) pending.reject(fromRemoteError(error));
+  else pending.resolve(value);
+}
+
 /** Log lines go to the relay's logger, which counts them for `/metrics` and writes them. */
 const log: Logger = {
   log(level, message, fields) {
@@ -52,12 +75,21 @@ const log: Logger = {
   },
 };
 
-/** A registry that tells the relay's thread when a sender comes or goes. */
+/**
+ * A registry that tells the relay's thread when a sender comes or goes, and at once when one
+ * changes state: `pg_stat_replication` shows a client in "backup" or "streaming" before the
+ * client can have seen a byte of it.
+ */
 class ReportingRegistry extends SenderRegistry {
   #worker: number;
-  #changed: () => void;
+  #changed: (now: boolean) => void;
 
-  constructor(worker: number, maxSenders: number, counters: SharedCounters, changed: () => void) {
+  constructor(
+    worker: number,
+    maxSenders: number,
+    counters: SharedCounters,
+    changed: (now: boolean) => void,
+  ) {
     super(maxSenders, counters);
     this.#worker = worker;
     this.#changed = changed;
@@ -65,16 +97,25 @@ class ReportingRegistry extends SenderRegistry {
 
   override acquire(origin: { clientAddr: string; clientPort: number }): Sender | undefined {
     const s = super.acquire(origin);
-    if (s) {
-      s.worker = this.#worker;
-      this.#changed();
-    }
+    if (!s) return undefined;
+    s.worker = this.#worker;
+    let state = s.state;
+    Object.defineProperty(s, "state", {
+      enumerable: true,
+      get: () => state,
+      set: (next: SenderState) => {
+        if (next === state) return;
+        state = next;
+        this.#changed(true);
+      },
+    });
+    this.#changed(false);
     return s;
   }
 
   override release(sender: Sender): void {
     super.release(sender);
-    this.#changed();
+    this.#changed(false);
   }
 }
 
@@ -109,8 +150,6 @@ class SenderThread {
   #shutdown = new AbortController();
   #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: Deno.FsWatcher | undefined;
-  #calls = new Map<number, PromiseWithResolvers<unknown>>();
-  #nextCall = 1;
   #reportQueued = false;
   #reportedEmpty = true;
   #accepting: Promise<void> = Promise.resolve();
@@ -131,7 +170,7 @@ class SenderThread {
       init.worker,
       init.maxSenders,
       this.#counters,
-      () => this.#report(),
+      (now) => this.#report(now),
     );
     this.#timers.push(setInterval(() => {
       if (this.#registry.size > 0) this.#report();
@@ -147,17 +186,28 @@ class SenderThread {
     this.#accepting = this.#acceptLoop();
   }
 
-  /** Starts TLS, the backup store and the listener; throws when any of them cannot start. */
+  /**
+   * Starts TLS, the backup store and the listener; throws when any of them cannot start.
+   */
   static async start(init: WorkerInit): Promise<SenderThread> {
     const tls = init.tls ? await TlsBridge.start(init.tls) : undefined;
     try {
-      // The relay's thread takes and prunes backups; this thread only serves stored ones.
+      // The relay's thread chooses, takes and prunes backups; this thread serves the one it is
+      // given, from the store, and leaves the store's half-written ones alone.
       const backups = await BackupService.open({
         walDir: init.walDir,
         log,
-        maxAgeMs: init.backups.maxAgeMs,
-        keep: init.backups.keep,
         cleanup: false,
+        acquireStored: async () => {
+          const { id, hold } = await call({ method: "acquireBackup" }) as {
+            id: string;
+            hold: number;
+          };
+          return {
+            id,
+            release: () => void call({ method: "releaseBackup", hold }).catch(() => {}),
+          };
+        },
       });
       const listener = Deno.listen({
         hostname: init.hostname,
@@ -175,8 +225,18 @@ class SenderThread {
     return this.#listener.addr as Deno.NetAddr;
   }
 
+  #backupReport(): BackupReport {
+    const b = this.#backups;
+    return { serving: [...b.serving], served: b.totals.served, failed: b.totals.failed };
+  }
+
   /** The live senders, coalesced to one message per turn of the event loop. */
-  #report(): void {
+  #report(now = false): void {
+    if (now) {
+      this.#reportedEmpty = false;
+      post({ type: "senders", senders: this.#registry.list(), backups: this.#backupReport() });
+      return;
+    }
     if (this.#reportQueued) return;
     this.#reportQueued = true;
     queueMicrotask(() => {
@@ -184,25 +244,8 @@ class SenderThread {
       const senders = this.#registry.list();
       if (senders.length === 0 && this.#reportedEmpty) return;
       this.#reportedEmpty = senders.length === 0;
-      post({ type: "senders", senders });
+      post({ type: "senders", senders, backups: this.#backupReport() });
     });
-  }
-
-  /** Asks the relay's thread; resolves with its answer. */
-  #call(call: SlotCall): Promise<unknown> {
-    const id = this.#nextCall++;
-    const pending = Promise.withResolvers<unknown>();
-    this.#calls.set(id, pending);
-    post({ type: "call", id, call });
-    return pending.promise;
-  }
-
-  answer(id: number, value: unknown, error: Parameters<typeof fromRemoteError>[0] | undefined) {
-    const pending = this.#calls.get(id);
-    if (!pending) return;
-    this.#calls.delete(id);
-    if (error) pending.reject(fromRemoteError(error));
-    else pending.resolve(value);
   }
 
   /** The store is open on the relay's thread: open it here too, bounded by its durable end. */
@@ -220,7 +263,7 @@ class SenderThread {
     this.#ctx = {
       store,
       registry: this.#registry,
-      slots: new RemoteSlots((c) => this.#call(c), post),
+      slots: new RemoteSlots(call, post),
       log,
       shutdown: this.#shutdown.signal,
       timeouts: init.timeouts,
@@ -336,7 +379,7 @@ class SenderThread {
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
     this.#tls?.close();
     // The last word on the senders: none left.
-    post({ type: "senders", senders: [] });
+    post({ type: "senders", senders: [], backups: this.#backupReport() });
   }
 
   /** Resolves once the listener is closed and every session has ended. */
@@ -399,7 +442,7 @@ scope.onmessage = (e: MessageEvent) => {
   const m = e.data as ToWorker;
   switch (m.type) {
     case "answer":
-      thread?.answer(m.id, m.value, m.error);
+      answer(m.id, m.value, m.error);
       return;
     case "auth":
       thread?.setAuth(m.auth);

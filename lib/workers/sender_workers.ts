@@ -7,6 +7,7 @@
  */
 
 import type { AuthConfig } from "../auth/authenticator.ts";
+import type { BackupService } from "../backup/service.ts";
 import type { RelayCounters } from "../http/counters.ts";
 import type { Logger } from "../log.ts";
 import type { ReplicationLag } from "../replication/lag_tracker.ts";
@@ -16,6 +17,7 @@ import type { DurableSink } from "../upstream/durable_writer.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import type { WalStore } from "../wal/store.ts";
 import {
+  type BackupReport,
   type FromWorker,
   type SlotCall,
   toRemoteError,
@@ -90,6 +92,8 @@ export interface SenderWorkersOptions {
   lag: ReplicationLag;
   /** The relay's slots: the only ones. */
   slots: SlotManager;
+  /** The relay's base backups: it alone takes and prunes them. */
+  backups: BackupService;
   /** A thread failed in a way it cannot go on from. */
   onFailure: (e: Error) => void;
 }
@@ -99,6 +103,8 @@ interface Thread {
   n: number;
   worker: Worker;
   stopped: PromiseWithResolvers<void>;
+  /** Its last report of BASE_BACKUPs. */
+  backups: BackupReport;
 }
 
 /**
@@ -123,6 +129,9 @@ export class SenderWorkers {
   /** Requests every thread answers with `done`, by id. */
   #waits = new Map<number, { left: number; done: () => void }>();
   #nextWait = 1;
+  /** Base backups held for a thread's BASE_BACKUP, by hold number. */
+  #backupHolds = new Map<number, () => void>();
+  #nextHold = 1;
   #finished: Promise<void>;
   #ending = false;
 
@@ -163,7 +172,12 @@ export class SenderWorkers {
         const worker = new Worker(new URL("./sender_worker.ts", import.meta.url), {
           type: "module",
         });
-        const thread: Thread = { n, worker, stopped: Promise.withResolvers<void>() };
+        const thread: Thread = {
+          n,
+          worker,
+          stopped: Promise.withResolvers<void>(),
+          backups: { serving: [], served: 0, failed: 0 },
+        };
         threads.push(thread);
         const listening = Promise.withResolvers<{ port: number; hostname: string }>();
         worker.onmessage = (e: MessageEvent) => {
@@ -215,6 +229,7 @@ export class SenderWorkers {
         return;
       case "senders":
         this.registry.update(thread.n, m.senders);
+        this.#takeBackupReport(thread, m.backups);
         return;
       case "reply": {
         // The registry's copy moves at once, so the lag is computed against current positions.
@@ -248,7 +263,20 @@ export class SenderWorkers {
     }
   }
 
-  /** Runs a thread's slot call on the relay's `SlotManager`, one at a time as they come. */
+  /**
+   * A thread's BASE_BACKUPs join the relay's own in `/status` and `/metrics`: those being sent,
+   * and the counts, which grow by what the thread added since its last report.
+   */
+  #takeBackupReport(thread: Thread, report: BackupReport): void {
+    const backups = this.#options.backups;
+    for (const p of thread.backups.serving) backups.serving.delete(p);
+    for (const p of report.serving) backups.serving.add(p);
+    backups.totals.served += report.served - thread.backups.served;
+    backups.totals.failed += report.failed - thread.backups.failed;
+    thread.backups = report;
+  }
+
+  /** Runs a thread's call on the relay's slots or base backups. */
   async #answer(thread: Thread, id: number, call: SlotCall): Promise<void> {
     const slots = this.#options.slots;
     let value: unknown;
@@ -274,6 +302,17 @@ export class SenderWorkers {
           break;
         case "releaseSession":
           await slots.releaseSession(call.pid);
+          break;
+        case "acquireBackup": {
+          const { id, release } = await this.#options.backups.acquireStored();
+          const hold = this.#nextHold++;
+          this.#backupHolds.set(hold, release);
+          value = { id, hold };
+          break;
+        }
+        case "releaseBackup":
+          this.#backupHolds.get(call.hold)?.();
+          this.#backupHolds.delete(call.hold);
           break;
       }
       thread.worker.postMessage({ type: "answer", id, value } satisfies ToWorker);
