@@ -54,7 +54,8 @@ function loadLz4js(): Promise<Lz4js> {
 
 /**
  * Where the last match of a compressed block starts, counted back from the block's end of
- * `size` plain bytes; `Infinity` when it has none or does not parse.
+ * `size` plain bytes; `Infinity` when it has none, 0 when the block does not parse (so that it is
+ * stored uncompressed).
  */
 function lastMatchFromEnd(block: Uint8Array, size: number): number {
   let ip = 0;
@@ -67,7 +68,7 @@ function lastMatchFromEnd(block: Uint8Array, size: number): number {
       let b;
       do {
         b = block[ip++];
-        if (b === undefined) return Infinity;
+        if (b === undefined) return 0;
         literals += b;
       } while (b === 255);
     }
@@ -81,7 +82,7 @@ function lastMatchFromEnd(block: Uint8Array, size: number): number {
       let b;
       do {
         b = block[ip++];
-        if (b === undefined) return Infinity;
+        if (b === undefined) return 0;
         match += b;
       } while (b === 255);
     }
