@@ -46,6 +46,14 @@ function closeQuietly(listener: Deno.Listener): void {
 }
 
 /**
+ * Relay mode with sender workers: the relay's own thread serves no client, so only the workers
+ * keep recent WAL in memory.
+ */
+function relayTail(settings: RelaySettings): { memoryTail?: number } {
+  return settings.workers > 1 ? { memoryTail: 0 } : {};
+}
+
+/**
  * Relay mode: the store of a directory that holds WAL already, served while the upstream is being
  * reached; `undefined` when no segment gives the identity yet (a new directory, or only a
  * zero-filled `.partial`). Anything else wrong with it shows when it is opened again later.
@@ -53,10 +61,14 @@ function closeQuietly(listener: Deno.Listener): void {
 async function openIfHoldsWal(
   dir: string,
   logger: Logger,
-  cacheSize: number,
+  settings: RelaySettings,
 ): Promise<WalStore | undefined> {
   try {
-    return await WalStore.open(dir, { log: (m) => logger.log("warn", m), cacheSize });
+    return await WalStore.open(dir, {
+      log: (m) => logger.log("warn", m),
+      cacheSize: settings.cacheSize,
+      ...relayTail(settings),
+    });
   } catch (e) {
     logger.log("debug", `no WAL to serve yet: ${(e as Error).message}`);
     return undefined;
@@ -244,6 +256,7 @@ export class WalRelay {
       const store = await WalStore.open(this.#settings.walDir, {
         log: (m) => this.logger.log("warn", m),
         cacheSize: this.#settings.cacheSize,
+        ...relayTail(this.#settings),
       });
       if (this.#shutdown.signal.aborted) return;
       await this.#serve(store);
@@ -315,7 +328,7 @@ export class WalRelay {
     // Relay mode: the directory may be empty; then the store opens once the receiver has written
     // the first segment's long header, from which the store reads the identity.
     const store = options.upstream
-      ? await openIfHoldsWal(settings.walDir, logger, settings.cacheSize)
+      ? await openIfHoldsWal(settings.walDir, logger, settings)
       : await WalStore.open(settings.walDir, {
         log: (m) => logger.log("warn", m),
         cacheSize: settings.cacheSize,

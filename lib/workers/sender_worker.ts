@@ -149,6 +149,7 @@ class SenderThread {
   #running = new Set<Promise<void>>();
   #shutdown = new AbortController();
   #timers: ReturnType<typeof setInterval>[] = [];
+  #reporting: ReturnType<typeof setInterval>;
   #watcher: Deno.FsWatcher | undefined;
   #reportQueued = false;
   #reportedEmpty = true;
@@ -172,9 +173,10 @@ class SenderThread {
       this.#counters,
       (now) => this.#report(now),
     );
-    this.#timers.push(setInterval(() => {
+    // Kept through a drain, so /status shows the streams going to the end.
+    this.#reporting = setInterval(() => {
       if (this.#registry.size > 0) this.#report();
-    }, REPORT_MS));
+    }, REPORT_MS);
   }
 
   /**
@@ -377,6 +379,7 @@ class SenderThread {
   async #stopped(): Promise<void> {
     await this.#accepting;
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    clearInterval(this.#reporting);
     this.#tls?.close();
     // The last word on the senders: none left.
     post({ type: "senders", senders: [], backups: this.#backupReport() });
