@@ -21,7 +21,7 @@
  */
 
 import { join } from "node:path";
-import { compareDirs, type PgCluster, run, tempDir } from "../tests/_pg.ts";
+import { compareDirs, freePort, type PgCluster, run, tempDir } from "../tests/_pg.ts";
 import { procCpu } from "./_proc.ts";
 import {
   receivewalCommand,
@@ -75,6 +75,8 @@ export interface TimedRun {
   wall_s: number;
   mb_per_s: number;
   cpu_s: number;
+  /** Archived files the relay decoded (its `/metrics`), when it was the relay measured. */
+  decodes?: number;
 }
 
 /** Figures of one archive format. */
@@ -209,10 +211,18 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     segments: number,
     verify: boolean,
   ): Promise<TimedRun> => {
+    const httpPort = await freePort();
     await using relay = await startDenoRelay({
       cli: opts.relayCli,
       walDir: dirs[f],
-      args: ["--max-senders", String(clients + 2), "--log-level", "warn"],
+      args: [
+        "--max-senders",
+        String(clients + 2),
+        "--log-level",
+        "warn",
+        "--http",
+        `127.0.0.1:${httpPort}`,
+      ],
       cpuProfDir: undefined,
     });
     relayCommand = relay.command;
@@ -243,7 +253,17 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       verification += `${f}: ${c.same.length} segments byte-identical to the primary's; `;
     }
     for (const d of recvDirs) await Deno.remove(d, { recursive: true });
-    return { wall_s: wall, mb_per_s: (clients * segments * SEG_SIZE) / MIB / wall, cpu_s: cpu };
+    // Decodes say what the CPU figures only suggest: whether clients shared them.
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    const decodes = /^walrelay_cache_misses_total\{cache="archive_segments"\} (\d+)$/m.exec(
+      metrics,
+    );
+    return {
+      wall_s: wall,
+      mb_per_s: (clients * segments * SEG_SIZE) / MIB / wall,
+      cpu_s: cpu,
+      ...(decodes ? { decodes: Number(decodes[1]) } : {}),
+    };
   };
 
   for (const f of ARCHIVE_FORMATS) {
@@ -279,7 +299,8 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         `(relay CPU ${fixed(one.cpu_s)} s); ${opts.clients} clients ${
           fixed(fanout.mb_per_s, 0)
         } MB/s ` +
-        `(relay CPU ${fixed(fanout.cpu_s)} s against ${fixed(oneRange.cpu_s)} s for one)` +
+        `(relay CPU ${fixed(fanout.cpu_s)} s against ${fixed(oneRange.cpu_s)} s for one; ` +
+        `decodes ${fanout.decodes ?? "-"} against ${oneRange.decodes ?? "-"})` +
         (cli ? `; ${DECOMPRESS[f as "gzip"].join(" ")} ${fixed(cli.mb_per_s, 0)} MB/s` : ""),
     );
   }
@@ -301,6 +322,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       `${opts.clients} clients MB/s`,
       "relay CPU s",
       "decomp. CPU ×",
+      "decodes 1 / N",
     ],
     ARCHIVE_FORMATS.map((f) => {
       const r = formats[f];
@@ -314,6 +336,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         fixed(r.fanout.mb_per_s, 0),
         fixed(r.fanout.cpu_s),
         f === "plain" ? "-" : fixed(decompression[f]!),
+        f === "plain" ? "-" : `${r.one_client_range.decodes ?? "-"} / ${r.fanout.decodes ?? "-"}`,
       ];
     }),
   ));
@@ -346,6 +369,7 @@ export function archiveHeadline(r: ArchiveBenchReport): string[] {
     return `archive ${f}: one client ${fixed(x.one_client.mb_per_s, 0)} MB/s, ` +
       `${r.config.clients} clients ${fixed(x.fanout.mb_per_s, 0)} MB/s` +
       (f === "plain" ? "" : `, CLI ${fixed(x.cli!.mb_per_s, 0)} MB/s, decompression CPU ` +
-        `${r.config.clients} clients / one ${fixed(r.decompression_cpu_ratio[f]!)}`);
+        `${r.config.clients} clients / one ${fixed(r.decompression_cpu_ratio[f]!)} ` +
+        `(decodes ${x.fanout.decodes ?? "-"} / ${x.one_client_range.decodes ?? "-"})`);
   });
 }

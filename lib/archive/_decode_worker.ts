@@ -18,11 +18,14 @@ serveUntilIdle(async (request) => {
     slab?: SharedArrayBuffer;
   };
   try {
-    const r = await readArchivedFile(entry, { segmentSize });
+    const into = slab && slab.byteLength === segmentSize ? new Uint8Array(slab) : undefined;
+    const r = await readArchivedFile(entry, into ? { segmentSize, into } : { segmentSize });
     // Shared memory crosses to the streaming thread, and on to the validation worker, uncopied;
-    // a whole segment goes into the buffer lent for it, whose pages are already mapped.
-    const lent = slab !== undefined && slab.byteLength === r.data.length;
-    const data = new Uint8Array(lent ? slab : new SharedArrayBuffer(r.data.length));
+    // a whole segment goes into the buffer lent for it, whose pages are already mapped, decoded
+    // there directly when its codec allows.
+    if (r.data === into) return { data: into, format: r.format, complete: r.complete, lent: true };
+    const lent = into !== undefined && into.length === r.data.length;
+    const data = lent ? into : new Uint8Array(new SharedArrayBuffer(r.data.length));
     data.set(r.data);
     return { data, format: r.format, complete: r.complete, lent };
   } catch (err) {

@@ -6,6 +6,7 @@
 
 import { readFileHead } from "../_io.ts";
 import { decodeArchived } from "./codec.ts";
+import { decodeSegmentInto } from "./_decode_into.ts";
 import { ArchiveFormatError } from "./errors.ts";
 import { type ArchiveFormat, detectFormat } from "./format.ts";
 import type { ArchiveEntry } from "./layout.ts";
@@ -30,6 +31,11 @@ export interface ReadArchivedOptions {
    * `.partial` to at most this many. Default 16 MiB.
    */
   segmentSize?: number;
+  /**
+   * Where a complete segment may be decoded to, of the segment's size: when the result is
+   * there, `data` is this very array (lz4 and zstd files that decode whole to one segment).
+   */
+  into?: Uint8Array;
 }
 
 const PARTIAL = /\.partial$/;
@@ -67,10 +73,14 @@ export async function readArchivedFile(
   const format = entry.format ?? detectFormat(entry.name, src.subarray(0, 16));
   const isPartial = PARTIAL.test(entry.name);
   const isHistory = HISTORY.test(entry.name);
-  const { data, complete } = await decodeArchived(src, format, {
-    file: entry.path,
-    sizeHint: isHistory ? 1 << 16 : segmentSize,
-  });
+  const into = options.into;
+  const direct = into !== undefined && into.length === segmentSize && !isPartial && !isHistory &&
+    await decodeSegmentInto(src, format, into);
+  const { data, complete } = direct ? { data: into, complete: true } : await decodeArchived(
+    src,
+    format,
+    { file: entry.path, sizeHint: isHistory ? 1 << 16 : segmentSize },
+  );
   if (!isPartial && !complete) {
     throw new ArchiveFormatError(entry.path, format, "corrupt", "compressed stream is cut short");
   }

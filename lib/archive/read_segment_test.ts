@@ -73,3 +73,42 @@ Deno.test("readArchivedFile: unknown format is an error naming file and format",
     );
   });
 });
+
+Deno.test("readArchivedFile into a given buffer: lz4 and zstd decoded there when whole, otherwise as without it", async () => {
+  const frames = {
+    lz4: await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4", "--no-frame-crc"], plain),
+    zstd: await pipeThroughTool("zstd", ["-q", "-c"], plain),
+  };
+  for (const [format, bytes] of Object.entries(frames) as [keyof typeof frames, Uint8Array][]) {
+    const read = async (b: Uint8Array, segmentSize = plain.length) => {
+      let r;
+      await withFile(b, async (path) => {
+        const into = new Uint8Array(new SharedArrayBuffer(segmentSize)).fill(0xee);
+        r = { into, ...await readArchivedFile({ name: SEG, path, format }, { segmentSize, into }) };
+      });
+      return r!;
+    };
+    const whole = await read(bytes);
+    assert.equal(whole.data, whole.into, `${format}: decoded in place`);
+    assert.deepEqual(new Uint8Array(whole.data), plain);
+    // What follows the frame is not ours.
+    const junk = new Uint8Array(bytes.length + 64).fill(0xab);
+    junk.set(bytes);
+    const trailing = await read(junk);
+    assert.equal(trailing.data, trailing.into, `${format}: trailing bytes ignored`);
+    assert.deepEqual(new Uint8Array(trailing.data), plain);
+    // Cut short, damaged, or of another size: the errors of the general path.
+    await rejectsWith(read(bytes.subarray(0, bytes.length - 3)), "corrupt");
+    const bad = bytes.slice();
+    bad[bad.length >> 1]! ^= 0x55;
+    // (lz4 as pg_receivewal writes it has no checksum: damage may decode, as it does without.)
+    const outcome = (p: Promise<{ data: Uint8Array }>) =>
+      p.then((r) => new Uint8Array(r.data).toHex(), (e) => (e as ArchiveFormatError).problem);
+    let plainWay = "";
+    await withFile(bad, async (path) => {
+      plainWay = await outcome(readArchivedFile({ name: SEG, path, format }, opts));
+    });
+    assert.equal(await outcome(read(bad)), plainWay, `${format}: damaged`);
+    await rejectsWith(read(bytes, plain.length * 2), "size");
+  }
+});

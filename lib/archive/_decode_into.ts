@@ -1,0 +1,113 @@
+/**
+ * Decoding a whole archived segment straight into a buffer the caller owns: the decode workers'
+ * shared, reused buffers. The general path (codec.ts) lets each decoder allocate its output, a
+ * fresh 16 MiB whose first touch faults page by page, and then copies it; for the common case,
+ * a complete lz4 or zstd file of exactly one segment, this writes the plain bytes once, where
+ * they are served from. Anything else (a `.partial`, a size that does not match, damage, gzip,
+ * whose runtime decoder cannot say whether the trailer was read) answers `false`, and the caller
+ * takes the general path, which says precisely what is wrong. Not part of the public API.
+ *
+ * @module
+ */
+
+import * as zlib from "node:zlib";
+import { decodeLz4Frame } from "./_lz4.ts";
+import { zstdFrameExtent } from "./_zstd.ts";
+import type { ArchiveFormat } from "./format.ts";
+
+/** LZ4's C decoder built to WebAssembly, as the package builds it, without its copy-out. */
+interface Lz4Module {
+  HEAPU8: Uint8Array;
+  _malloc(size: number): number;
+  _free(pointer: number): void;
+  _createDecompressionContext(): number;
+  _decompressFrame(ctx: number, dst: number, dstSize: number, src: number, srcSize: number): number;
+}
+
+let lz4Module: Promise<{ m: Lz4Module; ctx: number }> | undefined;
+function lz4(): Promise<{ m: Lz4Module; ctx: number }> {
+  return lz4Module ??= (async () => {
+    const factory = (await import("npm:@foxglove/wasm-lz4@1.0.2/dist/wasm-lz4.js")).default as () =>
+      Promise<Lz4Module & { ready: Promise<unknown> }>;
+    const m = await factory();
+    await m.ready;
+    return { m, ctx: m._createDecompressionContext() };
+  })();
+}
+
+/** The runtime's zstd decoder writing into a given buffer (Node's zlib handle, as Deno has it). */
+interface ZlibHandle {
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOff: number,
+    inLen: number,
+    out: Uint8Array,
+    outOff: number,
+    outLen: number,
+  ): unknown;
+  close(): void;
+  onerror?: (message: string, errno: number) => void;
+}
+
+/** ZSTD_e_end: the input is all there is. */
+const ZSTD_E_END = 2;
+
+/**
+ * Decodes a complete archived segment of `format` into all of `out`. `true` only when the
+ * stream is whole and decodes to exactly `out.length` bytes; `out` may be written either way.
+ */
+export async function decodeSegmentInto(
+  src: Uint8Array,
+  format: ArchiveFormat,
+  out: Uint8Array,
+): Promise<boolean> {
+  try {
+    if (format === "lz4") return await lz4Into(src, out);
+    if (format === "zstd") return zstdInto(src, out);
+  } catch {
+    // Damage, or a runtime without these entry points: the general path tells.
+  }
+  return false;
+}
+
+async function lz4Into(src: Uint8Array, out: Uint8Array): Promise<boolean> {
+  // The frame's extent first: what follows it is not ours, and a frame cut short is not whole.
+  const walk = decodeLz4Frame(src, 0, true);
+  if (walk.stop !== null || walk.bound < out.length) return false;
+  const { m, ctx } = await lz4();
+  const srcPtr = m._malloc(walk.consumed);
+  const dstPtr = m._malloc(out.length);
+  try {
+    if (srcPtr === 0 || dstPtr === 0) return false;
+    m.HEAPU8.set(src.subarray(0, walk.consumed), srcPtr);
+    const n = m._decompressFrame(ctx, dstPtr, out.length, srcPtr, walk.consumed);
+    if (n !== out.length) return false;
+    // The heap is re-read: growing memory replaces it.
+    out.set(m.HEAPU8.subarray(dstPtr, dstPtr + n));
+    return true;
+  } finally {
+    if (srcPtr !== 0) m._free(srcPtr);
+    if (dstPtr !== 0) m._free(dstPtr);
+  }
+}
+
+function zstdInto(src: Uint8Array, out: Uint8Array): boolean {
+  // The frame's extent, walked block by block: a frame cut short decodes without complaint.
+  const extent = zstdFrameExtent(src);
+  if (extent === null || !extent.complete) return false;
+  const z = new (zlib as unknown as { ZstdDecompress: new () => { _handle?: ZlibHandle } })
+    .ZstdDecompress();
+  const h = z._handle;
+  if (!h || typeof h.writeSync !== "function") return false;
+  let failed = false;
+  h.onerror = () => failed = true;
+  try {
+    h.writeSync(ZSTD_E_END, src, 0, extent.end, out, 0, out.length);
+    const state = (z as { _writeState?: Uint32Array })._writeState;
+    // Every byte of output written and every byte of the frame read: exactly one segment.
+    return !failed && state !== undefined && state[0] === 0 && state[1] === 0;
+  } finally {
+    h.close();
+  }
+}
