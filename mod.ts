@@ -91,6 +91,7 @@ export {
   WalBlockCache,
   type WalBlockCacheOptions,
   type WalBlockCacheStats,
+  type WalBlockReader,
 } from "./lib/stream/block_cache.ts";
 export { UpstreamConfigError } from "./lib/upstream/config_error.ts";
 export {

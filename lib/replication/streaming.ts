@@ -106,7 +106,7 @@ export async function streamWal(
   // Each read fills a buffer with a run of up to RUN_MESSAGES messages, framed in place and sent
   // in one write: one pass through the pipeline and one socket write for all of them.
   // Counted among the senders that may share blocks, for as long as this stream runs.
-  using _reader = ctx.blockCache?.join();
+  using reader = ctx.blockCache?.join();
   const pool = new BufferPool(RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE), 2);
   const sink = new WalSink({
     write: (message) => client.write(message),
@@ -121,6 +121,7 @@ export async function streamWal(
     start,
     pool,
     cache: ctx.blockCache,
+    reader,
     onRead: (source) => sender.source = source,
     signal: stopPipeline.signal,
     stopAt: () => stopAt,

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Lsn } from "../wal/lsn.ts";
+
 /**
  * One cached run: messages' WAL laid out as the source reads a run (each after `FRAME_HEADROOM`
  * bytes of header room; see `chunk.ts`). The header room is shared: a sender writes its header
@@ -24,12 +26,42 @@ export interface WalBlock {
   holders: number;
   /** Set once the block has left the cache. */
   evicted: boolean;
+  /** Where the block's WAL begins, as a number, when its filler said. */
+  readonly at?: number | undefined;
+}
+
+/**
+ * A sender reading through the cache, from {@linkcode WalBlockCache.join} until disposed. Its
+ * position tells the cache which blocks it will still read.
+ */
+export interface WalBlockReader extends Disposable {
+  /** The LSN this sender reads next; while unset it does not count in choosing what to evict. */
+  position: Lsn | undefined;
 }
 
 /** Options of {@linkcode WalBlockCache}. */
 export interface WalBlockCacheOptions {
   /** Bytes of blocks kept; the least recently used go first. Default 32 MiB. */
   maxBytes?: number;
+}
+
+/** The distance of a block no sender will read again, or of one whose LSN is not known. */
+const NEVER = Infinity;
+
+/**
+ * WAL between a block at `lsn` and the nearest reader at or behind it (`positions` sorted), or
+ * {@linkcode NEVER} when there is none, or nothing to measure.
+ */
+function nextReadIn(lsn: number | undefined, positions: readonly number[]): number {
+  if (lsn === undefined) return NEVER;
+  let lo = 0;
+  let hi = positions.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (positions[mid]! <= lsn) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo === 0 ? NEVER : lsn - positions[lo - 1]!;
 }
 
 /** What {@linkcode WalBlockCache.stats} reports. */
@@ -47,10 +79,19 @@ export interface WalBlockCacheStats {
 }
 
 /**
- * A bounded, least-recently-used cache of {@linkcode WalBlock}s, keyed by where their bytes come
- * from: an identity of the segment's bytes (a file's device, inode, size and mtime; or, say, a
- * decompressed archive segment's name and checksum) and the offset in the segment. Whoever
- * misses fills the block; anything that can produce a segment's bytes can feed it.
+ * A bounded cache of {@linkcode WalBlock}s, keyed by where their bytes come from: an identity of
+ * the segment's bytes (a file's device, inode, size and mtime; or, say, a decompressed archive
+ * segment's name and checksum) and the offset in the segment. Whoever misses fills the block;
+ * anything that can produce a segment's bytes can feed it.
+ *
+ * What goes when the cache is full is the block whose next reader is farthest away: blocks of
+ * known LSN are measured against the positions of the senders that joined, and the one with the
+ * longest stretch of WAL between it and the nearest sender behind it goes first (with no sender
+ * behind it, it is read by no one again). That is Belady's choice when senders move at about the
+ * same speed. Clients streaming the same WAL drift apart; least recently used eviction then keeps
+ * the blocks every client touches in turn only while the whole spread fits, so a spread a little
+ * wider than the cache made most reads misses. Blocks with nothing to measure go least recently
+ * used first.
  *
  * Whoever takes a block holds it until {@linkcode WalBlockCache.release}: an evicted block's
  * buffer is filled again only once no one holds it (a holder that never releases, say a client
@@ -80,7 +121,7 @@ export class WalBlockCache {
   // Buffers of evicted blocks no one holds, for the next misses.
   readonly #spare: ArrayBuffer[] = [];
   #bytes = 0;
-  #readers = 0;
+  readonly #readers = new Set<WalBlockReader>();
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -98,12 +139,16 @@ export class WalBlockCache {
    * The block of `size` bytes for offset `offset` of the segment whose bytes are `segment`: the
    * cached one, or a new one that `fill` writes into (if `fill` throws, nothing is cached). The
    * caller holds it until it calls {@linkcode WalBlockCache.release}.
+   *
+   * @param at Where the block's WAL begins, and the reader asking (which has the block, so it
+   * does not count among those still to read it).
    */
   getOrFill(
     segment: string,
     offset: number,
     size: number,
     fill: (buffer: ArrayBuffer) => void,
+    at: { lsn?: Lsn; reader?: WalBlockReader | undefined } = {},
   ): WalBlock {
     const key = `${segment}@${offset}`;
     const cached = this.#blocks.get(key);
@@ -123,17 +168,44 @@ export class WalBlockCache {
       this.#spare.push(buffer);
       throw e;
     }
-    const block: WalBlock = { buffer, inFlight: 0, holders: 1, evicted: false };
+    const block: WalBlock = {
+      buffer,
+      inFlight: 0,
+      holders: 1,
+      evicted: false,
+      at: at.lsn === undefined ? undefined : Number(at.lsn),
+    };
     if (cached) this.#forget(key, cached);
     this.#blocks.set(key, block);
     this.#byBuffer.set(block.buffer, block);
     this.#bytes += size;
-    for (const [k, b] of this.#blocks) {
-      if (this.#bytes <= this.#maxBytes) break;
-      this.#forget(k, b);
+    if (this.#bytes > this.#maxBytes) this.#evict(at.reader);
+    return block;
+  }
+
+  /** Evicts until the bytes fit: the block whose next reader is farthest away first. */
+  #evict(asking: WalBlockReader | undefined): void {
+    // Positions as numbers: exact below 2^53 bytes of WAL, and this runs on every miss.
+    const behind: number[] = [];
+    for (const r of this.#readers) {
+      if (r !== asking && r.position !== undefined) behind.push(Number(r.position));
+    }
+    behind.sort((a, b) => a - b);
+    while (this.#bytes > this.#maxBytes) {
+      let victim: [string, WalBlock] | undefined;
+      let farthest = -1;
+      // Map order is least recently used first, which breaks ties.
+      for (const entry of this.#blocks) {
+        const d = nextReadIn(entry[1].at, behind);
+        if (d > farthest) {
+          victim = entry;
+          farthest = d;
+          if (d === NEVER) break;
+        }
+      }
+      this.#forget(victim![0], victim![1]);
       this.#evictions++;
     }
-    return block;
   }
 
   /** Ends a hold taken by {@linkcode WalBlockCache.getOrFill}: the holder sent all of the block. */
@@ -145,22 +217,21 @@ export class WalBlockCache {
   /**
    * Counts a sender reading through the cache until the result is disposed. A lone sender reads
    * into its own few buffers instead, which stay in the processor's cache; blocks pay off only
-   * once two or more senders may meet in them.
+   * once two or more senders may meet in them. The sender keeps the result's `position` at the
+   * LSN it reads next (the source does, given it).
    */
-  join(): Disposable {
-    this.#readers++;
-    let left = false;
-    return {
-      [Symbol.dispose]: () => {
-        if (!left) this.#readers--;
-        left = true;
-      },
+  join(): WalBlockReader {
+    const reader: WalBlockReader = {
+      position: undefined,
+      [Symbol.dispose]: () => void this.#readers.delete(reader),
     };
+    this.#readers.add(reader);
+    return reader;
   }
 
   /** Whether two or more senders read through the cache, so that its blocks may be shared. */
   get shared(): boolean {
-    return this.#readers > 1;
+    return this.#readers.size > 1;
   }
 
   /** The block whose buffer this is, while it is cached or still referred to. */

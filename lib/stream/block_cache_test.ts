@@ -98,3 +98,55 @@ Deno.test("block cache: shared only while two or more senders have joined", () =
   using _c = cache.join();
   assert.equal(cache.shared, false, "a second dispose does not count twice");
 });
+
+Deno.test("block cache: the block whose next reader is farthest away goes first", () => {
+  const cache = new WalBlockCache({ maxBytes: 3072 });
+  const reads = { n: 0 };
+  using a = cache.join();
+  using b = cache.join();
+  using filler = cache.join(); // asks for every block: not among those still to read them
+  a.position = 0n;
+  b.position = 10_000n;
+  for (const lsn of [1000n, 30_000n, 12_000n, 5000n]) {
+    filler.position = lsn;
+    cache.getOrFill("seg", Number(lsn), 1024, fillWith(1, reads), { lsn, reader: filler });
+  }
+  // Next reads: 1000 and 5000 by a, 12000 by b soon, 30000 by b 20000 bytes later.
+  assert.equal(cache.stats.evictions, 1);
+  for (const lsn of [1000n, 12_000n, 5000n]) {
+    cache.getOrFill("seg", Number(lsn), 1024, fillWith(2, reads), { lsn });
+  }
+  assert.equal(reads.n, 4, "1000, 12000 and 5000 stayed");
+  cache.getOrFill("seg", 30_000, 1024, fillWith(2, reads), { lsn: 30_000n });
+  assert.equal(reads.n, 5, "30000 went");
+});
+
+Deno.test("block cache: a block every reader has passed goes first, however recent", () => {
+  const cache = new WalBlockCache({ maxBytes: 3072 });
+  const reads = { n: 0 };
+  using a = cache.join();
+  using b = cache.join();
+  a.position = 5000n;
+  b.position = 6000n;
+  for (const lsn of [7000n, 9000n, 1000n]) {
+    cache.getOrFill("seg", Number(lsn), 1024, fillWith(1, reads), { lsn });
+  }
+  cache.getOrFill("seg", 8000, 1024, fillWith(1, reads), { lsn: 8000n });
+  for (const lsn of [7000n, 9000n, 8000n]) {
+    cache.getOrFill("seg", Number(lsn), 1024, fillWith(1, reads), { lsn });
+  }
+  assert.equal(reads.n, 4, "1000 went, the most recently filled before 8000");
+});
+
+Deno.test("block cache: without readers' positions, least recently used goes first", () => {
+  const cache = new WalBlockCache({ maxBytes: 2048 });
+  const reads = { n: 0 };
+  using _a = cache.join();
+  using _b = cache.join();
+  cache.getOrFill("seg", 0, 1024, fillWith(1, reads), { lsn: 0n });
+  cache.getOrFill("seg", 1024, 1024, fillWith(2, reads), { lsn: 1024n });
+  cache.getOrFill("seg", 0, 1024, fillWith(1, reads), { lsn: 0n });
+  cache.getOrFill("seg", 2048, 1024, fillWith(3, reads), { lsn: 2048n });
+  cache.getOrFill("seg", 0, 1024, fillWith(1, reads), { lsn: 0n });
+  assert.equal(reads.n, 3, "offset 0, used last but one, stayed");
+});

@@ -13,7 +13,7 @@ import type { SegmentFile, WalStore } from "../wal/store.ts";
 import type { SegmentHandle } from "../wal/segment_handle.ts";
 import { type SegmentCheck, WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from "./chunk.ts";
-import type { WalBlockCache } from "./block_cache.ts";
+import type { WalBlockCache, WalBlockReader } from "./block_cache.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
 /** Options of {@linkcode openWalSource}. */
@@ -41,6 +41,11 @@ export interface WalSourceOptions {
    * every sender that reaches it (the run's size is the pool buffer's). Needs `pool`.
    */
   cache?: WalBlockCache | undefined;
+  /**
+   * This sender's place among the cache's readers ({@linkcode WalBlockCache.join}): the source
+   * keeps its position at the next LSN to read, so the cache keeps the blocks it will reach.
+   */
+  reader?: WalBlockReader | undefined;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
   wakeMs?: number;
   /**
@@ -91,12 +96,14 @@ export function openWalSource(
   const readSize = BigInt(Math.max(options.readSize ?? MAX_SEND_SIZE, store.identity.blockSize));
   const pool = options.pool;
   const cache = pool ? options.cache : undefined;
+  const reader = cache ? options.reader : undefined;
   // A run fills a pool buffer: this many messages of `readSize` with their header room.
   const slot = FRAME_HEADROOM + Number(readSize);
   const runMessages = pool ? Math.max(1, Math.floor(pool.size / slot)) : 1;
   const runBytes = runMessages * Number(readSize);
   const wakeMs = options.wakeMs ?? 1000;
   let sent = options.start;
+  if (reader) reader.position = sent;
   let file: SegmentHandle | undefined;
   let current: SegmentFile | undefined;
   // Where the next read of `file` starts without a seek; reads are mostly sequential.
@@ -192,6 +199,7 @@ export function openWalSource(
             options.onRead?.("memory");
             controller.enqueue({ start: sent, bytes: fromMemory, walEnd: end });
             sent += BigInt(fromMemory.length);
+            if (reader) reader.position = sent;
             return;
           }
           // A run of messages read at once may go on past `until`, as far as one read could.
@@ -232,6 +240,7 @@ export function openWalSource(
           options.onRead?.("disk");
           for (const chunk of run) controller.enqueue(chunk);
           sent = run[run.length - 1]!.start + BigInt(run[run.length - 1]!.bytes.length);
+          if (reader) reader.position = sent;
           return;
         }
       } catch (e) {
@@ -370,7 +379,7 @@ export function openWalSource(
         new Uint8Array(buffer, i * slot, FRAME_HEADROOM).fill(0);
         readSegment(store, wanted, lsn + BigInt(i * n), view(buffer, i));
       }
-    });
+    }, { lsn, reader });
     // As after a read: a segment removed since is not sent, even from memory.
     if (store.isRemoved(wanted)) {
       closeFile();
