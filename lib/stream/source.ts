@@ -110,15 +110,32 @@ export function openWalSource(
   let filePos = -1;
   // The open file's identity (device, inode, size, mtime), keying its blocks in the cache.
   let fileKey: string | undefined;
-  // The validation of the segment being read (undefined while it is not complete), and the one
-  // started ahead for the next segment: settled before the stream ends, so no read outlives it.
+  // The validation of the segment being read (undefined while it is not complete), and those
+  // started ahead for the next segments: settled before the stream ends, so no read outlives
+  // them. Two ahead: the validation worker then has the next one queued when it finishes one,
+  // instead of waiting for this sender to reach a segment boundary to ask.
   let check: { segno: bigint; result: SegmentCheck | undefined } | undefined;
-  let ahead: Promise<unknown> | undefined;
+  const ahead = new Set<Promise<unknown>>();
+  let settling = false;
 
   const settleAhead = async (): Promise<void> => {
-    const a = ahead;
-    ahead = undefined;
-    await a;
+    settling = true;
+    const a = [...ahead];
+    ahead.clear();
+    await Promise.all(a);
+  };
+
+  /**
+   * Validates segment `k` and, once it proved whole, the `more` after it (a result already
+   * remembered, or under way, costs a stat).
+   */
+  const validateAhead = async (k: bigint, more: number): Promise<void> => {
+    if (settling) return;
+    const next = store.checkSegment(tli, k)?.catch(() => undefined);
+    // Not complete yet: asked again from a later segment.
+    if (!next) return;
+    const result = await next;
+    if (more > 0 && result && !result.error) await validateAhead(k + 1n, more - 1);
   };
 
   const checkOf = async (segno: bigint): Promise<SegmentCheck | undefined> => {
@@ -132,13 +149,11 @@ export function openWalSource(
     }
     // Not complete yet: ask again on the next read, which may find it complete.
     check = { segno, result };
-    if (result && !result.error && !ahead) {
-      // Validate the next segment while this one streams.
-      const next = store.checkSegment(tli, segno + 1n)?.catch(() => {});
-      ahead = next;
-      next?.then(() => {
-        if (ahead === next) ahead = undefined;
-      });
+    if (result && !result.error) {
+      // Validate the next segments while this one streams.
+      const next = validateAhead(segno + 1n, 1);
+      ahead.add(next);
+      next.then(() => ahead.delete(next));
     }
     return result;
   };
