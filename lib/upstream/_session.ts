@@ -187,23 +187,36 @@ function parseNextTimeline(results: QueryResult[]): NextTimeline | undefined {
 export class FeedbackForwarder {
   #source: (() => ForwardedFeedback | undefined) | undefined;
   #held = false;
+  #sent: ForwardedFeedback | undefined;
 
   /** @param source The oldest xmin and catalog_xmin among downstream standbys. */
   constructor(source: (() => ForwardedFeedback | undefined) | undefined) {
     this.#source = source;
   }
 
-  /** Sends the current feedback, or the release of the last one. */
-  async send(client: PgClient): Promise<void> {
+  /**
+   * Sends the current feedback, or the release of the last one. Unless `always`, feedback the
+   * upstream has already got is not sent again: as the walreceiver, which sends it at most once
+   * per status interval, a status update after each flush need not carry it.
+   */
+  send(client: PgClient, always = true): Promise<void> {
     const f = this.#source?.();
     if (f === undefined) {
-      if (!this.#held) return;
-      await client.sendFeedback(0, 0, 0, 0, pgTimestampNow());
+      if (!this.#held) return Promise.resolve();
       this.#held = false;
-      return;
+      this.#sent = undefined;
+      return client.sendFeedback(0, 0, 0, 0, pgTimestampNow());
     }
-    await client.sendFeedback(f.xmin, f.epoch, f.catalogXmin, f.catalogEpoch, pgTimestampNow());
+    const s = this.#sent;
+    if (
+      !always && s !== undefined && s.xmin === f.xmin && s.epoch === f.epoch &&
+      s.catalogXmin === f.catalogXmin && s.catalogEpoch === f.catalogEpoch
+    ) {
+      return Promise.resolve();
+    }
     this.#held = true;
+    this.#sent = f;
+    return client.sendFeedback(f.xmin, f.epoch, f.catalogXmin, f.catalogEpoch, pgTimestampNow());
   }
 }
 
@@ -223,8 +236,8 @@ export interface StreamContext {
   feedback: FeedbackForwarder;
   /** `true` once the receiver is closing. */
   stopped(): boolean;
-  /** Told when each message arrived. */
-  received(at: Date): void;
+  /** Told when each message arrived (`Date.now()`). */
+  received(at: number): void;
   /** Told the upstream's WAL end, from the messages that carry it. */
   upstreamEnd(lsn: Lsn): void;
   /** Told after each flush. */
@@ -269,25 +282,30 @@ export async function streamWal(
     sending = p.catch(() => {});
     return p;
   };
-  const sendStatus = (replyRequested = false): Promise<void> =>
+  // `afterFlush`: the update a flush owes the upstream, carrying feedback only when it changed.
+  const sendStatus = (replyRequested = false, afterFlush = false): Promise<void> =>
     serially(async () => {
       const flushed = writer.flushedLsn;
       await client.sendStatus(flushed, flushed, 0n, replyRequested, pgTimestampNow());
       reportedFlush = flushed;
       lastStatus = Date.now();
-      await ctx.feedback.send(client);
+      await ctx.feedback.send(client, !afterFlush);
     });
   const flush = async (): Promise<void> => {
     await writer.flush();
     ctx.flushed();
     lastFlush = Date.now();
-    if (writer.flushedLsn !== reportedFlush) await sendStatus();
+    if (writer.flushedLsn !== reportedFlush) await sendStatus(false, true);
   };
 
-  // The periodic duties (status, the receive timeout, a flush left by a stalled burst) run
-  // beside the read loop, so each message is one await on the socket and no timer of its own.
+  // The periodic duties (status, the receive timeout, a flush left by a stalled burst) run on
+  // one timer beside the read loop, armed for the earliest of them: a message costs no timer, and
+  // a quiet link wakes the relay only when a duty is due, as the walreceiver computes its wakeups.
   let failure: Error | undefined;
   let ticking: Promise<void> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timerAt = Infinity;
+  let stopped = false;
   const tick = async (): Promise<void> => {
     const t = Date.now();
     if (writer.pendingBytes > 0 && t - lastFlush >= flushInterval) await flush();
@@ -301,21 +319,45 @@ export async function streamWal(
       await sendStatus();
     }
   };
-  const ticker = setInterval(() => {
-    if (ticking || failure) return;
+  /** When the next duty is due; a deadline that moved on since only makes the timer early. */
+  const nextDuty = (): number => {
+    let at = lastStatus + statusInterval;
+    const silence = lastReceive + (pinged ? receiveTimeout : receiveTimeout / 2);
+    if (silence < at) at = silence;
+    if (writer.pendingBytes > 0 && lastFlush + flushInterval < at) at = lastFlush + flushInterval;
+    return at;
+  };
+  const arm = (at: number): void => {
+    if (stopped || failure || ticking) return;
+    if (timer !== undefined) {
+      if (at >= timerAt) return;
+      clearTimeout(timer);
+    }
+    timerAt = at;
+    timer = setTimeout(onTimer, Math.max(1, at - Date.now()));
+  };
+  const onTimer = (): void => {
+    timer = undefined;
+    timerAt = Infinity;
+    if (stopped || failure) return;
     ticking = tick().catch((e) => {
       failure ??= e as Error;
       client.close();
-    }).finally(() => ticking = undefined);
-  }, Math.max(10, Math.min(flushInterval, statusInterval, receiveTimeout / 4)));
+    }).finally(() => {
+      ticking = undefined;
+      arm(nextDuty());
+    });
+  };
   const stopTicker = async (): Promise<void> => {
-    clearInterval(ticker);
+    stopped = true;
+    clearTimeout(timer);
     await ticking;
     await sending;
   };
 
   try {
     await sendStatus();
+    arm(nextDuty());
     while (!ctx.stopped()) {
       let msg;
       try {
@@ -325,7 +367,7 @@ export async function streamWal(
       }
       lastReceive = Date.now();
       pinged = false;
-      ctx.received(new Date(lastReceive));
+      ctx.received(lastReceive);
       if (msg.type === "d") {
         const kind = msg.body[0];
         if (kind === 0x77) {
@@ -358,6 +400,8 @@ export async function streamWal(
         ) {
           await flush();
         }
+        // A burst cut short with WAL still to sync: the timer flushes it if nothing follows.
+        if (writer.pendingBytes > 0) arm(lastFlush + flushInterval);
       } else if (msg.type === "c") {
         // End of the timeline: answer CopyDone, read next_tli and the two CommandCompletes.
         // Nothing else may follow CopyDone: the ticker stops first.

@@ -161,6 +161,8 @@ export class UpstreamReceiver {
   #compressor: SegmentCompressor | undefined;
   /** Where WAL could not be written: the store counts as unwritable until it is durable past it. */
   #faultAt: Lsn | undefined;
+  /** When the last message from the upstream arrived (ms); a `Date` only when asked for. */
+  #lastMessageAt: number | undefined;
 
   /** @internal Use {@linkcode startUpstream}. */
   constructor(opts: UpstreamOptions) {
@@ -196,6 +198,9 @@ export class UpstreamReceiver {
       receivedLsn: this.#writer?.writtenLsn ?? this.#status.receivedLsn,
       flushedLsn: this.#writer?.flushedLsn ?? this.#status.flushedLsn,
       timeline: this.#writer?.timeline || this.#status.timeline,
+      lastMessageTime: this.#lastMessageAt === undefined
+        ? undefined
+        : new Date(this.#lastMessageAt),
     };
   }
 
@@ -577,7 +582,7 @@ export class UpstreamReceiver {
       flushBytes: this.#opts.flushBytes ?? 4 << 20,
       feedback: this.#feedback,
       stopped: () => this.#stopped,
-      received: (at) => this.#status.lastMessageTime = at,
+      received: (at) => this.#lastMessageAt = at,
       upstreamEnd: (lsn) => this.#status.upstreamEndLsn = lsn,
       flushed: () => this.#checkReady(),
       log: (level, message, fields) => this.#log(level, message, fields),
