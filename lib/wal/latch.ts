@@ -4,10 +4,20 @@
  * @module
  */
 
+/** One sleeping caller: how to wake it, and its timer. */
+interface Waiter {
+  wake: (set: boolean) => void;
+  timer: ReturnType<typeof setTimeout>;
+  signal: AbortSignal | undefined;
+}
+
 /**
  * Wakes every waiter at once when set. A waiter that arrives after a `set()` waits for the next
  * one, so callers re-check their condition before waiting (the advance they want may already have
  * happened) and after waking.
+ *
+ * A caught-up sender waits once per advance of the WAL, so a wait costs one promise and one
+ * timer: no race of promises, and one abort listener per signal however often it waits.
  *
  * @example
  * ```ts
@@ -21,13 +31,16 @@
  * ```
  */
 export class Latch {
-  #waiters = Promise.withResolvers<void>();
+  #waiters = new Set<Waiter>();
+  /** Signals with a listener already, each waking the waiters that passed it. */
+  #watched = new WeakSet<AbortSignal>();
 
   /** Wakes every current waiter. */
   set(): void {
-    const w = this.#waiters;
-    this.#waiters = Promise.withResolvers<void>();
-    w.resolve();
+    if (this.#waiters.size === 0) return;
+    const waiters = this.#waiters;
+    this.#waiters = new Set();
+    for (const w of waiters) w.wake(true);
   }
 
   /**
@@ -36,22 +49,25 @@ export class Latch {
    *
    * @returns `true` when set, `false` on timeout or abort.
    */
-  async wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (signal?.aborted) return false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-      if (signal) {
-        onAbort = () => resolve(false);
-        signal.addEventListener("abort", onAbort, { once: true });
-      }
-    });
-    try {
-      return await Promise.race([this.#waiters.promise.then(() => true as const), stop]);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener("abort", onAbort);
+  wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted) return Promise.resolve(false);
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const w: Waiter = {
+      wake: (set) => {
+        clearTimeout(w.timer);
+        this.#waiters.delete(w);
+        resolve(set);
+      },
+      timer: setTimeout(() => w.wake(false), timeoutMs),
+      signal,
+    };
+    this.#waiters.add(w);
+    if (signal && !this.#watched.has(signal)) {
+      this.#watched.add(signal);
+      signal.addEventListener("abort", () => {
+        for (const x of this.#waiters) if (x.signal === signal) x.wake(false);
+      }, { once: true });
     }
+    return promise;
   }
 }
