@@ -2,10 +2,10 @@
  * Decoding a whole archived segment straight into a buffer the caller owns: the decode workers'
  * shared, reused buffers. The general path (codec.ts) lets each decoder allocate its output, a
  * fresh 16 MiB whose first touch faults page by page, and then copies it; for the common case,
- * a complete lz4 or zstd file of exactly one segment, this writes the plain bytes once, where
- * they are served from. Anything else (a `.partial`, a size that does not match, damage, gzip,
- * whose runtime decoder cannot say whether the trailer was read) answers `false`, and the caller
- * takes the general path, which says precisely what is wrong. Not part of the public API.
+ * a complete gzip, lz4 or zstd file of exactly one segment, this writes the plain bytes once,
+ * where they are served from. Anything else (a `.partial`, a size that does not match, bytes
+ * after the stream, damage) answers `false`, and the caller takes the general path, which says
+ * precisely what is wrong. Not part of the public API.
  *
  * @module
  */
@@ -35,7 +35,7 @@ function lz4(): Promise<{ m: Lz4Module; ctx: number }> {
   })();
 }
 
-/** The runtime's zstd decoder writing into a given buffer (Node's zlib handle, as Deno has it). */
+/** The runtime's decoders writing into a given buffer (Node's zlib handle, as Deno has it). */
 interface ZlibHandle {
   writeSync(
     flush: number,
@@ -65,6 +65,7 @@ export async function decodeSegmentInto(
   try {
     if (format === "lz4") return await lz4Into(src, out);
     if (format === "zstd") return zstdInto(src, out);
+    if (format === "gzip") return gzipInto(src, out);
   } catch {
     // Damage, or a runtime without these entry points: the general path tells.
   }
@@ -96,17 +97,42 @@ function zstdInto(src: Uint8Array, out: Uint8Array): boolean {
   // The frame's extent, walked block by block: a frame cut short decodes without complaint.
   const extent = zstdFrameExtent(src);
   if (extent === null || !extent.complete) return false;
-  const z = new (zlib as unknown as { ZstdDecompress: new () => { _handle?: ZlibHandle } })
-    .ZstdDecompress();
+  const z = new (zlib as unknown as { ZstdDecompress: new () => ZlibStream }).ZstdDecompress();
   const h = z._handle;
   if (!h || typeof h.writeSync !== "function") return false;
   let failed = false;
   h.onerror = () => failed = true;
   try {
     h.writeSync(ZSTD_E_END, src, 0, extent.end, out, 0, out.length);
-    const state = (z as { _writeState?: Uint32Array })._writeState;
+    const state = z._writeState;
     // Every byte of output written and every byte of the frame read: exactly one segment.
     return !failed && state !== undefined && state[0] === 0 && state[1] === 0;
+  } finally {
+    h.close();
+  }
+}
+
+/** A zlib stream object of the runtime, with its handle and the state its writes leave. */
+type ZlibStream = { _handle?: ZlibHandle; _writeState?: Uint32Array };
+
+function gzipInto(src: Uint8Array, out: Uint8Array): boolean {
+  const z = new (zlib as unknown as { Gunzip: new () => ZlibStream }).Gunzip();
+  const h = z._handle;
+  if (!h || typeof h.writeSync !== "function") return false;
+  let failed = false;
+  h.onerror = () => failed = true;
+  try {
+    h.writeSync(zlib.constants.Z_FINISH, src, 0, src.length, out, 0, out.length);
+    const state = z._writeState;
+    // Output full and input all read (bytes after the member are left to the general path)...
+    if (failed || state === undefined || state[0] !== 0 || state[1] !== 0) return false;
+    // ...but a full output does not say the trailer was read, whose CRC zlib checks: asked for
+    // one more byte with no more input, a member cut short fails, a whole one yields nothing.
+    const probe = new Uint8Array(1);
+    h.writeSync(zlib.constants.Z_FINISH, src, src.length, 0, probe, 0, 1);
+    // (The handle rewrote the state; the compiler narrowed it above.)
+    const after = z._writeState!;
+    return !failed && after[0] === 1 && after[1] === 0;
   } finally {
     h.close();
   }

@@ -74,8 +74,9 @@ Deno.test("readArchivedFile: unknown format is an error naming file and format",
   });
 });
 
-Deno.test("readArchivedFile into a given buffer: lz4 and zstd decoded there when whole, otherwise as without it", async () => {
+Deno.test("readArchivedFile into a given buffer: gzip, lz4 and zstd decoded there when whole, otherwise as without it", async () => {
   const frames = {
+    gzip: await pipeThroughTool("gzip", ["-c"], plain),
     lz4: await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4", "--no-frame-crc"], plain),
     zstd: await pipeThroughTool("zstd", ["-q", "-c"], plain),
   };
@@ -95,7 +96,10 @@ Deno.test("readArchivedFile into a given buffer: lz4 and zstd decoded there when
     const junk = new Uint8Array(bytes.length + 64).fill(0xab);
     junk.set(bytes);
     const trailing = await read(junk);
-    assert.equal(trailing.data, trailing.into, `${format}: trailing bytes ignored`);
+    // (gzip leaves a member with bytes after it to the general path, which finds its end.)
+    if (format !== "gzip") {
+      assert.equal(trailing.data, trailing.into, `${format}: trailing bytes ignored`);
+    }
     assert.deepEqual(new Uint8Array(trailing.data), plain);
     // Cut short, damaged, or of another size: the errors of the general path.
     await rejectsWith(read(bytes.subarray(0, bytes.length - 3)), "corrupt");
