@@ -99,24 +99,14 @@ export class TlsBridge {
     (async () => {
       try {
         if (prefix.length) await writeAll(inner, prefix);
-        const buf = new Uint8Array(65536);
-        while (true) {
-          const n = await raw.read(buf);
-          if (n === null) break;
-          await writeAll(inner, buf.subarray(0, n));
-        }
+        await pump(raw, inner);
       } catch { /* either side gone */ }
       closeAll();
     })();
     // TLS listener → client.
     (async () => {
       try {
-        const buf = new Uint8Array(65536);
-        while (true) {
-          const n = await inner.read(buf);
-          if (n === null) break;
-          await writeAll(raw, buf.subarray(0, n));
-        }
+        await pump(inner, raw);
       } catch { /* either side gone */ }
       closeAll();
     })();
@@ -160,6 +150,29 @@ export class TlsBridge {
   /** Resolves when the accept loop has ended. */
   get finished(): Promise<void> {
     return this.#loop;
+  }
+}
+
+/** A pump's buffer while little passes, and at most. */
+const PUMP_MIN = 4096;
+const PUMP_MAX = 65536;
+
+/**
+ * Copies `from` to `to` until `from` ends. A pending read holds its buffer for as long as the peer
+ * is silent, and an idle connection has two pumps: so a buffer grows only while reads fill it (WAL
+ * going out), and goes back to the small one after a read that would have fitted in it.
+ */
+async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  let buf = new Uint8Array(PUMP_MIN);
+  while (true) {
+    const n = await from.read(buf);
+    if (n === null) return;
+    await writeAll(to, buf.subarray(0, n));
+    if (n === buf.length) {
+      if (buf.length < PUMP_MAX) buf = new Uint8Array(buf.length * 4);
+    } else if (n <= PUMP_MIN && buf.length > PUMP_MIN) {
+      buf = new Uint8Array(PUMP_MIN);
+    }
   }
 }
 
