@@ -30,6 +30,9 @@ export interface TlsFiles {
 export class TlsBridge {
   #listener: Deno.TlsListener;
   #waiting = new Map<number, PromiseWithResolvers<Deno.TlsConn>>();
+  // Accepted before `upgrade` learned its port: the accept can complete before the connect's
+  // await resumes. Kept briefly, by the connecting side's port.
+  #early = new Map<number, { conn: Deno.TlsConn; timer: ReturnType<typeof setTimeout> }>();
   #loop: Promise<void>;
   /**
    * The `tls-server-end-point` channel binding data of the server certificate, or `undefined`
@@ -65,7 +68,12 @@ export class TlsBridge {
           this.#waiting.delete(port);
           w.resolve(conn);
         } else {
-          conn.close(); // not one of ours
+          const timer = setTimeout(() => {
+            this.#early.delete(port);
+            conn.close(); // not one of ours
+          }, 10_000);
+          this.#early.get(port)?.conn.close();
+          this.#early.set(port, { conn, timer });
         }
       }
     } catch { /* listener closed */ }
@@ -85,7 +93,14 @@ export class TlsBridge {
     const inner = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
     const localPort = (inner.localAddr as Deno.NetAddr).port;
     const accepted = Promise.withResolvers<Deno.TlsConn>();
-    this.#waiting.set(localPort, accepted);
+    const early = this.#early.get(localPort);
+    if (early) {
+      this.#early.delete(localPort);
+      clearTimeout(early.timer);
+      accepted.resolve(early.conn);
+    } else {
+      this.#waiting.set(localPort, accepted);
+    }
     let fallback: ReturnType<typeof setTimeout> | undefined;
     const closeAll = () => {
       clearTimeout(fallback);
@@ -145,6 +160,13 @@ export class TlsBridge {
     try {
       this.#listener.close();
     } catch { /* closed */ }
+    for (const { conn, timer } of this.#early.values()) {
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    this.#early.clear();
   }
 
   /** Resolves when the accept loop has ended. */
