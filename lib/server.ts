@@ -5,7 +5,7 @@
  * @module
  */
 
-import { WalBlockCache } from "./stream/block_cache.ts";
+import { WalBlockCache, type WalBlockCacheStats } from "./stream/block_cache.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import { Session, type SessionContext } from "./replication/session.ts";
@@ -169,9 +169,22 @@ export class WalRelay {
     return this.#store;
   }
 
-  /** The WAL blocks this thread's senders share, once serving (for `/status` and `/metrics`). */
-  get blockCache(): WalBlockCache | undefined {
-    return this.#ctx?.blockCache;
+  /**
+   * The WAL blocks the senders share, once serving (for `/status` and `/metrics`); with sender
+   * workers, theirs added up.
+   */
+  get blockCache(): { readonly stats: WalBlockCacheStats } | undefined {
+    if (!this.#workers) return this.#ctx?.blockCache;
+    const stats = this.#workers.blockCacheStats;
+    return stats ? { stats } : undefined;
+  }
+
+  /**
+   * With sender workers, their decoded-segment caches added up; without, `undefined` (the
+   * store's own is the one).
+   */
+  get archiveCache(): WalStore["archiveCache"] | undefined {
+    return this.#workers?.archiveCacheStats;
   }
 
   /**

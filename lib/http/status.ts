@@ -35,6 +35,8 @@ export interface StatusSource {
   readonly backups?: BackupService | undefined;
   /** The WAL blocks the senders share, once serving. */
   readonly blockCache?: { readonly stats: WalBlockCacheStats } | undefined;
+  /** The decoded-segment cache when it is not the store's own (sender workers each keep one). */
+  readonly archiveCache?: WalStore["archiveCache"] | undefined;
 }
 
 /** The state of the relay's own replication connection, in relay mode. */
@@ -514,7 +516,7 @@ export class StatusModel {
   /** The caches' part. */
   cacheStatus(): RelayStatus["caches"] {
     const b = this.source.blockCache?.stats;
-    const a = this.source.store.archiveCache;
+    const a = this.source.archiveCache ?? this.source.store.archiveCache;
     return {
       wal_blocks: b
         ? {

@@ -11,6 +11,8 @@ import type { TlsFiles } from "../pgwire/tls_bridge.ts";
 import type { Sender } from "../replication/registry.ts";
 import type { SessionTimeouts } from "../replication/session.ts";
 import type { Lsn } from "../wal/lsn.ts";
+import type { WalBlockCacheStats } from "../stream/block_cache.ts";
+import type { WalStore } from "../wal/store.ts";
 import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from "../pgwire/error.ts";
 
 /** The durable end of a relay's store, so a sender thread never reads past it. */
@@ -25,6 +27,15 @@ export interface BackupReport {
   served: number;
   failed: number;
 }
+
+/** A thread's caches, as `/status` shows them. */
+export interface CacheReport {
+  blocks: WalBlockCacheStats | undefined;
+  archive: ArchiveCacheStats | undefined;
+}
+
+/** The store's decoded-segment cache, as {@linkcode WalStore.archiveCache} gives it. */
+export type ArchiveCacheStats = WalStore["archiveCache"];
 
 /** What a sender thread is told when it starts. */
 export interface WorkerInit {
@@ -100,10 +111,14 @@ export type SlotCall =
 export type FromWorker =
   | { type: "listening"; port: number; hostname: string }
   | { type: "failed"; message: string }
-  | { type: "log"; level: LogLevel; message: string; fields: LogFields | undefined }
+  /**
+   * A log line. `once`: the store's, which every thread may say alike, written once per key (the
+   * line, and for a damaged file the version of the file).
+   */
+  | { type: "log"; level: LogLevel; message: string; fields: LogFields | undefined; once?: string }
   | { type: "accepted" }
   /** The thread's live senders, as its registry holds them, and its BASE_BACKUPs. */
-  | { type: "senders"; senders: Sender[]; backups: BackupReport }
+  | { type: "senders"; senders: Sender[]; backups: BackupReport; caches: CacheReport }
   /** A standby status update, for the relay's lag tracking. */
   | { type: "reply"; sender: Sender; write: Lsn; flush: Lsn; apply: Lsn; time: number }
   | { type: "advance"; name: string; lsn: Lsn; tli: number }

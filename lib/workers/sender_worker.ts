@@ -21,8 +21,10 @@ import { refuseTooManyClients } from "../replication/too_many_clients.ts";
 import { WalBlockCache } from "../stream/block_cache.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { WalStore } from "../wal/store.ts";
+import { join } from "../wal/_path.ts";
 import {
   type BackupReport,
+  type CacheReport,
   type DurableEnd,
   fromRemoteError,
   type FromWorker,
@@ -74,6 +76,25 @@ const log: Logger = {
     post({ type: "log", level, message, fields });
   },
 };
+
+const DAMAGED_FILE = /^WAL file "([^"]+)" is damaged: /;
+
+/**
+ * A line of a thread's store. Every thread's store may say the same (a skipped file, a damaged
+ * segment it validated too): the relay's thread writes it once, and a damaged file once per
+ * version of the file, as one store remembers it.
+ */
+async function storeLine(dir: string, message: string): Promise<void> {
+  let once = message;
+  const damaged = DAMAGED_FILE.exec(message);
+  if (damaged) {
+    try {
+      const st = await Deno.stat(join(dir, damaged[1]!));
+      once += `\0${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+    } catch { /* gone, or archived under another name: the line alone */ }
+  }
+  post({ type: "log", level: "warn", message, fields: undefined, once });
+}
 
 /**
  * A registry that tells the relay's thread when a sender comes or goes, and at once when one
@@ -227,6 +248,10 @@ class SenderThread {
     return this.#listener.addr as Deno.NetAddr;
   }
 
+  #cacheReport(): CacheReport {
+    return { blocks: this.#ctx?.blockCache?.stats, archive: this.#store?.archiveCache };
+  }
+
   #backupReport(): BackupReport {
     const b = this.#backups;
     return { serving: [...b.serving], served: b.totals.served, failed: b.totals.failed };
@@ -236,7 +261,12 @@ class SenderThread {
   #report(now = false): void {
     if (now) {
       this.#reportedEmpty = false;
-      post({ type: "senders", senders: this.#registry.list(), backups: this.#backupReport() });
+      post({
+        type: "senders",
+        senders: this.#registry.list(),
+        backups: this.#backupReport(),
+        caches: this.#cacheReport(),
+      });
       return;
     }
     if (this.#reportQueued) return;
@@ -246,7 +276,12 @@ class SenderThread {
       const senders = this.#registry.list();
       if (senders.length === 0 && this.#reportedEmpty) return;
       this.#reportedEmpty = senders.length === 0;
-      post({ type: "senders", senders, backups: this.#backupReport() });
+      post({
+        type: "senders",
+        senders,
+        backups: this.#backupReport(),
+        caches: this.#cacheReport(),
+      });
     });
   }
 
@@ -255,7 +290,7 @@ class SenderThread {
     if (this.#shutdown.signal.aborted) return;
     const init = this.#init;
     const store = await WalStore.open(init.walDir, {
-      log: (m) => log.log("debug", m),
+      log: (message) => void storeLine(init.walDir, message),
       cacheSize: init.cacheSize,
       ...(durable ? { durable } : {}),
     });
@@ -382,7 +417,12 @@ class SenderThread {
     clearInterval(this.#reporting);
     this.#tls?.close();
     // The last word on the senders: none left.
-    post({ type: "senders", senders: [], backups: this.#backupReport() });
+    post({
+      type: "senders",
+      senders: [],
+      backups: this.#backupReport(),
+      caches: this.#cacheReport(),
+    });
   }
 
   /** Resolves once the listener is closed and every session has ended. */

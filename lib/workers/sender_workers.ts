@@ -16,8 +16,15 @@ import type { SlotManager } from "../replication/slots.ts";
 import type { DurableSink } from "../upstream/durable_writer.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import type { WalStore } from "../wal/store.ts";
+import type { WalBlockCacheStats } from "../stream/block_cache.ts";
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
 import {
+  type ArchiveCacheStats,
   type BackupReport,
+  type CacheReport,
   type FromWorker,
   type SlotCall,
   toRemoteError,
@@ -105,6 +112,8 @@ interface Thread {
   stopped: PromiseWithResolvers<void>;
   /** Its last report of BASE_BACKUPs. */
   backups: BackupReport;
+  /** Its last report of its caches. */
+  caches: CacheReport;
 }
 
 /**
@@ -126,6 +135,8 @@ export class SenderWorkers {
   readonly address: { hostname: string; port: number };
   #threads: Thread[];
   #options: SenderWorkersOptions;
+  /** The store's lines already written, newest last, so N threads saying one are one line. */
+  #said = new Set<string>();
   /** Requests every thread answers with `done`, by id. */
   #waits = new Map<number, { left: number; done: () => void }>();
   #nextWait = 1;
@@ -177,6 +188,7 @@ export class SenderWorkers {
           worker,
           stopped: Promise.withResolvers<void>(),
           backups: { serving: [], served: 0, failed: 0 },
+          caches: { blocks: undefined, archive: undefined },
         };
         threads.push(thread);
         const listening = Promise.withResolvers<{ port: number; hostname: string }>();
@@ -222,7 +234,7 @@ export class SenderWorkers {
     const o = this.#options;
     switch (m.type) {
       case "log":
-        o.logger.log(m.level, m.message, m.fields);
+        this.#log(m);
         return;
       case "accepted":
         o.counters.connectionAccepted();
@@ -230,6 +242,7 @@ export class SenderWorkers {
       case "senders":
         this.registry.update(thread.n, m.senders);
         this.#takeBackupReport(thread, m.backups);
+        thread.caches = m.caches;
         return;
       case "reply": {
         // The registry's copy moves at once, so the lag is computed against current positions.
@@ -261,6 +274,41 @@ export class SenderWorkers {
         thread.stopped.resolve();
         return;
     }
+  }
+
+  #log(m: Extract<FromWorker, { type: "log" }>): void {
+    if (m.once !== undefined) {
+      if (this.#said.has(m.once)) return;
+      this.#said.add(m.once);
+      if (this.#said.size > 1024) this.#said.delete(this.#said.values().next().value!);
+    }
+    this.#options.logger.log(m.level, m.message, m.fields);
+  }
+
+  /** The threads' WAL block caches together, once any thread has one. */
+  get blockCacheStats(): WalBlockCacheStats | undefined {
+    const all = this.#threads.map((t) => t.caches.blocks).filter((s) => s !== undefined);
+    if (all.length === 0) return undefined;
+    return {
+      hits: sum(all.map((s) => s.hits)),
+      misses: sum(all.map((s) => s.misses)),
+      evictions: sum(all.map((s) => s.evictions)),
+      bytes: sum(all.map((s) => s.bytes)),
+      maxBytes: sum(all.map((s) => s.maxBytes)),
+    };
+  }
+
+  /** The threads' decoded-segment caches together, once any thread has a store. */
+  get archiveCacheStats(): ArchiveCacheStats | undefined {
+    const all = this.#threads.map((t) => t.caches.archive).filter((s) => s !== undefined);
+    if (all.length === 0) return undefined;
+    return {
+      decodes: sum(all.map((s) => s.decodes)),
+      hits: sum(all.map((s) => s.hits)),
+      evictions: sum(all.map((s) => s.evictions)),
+      bytes: sum(all.map((s) => s.bytes)),
+      capacity: sum(all.map((s) => s.capacity)),
+    };
   }
 
   /**
