@@ -215,7 +215,7 @@ export async function checkRelayOptions(o: WalRelayOptions): Promise<RelaySettin
   }
   const workers = checkInteger(
     "workers",
-    o.workers ?? 1,
+    o.workers ?? (o.authenticate ? 1 : navigator.hardwareConcurrency),
     1,
     1024,
   );
