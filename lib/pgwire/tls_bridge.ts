@@ -102,7 +102,9 @@ export class TlsBridge {
       this.#waiting.set(localPort, accepted);
     }
     let fallback: ReturnType<typeof setTimeout> | undefined;
+    let closed = false;
     const closeAll = () => {
+      closed = true;
       clearTimeout(fallback);
       for (const c of [inner, raw]) {
         try {
@@ -143,7 +145,7 @@ export class TlsBridge {
           try {
             conn.close();
           } catch { /* closed */ }
-          fallback ??= setTimeout(closeAll, 2000);
+          if (!closed) fallback ??= setTimeout(closeAll, 2000);
         },
       };
     } catch (e) {

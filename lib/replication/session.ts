@@ -183,7 +183,9 @@ export class Session {
     if (
       e instanceof ConnectionClosed || e instanceof Deno.errors.BadResource ||
       e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.ConnectionReset ||
-      e instanceof Deno.errors.Interrupted
+      e instanceof Deno.errors.Interrupted ||
+      // A TLS client gone without close_notify (killed, say): gone all the same.
+      e instanceof Deno.errors.UnexpectedEof
     ) {
       return client.closed ? "connection closed by server" : "client closed connection";
     }
