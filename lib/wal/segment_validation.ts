@@ -95,10 +95,15 @@ export interface SegmentValidationsOptions {
   /** Told once per validation that finds damage. */
   log?: (message: string) => void;
   /**
-   * Validate in a worker thread (default), so checksumming a segment never holds the event loop
-   * that streams WAL to clients; without one (or when it cannot start), in this thread.
+   * Validate in worker threads (default), so checksumming a segment never holds the event loop
+   * that streams WAL to clients; without them (or when they cannot start), in this thread.
    */
   worker?: boolean;
+  /**
+   * Worker threads validating at once (default 2): validation, checksumming every byte, is the
+   * slowest stage of a first pass, and segments validated ahead of a sender are independent.
+   */
+  workers?: number;
 }
 
 interface Entry {
@@ -178,7 +183,7 @@ export class SegmentValidations {
   readonly #capacity: number;
   readonly #log: (message: string) => void;
   readonly #entries = new Map<string, Entry>();
-  readonly #worker: ValidationWorker | undefined;
+  readonly #workers: ValidationWorker[];
   #runs = 0;
 
   /**
@@ -197,7 +202,8 @@ export class SegmentValidations {
     this.#capacity = Math.max(1, options.capacity ?? 4096);
     this.#log = options.log ?? (() => {});
     const useWorker = (options.worker ?? true) && typeof Worker === "function";
-    this.#worker = useWorker ? new ValidationWorker(this.#settings) : undefined;
+    const count = useWorker ? Math.max(1, options.workers ?? 2) : 0;
+    this.#workers = Array.from({ length: count }, () => new ValidationWorker(this.#settings));
   }
 
   /** Validations run so far (a result reused is not counted). */
@@ -231,7 +237,12 @@ export class SegmentValidations {
       // Functions stay here: the rest of the request crosses to the worker.
       const { release, load: _, ...plain } = r;
       try {
-        return await (this.#worker?.run(plain) ?? validateSegment(plain, this.#settings));
+        // The least busy worker; the first when idle, so a second starts only when needed.
+        const w = this.#workers.reduce<ValidationWorker | undefined>(
+          (a, b) => (a === undefined || b.busy < a.busy ? b : a),
+          undefined,
+        );
+        return await (w?.run(plain) ?? validateSegment(plain, this.#settings));
       } finally {
         release?.();
       }
@@ -300,6 +311,11 @@ class ValidationWorker {
 
   constructor(settings: ValidationSettings) {
     this.#settings = settings;
+  }
+
+  /** Validations handed to it and not answered yet. */
+  get busy(): number {
+    return this.#pending.size;
   }
 
   run(request: SegmentCheckRequest): Promise<ValidationOutcome> {

@@ -195,3 +195,20 @@ Deno.test("segment validation: the switch segment is one file, validated once fo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("segment validation: segments validated at once by two workers find what one thread finds, damage included", async () => {
+  const dir = await copyTestdata();
+  try {
+    await flipByte(`${dir}/000000010000000000000007`, 300_000);
+    const store = await WalStore.open(dir);
+    const inThread = new SegmentValidations({ ...store.identity, worker: false });
+    const pooled = new SegmentValidations({ ...store.identity, workers: 2 });
+    const want = await Promise.all([6, 7].map((n) => inThread.check(request(dir, n))));
+    const got = await Promise.all([6, 7].map((n) => pooled.check(request(dir, n))));
+    assert.deepEqual(got, want);
+    assert.ok(want[1]!.error, "the flipped byte is found");
+    assert.equal(pooled.runs, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
