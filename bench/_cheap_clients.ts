@@ -5,11 +5,12 @@
  * position); the WAL itself is dropped, no status update is sent, nothing is written to disk.
  *
  * `deno run -A bench/_cheap_clients.ts PORT N TLI START END` prints one JSON line: wall seconds
- * from the first START_REPLICATION to the last byte, and the bytes received.
+ * from the first connection to the last byte, the bytes received, and the process's CPU seconds.
  *
  * @module
  */
 
+import process from "node:process";
 import { formatLsn, parseLsn } from "./_util.ts";
 
 const enc = new TextEncoder();
@@ -122,8 +123,10 @@ if (import.meta.main) {
       () => pull(Number(port), Number(tli), parseLsn(start!), parseLsn(end!)),
     ),
   );
+  const cpu = process.cpuUsage();
   console.log(JSON.stringify({
     seconds: (performance.now() - t0) / 1000,
     bytes: bytes.reduce((a, b) => a + b, 0),
+    cpu: (cpu.user + cpu.system) / 1e6,
   }));
 }

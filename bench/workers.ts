@@ -38,6 +38,7 @@ interface Run {
   workers: number;
   seconds: number;
   relayCpu: number;
+  clientCpu: number;
   bytes: number;
 }
 
@@ -47,7 +48,7 @@ async function pullAll(
   clients: number,
   procs: number,
   wal: { tli: number; start: bigint; end: bigint },
-): Promise<{ seconds: number; bytes: number }> {
+): Promise<{ seconds: number; bytes: number; clientCpu: number }> {
   const outputs = await Promise.all(
     Array.from({ length: procs }, (_, i) => {
       const n = Math.floor(clients / procs) + (i < clients % procs ? 1 : 0);
@@ -70,13 +71,15 @@ async function pullAll(
   // Each process times itself from its first connection, so starting Deno is left out.
   let seconds = 0;
   let bytes = 0;
+  let clientCpu = 0;
   for (const o of outputs) {
     if (!o.success) throw new Error(`clients failed: ${new TextDecoder().decode(o.stderr)}`);
     const r = JSON.parse(new TextDecoder().decode(o.stdout));
     seconds = Math.max(seconds, r.seconds);
     bytes += r.bytes;
+    clientCpu += r.cpu;
   }
-  return { seconds, bytes };
+  return { seconds, bytes, clientCpu };
 }
 
 if (import.meta.main) {
@@ -125,14 +128,15 @@ if (import.meta.main) {
         cpuProfDir: undefined,
       });
       const before = (await procCpu(relay.pid)).self;
-      const { seconds, bytes } = await pullAll(relay.port, clients, procs, wal);
+      const { seconds, bytes, clientCpu } = await pullAll(relay.port, clients, procs, wal);
       const relayCpu = (await procCpu(relay.pid)).self - before;
       const label = round === 0 ? "warm-up" : `round ${round}`;
       console.log(
         `${label}: --workers ${workers}: ${fixed(seconds)} s, ` +
-          `${fixed(bytes / MIB / seconds, 0)} MiB/s, relay CPU ${fixed(relayCpu)} s`,
+          `${fixed(bytes / MIB / seconds, 0)} MiB/s, relay CPU ${fixed(relayCpu)} s, ` +
+          `clients' CPU ${fixed(clientCpu)} s`,
       );
-      if (round > 0) runs.push({ workers, seconds, relayCpu, bytes });
+      if (round > 0) runs.push({ workers, seconds, relayCpu, clientCpu, bytes });
     }
   }
 
@@ -140,6 +144,7 @@ if (import.meta.main) {
     const mine = runs.filter((r) => r.workers === workers);
     const seconds = median(mine.map((r) => r.seconds));
     const cpu = median(mine.map((r) => r.relayCpu));
+    const clientCpu = median(mine.map((r) => r.clientCpu));
     const bytes = mine[0]!.bytes;
     return [
       String(workers),
@@ -147,12 +152,23 @@ if (import.meta.main) {
       fixed(bytes / MIB / seconds, 0),
       fixed(cpu),
       fixed(cpu / (bytes / (1024 * MIB))),
+      fixed(clientCpu),
     ];
   });
   console.log(
     `\n${clients} clients × ${mib(Number(wal.end - wal.start))} MiB from a directory, ` +
       `medians of ${rounds} rounds:\n` +
-      table(["workers", "wall s", "MiB/s delivered", "relay CPU s", "relay CPU s/GiB"], rows),
+      table(
+        [
+          "workers",
+          "wall s",
+          "MiB/s delivered",
+          "relay CPU s",
+          "relay CPU s/GiB",
+          "clients' CPU s",
+        ],
+        rows,
+      ),
   );
   const base = runs.filter((r) => r.workers === counts[0]);
   for (const workers of counts.slice(1)) {
