@@ -387,13 +387,12 @@ export class WalStore {
         complete: this.#complete(next),
       },
     };
-    // Decoding runs ahead of the sender: validating the next segment needs the one after it
-    // decoded, and a sender that waits for both decodes in turn stalls at every segment.
-    for (const k of [2n, 3n]) {
-      const ahead = this.segmentFile(file.tli, file.segno + k);
-      if (ahead && this.#files.entry(ahead.name) && this.#complete(ahead)) {
-        this.#files.prefetch(ahead.name, segSize);
-      }
+    // Decoding runs ahead of validation, itself ahead of the senders: validating a segment needs
+    // the one after it decoded, and waiting for both decodes in turn would stall at every
+    // segment. Two ahead of the segment checked: the next one was asked for with the previous.
+    const ahead = this.segmentFile(file.tli, file.segno + 2n);
+    if (ahead && this.#files.entry(ahead.name) && this.#complete(ahead)) {
+      this.#files.prefetch(ahead.name, segSize);
     }
     // Decoded only when validation runs: a remembered result needs neither file's bytes, which
     // are lent until validation is done with them.
