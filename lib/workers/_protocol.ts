@@ -117,8 +117,17 @@ export type FromWorker =
    */
   | { type: "log"; level: LogLevel; message: string; fields: LogFields | undefined; once?: string }
   | { type: "accepted" }
-  /** The thread's live senders, as its registry holds them, and its BASE_BACKUPs. */
-  | { type: "senders"; senders: Sender[]; backups: BackupReport; caches: CacheReport }
+  /**
+   * What changed in the thread's registry since its last report (senders new or moved, pids
+   * gone), and its BASE_BACKUPs and caches.
+   */
+  | {
+    type: "senders";
+    changed: Sender[];
+    gone: number[];
+    backups: BackupReport;
+    caches: CacheReport;
+  }
   /** A standby status update, for the relay's lag tracking. */
   | { type: "reply"; sender: Sender; write: Lsn; flush: Lsn; apply: Lsn; time: number }
   | { type: "advance"; name: string; lsn: Lsn; tli: number }

@@ -77,6 +77,13 @@ const log: Logger = {
   },
 };
 
+/** What a report would say of a sender: the fields `/status` shows that may change. */
+function senderKey(s: Sender): string {
+  return `${s.state}|${s.timeline}|${s.sentLsn}|${s.writeLsn}|${s.flushLsn}|${s.replayLsn}|` +
+    `${s.replyTime?.getTime()}|${s.xmin}|${s.xminEpoch}|${s.catalogXmin}|` +
+    `${s.catalogXminEpoch}|${s.slot}|${s.bytesSent}|${s.source}|${s.user}|${s.applicationName}`;
+}
+
 const DAMAGED_FILE = /^WAL file "([^"]+)" is damaged: /;
 
 /**
@@ -173,7 +180,9 @@ class SenderThread {
   #reporting: ReturnType<typeof setInterval>;
   #watcher: Deno.FsWatcher | undefined;
   #reportQueued = false;
-  #reportedEmpty = true;
+  /** What the relay's thread was last told of each sender, and of the backups and caches. */
+  #reported = new Map<number, string>();
+  #reportedRest = "";
   #accepting: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -257,32 +266,45 @@ class SenderThread {
     return { serving: [...b.serving], served: b.totals.served, failed: b.totals.failed };
   }
 
-  /** The live senders, coalesced to one message per turn of the event loop. */
+  /**
+   * Tells the relay's thread what changed since the last report: the senders that moved, those
+   * gone, the backups and caches. Idle connections cost nothing. `now` reports at once; otherwise
+   * reports are coalesced to one per turn of the event loop.
+   */
   #report(now = false): void {
     if (now) {
-      this.#reportedEmpty = false;
-      post({
-        type: "senders",
-        senders: this.#registry.list(),
-        backups: this.#backupReport(),
-        caches: this.#cacheReport(),
-      });
+      this.#sendReport();
       return;
     }
     if (this.#reportQueued) return;
     this.#reportQueued = true;
     queueMicrotask(() => {
       this.#reportQueued = false;
-      const senders = this.#registry.list();
-      if (senders.length === 0 && this.#reportedEmpty) return;
-      this.#reportedEmpty = senders.length === 0;
-      post({
-        type: "senders",
-        senders,
-        backups: this.#backupReport(),
-        caches: this.#cacheReport(),
-      });
+      this.#sendReport();
     });
+  }
+
+  #sendReport(): void {
+    const changed: Sender[] = [];
+    const live = new Set<number>();
+    for (const s of this.#registry.list()) {
+      live.add(s.pid);
+      const key = senderKey(s);
+      if (this.#reported.get(s.pid) === key) continue;
+      this.#reported.set(s.pid, key);
+      changed.push(s);
+    }
+    const gone: number[] = [];
+    for (const pid of this.#reported.keys()) {
+      if (!live.has(pid)) gone.push(pid);
+    }
+    for (const pid of gone) this.#reported.delete(pid);
+    const backups = this.#backupReport();
+    const caches = this.#cacheReport();
+    const rest = JSON.stringify([backups, caches]);
+    if (changed.length === 0 && gone.length === 0 && rest === this.#reportedRest) return;
+    this.#reportedRest = rest;
+    post({ type: "senders", changed, gone, backups, caches });
   }
 
   /** The store is open on the relay's thread: open it here too, bounded by its durable end. */
@@ -417,12 +439,7 @@ class SenderThread {
     clearInterval(this.#reporting);
     this.#tls?.close();
     // The last word on the senders: none left.
-    post({
-      type: "senders",
-      senders: [],
-      backups: this.#backupReport(),
-      caches: this.#cacheReport(),
-    });
+    this.#sendReport();
   }
 
   /** Resolves once the listener is closed and every session has ended. */

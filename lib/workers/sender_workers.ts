@@ -50,31 +50,26 @@ export function reusePortAvailable(): boolean {
 
 /** The senders of every sender thread, behind `/status` and `pg_stat_replication`. */
 class ThreadsRegistry extends SenderRegistry {
-  #byThread = new Map<number, Sender[]>();
+  /** Every thread's senders by pid (pids are unique over the threads). */
+  #senders = new Map<number, Sender>();
 
-  /** Takes what thread `n` reports: its live senders. */
-  update(n: number, senders: Sender[]): void {
-    if (senders.length === 0) this.#byThread.delete(n);
-    else this.#byThread.set(n, senders);
+  /** Takes what a thread reports: senders new or changed, and the pids gone. */
+  update(changed: Sender[], gone: number[]): void {
+    for (const pid of gone) this.#senders.delete(pid);
+    for (const s of changed) this.#senders.set(s.pid, s);
   }
 
   /** The sender `pid` as last reported. */
   find(pid: number): Sender | undefined {
-    for (const list of this.#byThread.values()) {
-      const s = list.find((x) => x.pid === pid);
-      if (s) return s;
-    }
-    return undefined;
+    return this.#senders.get(pid);
   }
 
   override get size(): number {
-    let n = 0;
-    for (const list of this.#byThread.values()) n += list.length;
-    return n;
+    return this.#senders.size;
   }
 
   override list(): Sender[] {
-    return [...this.#byThread.values()].flat().sort((a, b) =>
+    return [...this.#senders.values()].sort((a, b) =>
       a.backendStart.getTime() - b.backendStart.getTime() || a.pid - b.pid
     );
   }
@@ -240,7 +235,7 @@ export class SenderWorkers {
         o.counters.connectionAccepted();
         return;
       case "senders":
-        this.registry.update(thread.n, m.senders);
+        this.registry.update(m.changed, m.gone);
         this.#takeBackupReport(thread, m.backups);
         thread.caches = m.caches;
         return;
