@@ -120,6 +120,36 @@ Deno.test("workers: connections spread over the threads under one sender limit, 
   });
 });
 
+Deno.test("workers: --workers 1 serves every connection on the main thread, with the same limit and slots", async () => {
+  await using walDir = await tempDir("walrelay-workers1-");
+  await copyFiles(TESTDATA, walDir.path);
+  const httpPort = await freePort();
+  await using relay = await startRelay({
+    walDir: walDir.path,
+    args: ["--workers", "1", "--max-senders", "2", "--http", `127.0.0.1:${httpPort}`],
+  });
+  assert.doesNotMatch(relay.stderr(), /workers=/, "no sender threads are started");
+  const senders = async (): Promise<SenderRow[]> =>
+    (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).senders;
+  using a = await RawReplClient.connect(relay.port);
+  using b = await RawReplClient.connect(relay.port);
+  // One thread: the registry is the sessions' own, with no report to wait for.
+  const rows = await senders();
+  assert.deepEqual(rows.map((r) => r.worker), [0, 0]);
+  await assert.rejects(
+    RawReplClient.connect(relay.port),
+    /number of requested standby connections exceeds max_wal_senders \(currently 2\)/,
+  );
+  assert.equal((await a.query("CREATE_REPLICATION_SLOT x PHYSICAL RESERVE_WAL")).error, undefined);
+  const [, tli, xlogpos] = (await a.query("IDENTIFY_SYSTEM")).rows[0]!;
+  const start = `START_REPLICATION SLOT x PHYSICAL ${xlogpos} TIMELINE ${tli}`;
+  assert.equal((await a.query(start)).copyBoth, true);
+  const pidA = rows.find((r) => r.client_port === a.localPort)!.pid;
+  const refused = await b.query(start);
+  assert.equal(refused.error?.C, "55006");
+  assert.equal(refused.error?.M, `replication slot "x" is active for PID ${pidA}`);
+});
+
 /** Reads XLogData until WAL up to `lsn` has arrived; returns the end received. */
 async function receiveUpTo(client: RawReplClient, lsn: bigint): Promise<bigint> {
   // A sender that never wakes fails the test instead of hanging it.
