@@ -334,7 +334,8 @@ export async function streamWal(
       clearTimeout(timer);
     }
     timerAt = at;
-    timer = setTimeout(onTimer, Math.max(1, at - Date.now()));
+    // Never sooner than 10 ms: a zero interval means "at every wake", not a busy loop.
+    timer = setTimeout(onTimer, Math.max(10, at - Date.now()));
   };
   const onTimer = (): void => {
     timer = undefined;
