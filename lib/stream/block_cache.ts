@@ -39,6 +39,17 @@ export interface WalBlockReader extends Disposable {
   position: Lsn | undefined;
 }
 
+/**
+ * The default size of a {@linkcode WalBlockCache}: 32 MiB.
+ *
+ * @example
+ * ```ts
+ * import { WAL_BLOCK_CACHE_BYTES } from "./block_cache.ts";
+ * console.assert(WAL_BLOCK_CACHE_BYTES === 32 * 1024 * 1024);
+ * ```
+ */
+export const WAL_BLOCK_CACHE_BYTES = 32 * 1024 * 1024;
+
 /** Options of {@linkcode WalBlockCache}. */
 export interface WalBlockCacheOptions {
   /** Bytes of blocks kept; the least recently used go first. Default 32 MiB. */
@@ -132,7 +143,7 @@ export class WalBlockCache {
    * @param options The cache's size.
    */
   constructor(options: WalBlockCacheOptions = {}) {
-    this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
+    this.#maxBytes = options.maxBytes ?? WAL_BLOCK_CACHE_BYTES;
   }
 
   /**

@@ -42,6 +42,8 @@ export interface WorkerInit {
   type: "init";
   /** The worker's number, from 1. */
   worker: number;
+  /** How many workers there are: the caches' budgets are shared among them. */
+  workers: number;
   walDir: string;
   hostname: string;
   port: number;

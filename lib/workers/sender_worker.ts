@@ -18,7 +18,7 @@ import { NotYetAccepting } from "../replication/not_yet_accepting.ts";
 import { type Sender, SenderRegistry, type SenderState } from "../replication/registry.ts";
 import { Session, type SessionContext } from "../replication/session.ts";
 import { refuseTooManyClients } from "../replication/too_many_clients.ts";
-import { WalBlockCache } from "../stream/block_cache.ts";
+import { WAL_BLOCK_CACHE_BYTES, WalBlockCache } from "../stream/block_cache.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { WalStore } from "../wal/store.ts";
 import { join } from "../wal/_path.ts";
@@ -313,7 +313,8 @@ class SenderThread {
     const init = this.#init;
     const store = await WalStore.open(init.walDir, {
       log: (message) => void storeLine(init.walDir, message),
-      cacheSize: init.cacheSize,
+      // The budgets are the relay's, shared among the workers: memory does not grow with them.
+      cacheSize: Math.ceil(init.cacheSize / init.workers),
       ...(durable ? { durable } : {}),
     });
     this.#store = store;
@@ -328,7 +329,9 @@ class SenderThread {
       timeouts: init.timeouts,
       tls: this.#tls,
       lag: new ForwardedLag(),
-      blockCache: new WalBlockCache(),
+      blockCache: new WalBlockCache({
+        maxBytes: Math.ceil(WAL_BLOCK_CACHE_BYTES / init.workers),
+      }),
       backups: this.#backups,
       authenticate: createAuthenticator(
         () => this.#auth,

@@ -85,7 +85,7 @@ export interface SenderWorkersOptions {
   /** How many threads. */
   count: number;
   /** Everything a thread is started with except its number and the shared counters. */
-  init: Omit<WorkerInit, "type" | "worker" | "counters">;
+  init: Omit<WorkerInit, "type" | "worker" | "workers" | "counters">;
   /** The relay's logger: the threads' lines go through it. */
   logger: Logger;
   /** Counts accepted connections for `/metrics`. */
@@ -205,6 +205,7 @@ export class SenderWorkers {
           ...options.init,
           type: "init",
           worker: n,
+          workers: options.count,
           port,
           counters: counters.buffer,
         };
