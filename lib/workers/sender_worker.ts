@@ -313,6 +313,8 @@ class SenderThread {
     const init = this.#init;
     const store = await WalStore.open(init.walDir, {
       log: (message) => void storeLine(init.walDir, message),
+      // This thread is off the relay's event loop already.
+      validationWorkers: false,
       // The budgets are the relay's, shared among the workers: memory does not grow with them.
       cacheSize: Math.ceil(init.cacheSize / init.workers),
       ...(durable ? { durable } : {}),
