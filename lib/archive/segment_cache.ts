@@ -72,6 +72,29 @@ interface Evicted {
   file: Omit<CachedFile, "data">;
 }
 
+/**
+ * What reads archived files for a store: a {@linkcode SegmentCache}, or one reached in another
+ * thread, so that threads serving the same archive share its decodes.
+ */
+export interface DecodedSegments {
+  /** Bytes of decoded WAL kept at most. */
+  readonly capacity: number;
+  /** Files decoded so far. */
+  readonly decodes: number;
+  /** Reads answered from the cache. */
+  readonly hits: number;
+  /** Decoded files dropped to stay within the capacity. */
+  readonly evictions: number;
+  /** Decoded bytes held now. */
+  readonly bytes: number;
+  /** {@linkcode SegmentCache.read}. */
+  read(entry: ArchiveEntry, options: { segmentSize: number }): Promise<CachedFile>;
+  /** {@linkcode SegmentCache.acquire}. */
+  acquire(entry: ArchiveEntry, options: { segmentSize: number }): Promise<CachedLease>;
+  /** {@linkcode SegmentCache.forget}. */
+  forget(path: string): void;
+}
+
 /** The cache's default capacity, 256 MiB. */
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024;
 
@@ -100,7 +123,7 @@ export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024;
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class SegmentCache {
+export class SegmentCache implements DecodedSegments {
   /** Bytes of decoded WAL kept at most. */
   readonly capacity: number;
   readonly #slots = new Map<string, Slot>();

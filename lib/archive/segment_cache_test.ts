@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { SegmentCache } from "./segment_cache.ts";
+import { RemoteSegments, SharedSegments } from "./shared_segments.ts";
 import { ArchiveFormatError } from "./errors.ts";
 import type { ArchiveEntry } from "./layout.ts";
 
@@ -97,6 +98,42 @@ Deno.test("segment cache: lent bytes stay intact until released, while their mem
     const b = await cache.acquire(entries[1]!, opts);
     assert.ok(b.data.every((x) => x === 1));
     b.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("shared segments: another thread's reads share decodes, see damage as ArchiveFormatError and a gone file as NotFound, and give leases back when it ends", async () => {
+  const { dir, entries } = await archive(2);
+  try {
+    const shared = new SharedSegments(new SegmentCache({ capacity: SEG, workers: 2 }));
+    // What crosses to a thread crosses by structured clone, as a worker's message would.
+    const thread = (n: number) =>
+      new RemoteSegments(async (call) => structuredClone(await shared.answer(n, call)));
+    const [a, b] = [thread(1), thread(2)];
+    const [e0, e1] = entries as [ArchiveEntry, ArchiveEntry];
+    const opts = { segmentSize: SEG };
+    const x = await a.acquire(e0, opts);
+    const y = await b.acquire(e0, opts);
+    assert.ok(x.data.every((v) => v === 0) && y.data.every((v) => v === 0));
+    assert.equal(shared.cache.decodes, 1);
+    const bytes = await Deno.readFile(e1.path);
+    bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
+    await Deno.writeFile(e1.path, bytes);
+    await assert.rejects(
+      a.acquire(e1, opts),
+      (e) => e instanceof ArchiveFormatError && e.file === e1.path,
+    );
+    await assert.rejects(
+      a.acquire({ ...e1, path: `${dir}/gone.gz` }, opts),
+      (e) => e instanceof Deno.errors.NotFound,
+    );
+    // A copy the caller keeps, whatever happens to the cache's memory after.
+    const kept = await b.read(e0, opts);
+    assert.ok(!(kept.data.buffer instanceof SharedArrayBuffer));
+    x.release();
+    shared.end(2);
+    y.release(); // after its thread ended: nothing more to give back
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

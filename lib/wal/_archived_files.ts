@@ -15,7 +15,12 @@ import {
   scanArchive,
 } from "../archive/layout.ts";
 import { archivedFormat } from "../archive/read_segment.ts";
-import { type CachedFile, type CachedLease, SegmentCache } from "../archive/segment_cache.ts";
+import {
+  type CachedFile,
+  type CachedLease,
+  type DecodedSegments,
+  SegmentCache,
+} from "../archive/segment_cache.ts";
 import { join } from "./_path.ts";
 
 /** One WAL file of the directory. */
@@ -30,6 +35,8 @@ export interface ListedFile {
 export interface ArchivedFilesOptions {
   /** Bytes of decoded WAL kept in memory for every sender. */
   cacheSize?: number;
+  /** Decoded files read through this instead of a cache of its own (another thread's). */
+  decoded?: DecodedSegments;
 }
 
 /**
@@ -41,12 +48,17 @@ export class ArchivedFiles {
   /** The directory given. */
   readonly dir: string;
   /** Decoded files, shared by every sender. */
-  readonly cache: SegmentCache;
+  readonly cache: DecodedSegments;
   #layout: ArchiveLayout;
   #walDir: string;
   #entries = new Map<string, ArchiveEntry>();
 
-  private constructor(dir: string, layout: ArchiveLayout, walDir: string, cache: SegmentCache) {
+  private constructor(
+    dir: string,
+    layout: ArchiveLayout,
+    walDir: string,
+    cache: DecodedSegments,
+  ) {
     this.dir = dir;
     this.#layout = layout;
     this.#walDir = walDir;
@@ -66,7 +78,7 @@ export class ArchivedFiles {
       dir,
       listing.layout,
       listing.walDir,
-      new SegmentCache(cacheOptions),
+      options.decoded ?? new SegmentCache(cacheOptions),
     );
     for (const e of listing.entries) {
       if (e.format === "plain") continue;

@@ -37,6 +37,7 @@ import { ArchivedFiles } from "./_archived_files.ts";
 import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
 import { ArchiveFormatError } from "../archive/errors.ts";
+import type { DecodedSegments } from "../archive/segment_cache.ts";
 import { decodeArchived } from "../archive/codec.ts";
 import { detectFormat } from "../archive/format.ts";
 
@@ -86,6 +87,12 @@ export interface WalStoreOptions {
    * started from a worker validated about three times slower, in wall time, on Deno 2.9.6.
    */
   validationWorkers?: boolean;
+  /**
+   * Decompressed archived segments read through this instead of a cache of the store's own: a
+   * sender thread's store reads through the relay thread's (`RemoteSegments`), so the threads
+   * decode each segment once between them.
+   */
+  decodedSegments?: DecodedSegments;
   /**
    * Relay mode, a store opened beside the writer (a sender thread): the durable end known now.
    * The files may hold WAL written but not yet fsynced; the end goes past this only as
@@ -175,10 +182,10 @@ export class WalStore {
    */
   static async open(dir: string, options: WalStoreOptions = {}): Promise<WalStore> {
     const log = options.log ?? (() => {});
-    const files = await ArchivedFiles.open(
-      dir,
-      options.cacheSize === undefined ? {} : { cacheSize: options.cacheSize },
-    );
+    const files = await ArchivedFiles.open(dir, {
+      ...(options.cacheSize === undefined ? {} : { cacheSize: options.cacheSize }),
+      ...(options.decodedSegments ? { decoded: options.decodedSegments } : {}),
+    });
     const identity = options.identity ?? await readIdentity(dir, files);
     const store = new WalStore(dir, identity, log, files, options.validationWorkers ?? true);
     store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
@@ -190,6 +197,11 @@ export class WalStore {
   /** How the directory is laid out: `plain`, or the archiving tool's layout. */
   get layout(): ArchiveLayout {
     return this.#files.layout;
+  }
+
+  /** The decoded-segment cache the store reads archived files through. */
+  get decodedSegments(): DecodedSegments {
+    return this.#files.cache;
   }
 
   /** Decompressions of archived files so far, and the cache's bytes (for status). */

@@ -13,6 +13,7 @@ import type { SessionTimeouts } from "../replication/session.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 import type { WalStore } from "../wal/store.ts";
+import type { SegmentCall } from "../archive/shared_segments.ts";
 import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from "../pgwire/error.ts";
 
 /** The durable end of a relay's store, so a sender thread never reads past it. */
@@ -107,7 +108,9 @@ export type SlotCall =
   | { method: "releaseSession"; pid: number }
   /** The base backup to serve, held against pruning until `releaseBackup`. */
   | { method: "acquireBackup" }
-  | { method: "releaseBackup"; hold: number };
+  | { method: "releaseBackup"; hold: number }
+  /** Decoded archived segments, read through the relay's store's cache. */
+  | { method: "segments"; call: SegmentCall };
 
 /** From a sender thread to the relay. */
 export type FromWorker =

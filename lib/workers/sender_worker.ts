@@ -34,6 +34,7 @@ import {
   type WorkerInit,
 } from "./_protocol.ts";
 import { RemoteSlots } from "./remote_slots.ts";
+import { RemoteSegments } from "../archive/shared_segments.ts";
 import { SharedCounters } from "./shared_counters.ts";
 
 /** How often the live senders' progress is told to the relay's thread. */
@@ -317,6 +318,8 @@ class SenderThread {
       validationWorkers: false,
       // The budgets are the relay's, shared among the workers: memory does not grow with them.
       cacheSize: Math.ceil(init.cacheSize / init.workers),
+      // Archived segments decode once for every thread, in the relay's thread's cache.
+      decodedSegments: new RemoteSegments((c) => call({ method: "segments", call: c })),
       ...(durable ? { durable } : {}),
     });
     this.#store = store;

@@ -32,6 +32,7 @@ import {
   type WorkerInit,
 } from "./_protocol.ts";
 import { SharedCounters } from "./shared_counters.ts";
+import { SharedSegments } from "../archive/shared_segments.ts";
 
 /**
  * Whether `Deno.listen` takes `reusePort` here. Without `--unstable-net` (or `"unstable":
@@ -138,6 +139,8 @@ export class SenderWorkers {
   /** Base backups held for a thread's BASE_BACKUP, by hold number. */
   #backupHolds = new Map<number, () => void>();
   #nextHold = 1;
+  /** The relay's store's decoded-segment cache, which the threads read archived files through. */
+  #segments: SharedSegments | undefined;
   #finished: Promise<void>;
   #ending = false;
 
@@ -267,6 +270,8 @@ export class SenderWorkers {
         o.onFailure(new Error(m.message));
         return;
       case "stopped":
+        // What it still held of the decoded segments goes back.
+        this.#segments?.end(thread.n);
         thread.stopped.resolve();
         return;
     }
@@ -296,6 +301,8 @@ export class SenderWorkers {
 
   /** The threads' decoded-segment caches together, once any thread has a store. */
   get archiveCacheStats(): ArchiveCacheStats | undefined {
+    // Threads reading through the relay's store's cache: that store's figures are the ones.
+    if (this.#segments) return undefined;
     const all = this.#threads.map((t) => t.caches.archive).filter((s) => s !== undefined);
     if (all.length === 0) return undefined;
     return {
@@ -358,6 +365,10 @@ export class SenderWorkers {
           this.#backupHolds.get(call.hold)?.();
           this.#backupHolds.delete(call.hold);
           break;
+        case "segments":
+          if (!this.#segments) throw new Error("no store served yet");
+          value = await this.#segments.answer(thread.n, call.call);
+          break;
       }
       thread.worker.postMessage({ type: "answer", id, value } satisfies ToWorker);
     } catch (e) {
@@ -370,6 +381,9 @@ export class SenderWorkers {
    * end it has now, and learn each advance through {@linkcode SenderWorkers.sink}.
    */
   serve(store: WalStore): Promise<void> {
+    if (this.#segments?.cache !== store.decodedSegments) {
+      this.#segments = new SharedSegments(store.decodedSegments);
+    }
     const durable = this.#options.init.relay
       ? { tli: store.timeline, end: store.endLsn }
       : undefined;
