@@ -121,7 +121,9 @@ export {
 } from "./lib/wal/segment_validation.ts";
 export { type WalReaderError } from "./lib/wal/reader.ts";
 export { BytesFile, type SegmentHandle } from "./lib/wal/segment_handle.ts";
-export { type ArchiveLayout } from "./lib/archive/layout.ts";
+export { type ArchiveEntry, type ArchiveLayout } from "./lib/archive/layout.ts";
+export type { CachedFile, CachedLease, DecodedSegments } from "./lib/archive/segment_cache.ts";
+export type { ArchivedFile } from "./lib/archive/read_segment.ts";
 export { type CompressFormat } from "./lib/archive/compress.ts";
 export {
   ArchiveFormatError,
