@@ -94,6 +94,12 @@ export interface WalStoreOptions {
    */
   decodedSegments?: DecodedSegments;
   /**
+   * Asks another store over the same directory (the relay thread's, from a sender thread) for
+   * its validation of a complete segment, so the threads validate each segment once between
+   * them. `undefined`, or a failure, and the segment is validated here.
+   */
+  sharedCheck?: (tli: TimelineId, segno: bigint) => Promise<SegmentCheck | undefined>;
+  /**
    * Relay mode, a store opened beside the writer (a sender thread): the durable end known now.
    * The files may hold WAL written but not yet fsynced; the end goes past this only as
    * {@linkcode WalStore.noteDurable} says.
@@ -158,6 +164,7 @@ export class WalStore {
   #memoryBytes = 0;
   #memoryLimit = 0;
   #refreshing: Promise<boolean> | undefined;
+  #sharedCheck: WalStoreOptions["sharedCheck"];
   #queued: Promise<boolean> | undefined;
 
   private constructor(
@@ -189,6 +196,7 @@ export class WalStore {
     const identity = options.identity ?? await readIdentity(dir, files);
     const store = new WalStore(dir, identity, log, files, options.validationWorkers ?? true);
     store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
+    store.#sharedCheck = options.sharedCheck;
     if (options.durable) store.#durable = { ...options.durable };
     await store.refresh();
     return store;
@@ -321,6 +329,17 @@ export class WalStore {
   checkSegment(tli: TimelineId, segno: bigint): Promise<SegmentCheck> | undefined {
     const file = this.segmentFile(tli, segno);
     if (!file || !this.#complete(file)) return undefined;
+    const shared = this.#sharedCheck;
+    if (!shared) return this.#checkHere(file, segno);
+    // The other store may not have seen the file complete yet; whatever it cannot answer is
+    // validated here, so a complete segment is never served unchecked.
+    const here = (): Promise<SegmentCheck> =>
+      this.#checkHere(file, segno) ?? Promise.reject(new UnknownTimelineError(file.tli));
+    return shared(tli, segno).then((r) => r ?? here(), here);
+  }
+
+  /** {@linkcode checkSegment} by this store's own validations. */
+  #checkHere(file: SegmentFile, segno: bigint): Promise<SegmentCheck> | undefined {
     const segSize = this.identity.segmentSize;
     // The record that runs on is followed on the file's own timeline, whichever timeline a
     // sender streams: the result is remembered per file, the same for every sender.

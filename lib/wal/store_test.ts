@@ -43,3 +43,28 @@ Deno.test("store: the switch segment of the old timeline is read from the new ti
   assert.equal(f?.partial, false);
   assert.equal(store.segmentFile(1, segno - 1n)?.tli, 1);
 });
+
+Deno.test("store: a shared check answers for a complete segment; without an answer, or failing, the store validates it itself", async () => {
+  const owner = await WalStore.open(TESTDATA);
+  const asked: bigint[] = [];
+  let mode: "answer" | "none" | "fail" = "answer";
+  const store = await WalStore.open(TESTDATA, {
+    sharedCheck: (tli, segno) => {
+      asked.push(segno);
+      if (mode === "fail") return Promise.reject(new Error("thread gone"));
+      return mode === "none" ? Promise.resolve(undefined) : owner.checkSegment(tli, segno)!;
+    },
+  });
+  const want = await owner.checkSegment(1, 7n);
+  assert.deepEqual(await store.checkSegment(1, 7n), want);
+  assert.equal(store.validations.runs, 0, "answered by the other store");
+  mode = "none";
+  assert.deepEqual(await store.checkSegment(1, 7n), want);
+  assert.equal(store.validations.runs, 1, "validated here");
+  mode = "fail";
+  assert.deepEqual(await store.checkSegment(1, 6n), await owner.checkSegment(1, 6n));
+  assert.equal(store.validations.runs, 2, "validated here");
+  // Not complete: nobody is asked.
+  assert.equal(store.checkSegment(2, 0x20n), undefined);
+  assert.deepEqual(asked, [7n, 7n, 6n]);
+});

@@ -110,7 +110,9 @@ export type SlotCall =
   | { method: "acquireBackup" }
   | { method: "releaseBackup"; hold: number }
   /** Decoded archived segments, read through the relay's store's cache. */
-  | { method: "segments"; call: SegmentCall };
+  | { method: "segments"; call: SegmentCall }
+  /** The relay's store's validation of a complete segment, or `undefined` when it has none. */
+  | { method: "checkSegment"; tli: number; segno: bigint };
 
 /** From a sender thread to the relay. */
 export type FromWorker =

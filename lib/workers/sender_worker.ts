@@ -35,6 +35,7 @@ import {
 } from "./_protocol.ts";
 import { RemoteSlots } from "./remote_slots.ts";
 import { RemoteSegments } from "../archive/shared_segments.ts";
+import type { SegmentCheck } from "../wal/segment_validation.ts";
 import { SharedCounters } from "./shared_counters.ts";
 
 /** How often the live senders' progress is told to the relay's thread. */
@@ -320,6 +321,9 @@ class SenderThread {
       cacheSize: Math.ceil(init.cacheSize / init.workers),
       // Archived segments decode once for every thread, in the relay's thread's cache.
       decodedSegments: new RemoteSegments((c) => call({ method: "segments", call: c })),
+      // And are validated once for every thread, by the relay thread's store.
+      sharedCheck: (tli, segno) =>
+        call({ method: "checkSegment", tli, segno }) as Promise<SegmentCheck | undefined>,
       ...(durable ? { durable } : {}),
     });
     this.#store = store;

@@ -141,6 +141,8 @@ export class SenderWorkers {
   #nextHold = 1;
   /** The relay's store's decoded-segment cache, which the threads read archived files through. */
   #segments: SharedSegments | undefined;
+  /** The relay's store, whose validations the threads share. */
+  #served: WalStore | undefined;
   #finished: Promise<void>;
   #ending = false;
 
@@ -365,6 +367,9 @@ export class SenderWorkers {
           this.#backupHolds.get(call.hold)?.();
           this.#backupHolds.delete(call.hold);
           break;
+        case "checkSegment":
+          value = await this.#served?.checkSegment(call.tli, call.segno);
+          break;
         case "segments":
           if (!this.#segments) throw new Error("no store served yet");
           value = await this.#segments.answer(thread.n, call.call);
@@ -381,6 +386,7 @@ export class SenderWorkers {
    * end it has now, and learn each advance through {@linkcode SenderWorkers.sink}.
    */
   serve(store: WalStore): Promise<void> {
+    this.#served = store;
     if (this.#segments?.cache !== store.decodedSegments) {
       this.#segments = new SharedSegments(store.decodedSegments);
     }
