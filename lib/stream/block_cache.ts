@@ -54,7 +54,15 @@ export const WAL_BLOCK_CACHE_BYTES = 32 * 1024 * 1024;
 export interface WalBlockCacheOptions {
   /** Bytes of blocks kept; the least recently used go first. Default 32 MiB. */
   maxBytes?: number;
+  /** The clock, in milliseconds, that tells a moving sender from a stopped one. */
+  now?: () => number;
 }
+
+/**
+ * A sender that has not moved for this long (a stalled client, one caught up and waiting for WAL)
+ * holds no one back: see {@linkcode WalBlockCache.holdBack}.
+ */
+const MOVING_MS = 50;
 
 /** The distance of a block no sender will read again, or of one whose LSN is not known. */
 const NEVER = Infinity;
@@ -132,7 +140,8 @@ export class WalBlockCache {
   // Buffers of evicted blocks no one holds, for the next misses.
   readonly #spare: ArrayBuffer[] = [];
   #bytes = 0;
-  readonly #readers = new Set<WalBlockReader>();
+  readonly #readers = new Set<WalBlockReader & { movedAt: number }>();
+  readonly #now: () => number;
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -144,6 +153,7 @@ export class WalBlockCache {
    */
   constructor(options: WalBlockCacheOptions = {}) {
     this.#maxBytes = options.maxBytes ?? WAL_BLOCK_CACHE_BYTES;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -232,12 +242,58 @@ export class WalBlockCache {
    * LSN it reads next (the source does, given it).
    */
   join(): WalBlockReader {
-    const reader: WalBlockReader = {
-      position: undefined,
+    let position: Lsn | undefined;
+    const now = this.#now;
+    const reader = {
+      movedAt: -Infinity,
+      get position(): Lsn | undefined {
+        return position;
+      },
+      set position(lsn: Lsn | undefined) {
+        if (lsn !== position) reader.movedAt = now();
+        position = lsn;
+      },
       [Symbol.dispose]: () => void this.#readers.delete(reader),
     };
     this.#readers.add(reader);
     return reader;
+  }
+
+  /**
+   * Whether `reader` should let the senders behind it close up before it reads on: one that moved
+   * lately lies more than half the cache behind it, so the blocks it reads now would be evicted
+   * before that one reached them, and each would be read twice. Clients pulling the same WAL
+   * drift apart (they get the cores in turn); held together, a block is read once for all of
+   * them. Senders more than four caches behind are another group, and senders that stopped
+   * (stalled, or caught up) hold no one: the rearmost moving sender is never held, and the source
+   * bounds each wait, so a slow client only slows, never stops, the others.
+   *
+   * @example
+   * ```ts
+   * import { WalBlockCache } from "./block_cache.ts";
+   * import assert from "node:assert/strict";
+   * const cache = new WalBlockCache({ maxBytes: 1 << 20 });
+   * using lead = cache.join();
+   * using behind = cache.join();
+   * behind.position = 0n;
+   * lead.position = 1n << 20n;
+   * assert.equal(cache.holdBack(lead), true);
+   * assert.equal(cache.holdBack(behind), false);
+   * ```
+   */
+  holdBack(reader: WalBlockReader): boolean {
+    const at = reader.position;
+    if (at === undefined || this.#readers.size < 2) return false;
+    const near = at - BigInt(this.#maxBytes >> 1);
+    const far = at - 4n * BigInt(this.#maxBytes);
+    let now: number | undefined;
+    for (const r of this.#readers) {
+      const p = r.position;
+      if (r === reader || p === undefined || p >= near || p <= far) continue;
+      now ??= this.#now();
+      if (now - r.movedAt < MOVING_MS) return true;
+    }
+    return false;
   }
 
   /** Whether two or more senders read through the cache, so that its blocks may be shared. */

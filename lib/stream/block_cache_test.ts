@@ -150,3 +150,27 @@ Deno.test("block cache: without readers' positions, least recently used goes fir
   cache.getOrFill("seg", 0, 1024, fillWith(1, reads), { lsn: 0n });
   assert.equal(reads.n, 3, "offset 0, used last but one, stayed");
 });
+
+Deno.test("block cache: a sender far ahead waits only for moving senders within four caches", () => {
+  let now = 1000;
+  const cache = new WalBlockCache({ maxBytes: 1024, now: () => now });
+  using lead = cache.join();
+  assert.equal(cache.holdBack(lead), false, "alone");
+  lead.position = 10_000n;
+  using close = cache.join();
+  close.position = 10_000n - 512n; // half the cache behind: still sharing
+  assert.equal(cache.holdBack(lead), false);
+  using behind = cache.join();
+  behind.position = 10_000n - 513n;
+  assert.equal(cache.holdBack(lead), true, "more than half the cache behind");
+  assert.equal(cache.holdBack(behind), false, "the rearmost is never held");
+  assert.equal(cache.holdBack(close), false);
+  now += 50;
+  assert.equal(cache.holdBack(lead), false, "a sender that stopped holds no one");
+  behind.position = 10_000n - 4096n; // moved (backwards even): four caches behind, another group
+  assert.equal(cache.holdBack(lead), false);
+  behind.position = 10_000n - 4095n;
+  assert.equal(cache.holdBack(lead), true);
+  behind[Symbol.dispose]();
+  assert.equal(cache.holdBack(lead), false, "a sender gone holds no one");
+});

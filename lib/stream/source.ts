@@ -16,6 +16,13 @@ import { type BufferPool, FRAME_HEADROOM, MAX_SEND_SIZE, type WalChunk } from ".
 import type { WalBlockCache, WalBlockReader } from "./block_cache.ts";
 import { readLongPageHeader, SIZE_OF_LONG_PAGE_HEADER } from "../wal/page_header.ts";
 
+/**
+ * A sender ahead of others in the block cache waits at most this many times this long before
+ * each read: the group keeps together, and a slow client costs the others at most 2 ms a run.
+ */
+const HOLD_BACK_WAITS = 2;
+const HOLD_BACK_MS = 1;
+
 /** Options of {@linkcode openWalSource}. */
 export interface WalSourceOptions {
   /** The timeline to stream; a historic one ends at its switch point. */
@@ -117,6 +124,8 @@ export function openWalSource(
   let check: { segno: bigint; result: SegmentCheck | undefined } | undefined;
   const ahead = new Set<Promise<unknown>>();
   let settling = false;
+  // Waits for the senders behind since the last read (WalBlockCache.holdBack).
+  let heldBack = 0;
 
   const settleAhead = async (): Promise<void> => {
     settling = true;
@@ -248,6 +257,14 @@ export function openWalSource(
           // Only the valid WAL of a complete segment is the same for every sender.
           const shareable = !historic && validEnd === undefined && !wanted.partial &&
             segEnd <= end;
+          // Senders pulling the same WAL share a read only while they stay within the cache of
+          // each other: a sender that ran ahead lets those behind close up, a little at a time.
+          if (shareable && reader && heldBack < HOLD_BACK_WAITS && cache?.holdBack(reader)) {
+            heldBack++;
+            await new Promise((resolve) => setTimeout(resolve, HOLD_BACK_MS));
+            continue;
+          }
+          heldBack = 0;
           const run = shareable && cache?.shared
             ? sharedRun(store, wanted, sent, limit, end) ??
               readRun(store, wanted, sent, until, limit, end, validEnd)
