@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { compareDirs, firstDifference, freePort, startRelay, tempDir } from "./_pg.ts";
+import { compareDirs, firstDifference, freePort, startRelay, tempDir, waitFor } from "./_pg.ts";
 import {
   formatLsn,
   generateArchive,
@@ -74,7 +74,11 @@ Deno.test("a damaged segment is served up to its last valid record, then XX001; 
   // The damaged range: the error names the file and the LSN in xlogreader's words.
   assert.notEqual(hurt.r.code, 0, `pg_receivewal got everything:\n${hurt.r.stderr}`);
   assert.ok(hurt.r.stderr.includes(message), hurt.r.stderr);
-  assert.ok(relay.stderr().includes(message), relay.stderr());
+  // Logged by the sender's thread, which may write it a moment after the client has the error.
+  await waitFor(() => relay.stderr().includes(message) || undefined, {
+    timeoutMs: 10_000,
+    message: `the relay did not log the damage:\n${relay.stderr()}`,
+  });
   // The segments before it, whole; the damaged one never complete, only a .partial holding the
   // valid WAL before the damage and nothing after it.
   const h = await compareDirs(hurt.target.path, walDir.path, (n) => n === first || n === second);
