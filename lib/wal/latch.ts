@@ -34,6 +34,11 @@ export class Latch {
   #waiters = new Set<Waiter>();
   /** Signals with a listener already, each waking the waiters that passed it. */
   #watched = new WeakSet<AbortSignal>();
+  /**
+   * Called by each wait once its waiter is in place, so one who sets the latch from elsewhere
+   * (another thread's advance, looked for here) wakes this very wait rather than the next.
+   */
+  onWait: (() => void) | undefined;
 
   /** Wakes every current waiter. */
   set(): void {
@@ -62,6 +67,7 @@ export class Latch {
       signal,
     };
     this.#waiters.add(w);
+    this.onWait?.();
     if (signal && !this.#watched.has(signal)) {
       this.#watched.add(signal);
       signal.addEventListener("abort", () => {

@@ -105,6 +105,11 @@ export interface WalStoreOptions {
    * {@linkcode WalStore.noteDurable} says.
    */
   durable?: { tli: TimelineId; end: Lsn };
+  /**
+   * Relay mode, a sender thread's store: brings the durable end up to date (through
+   * {@linkcode WalStore.noteDurable}) before it is read, from where the writer publishes it.
+   */
+  follow?: () => void;
 }
 
 /** The segment at the end of the newest timeline, validated record by record. */
@@ -166,6 +171,7 @@ export class WalStore {
   #refreshing: Promise<boolean> | undefined;
   #sharedCheck: WalStoreOptions["sharedCheck"];
   #queued: Promise<boolean> | undefined;
+  #follow: (() => void) | undefined;
 
   private constructor(
     dir: string,
@@ -198,6 +204,7 @@ export class WalStore {
     store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
     store.#sharedCheck = options.sharedCheck;
     if (options.durable) store.#durable = { ...options.durable };
+    store.#follow = options.follow;
     await store.refresh();
     return store;
   }
@@ -266,6 +273,7 @@ export class WalStore {
 
   /** The newest timeline in the directory. */
   get timeline(): TimelineId {
+    this.#follow?.();
     return this.#timeline;
   }
 
@@ -276,6 +284,7 @@ export class WalStore {
 
   /** The durable end of WAL on the newest timeline: senders never send past it. */
   get endLsn(): Lsn {
+    this.#follow?.();
     return this.#end;
   }
 
@@ -298,6 +307,7 @@ export class WalStore {
    * @throws {UnknownTimelineError} when `tli` is not in the newest timeline's history.
    */
   endOf(tli: TimelineId): Lsn {
+    this.#follow?.();
     if (tli === this.#timeline) return this.#end;
     const entry = this.#history.find((h) => h.tli === tli);
     if (!entry || entry.end === undefined) throw new UnknownTimelineError(tli);

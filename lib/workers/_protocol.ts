@@ -59,6 +59,8 @@ export interface WorkerInit {
   auth: AuthConfig;
   /** Relay mode: the store follows the durable end the relay announces. */
   relay: boolean;
+  /** Relay mode: the durable end and the newest WAL, shared (a `SharedTail`). */
+  tail: SharedArrayBuffer | undefined;
 }
 
 /** From the relay to a sender thread. */
@@ -68,8 +70,8 @@ export type ToWorker =
   | { type: "serve"; id: number; durable: DurableEnd | undefined }
   /** Begin accepting connections (before `serve`: answered "not yet accepting"). */
   | { type: "accept" }
-  /** Relay mode: WAL `[start, start + bytes.length)` on `tli` is fsynced. */
-  | { type: "durable"; tli: number; start: Lsn; bytes: Uint8Array }
+  /** Relay mode: the durable end moved while senders of the thread slept; the tail has it. */
+  | { type: "durable" }
   /** Rescan the directory (a segment completed, a history file appeared). */
   | { type: "refresh"; id?: number }
   /** SIGHUP: the authentication configuration now in force. */
@@ -114,6 +116,24 @@ export type SlotCall =
   /** The relay's store's validation of a complete segment, or `undefined` when it has none. */
   | { method: "checkSegment"; tli: number; segno: bigint };
 
+/** A standby status update, for the relay's lag tracking. */
+export interface ReplyMessage {
+  type: "reply";
+  sender: Sender;
+  write: Lsn;
+  flush: Lsn;
+  apply: Lsn;
+  time: number;
+}
+
+/** A slot moved forward on a sender thread. */
+export interface AdvanceMessage {
+  type: "advance";
+  name: string;
+  lsn: Lsn;
+  tli: number;
+}
+
 /** From a sender thread to the relay. */
 export type FromWorker =
   | { type: "listening"; port: number; hostname: string }
@@ -135,9 +155,10 @@ export type FromWorker =
     backups: BackupReport;
     caches: CacheReport;
   }
-  /** A standby status update, for the relay's lag tracking. */
-  | { type: "reply"; sender: Sender; write: Lsn; flush: Lsn; apply: Lsn; time: number }
-  | { type: "advance"; name: string; lsn: Lsn; tli: number }
+  | ReplyMessage
+  | AdvanceMessage
+  /** Replies and slot advances gathered over a few milliseconds, the latest of each, in order. */
+  | { type: "batch"; messages: (ReplyMessage | AdvanceMessage)[] }
   /** The `serve` or `refresh` sent with `id` is done. */
   | { type: "done"; id: number }
   | { type: "call"; id: number; call: SlotCall }

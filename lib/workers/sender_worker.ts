@@ -23,12 +23,14 @@ import type { Lsn } from "../wal/lsn.ts";
 import { WalStore } from "../wal/store.ts";
 import { join } from "../wal/_path.ts";
 import {
+  type AdvanceMessage,
   type BackupReport,
   type CacheReport,
   type DurableEnd,
   fromRemoteError,
   type FromWorker,
   type RemoteError,
+  type ReplyMessage,
   type SlotCall,
   type ToWorker,
   type WorkerInit,
@@ -37,9 +39,21 @@ import { RemoteSlots } from "./remote_slots.ts";
 import { RemoteSegments } from "../archive/shared_segments.ts";
 import type { SegmentCheck } from "../wal/segment_validation.ts";
 import { SharedCounters } from "./shared_counters.ts";
+import { SharedTail } from "./shared_tail.ts";
 
-/** How often the live senders' progress is told to the relay's thread. */
+/**
+ * How often the live senders' progress is told to the relay's thread, and with it the standbys'
+ * replies and the slots' advances: it needs the latest positions (lag, `pg_stat_replication`,
+ * restart_lsn), not a wake-up for every reply. Waking a thread costs about as much as sending a
+ * commit to a standby.
+ */
 const REPORT_MS = 100;
+
+/**
+ * Relay mode: bytes of the newest durable WAL a thread copies from the shared tail and keeps for
+ * its caught-up senders; one further behind reads the files, as beyond the relay's own tail.
+ */
+const THREAD_TAIL_BYTES = 8 * 1024 * 1024;
 
 const scope = self as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -47,7 +61,28 @@ const scope = self as unknown as {
   close(): void;
 };
 
+/** Replies and advances not yet told, the latest per sender and per slot, oldest first. */
+let batch = new Map<string, ReplyMessage | AdvanceMessage>();
+
+function flushBatch(): void {
+  if (batch.size === 0) return;
+  scope.postMessage({ type: "batch", messages: [...batch.values()] } satisfies FromWorker);
+  batch = new Map();
+}
+
+/**
+ * Tells the relay's thread. Replies and slot advances wait for the next report, to go together;
+ * anything else takes them along first, so the relay sees every message in the order it was said (a slot
+ * `flush` after the advance it writes).
+ */
 function post(message: FromWorker): void {
+  if (message.type === "reply" || message.type === "advance") {
+    const key = message.type === "reply" ? `r${message.sender.pid}` : `a${message.name}`;
+    batch.delete(key);
+    batch.set(key, message);
+    return;
+  }
+  flushBatch();
   scope.postMessage(message);
 }
 
@@ -186,6 +221,8 @@ class SenderThread {
   #reported = new Map<number, string>();
   #reportedRest = "";
   #accepting: Promise<void> = Promise.resolve();
+  /** Relay mode: takes the durable end, and the WAL up to it, from the shared tail. */
+  #follow: () => void = () => {};
 
   private constructor(
     init: WorkerInit,
@@ -207,6 +244,7 @@ class SenderThread {
     );
     // Kept through a drain, so /status shows the streams going to the end.
     this.#reporting = setInterval(() => {
+      flushBatch();
       if (this.#registry.size > 0) this.#report();
     }, REPORT_MS);
   }
@@ -313,6 +351,19 @@ class SenderThread {
   async serve(durable: DurableEnd | undefined): Promise<void> {
     if (this.#shutdown.signal.aborted) return;
     const init = this.#init;
+    const tail = init.tail ? new SharedTail(init.tail) : undefined;
+    // What this thread took from the tail last: a look costs a few atomic loads when nothing moved.
+    let known = durable ? { ...durable } : { tli: 0, end: 0n };
+    const follow = (): void => {
+      const store = this.#store;
+      if (!tail || !store) return;
+      const p = tail.position();
+      if (p.tli === 0 || (p.tli === known.tli && p.end <= known.end)) return;
+      const c = tail.copy(known.tli, known.end, THREAD_TAIL_BYTES);
+      known = { tli: c.tli, end: c.end };
+      store.noteDurable(c.tli, c.bytes.length > 0 ? c.start : c.end, c.bytes);
+    };
+    this.#follow = follow;
     const store = await WalStore.open(init.walDir, {
       log: (message) => void storeLine(init.walDir, message),
       // This thread is off the relay's event loop already.
@@ -325,7 +376,16 @@ class SenderThread {
       sharedCheck: (tli, segno) =>
         call({ method: "checkSegment", tli, segno }) as Promise<SegmentCheck | undefined>,
       ...(durable ? { durable } : {}),
+      ...(tail ? { follow, memoryTail: THREAD_TAIL_BYTES } : {}),
     });
+    if (tail) {
+      // Before its senders sleep, the thread asks to be woken and looks once more: the relay's
+      // thread publishes before it looks at the flags, so no advance falls between.
+      store.latch.onWait = () => {
+        tail.sleeping(init.worker);
+        follow();
+      };
+    }
     this.#store = store;
     this.#timers.push(setInterval(() => this.#refresh(), init.rescanMs));
     if (init.watch) this.#watch(store);
@@ -349,8 +409,9 @@ class SenderThread {
     };
   }
 
-  noteDurable(tli: number, start: Lsn, bytes: Uint8Array): void {
-    this.#store?.noteDurable(tli, start, bytes);
+  /** Relay mode: the durable end moved while senders here slept. */
+  noteDurable(): void {
+    this.#follow();
   }
 
   async refresh(): Promise<void> {
@@ -491,7 +552,7 @@ async function handle(m: ToWorker): Promise<void> {
       thread?.accept();
       return;
     case "durable":
-      thread?.noteDurable(m.tli, m.start, m.bytes);
+      thread?.noteDurable();
       return;
     case "refresh":
       try {

@@ -33,6 +33,13 @@ import {
 } from "./_protocol.ts";
 import { SharedCounters } from "./shared_counters.ts";
 import { SharedSegments } from "../archive/shared_segments.ts";
+import { SharedTail } from "./shared_tail.ts";
+
+/**
+ * Relay mode: bytes of the newest durable WAL the threads share. Each thread copies what its
+ * caught-up senders send from it, so it needs to cover only the WAL between two looks.
+ */
+const SHARED_TAIL_BYTES = 16 * 1024 * 1024;
 
 /**
  * Whether `Deno.listen` takes `reusePort` here. Without `--unstable-net` (or `"unstable":
@@ -86,7 +93,7 @@ export interface SenderWorkersOptions {
   /** How many threads. */
   count: number;
   /** Everything a thread is started with except its number and the shared counters. */
-  init: Omit<WorkerInit, "type" | "worker" | "workers" | "counters">;
+  init: Omit<WorkerInit, "type" | "worker" | "workers" | "counters" | "tail">;
   /** The relay's logger: the threads' lines go through it. */
   logger: Logger;
   /** Counts accepted connections for `/metrics`. */
@@ -143,6 +150,8 @@ export class SenderWorkers {
   #segments: SharedSegments | undefined;
   /** The relay's store, whose validations the threads share. */
   #served: WalStore | undefined;
+  /** Relay mode: where the durable end and the newest WAL are published to the threads. */
+  #tail: SharedTail | undefined;
   #finished: Promise<void>;
   #ending = false;
 
@@ -151,8 +160,10 @@ export class SenderWorkers {
     address: { hostname: string; port: number },
     registry: ThreadsRegistry,
     options: SenderWorkersOptions,
+    tail: SharedTail | undefined,
   ) {
     this.#threads = threads;
+    this.#tail = tail;
     this.address = address;
     this.registry = registry;
     this.#options = options;
@@ -173,6 +184,9 @@ export class SenderWorkers {
     }
     const counters = SharedCounters.create(10_000 + (Deno.pid % 1000) * 10_000);
     const registry = new ThreadsRegistry(options.init.maxSenders);
+    const tail = options.init.relay
+      ? SharedTail.create(SHARED_TAIL_BYTES, options.count)
+      : undefined;
     const threads: Thread[] = [];
     // Set once every thread listens; messages before that are only log lines.
     const started: { pool?: SenderWorkers } = {};
@@ -213,6 +227,7 @@ export class SenderWorkers {
           workers: options.count,
           port,
           counters: counters.buffer,
+          tail: tail?.buffer,
         };
         worker.postMessage(init);
         const addr = await listening.promise;
@@ -223,7 +238,7 @@ export class SenderWorkers {
       for (const t of threads) t.worker.terminate();
       throw e;
     }
-    started.pool = new SenderWorkers(threads, { hostname, port }, registry, options);
+    started.pool = new SenderWorkers(threads, { hostname, port }, registry, options, tail);
     return started.pool;
   }
 
@@ -244,6 +259,9 @@ export class SenderWorkers {
         this.registry.update(m.changed, m.gone);
         this.#takeBackupReport(thread, m.backups);
         thread.caches = m.caches;
+        return;
+      case "batch":
+        for (const x of m.messages) this.#receive(thread, x);
         return;
       case "reply": {
         // The registry's copy moves at once, so the lag is computed against current positions.
@@ -407,14 +425,20 @@ export class SenderWorkers {
   }
 
   /**
-   * What the upstream writer announces to: `store`, and every thread after it, in the same
-   * order, so a thread wakes its caught-up senders as the relay's thread wakes its own.
+   * What the upstream writer announces to: `store`, then the shared tail, which every thread
+   * reads when it looks at the end. A thread whose senders sleep is woken, as the relay's
+   * thread wakes its own; the others learn of it when they next look, and cost nothing now.
    */
   sink(store: WalStore): DurableSink {
+    const tail = this.#tail;
     return {
       noteDurable: (tli: number, start: Lsn, bytes: Uint8Array) => {
         store.noteDurable(tli, start, bytes);
-        this.#post({ type: "durable", tli, start, bytes });
+        if (!tail) return;
+        tail.write(tli, start, bytes);
+        for (const n of tail.takeSleepers()) {
+          this.#threads[n - 1]?.worker.postMessage({ type: "durable" } satisfies ToWorker);
+        }
       },
       refresh: async () => {
         const changed = await store.refresh();
