@@ -40,6 +40,7 @@ import { RemoteSegments } from "../archive/shared_segments.ts";
 import type { SegmentCheck } from "../wal/segment_validation.ts";
 import { SharedCounters } from "./shared_counters.ts";
 import { SharedTail } from "./shared_tail.ts";
+import { parentPort } from "node:worker_threads";
 
 /**
  * How often the live senders' progress is told to the relay's thread, and with it the standbys'
@@ -55,11 +56,8 @@ const REPORT_MS = 100;
  */
 const THREAD_TAIL_BYTES = 8 * 1024 * 1024;
 
-const scope = self as unknown as {
-  onmessage: ((e: MessageEvent) => void) | null;
-  postMessage(message: unknown): void;
-  close(): void;
-};
+/** The relay's thread, which started this one with node:worker_threads. */
+const scope = parentPort!;
 
 /** Replies and advances not yet told, the latest per sender and per slot, oldest first. */
 let batch = new Map<string, ReplyMessage | AdvanceMessage>();
@@ -571,8 +569,7 @@ async function handle(m: ToWorker): Promise<void> {
   }
 }
 
-scope.onmessage = (e: MessageEvent) => {
-  const m = e.data as ToWorker;
+scope.on("message", (m: ToWorker) => {
   switch (m.type) {
     case "answer":
       answer(m.id, m.value, m.error);
@@ -591,4 +588,4 @@ scope.onmessage = (e: MessageEvent) => {
     default:
       queue = queue.then(() => handle(m)).catch(fatal);
   }
-};
+});
