@@ -206,3 +206,49 @@ Deno.test("workers in relay mode: a commit on the primary wakes caught-up sender
     await relay.shutdown({ graceMs: 5000 });
   }
 });
+
+Deno.test("workers in relay mode: a thread none of whose senders slept through the advances still answers with the durable end", async () => {
+  await using pg = await startPrimary({ walSegSize: 1 });
+  await using base = await tempDir("walrelay-workers-relay-");
+  const relay = await WalRelay.start({
+    walDir: base.path,
+    port: 0,
+    workers: 2,
+    logger: silentLogger,
+    upstream: { conninfo: pg.conninfo() },
+    rescanMs: 3_600_000,
+  });
+  const held: { client: RawReplClient; row: SenderRow }[] = [];
+  try {
+    await relay.serving;
+    // No client yet: no thread is woken by these advances.
+    await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) x");
+    const lsn = parseLsn(await pg.currentLsn())!;
+    await waitFor(() => relay.store.endLsn >= lsn || undefined, {
+      message: "the relay never wrote the primary's WAL",
+    });
+    const end = relay.store.endLsn;
+    const senders = (): Promise<SenderRow[]> =>
+      Promise.resolve(
+        relay.registry.list().map((s) => ({
+          pid: s.pid,
+          client_port: s.clientPort,
+          worker: s.worker ?? 0,
+          state: s.state,
+        })),
+      );
+    held.push(...await spreadClients(relay.port, 4, senders));
+    for (const { client } of held) {
+      const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
+      assert.ok(parseLsn(xlogpos!)! >= end, `${xlogpos} is behind the durable end`);
+      const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
+      assert.equal(r.copyBoth, true, JSON.stringify(r.error));
+    }
+    await pg.sql("INSERT INTO t SELECT generate_series(1, 1000)");
+    const next = parseLsn(await pg.currentLsn())!;
+    for (const { client } of held) assert.ok(await receiveUpTo(client, next) >= next);
+  } finally {
+    for (const h of held) h.client.close();
+    await relay.shutdown({ graceMs: 5000 });
+  }
+});
