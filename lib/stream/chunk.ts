@@ -6,9 +6,11 @@
  * 1. The source reads a segment into a {@linkcode BufferPool} buffer as a *run* of one or more
  *    message-sized chunks, each after {@linkcode FRAME_HEADROOM} free bytes of its own, and marks
  *    them `headroom`; all but the last of a run are marked `more`. The run is the buffer's only
- *    user.
- * 2. The slicer passes a chunk that is one whole message on as it is; every piece it cuts or joins
- *    is a fresh chunk without `headroom` or `more`.
+ *    user. It goes down the pipeline as one chunk, its first, carrying the others in `rest`: one
+ *    pass through each stage for all of them.
+ * 2. The slicer passes a chunk that is one whole message on as it is, and a run whose chunks all
+ *    are; it takes any other run apart into its chunks (`more` still marking all but the last).
+ *    Every piece it cuts or joins is a fresh chunk without `headroom` or `more`.
  * 3. The framer writes each message header into the headroom of a `headroom` chunk, in place. The
  *    messages of one run then lie back to back, and it passes them on together, as one array that
  *    starts at offset 0 of the buffer only when it is the whole run. Anything else it copies: a
@@ -49,6 +51,11 @@ export interface WalChunk {
    * that was not read yet.
    */
   more?: boolean;
+  /**
+   * The other chunks of the run this chunk begins, in order, when the source sends the run down
+   * the pipeline as one (the buffer-reuse rule above); each of them but the last is `more`.
+   */
+  rest?: WalChunk[];
   /** The shared block the chunk's buffer is, when it was served from the block cache. */
   block?: WalBlock;
 }

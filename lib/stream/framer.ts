@@ -137,28 +137,53 @@ export class WalFramer extends TransformStream<WalChunk, Uint8Array> {
   constructor() {
     // The messages of a run framed in place so far, awaiting the rest of the run.
     let held: Uint8Array | undefined;
+    const step = (chunk: WalChunk, controller: TransformStreamDefaultController<Uint8Array>) => {
+      const m = frameXLogData(chunk);
+      const inPlace = m.buffer === chunk.bytes.buffer;
+      if (held) {
+        if (
+          inPlace && m.buffer === held.buffer && m.byteOffset === held.byteOffset + held.length
+        ) {
+          held = new Uint8Array(held.buffer, held.byteOffset, held.length + m.length);
+          if (!chunk.more) {
+            controller.enqueue(held);
+            held = undefined;
+          }
+          return;
+        }
+        // A run cut short (the slicer re-cut one of its chunks): what was held goes out as a
+        // copy, since the rest of its buffer is still in flight.
+        controller.enqueue(held.slice());
+        held = undefined;
+      }
+      if (inPlace && chunk.more) held = m;
+      else controller.enqueue(m);
+    };
     super({
       transform(chunk, controller) {
-        const m = frameXLogData(chunk);
-        const inPlace = m.buffer === chunk.bytes.buffer;
-        if (held) {
-          if (
-            inPlace && m.buffer === held.buffer && m.byteOffset === held.byteOffset + held.length
-          ) {
-            held = new Uint8Array(held.buffer, held.byteOffset, held.length + m.length);
-            if (!chunk.more) {
-              controller.enqueue(held);
-              held = undefined;
-            }
-            return;
-          }
-          // A run cut short (the slicer re-cut one of its chunks): what was held goes out as a
-          // copy, since the rest of its buffer is still in flight.
-          controller.enqueue(held.slice());
-          held = undefined;
+        const rest = chunk.rest;
+        if (!rest) return step(chunk, controller);
+        // A run lying in one buffer, each chunk after its header's room: framed in place, it goes
+        // out as one array. Anything else goes chunk by chunk.
+        let ok = !held && chunk.headroom === true && chunk.bytes.byteOffset >= FRAME_HEADROOM;
+        let next = chunk.bytes.byteOffset + chunk.bytes.length + FRAME_HEADROOM;
+        for (let i = 0; ok && i < rest.length; i++) {
+          const m = rest[i]!;
+          ok = m.headroom === true && m.bytes.buffer === chunk.bytes.buffer &&
+            m.bytes.byteOffset === next;
+          next = m.bytes.byteOffset + m.bytes.length + FRAME_HEADROOM;
         }
-        if (inPlace && chunk.more) held = m;
-        else controller.enqueue(m);
+        if (!ok) {
+          const { rest: _, ...first } = chunk;
+          step(first, controller);
+          for (const m of rest) step(m, controller);
+          return;
+        }
+        const sendTime = pgTimestampNow();
+        frameXLogData(chunk, sendTime);
+        for (const m of rest) frameXLogData(m, sendTime);
+        const from = chunk.bytes.byteOffset - FRAME_HEADROOM;
+        controller.enqueue(new Uint8Array(chunk.bytes.buffer, from, next - FRAME_HEADROOM - from));
       },
       flush(controller) {
         if (held) controller.enqueue(held.slice());

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { frameXLogData, keepaliveMessage, WalFramer, xlogDataEnd } from "./framer.ts";
+import {
+  frameXLogData,
+  keepaliveMessage,
+  WalFramer,
+  xlogDataEnd,
+  xlogDataExtent,
+} from "./framer.ts";
 import { pgTimestampNow } from "../pgwire/timestamp.ts";
 
 Deno.test("framer: XLogData layout as the walreceiver parses it", () => {
@@ -88,4 +94,28 @@ Deno.test("framer: the messages of a run come out as one array; a run cut short 
   assert.equal(cut.length, 2);
   assert.notEqual(cut[0]!.buffer, buffer, "held part of a cut run goes out as a copy");
   assert.deepEqual(cut.map(xlogDataEnd), [8n, 16n]);
+});
+
+Deno.test("framer: a run carried by its first chunk is framed in place as one array", async () => {
+  const buffer = new ArrayBuffer(3 * (30 + 8));
+  const chunk = (i: number) => ({
+    start: BigInt(i * 8),
+    bytes: new Uint8Array(buffer, i * 38 + 30, 8),
+    walEnd: 24n,
+    headroom: true,
+    more: i < 2,
+  });
+  const run = { ...chunk(0), rest: [chunk(1), chunk(2)] };
+  const out = await Array.fromAsync(ReadableStream.from([run]).pipeThrough(new WalFramer()));
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.buffer, buffer);
+  assert.equal(out[0]!.byteLength, buffer.byteLength);
+  assert.deepEqual(xlogDataExtent(out[0]!), { end: 24n, payloadBytes: 24 });
+  const other = {
+    ...chunk(0),
+    rest: [chunk(1), { start: 16n, bytes: new Uint8Array(8), walEnd: 24n }],
+  };
+  const apart = await Array.fromAsync(ReadableStream.from([other]).pipeThrough(new WalFramer()));
+  assert.equal(apart.length, 2, "a run not lying in one buffer goes chunk by chunk");
+  assert.deepEqual(apart.map(xlogDataEnd), [16n, 24n]);
 });

@@ -97,3 +97,23 @@ Deno.test("slicer: pieces are views of the input, never copies", async () => {
   assert.equal(out.length, 3);
   for (const c of out) assert.equal(c.bytes.buffer, bytes.buffer);
 });
+
+Deno.test("slicer: a run of whole messages passes as one chunk; any other is taken apart", async () => {
+  const page = 8192;
+  const part = (start: number, length: number): WalChunk => ({
+    start: BigInt(start),
+    bytes: new Uint8Array(length),
+    walEnd: 1_000_000n,
+  });
+  const run = { ...part(0, 2 * page), rest: [part(2 * page, page), part(3 * page, 2 * page)] };
+  const out = await Array.fromAsync(ReadableStream.from([run]).pipeThrough(new WalSlicer(page)));
+  assert.deepEqual(out, [run]);
+  // The last one ends mid-page before walEnd: the run goes piece by piece, the partial page held.
+  const odd = { ...part(0, 2 * page), rest: [part(2 * page, page + 100)] };
+  const apart = await Array.fromAsync(ReadableStream.from([odd]).pipeThrough(new WalSlicer(page)));
+  assert.deepEqual(apart.map((c) => [c.start, c.bytes.length, c.rest]), [
+    [0n, 2 * page, undefined],
+    [BigInt(2 * page), page, undefined],
+    [BigInt(3 * page), 100, undefined],
+  ]);
+});

@@ -270,7 +270,9 @@ export function openWalSource(
               readRun(store, wanted, sent, until, limit, end, validEnd)
             : readRun(store, wanted, sent, until, limit, end, validEnd);
           options.onRead?.("disk");
-          for (const chunk of run) controller.enqueue(chunk);
+          // The run goes down the pipeline as one chunk: one pass through each stage.
+          if (run.length > 1) run[0]!.rest = run.slice(1);
+          controller.enqueue(run[0]!);
           sent = run[run.length - 1]!.start + BigInt(run[run.length - 1]!.bytes.length);
           if (reader) reader.position = sent;
           return;

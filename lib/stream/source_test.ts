@@ -237,14 +237,15 @@ Deno.test("source: runs of a complete segment are read once for every sender sha
   const cache = new WalBlockCache();
   using _a = cache.join();
   using _b = cache.join();
-  const read = () =>
-    Array.fromAsync(openWalSource(store, {
+  // A run comes as its first chunk, carrying the others.
+  const read = async () =>
+    (await Array.fromAsync(openWalSource(store, {
       tli: store.timeline,
       start,
       stopAt: () => start + BigInt(seg),
       pool: new BufferPool(4 * (FRAME_HEADROOM + MAX_SEND_SIZE), 2),
       cache,
-    }));
+    }))).flatMap((c) => [c, ...(c.rest ?? [])]);
   const first = await read();
   const second = await read();
   const runs = seg / (4 * MAX_SEND_SIZE);
