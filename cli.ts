@@ -59,7 +59,7 @@ serve options:
   --max-senders N       most replication connections at once, as max_wal_senders (default ${D.maxSenders})
   --workers N           threads serving replication connections, each listening on the address
                         (the kernel spreads the connections); the limits, slots, /status and the
-                        upstream stay global (default: one per core; 1 serves them on the main thread)
+                        upstream stay global (default 1: all on the main thread)
   --log-format FORMAT   text (default) or json
   --log-level LEVEL     debug, info (default), warn or error
   --max-connections N   connections at once in any state (default max-senders + ${D.reservedConnections});

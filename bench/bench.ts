@@ -10,7 +10,7 @@
  *                 [--latency-samples 300] [--latency-interval-ms 20] [--rescan-ms 1000]
  *                 [--fanout-clients 24,50] [--fanout-size-mb 128] [--fanout-rounds 3]
  *                 [--fanout-warmup 1] [--idle-clients 1000]
- *                 [--memory-workers default,1]
+ *                 [--memory-workers 1,2]
  * ```
  *
  * - **throughput** (`throughput.ts`): one `pg_receivewal` against each sender, `--size-mb` of
@@ -89,7 +89,7 @@ fanout and memory (many pg_receivewal at once):
   --fanout-warmup N        untimed fan-out rounds before them (default 1)
   --idle-clients N         idle replication connections beside the streaming ones (default 1000)
   --memory-workers LIST    the relay's runs in the memory suite: --workers values, "default" for
-                           the relay's own (default: default,1)
+                           the relay's own (default: 1,2)
 
 archive (plain, gzip, lz4, zstd archives served; against zcat, lz4 -dc, zstd -dc):
   --archive-size-mb N      WAL to generate, compress and serve, in MiB (default 1024)
@@ -150,7 +150,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       "fanout-rounds": { type: "string", default: "3" },
       "fanout-warmup": { type: "string", default: "1" },
       "idle-clients": { type: "string", default: "1000" },
-      "memory-workers": { type: "string", default: "default,1" },
+      "memory-workers": { type: "string", default: "1,2" },
       "archive-size-mb": { type: "string", default: "1024" },
       "archive-clients": { type: "string", default: "24" },
       "archive-fanout-mb": { type: "string", default: "128" },

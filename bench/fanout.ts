@@ -15,7 +15,7 @@
  *   command mode, then the largest `--fanout-clients` count of `pg_receivewal` streaming the same
  *   WAL; the relay's `VmRSS` before, with the idle connections, during streaming (sampled every
  *   100 ms), after, and once the idle connections are closed, plus `VmHWM`, against the 200 MiB
- *   target; once per `--memory-workers` value (the relay's default, and `--workers 1`). Then the
+ *   target; once per `--memory-workers` value (by default `--workers 1` and `2`). Then the
  *   same on the primary (whose `max_wal_senders` is sized for it): its memory as the sum of `Pss`
  *   over the postmaster and every child, so shared memory counts once.
  *

@@ -34,8 +34,9 @@ export interface WalRelayOptions {
    * Sender threads serving replication connections. Each listens on the address with
    * `reusePort`, so the kernel spreads the connections; the sender limit, the registry behind
    * `/status`, the slots and the upstream stay global, on the relay's own thread. 1 serves every
-   * connection on the relay's own thread. Default: one per core (`navigator.hardwareConcurrency`);
-   * 1 with a custom `authenticate`, which cannot cross threads. Without `--unstable-net` (or
+   * connection on the relay's own thread, and is the default: more threads cost more per commit
+   * and per byte on a small machine, and stall serving a compressed archive to many clients.
+   * A custom `authenticate` cannot cross threads and needs 1. Without `--unstable-net` (or
    * `"unstable": ["net"]`), which `reusePort` needs, the relay logs why and uses 1.
    */
   workers?: number;
@@ -215,7 +216,7 @@ export async function checkRelayOptions(o: WalRelayOptions): Promise<RelaySettin
   }
   const workers = checkInteger(
     "workers",
-    o.workers ?? (o.authenticate ? 1 : navigator.hardwareConcurrency),
+    o.workers ?? 1,
     1,
     1024,
   );
