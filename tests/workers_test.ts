@@ -168,31 +168,39 @@ async function receiveUpTo(client: RawReplClient, lsn: bigint): Promise<bigint> 
   }
 }
 
-Deno.test("workers in relay mode: a commit on the primary wakes caught-up senders on every thread", async () => {
-  await using pg = await startPrimary({ walSegSize: 1 });
-  await using base = await tempDir("walrelay-workers-relay-");
-  const relay = await WalRelay.start({
-    walDir: base.path,
+/** Relay mode on two threads, with no rescan to fall back on: only the writer's announcements
+ * move a thread's end. */
+function twoThreadRelay(walDir: string, conninfo: string): Promise<WalRelay> {
+  return WalRelay.start({
+    walDir,
     port: 0,
     workers: 2,
     logger: silentLogger,
-    upstream: { conninfo: pg.conninfo() },
-    // No rescan to fall back on: only the writer's announcements move a thread's end.
+    upstream: { conninfo },
     rescanMs: 3_600_000,
   });
+}
+
+/** The senders as the relay's registry has them. */
+function registrySenders(relay: WalRelay): Promise<SenderRow[]> {
+  return Promise.resolve(
+    relay.registry.list().map((s) => ({
+      pid: s.pid,
+      client_port: s.clientPort,
+      worker: s.worker ?? 0,
+      state: s.state,
+    })),
+  );
+}
+
+Deno.test("workers in relay mode: a commit on the primary wakes caught-up senders on every thread", async () => {
+  await using pg = await startPrimary({ walSegSize: 1 });
+  await using base = await tempDir("walrelay-workers-relay-");
+  const relay = await twoThreadRelay(base.path, pg.conninfo());
   const held: { client: RawReplClient; row: SenderRow }[] = [];
   try {
     await relay.serving;
-    const senders = (): Promise<SenderRow[]> =>
-      Promise.resolve(
-        relay.registry.list().map((s) => ({
-          pid: s.pid,
-          client_port: s.clientPort,
-          worker: s.worker ?? 0,
-          state: s.state,
-        })),
-      );
-    held.push(...await spreadClients(relay.port, 4, senders));
+    held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
     for (const { client } of held) {
       const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
       const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
@@ -210,14 +218,7 @@ Deno.test("workers in relay mode: a commit on the primary wakes caught-up sender
 Deno.test("workers in relay mode: a thread none of whose senders slept through the advances still answers with the durable end", async () => {
   await using pg = await startPrimary({ walSegSize: 1 });
   await using base = await tempDir("walrelay-workers-relay-");
-  const relay = await WalRelay.start({
-    walDir: base.path,
-    port: 0,
-    workers: 2,
-    logger: silentLogger,
-    upstream: { conninfo: pg.conninfo() },
-    rescanMs: 3_600_000,
-  });
+  const relay = await twoThreadRelay(base.path, pg.conninfo());
   const held: { client: RawReplClient; row: SenderRow }[] = [];
   try {
     await relay.serving;
@@ -228,16 +229,7 @@ Deno.test("workers in relay mode: a thread none of whose senders slept through t
       message: "the relay never wrote the primary's WAL",
     });
     const end = relay.store.endLsn;
-    const senders = (): Promise<SenderRow[]> =>
-      Promise.resolve(
-        relay.registry.list().map((s) => ({
-          pid: s.pid,
-          client_port: s.clientPort,
-          worker: s.worker ?? 0,
-          state: s.state,
-        })),
-      );
-    held.push(...await spreadClients(relay.port, 4, senders));
+    held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
     for (const { client } of held) {
       const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
       assert.ok(parseLsn(xlogpos!)! >= end, `${xlogpos} is behind the durable end`);

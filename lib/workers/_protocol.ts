@@ -7,9 +7,8 @@
 import type { AuthConfig } from "../auth/authenticator.ts";
 import type { BackupProgress } from "../backup/serve.ts";
 import type { LogFields, LogLevel } from "../log.ts";
-import type { TlsFiles } from "../pgwire/tls_bridge.ts";
 import type { Sender } from "../replication/registry.ts";
-import type { SessionTimeouts } from "../replication/session.ts";
+import type { RelaySettings } from "../relay_options.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 import type { WalStore } from "../wal/store.ts";
@@ -39,24 +38,26 @@ export interface CacheReport {
 export type ArchiveCacheStats = WalStore["archiveCache"];
 
 /** What a sender thread is told when it starts. */
-export interface WorkerInit {
+export interface WorkerInit extends
+  Pick<
+    RelaySettings,
+    | "workers"
+    | "walDir"
+    | "hostname"
+    | "port"
+    | "maxSenders"
+    | "maxConnections"
+    | "timeouts"
+    | "rescanMs"
+    | "watch"
+    | "cacheSize"
+    | "tls"
+    | "auth"
+  > {
   type: "init";
   /** The worker's number, from 1. */
   worker: number;
-  /** How many workers there are: the caches' budgets are shared among them. */
-  workers: number;
-  walDir: string;
-  hostname: string;
-  port: number;
-  maxSenders: number;
-  maxConnections: number;
   counters: SharedArrayBuffer;
-  timeouts: Required<SessionTimeouts>;
-  rescanMs: number;
-  watch: boolean;
-  cacheSize: number;
-  tls: TlsFiles | undefined;
-  auth: AuthConfig;
   /** Relay mode: the store follows the durable end the relay announces. */
   relay: boolean;
   /** Relay mode: the durable end and the newest WAL, shared (a `SharedTail`). */
