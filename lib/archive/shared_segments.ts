@@ -21,9 +21,21 @@ export type SegmentCall =
  * (the errors senders tell apart by class, which a thrown error loses between threads).
  */
 type Acquired =
-  | { lease: number; file: CachedFile }
+  | { lease: number; file: Omit<CachedFile, "data">; bytes: Bytes }
   | { formatError: Pick<ArchiveFormatError, "file" | "format" | "problem" | "message"> }
   | { notFound: string };
+
+/**
+ * Decoded bytes as they cross: their buffer and where in it. A typed array in a message of
+ * `node:worker_threads` costs Deno 2.9 about 0.3 µs per element to pass (4.5 s for a 16 MiB
+ * segment, shared or not), where its buffer passes at once when shared, and at memcpy speed
+ * when not.
+ */
+interface Bytes {
+  buffer: ArrayBufferLike;
+  byteOffset: number;
+  length: number;
+}
 
 /** The owner's counters, as `stats` answers them. */
 type Stats = Pick<DecodedSegments, "capacity" | "decodes" | "hits" | "evictions" | "bytes">;
@@ -48,7 +60,9 @@ type Stats = Pick<DecodedSegments, "capacity" | "decodes" | "hits" | "evictions"
  * const entry = { name: "000000010000000000000003", path, format: "gzip" as const };
  * const x = await a.acquire(entry, { segmentSize: 1 << 20 });
  * const y = await b.acquire(entry, { segmentSize: 1 << 20 });
- * assert.equal(x.data, y.data);
+ * // One decode, one memory: the bytes are not copied for the second thread.
+ * assert.equal(x.data.buffer, y.data.buffer);
+ * assert.equal(x.data.byteOffset, y.data.byteOffset);
  * assert.equal(shared.cache.decodes, 1);
  * x.release();
  * shared.end(2); // thread 2 ended: its leases are given back
@@ -81,10 +95,11 @@ export class SharedSegments {
           if (e instanceof Deno.errors.NotFound) return { notFound: e.message } satisfies Acquired;
           throw e;
         }
-        const { release, ...file } = lent;
+        const { release, data, ...file } = lent;
         const lease = this.#next++;
         this.#leases.set(lease, { owner, release });
-        return { lease, file } satisfies Acquired;
+        const { buffer, byteOffset, length } = data;
+        return { lease, file, bytes: { buffer, byteOffset, length } } satisfies Acquired;
       }
       case "release":
         this.#leases.get(call.lease)?.release();
@@ -144,10 +159,11 @@ export class RemoteSegments implements DecodedSegments {
       throw e;
     }
     if ("notFound" in r) throw new Deno.errors.NotFound(r.notFound);
-    const { lease, file } = r;
+    const { lease, file, bytes } = r;
     let released = false;
     return {
       ...file,
+      data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length),
       release: () => {
         if (released) return;
         released = true;
