@@ -167,6 +167,7 @@ export {
   WalFiles,
 } from "./lib/http/wal_files.ts";
 export type {
+  ArchiveCacheStatus,
   CacheStatus,
   CatchupProgress,
   HistoryPoint,

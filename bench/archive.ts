@@ -10,10 +10,14 @@
  *    frame settings), `SEG.zst` (`zstd -3`).
  * 3. `zcat`, `lz4 -dc`, `zstd -dc` decode each archive to /dev/null: MB/s of plain WAL and CPU.
  * 4. For each archive, a fresh relay (cold cache): one `pg_receivewal --no-sync` pulls all of it
- *    (MB/s delivered, relay CPU); then one, and then `--archive-clients` at once, pull the first
- *    `--archive-fanout-mb` of it, each from a fresh relay. The relay's decompression CPU is its CPU
- *    beyond what the plain archive cost for the same clients; the cache should keep it the same
- *    for many clients as for one.
+ *    (MB/s delivered, relay CPU), which has the relay validate every segment as it serves it; a
+ *    second pull from the same relay, whose segments are known valid but no longer cached
+ *    (1 GiB against the cache's 256 MiB), is what serving costs from then on. Then one, and then
+ *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it, each from a fresh
+ *    relay. The decompression CPU of a run is the seconds the relay's threads spent reading and
+ *    decoding files (`walrelay_archive_decode_seconds_total`); the cache should keep it the same
+ *    for many clients as for one. Its CPU beyond what the plain archive cost for the same clients
+ *    is shown too: it says the same, but as the difference of two larger, noisier figures.
  *
  * Run it through `deno task bench --suite archive`.
  *
@@ -77,6 +81,8 @@ export interface TimedRun {
   cpu_s: number;
   /** Archived files the relay decoded (its `/metrics`), when it was the relay measured. */
   decodes?: number;
+  /** Seconds its threads spent reading and decoding them (its `/metrics`). */
+  decode_s?: number;
 }
 
 /** Figures of one archive format. */
@@ -87,8 +93,10 @@ export interface ArchiveFormatReport {
   ratio: number;
   /** The codec's CLI decoding every file to /dev/null (its CPU). */
   cli: TimedRun | null;
-  /** One pg_receivewal pulling all of it (relay CPU). */
+  /** One pg_receivewal pulling all of it from a fresh relay, which validates it (relay CPU). */
   one_client: TimedRun;
+  /** The same again from that relay: validated, decoded anew (1 GiB beyond its cache). */
+  one_client_validated: TimedRun;
   /** One pg_receivewal pulling the fan-out range (relay CPU). */
   one_client_range: TimedRun;
   /** `clients` pulling the fan-out range at once (MB/s summed over the clients; relay CPU). */
@@ -102,8 +110,10 @@ export interface ArchiveBenchReport {
   relay_command: string;
   client_command: string;
   formats: Record<ArchiveBenchFormat, ArchiveFormatReport>;
-  /** Decompression CPU (relay CPU beyond the plain archive's) of the fan-out / of one client. */
+  /** Decoding seconds (the relay's `/metrics`) of the fan-out / of one client. */
   decompression_cpu_ratio: Partial<Record<ArchiveBenchFormat, number>>;
+  /** The same from relay CPU beyond the plain archive's, fan-out / one client. */
+  cpu_beyond_plain_ratio: Partial<Record<ArchiveBenchFormat, number>>;
   verification: string;
 }
 
@@ -204,13 +214,17 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
   let clientCommand = "";
   let verification = "";
 
-  /** `clients` pg_receivewal pull `segments` segments from a fresh relay on `dir`. */
+  /**
+   * `clients` pg_receivewal pull `segments` segments from a fresh relay on `dir`, `times` times
+   * in a row; a run's figures each.
+   */
   const pull = async (
     f: ArchiveBenchFormat,
     clients: number,
     segments: number,
     verify: boolean,
-  ): Promise<TimedRun> => {
+    times = 1,
+  ): Promise<TimedRun[]> => {
     const httpPort = await freePort();
     await using relay = await startDenoRelay({
       cli: opts.relayCli,
@@ -226,44 +240,57 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       cpuProfDir: undefined,
     });
     relayCommand = relay.command;
-    const recvDirs: string[] = [];
-    const cmds: string[][] = [];
-    for (let i = 0; i < clients; i++) {
-      const dir = join(work.path, `recv-${f}-${clients}-${i}`);
-      await seedReceiveDir(dir, names[0]!);
-      recvDirs.push(dir);
-      cmds.push(
-        await receivewalCommand({ port: relay.port, dir, endLsn: endLsn(segments), sync: false }),
-      );
-    }
-    clientCommand = cmds[0]!.join(" ");
-    const before = (await procCpu(relay.pid)).self;
-    const t0 = performance.now();
-    const results = await Promise.all(cmds.map((c) => run(c, { timeoutMs: 900_000 })));
-    const wall = (performance.now() - t0) / 1000;
-    const cpu = (await procCpu(relay.pid)).self - before;
-    for (const r of results) {
-      if (!r.success) throw new Error(`pg_receivewal failed:\n${r.stderr}\n${relay.stderr()}`);
-    }
-    if (verify) {
-      const c = await compareDirs(recvDirs[0]!, dirs.plain);
-      if (c.differ.length > 0 || c.same.length !== segments) {
-        throw new Error(`${f}: output differs from the plain archive: ${JSON.stringify(c.differ)}`);
-      }
-      verification += `${f}: ${c.same.length} segments byte-identical to the primary's; `;
-    }
-    for (const d of recvDirs) await Deno.remove(d, { recursive: true });
     // Decodes say what the CPU figures only suggest: whether clients shared them.
-    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-    const decodes = /^walrelay_cache_misses_total\{cache="archive_segments"\} (\d+)$/m.exec(
-      metrics,
-    );
-    return {
-      wall_s: wall,
-      mb_per_s: (clients * segments * SEG_SIZE) / MIB / wall,
-      cpu_s: cpu,
-      ...(decodes ? { decodes: Number(decodes[1]) } : {}),
+    const decoding = async (): Promise<{ decodes: number; seconds: number }> => {
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const value = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
+      return {
+        decodes: value(/^walrelay_cache_misses_total\{cache="archive_segments"\} (\d+)$/m),
+        seconds: value(/^walrelay_archive_decode_seconds_total (\S+)$/m),
+      };
     };
+    const runs: TimedRun[] = [];
+    for (let time = 0; time < times; time++) {
+      const recvDirs: string[] = [];
+      const cmds: string[][] = [];
+      for (let i = 0; i < clients; i++) {
+        const dir = join(work.path, `recv-${f}-${clients}-${i}`);
+        await seedReceiveDir(dir, names[0]!);
+        recvDirs.push(dir);
+        cmds.push(
+          await receivewalCommand({ port: relay.port, dir, endLsn: endLsn(segments), sync: false }),
+        );
+      }
+      clientCommand = cmds[0]!.join(" ");
+      const decodedBefore = await decoding();
+      const before = (await procCpu(relay.pid)).self;
+      const t0 = performance.now();
+      const results = await Promise.all(cmds.map((c) => run(c, { timeoutMs: 900_000 })));
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = (await procCpu(relay.pid)).self - before;
+      for (const r of results) {
+        if (!r.success) throw new Error(`pg_receivewal failed:\n${r.stderr}\n${relay.stderr()}`);
+      }
+      if (verify) {
+        const c = await compareDirs(recvDirs[0]!, dirs.plain);
+        if (c.differ.length > 0 || c.same.length !== segments) {
+          throw new Error(
+            `${f}: output differs from the plain archive: ${JSON.stringify(c.differ)}`,
+          );
+        }
+        verification += `${f}: ${c.same.length} segments byte-identical to the primary's; `;
+      }
+      for (const d of recvDirs) await Deno.remove(d, { recursive: true });
+      const decoded = await decoding();
+      runs.push({
+        wall_s: wall,
+        mb_per_s: (clients * segments * SEG_SIZE) / MIB / wall,
+        cpu_s: cpu,
+        decodes: decoded.decodes - decodedBefore.decodes,
+        decode_s: decoded.seconds - decodedBefore.seconds,
+      });
+    }
+    return runs;
   };
 
   for (const f of ARCHIVE_FORMATS) {
@@ -281,14 +308,15 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         cpu_s: (await procCpu("self")).children - before,
       };
     }
-    const one = await pull(f, 1, names.length, true);
-    const oneRange = await pull(f, 1, rangeSegments, false);
-    const fanout = await pull(f, opts.clients, rangeSegments, false);
+    const [one, validated] = await pull(f, 1, names.length, true, 2) as [TimedRun, TimedRun];
+    const [oneRange] = await pull(f, 1, rangeSegments, false) as [TimedRun];
+    const [fanout] = await pull(f, opts.clients, rangeSegments, false) as [TimedRun];
     formats[f] = {
       archive_bytes: archiveBytes,
       ratio: plainBytes / archiveBytes,
       cli,
       one_client: one,
+      one_client_validated: validated,
       one_client_range: oneRange,
       fanout,
     };
@@ -296,19 +324,24 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       `${f}: ${fixed(archiveBytes / MIB, 0)} MiB on disk; one client ${
         fixed(one.mb_per_s, 0)
       } MB/s ` +
-        `(relay CPU ${fixed(one.cpu_s)} s); ${opts.clients} clients ${
+        `(relay CPU ${fixed(one.cpu_s)} s), validated ${fixed(validated.mb_per_s, 0)} MB/s ` +
+        `(${fixed(validated.cpu_s)} s); ${opts.clients} clients ${
           fixed(fanout.mb_per_s, 0)
         } MB/s ` +
         `(relay CPU ${fixed(fanout.cpu_s)} s against ${fixed(oneRange.cpu_s)} s for one; ` +
-        `decodes ${fanout.decodes ?? "-"} against ${oneRange.decodes ?? "-"})` +
+        `decodes ${fanout.decodes ?? "-"} in ${fixed(fanout.decode_s ?? NaN)} s against ` +
+        `${oneRange.decodes ?? "-"} in ${fixed(oneRange.decode_s ?? NaN)} s)` +
         (cli ? `; ${DECOMPRESS[f as "gzip"].join(" ")} ${fixed(cli.mb_per_s, 0)} MB/s` : ""),
     );
   }
   const decompression: Partial<Record<ArchiveBenchFormat, number>> = {};
+  const beyondPlain: Partial<Record<ArchiveBenchFormat, number>> = {};
   for (const f of ["gzip", "lz4", "zstd"] as const) {
-    const one = formats[f].one_client_range.cpu_s - formats.plain.one_client_range.cpu_s;
-    const many = formats[f].fanout.cpu_s - formats.plain.fanout.cpu_s;
-    decompression[f] = one > 0 ? many / one : NaN;
+    const one = formats[f].one_client_range.decode_s ?? NaN;
+    decompression[f] = one > 0 ? (formats[f].fanout.decode_s ?? NaN) / one : NaN;
+    const oneCpu = formats[f].one_client_range.cpu_s - formats.plain.one_client_range.cpu_s;
+    const manyCpu = formats[f].fanout.cpu_s - formats.plain.fanout.cpu_s;
+    beyondPlain[f] = oneCpu > 0 ? manyCpu / oneCpu : NaN;
   }
   log("");
   log(table(
@@ -319,9 +352,11 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       "CLI MB/s",
       "1 client MB/s",
       "relay CPU s",
+      "validated MB/s",
       `${opts.clients} clients MB/s`,
       "relay CPU s",
-      "decomp. CPU ×",
+      "decoding ×",
+      "CPU beyond plain ×",
       "decodes 1 / N",
     ],
     ARCHIVE_FORMATS.map((f) => {
@@ -333,9 +368,11 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         r.cli ? fixed(r.cli.mb_per_s, 0) : "-",
         fixed(r.one_client.mb_per_s, 0),
         fixed(r.one_client.cpu_s),
+        fixed(r.one_client_validated.mb_per_s, 0),
         fixed(r.fanout.mb_per_s, 0),
         fixed(r.fanout.cpu_s),
         f === "plain" ? "-" : fixed(decompression[f]!),
+        f === "plain" ? "-" : fixed(beyondPlain[f]!),
         f === "plain" ? "-" : `${r.one_client_range.decodes ?? "-"} / ${r.fanout.decodes ?? "-"}`,
       ];
     }),
@@ -358,6 +395,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     client_command: clientCommand,
     formats,
     decompression_cpu_ratio: decompression,
+    cpu_beyond_plain_ratio: beyondPlain,
     verification,
   };
 }
@@ -366,9 +404,10 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
 export function archiveHeadline(r: ArchiveBenchReport): string[] {
   return ARCHIVE_FORMATS.map((f) => {
     const x = r.formats[f];
-    return `archive ${f}: one client ${fixed(x.one_client.mb_per_s, 0)} MB/s, ` +
+    return `archive ${f}: one client ${fixed(x.one_client.mb_per_s, 0)} MB/s ` +
+      `(${fixed(x.one_client_validated.mb_per_s, 0)} validated), ` +
       `${r.config.clients} clients ${fixed(x.fanout.mb_per_s, 0)} MB/s` +
-      (f === "plain" ? "" : `, CLI ${fixed(x.cli!.mb_per_s, 0)} MB/s, decompression CPU ` +
+      (f === "plain" ? "" : `, CLI ${fixed(x.cli!.mb_per_s, 0)} MB/s, decoding seconds ` +
         `${r.config.clients} clients / one ${fixed(r.decompression_cpu_ratio[f]!)} ` +
         `(decodes ${x.fanout.decodes ?? "-"} / ${x.one_client_range.decodes ?? "-"})`);
   });

@@ -62,6 +62,7 @@ Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", a
         // Plain segment files: nothing decoded.
         `walrelay_cache_misses_total{cache="archive_segments"} 0`,
         `walrelay_cache_max_bytes{cache="archive_segments"} ${256 * 1024 * 1024}`,
+        "walrelay_archive_decode_seconds_total 0",
         "# TYPE walrelay_cache_hits_total counter",
         "# TYPE walrelay_cache_bytes gauge",
       ]

@@ -222,6 +222,8 @@ Deno.test("workers: a gzip archive's segments reach every thread, decoded once f
   const decodes = Number(
     /^walrelay_cache_misses_total\{cache="archive_segments"\} (\d+)$/m.exec(metrics)?.[1],
   );
+  const seconds = Number(/^walrelay_archive_decode_seconds_total (\S+)$/m.exec(metrics)?.[1]);
+  assert.ok(seconds > 0, `decoding took ${seconds} s`);
   // Two threads streaming every segment: one decode each, not one per thread.
   assert.ok(
     decodes >= names.length - 1 && decodes <= names.length,

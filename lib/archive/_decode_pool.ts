@@ -33,10 +33,13 @@ type WorkerMessage =
     complete: boolean;
     /** Whether `data` is the buffer lent with the request. */
     lent: boolean;
+    /** Milliseconds the worker spent reading and decoding the file. */
+    ms: number;
   }
   | {
     id: number;
     formatError: Pick<ArchiveFormatError, "file" | "format" | "problem" | "message">;
+    ms: number;
   }
   | { id: number; error: { name: string; message: string } }
   | { bye: true };
@@ -62,6 +65,7 @@ export class DecodePool {
   #broken = false;
   /** Segment-sized buffers free for the next decode, of one size (the segment size). */
   #free: SharedArrayBuffer[] = [];
+  #decodeMs = 0;
 
   constructor(size: number) {
     this.#slots = Array.from({ length: Math.max(1, size) }, () => ({
@@ -73,13 +77,18 @@ export class DecodePool {
     }
   }
 
+  /** Seconds spent reading and decoding files, in the workers or, failing them, in this thread. */
+  get decodeSeconds(): number {
+    return this.#decodeMs / 1000;
+  }
+
   /**
    * Reads and decodes a file as `readArchivedFile` does, in a worker. A whole segment comes in a
    * buffer of the pool, `slab`: the caller gives it back once nothing reads `data` any more, or
    * lets the garbage collector have it.
    */
   run(entry: ArchiveEntry, segmentSize: number): Promise<DecodedFile> {
-    if (this.#broken) return readArchivedFile(entry, { segmentSize });
+    if (this.#broken) return this.#here(entry, segmentSize);
     const { promise, resolve, reject } = Promise.withResolvers<DecodedFile>();
     // The least busy worker: a decode ahead goes beside the one being waited for.
     const slot = this.#slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
@@ -88,6 +97,16 @@ export class DecodePool {
     slot.pending.set(id, { entry, segmentSize, slab, resolve, reject });
     this.#post(slot, id);
     return promise;
+  }
+
+  /** `readArchivedFile` in this thread, timed. */
+  async #here(entry: ArchiveEntry, segmentSize: number): Promise<DecodedFile> {
+    const t0 = performance.now();
+    try {
+      return await readArchivedFile(entry, { segmentSize });
+    } finally {
+      this.#decodeMs += performance.now() - t0;
+    }
   }
 
   /** A free buffer of a segment's size, or a new one. */
@@ -137,6 +156,7 @@ export class DecodePool {
     const p = slot.pending.get(msg.id);
     if (!p) return;
     slot.pending.delete(msg.id);
+    if ("ms" in msg) this.#decodeMs += msg.ms;
     const slab = p.slab;
     if ("data" in msg) {
       const r: DecodedFile = { data: msg.data, format: msg.format, complete: msg.complete };
@@ -171,7 +191,7 @@ export class DecodePool {
     for (const s of this.#slots) {
       for (const [id, p] of s.pending) {
         s.pending.delete(id);
-        readArchivedFile(p.entry, { segmentSize: p.segmentSize }).then(p.resolve, p.reject);
+        this.#here(p.entry, p.segmentSize).then(p.resolve, p.reject);
       }
     }
   }

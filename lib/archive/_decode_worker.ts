@@ -17,20 +17,25 @@ serveUntilIdle(async (request) => {
     segmentSize: number;
     slab?: SharedArrayBuffer;
   };
+  // The thread's time on the file, read and decoded: what `/metrics` counts as decoding.
+  const t0 = performance.now();
+  const ms = () => performance.now() - t0;
   try {
     const into = slab && slab.byteLength === segmentSize ? new Uint8Array(slab) : undefined;
     const r = await readArchivedFile(entry, into ? { segmentSize, into } : { segmentSize });
     // Shared memory crosses to the streaming thread, and on to the validation worker, uncopied;
     // a whole segment goes into the buffer lent for it, whose pages are already mapped, decoded
     // there directly when its codec allows.
-    if (r.data === into) return { data: into, format: r.format, complete: r.complete, lent: true };
+    if (r.data === into) {
+      return { data: into, format: r.format, complete: r.complete, lent: true, ms: ms() };
+    }
     const lent = into !== undefined && into.length === r.data.length;
     const data = lent ? into : new Uint8Array(new SharedArrayBuffer(r.data.length));
     data.set(r.data);
-    return { data, format: r.format, complete: r.complete, lent };
+    return { data, format: r.format, complete: r.complete, lent, ms: ms() };
   } catch (err) {
     if (!(err instanceof ArchiveFormatError)) throw err;
     const { file, format, problem, message } = err;
-    return { formatError: { file, format, problem, message } };
+    return { formatError: { file, format, problem, message }, ms: ms() };
   }
 });

@@ -87,6 +87,8 @@ export interface DecodedSegments {
   readonly evictions: number;
   /** Decoded bytes held now. */
   readonly bytes: number;
+  /** Seconds spent reading and decoding archived files, on whichever thread did it. */
+  readonly decodeSeconds: number;
   /** {@linkcode SegmentCache.read}. */
   read(entry: ArchiveEntry, options: { segmentSize: number }): Promise<CachedFile>;
   /** {@linkcode SegmentCache.acquire}. */
@@ -138,6 +140,8 @@ export class SegmentCache implements DecodedSegments {
   #decodes = 0;
   #hits = 0;
   #evictions = 0;
+  /** Milliseconds of decoding done in this thread (no decode workers). */
+  #decodeMs = 0;
 
   /** @param options The capacity in bytes. */
   constructor(options: SegmentCacheOptions = {}) {
@@ -164,6 +168,11 @@ export class SegmentCache implements DecodedSegments {
   /** Decoded bytes held now. */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /** Seconds spent reading and decoding archived files, by the decode workers or here. */
+  get decodeSeconds(): number {
+    return (this.#pool?.decodeSeconds ?? 0) + this.#decodeMs / 1000;
   }
 
   /**
@@ -228,8 +237,7 @@ export class SegmentCache implements DecodedSegments {
     const held: Held = { leases: 0, cached: true, pinned: false };
     const fresh: Slot = { key, promise: undefined!, bytes: 0, held };
     this.#decodes++;
-    const decoded = this.#pool?.run(entry, options.segmentSize) ??
-      readArchivedFile(entry, options);
+    const decoded = this.#pool?.run(entry, options.segmentSize) ?? this.#decodeHere(entry, options);
     fresh.promise = decoded.then((r) => {
       const { slab, ...file } = r as typeof r & { slab?: SharedArrayBuffer };
       const value: CachedFile = { ...file, info: s };
@@ -254,6 +262,16 @@ export class SegmentCache implements DecodedSegments {
     });
     this.#slots.set(entry.path, fresh);
     return await this.#hold(held, fresh.promise, pin);
+  }
+
+  /** `readArchivedFile` in this thread, timed. */
+  async #decodeHere(entry: ArchiveEntry, options: { segmentSize: number }): Promise<ArchivedFile> {
+    const t0 = performance.now();
+    try {
+      return await readArchivedFile(entry, options);
+    } finally {
+      this.#decodeMs += performance.now() - t0;
+    }
   }
 
   /**

@@ -31,9 +31,12 @@ for (const workers of [0, 2]) {
       assert.equal(cache.bytes, SEG, "one segment kept");
       assert.equal(cache.evictions, 1);
       // Evicted, but a reader still holds its bytes: the next reader takes the same ones.
+      const spent = cache.decodeSeconds;
+      assert.ok(spent > 0, "two decodes took time, counted where they ran");
       const again = await cache.read(a, { segmentSize: SEG });
       assert.equal(again.data, held.data);
       assert.equal(cache.decodes, 2);
+      assert.equal(cache.decodeSeconds, spent, "bytes found again cost no decoding");
       // Concurrent readers share one decode.
       const c = entries[2]!;
       const [x, y] = await Promise.all([

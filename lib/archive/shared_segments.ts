@@ -38,7 +38,10 @@ interface Bytes {
 }
 
 /** The owner's counters, as `stats` answers them. */
-type Stats = Pick<DecodedSegments, "capacity" | "decodes" | "hits" | "evictions" | "bytes">;
+type Stats = Pick<
+  DecodedSegments,
+  "capacity" | "decodes" | "hits" | "evictions" | "bytes" | "decodeSeconds"
+>;
 
 /**
  * The owning side: answers {@linkcode SegmentCall}s from other threads with its cache, and keeps
@@ -113,6 +116,7 @@ export class SharedSegments {
           hits: c.hits,
           evictions: c.evictions,
           bytes: c.bytes,
+          decodeSeconds: c.decodeSeconds,
         } satisfies Stats;
       }
     }
@@ -138,6 +142,7 @@ export class RemoteSegments implements DecodedSegments {
   readonly hits = 0;
   readonly evictions = 0;
   readonly bytes = 0;
+  readonly decodeSeconds = 0;
   readonly #call: (call: SegmentCall) => Promise<unknown>;
 
   /** @param call Asks the owning thread ({@linkcode SharedSegments.answer}) and awaits it. */

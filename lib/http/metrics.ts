@@ -198,6 +198,13 @@ export function renderMetrics(
     );
   }
 
+  m.family(
+    "walrelay_archive_decode_seconds_total",
+    "counter",
+    "Seconds spent reading and decoding archived WAL files, on every thread.",
+    [[{}, status.caches.archive_segments.decode_seconds]],
+  );
+
   // Senders, as pg_stat_replication.
   m.family("walrelay_senders", "gauge", "Connected replication clients, by state.", [
     ...["startup", "backup", "catchup", "streaming", "stopping"].map((state): [Labels, Value] => [

@@ -267,7 +267,7 @@ export interface RelayStatus {
    * The caches: WAL blocks read once for every sender (NULL before serving), and decoded
    * archived segments.
    */
-  caches: { wal_blocks: CacheStatus | null; archive_segments: CacheStatus };
+  caches: { wal_blocks: CacheStatus | null; archive_segments: ArchiveCacheStatus };
   /** Rates over the last sampling interval, bytes per second. */
   throughput: { sent_bytes_per_second: number; received_bytes_per_second: number };
   /** Counters since start. */
@@ -296,6 +296,15 @@ export interface CacheStatus {
   bytes: number;
   /** Bytes held at most. */
   max_bytes: number;
+}
+
+/** The decoded-segment cache's figures. */
+export interface ArchiveCacheStatus extends CacheStatus {
+  /**
+   * Seconds spent reading and decoding archived files since start, on whichever thread did it:
+   * the cost the cache is there to pay once for every client.
+   */
+  decode_seconds: number;
 }
 
 /** One point of the sampled history. */
@@ -533,6 +542,7 @@ export class StatusModel {
         evictions: a.evictions,
         bytes: a.bytes,
         max_bytes: a.capacity,
+        decode_seconds: a.decodeSeconds,
       },
     };
   }

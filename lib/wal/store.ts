@@ -226,6 +226,7 @@ export class WalStore {
     evictions: number;
     bytes: number;
     capacity: number;
+    decodeSeconds: number;
   } {
     const c = this.#files.cache;
     return {
@@ -234,6 +235,7 @@ export class WalStore {
       evictions: c.evictions,
       bytes: c.bytes,
       capacity: c.capacity,
+      decodeSeconds: c.decodeSeconds,
     };
   }
 

@@ -339,6 +339,7 @@ export class SenderWorkers {
       evictions: sum(all.map((s) => s.evictions)),
       bytes: sum(all.map((s) => s.bytes)),
       capacity: sum(all.map((s) => s.capacity)),
+      decodeSeconds: sum(all.map((s) => s.decodeSeconds)),
     };
   }
 
