@@ -46,6 +46,8 @@ export interface ArchiveBenchOptions {
   fanoutMb: number;
   /** The walrelay entry point. */
   relayCli: string;
+  /** More arguments for the relays (the bench's `--workers`). */
+  relayArgs?: string[];
   /** Where progress lines and tables go. */
   log: (line: string) => void;
   /** Throws when the run was interrupted. */
@@ -236,6 +238,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         "warn",
         "--http",
         `127.0.0.1:${httpPort}`,
+        ...(opts.relayArgs ?? []),
       ],
       cpuProfDir: undefined,
     });

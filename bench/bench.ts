@@ -74,6 +74,8 @@ throughput (one pg_receivewal against each sender):
                      the source segments), later runs by name and size; all: every run in full
                      (default first)
   --relay-cli PATH   the walrelay entry point to benchmark (default: this repository's cli.ts)
+  --workers N        the relay's --workers in the throughput, relay_lag, fanout and archive
+                     suites (default: the relay's own default)
   --cpu-prof DIR     run the relay under deno --cpu-prof, writing the profile into DIR at exit
 
 latency (commit → pg_receivewal --synchronous → relay → client):
@@ -112,6 +114,8 @@ interface BenchConfig {
   syncModes: boolean[];
   verify: "first" | "all";
   relayCli: string;
+  /** Arguments every suite but memory and latency adds to the relay's (`--workers N`). */
+  relayArgs: string[];
   cpuProfDir: string | undefined;
   latencySamples: number;
   latencyIntervalMs: number;
@@ -140,6 +144,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       warmup: { type: "string", default: "1" },
       verify: { type: "string", default: "first" },
       "relay-cli": { type: "string" },
+      workers: { type: "string" },
       "cpu-prof": { type: "string" },
       suite: { type: "string", default: "all" },
       "latency-samples": { type: "string", default: "300" },
@@ -192,6 +197,9 @@ function parseBenchArgs(args: string[]): BenchConfig {
     syncModes,
     verify,
     relayCli: opts["relay-cli"] ?? join(REPO_ROOT, "cli.ts"),
+    relayArgs: opts.workers === undefined
+      ? []
+      : ["--workers", String(int("workers", opts.workers, 1))],
     cpuProfDir: opts["cpu-prof"],
     latencySamples: int("latency-samples", opts["latency-samples"], 10),
     latencyIntervalMs: int("latency-interval-ms", opts["latency-interval-ms"], 0),
@@ -323,6 +331,7 @@ async function runSuites(
       syncModes: cfg.syncModes,
       verify: cfg.verify,
       relayCli: cfg.relayCli,
+      relayArgs: cfg.relayArgs,
       cpuProfDir: cfg.cpuProfDir,
       log,
       checkInterrupted,
@@ -343,7 +352,7 @@ async function runSuites(
     headline.push(...latencyHeadline(l));
   }
   if (suites.has("relay_lag")) {
-    const r = await runRelayLagBenchmark({ log, checkInterrupted });
+    const r = await runRelayLagBenchmark({ log, checkInterrupted, relayArgs: cfg.relayArgs });
     results.relay_lag = r;
     headline.push(...relayLagHeadline(r));
   }
@@ -357,6 +366,7 @@ async function runSuites(
       warmup: cfg.fanoutWarmup,
       idleClients: cfg.idleClients,
       memoryWorkers: cfg.memoryWorkers,
+      relayArgs: cfg.relayArgs,
       log,
       checkInterrupted,
     };
@@ -384,6 +394,7 @@ async function runSuites(
       clients: cfg.archiveClients,
       fanoutMb: cfg.archiveFanoutMb,
       relayCli: cfg.relayCli,
+      relayArgs: cfg.relayArgs,
       log,
       checkInterrupted,
     });

@@ -77,6 +77,8 @@ export interface FanoutOptions {
   idleClients: number;
   /** The memory benchmark's relay runs: `--workers` values, `default` for none. */
   memoryWorkers?: string[];
+  /** More arguments for the fan-out's relay (the bench's `--workers`). */
+  relayArgs?: string[];
   /** Where progress lines go. */
   log: (line: string) => void;
   /** Throws when the run was interrupted. */
@@ -422,6 +424,7 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     `127.0.0.1:${httpPort}`,
     "--log-format",
     "text",
+    ...(opts.relayArgs ?? []),
   ];
   await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
   const pg = wal.pg;

@@ -151,6 +151,8 @@ export interface RelayLagOptions {
   pollFrom: "send" | "ack";
   /** The walrelay entry point (default: this repository's `cli.ts`). */
   relayCli: string;
+  /** More arguments for the relay (the bench's `--workers`). */
+  relayArgs?: string[];
   /** Run the relay under `deno run --cpu-prof`, the profile written into this directory. */
   cpuProfDir: string | undefined;
   /**
@@ -463,7 +465,13 @@ async function startServers(
     await startDenoRelay({
       cli: opts.relayCli,
       walDir,
-      args: ["--upstream", pg.conninfo({ application_name: "walrelay" }), "--log-format", "text"],
+      args: [
+        "--upstream",
+        pg.conninfo({ application_name: "walrelay" }),
+        "--log-format",
+        "text",
+        ...(opts.relayArgs ?? []),
+      ],
       cpuProfDir: opts.cpuProfDir,
     }),
   );

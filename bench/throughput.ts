@@ -64,6 +64,8 @@ export interface ThroughputOptions {
   verify: "first" | "all";
   /** The walrelay entry point. */
   relayCli: string;
+  /** More arguments for the relay (the bench's `--workers`). */
+  relayArgs?: string[];
   /** Run the relay under `deno run --cpu-prof`, the profile written into this directory. */
   cpuProfDir: string | undefined;
   /** Where progress lines and tables go. */
@@ -173,7 +175,7 @@ async function setUp(opts: ThroughputOptions): Promise<Setup> {
 
   const relayWal = join(work.path, "relay-wal");
   await copySegments(pg.walDir, wal.segNames, relayWal);
-  const relayArgs = ["--log-format", "text"];
+  const relayArgs = ["--log-format", "text", ...(opts.relayArgs ?? [])];
   let relay: Setup["relay"];
   let relayCommand: string;
   if (opts.cpuProfDir === undefined) {
