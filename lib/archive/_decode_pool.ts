@@ -33,7 +33,7 @@ type WorkerMessage =
     complete: boolean;
     /** Whether `data` is the buffer lent with the request. */
     lent: boolean;
-    /** Milliseconds the worker spent reading and decoding the file. */
+    /** Milliseconds of the worker's CPU since its last answer: reading and decoding the file. */
     ms: number;
   }
   | {
