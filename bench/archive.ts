@@ -25,7 +25,7 @@
  */
 
 import { join } from "node:path";
-import { compareDirs, freePort, type PgCluster, run, tempDir } from "../tests/_pg.ts";
+import { compareDirs, freePort, type PgCluster, run, tempDir, waitFor } from "../tests/_pg.ts";
 import { procCpu } from "./_proc.ts";
 import {
   receivewalCommand,
@@ -252,6 +252,10 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         seconds: value(/^walrelay_archive_decode_seconds_total (\S+)$/m),
       };
     };
+    // With sender threads the replication port opens before the HTTP server does.
+    await waitFor(() => decoding().then(() => true, () => false), {
+      message: "the relay's HTTP server never answered",
+    });
     const runs: TimedRun[] = [];
     for (let time = 0; time < times; time++) {
       const recvDirs: string[] = [];
