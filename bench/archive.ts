@@ -13,8 +13,8 @@
  *    (MB/s delivered, relay CPU), which has the relay validate every segment as it serves it; a
  *    second pull from the same relay, whose segments are known valid but no longer cached
  *    (1 GiB against the cache's 256 MiB), is what serving costs from then on. Then one, and then
- *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it, each from a fresh
- *    relay. The decompression CPU of a run is the seconds the relay's threads spent reading and
+ *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it (from a directory of
+ *    those segments and the next only), each from a fresh relay. The decompression CPU of a run is the seconds the relay's threads spent reading and
  *    decoding files (`walrelay_archive_decode_seconds_total`); the cache should keep it the same
  *    for many clients as for one. Its CPU beyond what the plain archive cost for the same clients
  *    is shown too: it says the same, but as the difference of two larger, noisier figures.
@@ -228,9 +228,23 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     times = 1,
   ): Promise<TimedRun[]> => {
     const httpPort = await freePort();
+    // The fan-out range is served from a directory that ends one segment after it (which
+    // completes its last record): clients stopping at its end read on past it by what the
+    // sockets hold (up to 32 MB each with tcp_rmem's maximum here), and a relay serving more
+    // would decode segments beyond it for them.
+    let walDir = dirs[f];
+    if (segments + 1 < names.length) {
+      walDir = join(work.path, `${f}-first-${segments}`);
+      await Deno.mkdir(walDir, { recursive: true });
+      for (const n of names.slice(0, segments + 1)) {
+        await Deno.link(join(dirs[f], n + EXT[f]), join(walDir, n + EXT[f])).catch((e) => {
+          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        });
+      }
+    }
     await using relay = await startDenoRelay({
       cli: opts.relayCli,
-      walDir: dirs[f],
+      walDir,
       args: [
         "--max-senders",
         String(clients + 2),
@@ -242,7 +256,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       ],
       cpuProfDir: undefined,
     });
-    relayCommand = relay.command;
+    relayCommand ||= relay.command;
     // Decodes say what the CPU figures only suggest: whether clients shared them.
     const decoding = async (): Promise<{ decodes: number; seconds: number }> => {
       const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();

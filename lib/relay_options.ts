@@ -34,8 +34,8 @@ export interface WalRelayOptions {
    * Sender threads serving replication connections. Each listens on the address with
    * `reusePort`, so the kernel spreads the connections; the sender limit, the registry behind
    * `/status`, the slots and the upstream stay global, on the relay's own thread. 1 serves every
-   * connection on the relay's own thread, and is the default: more threads cost more per commit
-   * and per byte on a small machine, and stall serving a compressed archive to many clients.
+   * connection on the relay's own thread, and is the default: on a two-core machine more
+   * threads cost more per commit and per byte (they pay off in fan-out from an archive).
    * A custom `authenticate` cannot cross threads and needs 1. Without `--unstable-net` (or
    * `"unstable": ["net"]`), which `reusePort` needs, the relay logs why and uses 1.
    */
