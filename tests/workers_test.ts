@@ -54,17 +54,26 @@ async function spreadClients(
   }
 }
 
-Deno.test("workers: connections spread over the threads under one sender limit, and a slot held on one thread is refused on another", async () => {
-  await using walDir = await tempDir("walrelay-workers-");
-  await copyFiles(TESTDATA, walDir.path);
+/**
+ * `walrelay serve --workers 2 --max-senders 4` on `walDir`, run as `deno run -A cli.ts` (reusePort
+ * needs no flag from the user), and its senders as `/status` lists them.
+ */
+async function twoThreadCli(walDir: string) {
   const httpPort = await freePort();
-  // Run as `deno run -A cli.ts`: reusePort needs no flag from the user.
-  await using relay = await startRelay({
-    walDir: walDir.path,
+  const relay = await startRelay({
+    walDir,
     args: ["--workers", "2", "--max-senders", "4", "--http", `127.0.0.1:${httpPort}`],
   });
   const senders = async (): Promise<SenderRow[]> =>
     (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).senders;
+  return { relay, senders, httpPort };
+}
+
+Deno.test("workers: connections spread over the threads under one sender limit, and a slot held on one thread is refused on another", async () => {
+  await using walDir = await tempDir("walrelay-workers-");
+  await copyFiles(TESTDATA, walDir.path);
+  const { relay: started, senders } = await twoThreadCli(walDir.path);
+  await using relay = started;
   const held = await spreadClients(relay.port, 4, senders);
   try {
     const rows = await senders();
@@ -201,13 +210,8 @@ Deno.test("workers: a gzip archive's segments reach every thread, decoded once f
     plain.set(name, bytes);
     await Deno.writeFile(join(gz.path, `${name}.gz`), gzipSync(bytes, { level: 1 }));
   }
-  const httpPort = await freePort();
-  await using relay = await startRelay({
-    walDir: gz.path,
-    args: ["--workers", "2", "--max-senders", "4", "--http", `127.0.0.1:${httpPort}`],
-  });
-  const senders = async (): Promise<SenderRow[]> =>
-    (await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).senders;
+  const { relay: started, senders, httpPort } = await twoThreadCli(gz.path);
+  await using relay = started;
   const held = await spreadClients(relay.port, 2, senders);
   try {
     // Each thread's sender reads the decoded segments through the relay's thread. A decoded
