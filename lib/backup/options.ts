@@ -76,12 +76,17 @@ const LEVELS: Readonly<
 /**
  * `compression_detail`, as `parse_compress_specification` and `validate_compress_specification`
  * read it: the whole detail an integer (the level), or `keyword[=value]` items separated by
- * commas: `level`, `workers` (zstd) and `long` (zstd; no effect here). The first problem is the
- * error. A level equal to the algorithm's default passes, as in PostgreSQL (gzip's `-1`).
+ * commas: `level`, `workers` (zstd) and, from PostgreSQL 16 on, `long` (zstd; no effect here). The
+ * first problem is the error. A level equal to the algorithm's default passes, as in PostgreSQL
+ * (gzip's `-1`).
  *
  * @returns The level, when one other than the default was given.
  */
-function compressionLevel(alg: "gzip" | "lz4" | "zstd", detail: string): number | undefined {
+function compressionLevel(
+  alg: "gzip" | "lz4" | "zstd",
+  detail: string,
+  major: number,
+): number | undefined {
   const bad = (m: string): PgError => syntax(`invalid compression specification: ${m}`);
   const integer = (key: string, value: string | undefined): number => {
     if (value === undefined) throw bad(`compression option "${key}" requires a value`);
@@ -107,7 +112,7 @@ function compressionLevel(alg: "gzip" | "lz4" | "zstd", detail: string): number 
       else if (key === "workers") {
         integer(key, value);
         workers = true;
-      } else if (key === "long") {
+      } else if (key === "long" && major >= 16) {
         if (value !== undefined && parseBool(value) === undefined) {
           throw bad(`value for compression option "${key}" must be a Boolean value`);
         }
@@ -134,6 +139,8 @@ function compressionLevel(alg: "gzip" | "lz4" | "zstd", detail: string): number 
  * Checks a BASE_BACKUP's options as PostgreSQL does, then refuses what walrelay does not serve:
  * `TARGET 'server'` and PostgreSQL 17's `INCREMENTAL`.
  *
+ * @param options The command's options, as the grammar read them.
+ * @param major The PostgreSQL major being served, whose words the errors take (default 18).
  * @throws {PgError} 42601 on a bad or repeated option, 22003 for MAX_RATE out of range, 0A000
  * for what walrelay does not do.
  *
@@ -147,7 +154,10 @@ function compressionLevel(alg: "gzip" | "lz4" | "zstd", detail: string): number 
  * assert.throws(() => parseBaseBackupOptions([{ name: "target", value: "server" }]), { code: "0A000" });
  * ```
  */
-export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseBackupOptions {
+export function parseBaseBackupOptions(
+  options: readonly GenericOption[],
+  major = 18,
+): BaseBackupOptions {
   const opt: BaseBackupOptions = {
     label: "base backup",
     progress: false,
@@ -287,7 +297,7 @@ export function parseBaseBackupOptions(options: readonly GenericOption[]): BaseB
     if (alg === "gzip" || alg === "lz4" || alg === "zstd") {
       opt.compression = alg;
       if (compressionDetail !== undefined) {
-        const level = compressionLevel(alg, compressionDetail);
+        const level = compressionLevel(alg, compressionDetail, major);
         if (level !== undefined) opt.compressionLevel = level;
       }
     } else if (alg !== "none") {

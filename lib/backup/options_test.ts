@@ -174,6 +174,31 @@ Deno.test("BASE_BACKUP options: COMPRESSION_DETAIL read as PostgreSQL 17 reads i
   }
 });
 
+Deno.test("BASE_BACKUP options: PostgreSQL 15 knows no long-distance mode, 16 and later do", () => {
+  const long = [{ name: "compression", value: "zstd" }, {
+    name: "compression_detail",
+    value: "long",
+  }];
+  assert.throws(() => parseBaseBackupOptions(long, 15), {
+    code: "42601",
+    message: 'invalid compression specification: unrecognized compression option: "long"',
+  });
+  for (const major of [16, 17, 18]) {
+    assert.equal(parseBaseBackupOptions(long, major).compression, "zstd");
+  }
+  // gzip refuses it in 16+ words, as any unknown option in 15's.
+  const gzipLong = [{ name: "compression", value: "gzip" }, {
+    name: "compression_detail",
+    value: "long",
+  }];
+  assert.throws(() => parseBaseBackupOptions(gzipLong, 15), {
+    message: /unrecognized compression option: "long"/,
+  });
+  assert.throws(() => parseBaseBackupOptions(gzipLong, 17), {
+    message: /does not support long-distance mode/,
+  });
+});
+
 Deno.test("BASE_BACKUP options: what walrelay does not do is 0A000", () => {
   fails(
     [{ name: "target", value: "server" }],

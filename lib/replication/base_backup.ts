@@ -28,7 +28,7 @@ export async function runBaseBackup(
   sender: Sender,
   options: readonly GenericOption[],
 ): Promise<void> {
-  const opts = parseBaseBackupOptions(options);
+  const opts = parseBaseBackupOptions(options, ctx.store.identity.serverMajor);
   const backups = ctx.backups;
   if (!backups) {
     throw new PgError(SqlState.FEATURE_NOT_SUPPORTED, "BASE_BACKUP is not supported here");
