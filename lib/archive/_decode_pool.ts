@@ -67,12 +67,13 @@ export class DecodePool {
   #free: SharedArrayBuffer[] = [];
   #decodeMs = 0;
 
+  /** @param size Worker threads; 0 decodes in this thread. */
   constructor(size: number) {
     this.#slots = Array.from({ length: Math.max(1, size) }, () => ({
       worker: undefined,
       pending: new Map(),
     }));
-    if (typeof Worker !== "function" || typeof SharedArrayBuffer !== "function") {
+    if (size <= 0 || typeof Worker !== "function" || typeof SharedArrayBuffer !== "function") {
       this.#broken = true;
     }
   }

@@ -7,7 +7,7 @@
 
 import { ArchiveFormatError } from "./errors.ts";
 import type { ArchiveEntry } from "./layout.ts";
-import { type ArchivedFile, readArchivedFile } from "./read_segment.ts";
+import type { ArchivedFile } from "./read_segment.ts";
 import { DecodePool } from "./_decode_pool.ts";
 
 /** Options of {@linkcode SegmentCache}. */
@@ -135,19 +135,17 @@ export class SegmentCache implements DecodedSegments {
    * segments the cache has let go).
    */
   readonly #evicted = new Map<string, Evicted>();
-  readonly #pool: DecodePool | undefined;
+  readonly #pool: DecodePool;
   #bytes = 0;
   #decodes = 0;
   #hits = 0;
   #evictions = 0;
-  /** Milliseconds of decoding done in this thread (no decode workers). */
-  #decodeMs = 0;
 
   /** @param options The capacity in bytes. */
   constructor(options: SegmentCacheOptions = {}) {
     this.capacity = Math.max(0, options.capacity ?? DEFAULT_CACHE_SIZE);
     const workers = options.workers ?? 2;
-    this.#pool = workers > 0 ? new DecodePool(workers) : undefined;
+    this.#pool = new DecodePool(workers);
   }
 
   /** Files decoded so far. */
@@ -170,9 +168,9 @@ export class SegmentCache implements DecodedSegments {
     return this.#bytes;
   }
 
-  /** Seconds spent reading and decoding archived files, by the decode workers or here. */
+  /** Seconds spent reading and decoding archived files, by the decode workers or this thread. */
   get decodeSeconds(): number {
-    return (this.#pool?.decodeSeconds ?? 0) + this.#decodeMs / 1000;
+    return this.#pool.decodeSeconds;
   }
 
   /**
@@ -237,7 +235,7 @@ export class SegmentCache implements DecodedSegments {
     const held: Held = { leases: 0, cached: true, pinned: false };
     const fresh: Slot = { key, promise: undefined!, bytes: 0, held };
     this.#decodes++;
-    const decoded = this.#pool?.run(entry, options.segmentSize) ?? this.#decodeHere(entry, options);
+    const decoded = this.#pool.run(entry, options.segmentSize);
     fresh.promise = decoded.then((r) => {
       const { slab, ...file } = r as typeof r & { slab?: SharedArrayBuffer };
       const value: CachedFile = { ...file, info: s };
@@ -262,16 +260,6 @@ export class SegmentCache implements DecodedSegments {
     });
     this.#slots.set(entry.path, fresh);
     return await this.#hold(held, fresh.promise, pin);
-  }
-
-  /** `readArchivedFile` in this thread, timed. */
-  async #decodeHere(entry: ArchiveEntry, options: { segmentSize: number }): Promise<ArchivedFile> {
-    const t0 = performance.now();
-    try {
-      return await readArchivedFile(entry, options);
-    } finally {
-      this.#decodeMs += performance.now() - t0;
-    }
   }
 
   /**
@@ -311,7 +299,7 @@ export class SegmentCache implements DecodedSegments {
     const slab = held.slab;
     delete held.slab;
     delete held.value;
-    this.#pool?.giveBack(slab);
+    this.#pool.giveBack(slab);
   }
 
   /** The bytes of an evicted file, when a reader still holds them. */
