@@ -11,9 +11,26 @@ import { ArchiveFormatError } from "./errors.ts";
 import type { ArchiveEntry } from "./layout.ts";
 import { readArchivedFile } from "./read_segment.ts";
 
-/** This thread's CPU time already reported, in milliseconds. */
+const SCHEDSTAT = "/proc/thread-self/schedstat";
+
+/**
+ * Only with read permission already granted: a relay run with `--allow-read=DIR` must not
+ * stop to prompt for it.
+ */
+let schedstat = Deno.permissions.querySync({ name: "read", path: SCHEDSTAT }).state === "granted";
+
+/** This thread's CPU time in milliseconds. */
+function cpuMs(): number {
+  return Number(Deno.readTextFileSync(SCHEDSTAT).split(" ")[0]) / 1e6;
+}
+
+/** This thread's CPU time already reported; the thread's start (loading its modules) is not. */
 let reported = 0;
-let schedstat = true;
+try {
+  if (schedstat) reported = cpuMs();
+} catch {
+  schedstat = false;
+}
 
 /**
  * Milliseconds of this thread's CPU since its last answer (Linux's `/proc/thread-self/schedstat`),
@@ -24,7 +41,7 @@ let schedstat = true;
 function spent(t0: number): number {
   if (schedstat) {
     try {
-      const now = Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]) / 1e6;
+      const now = cpuMs();
       const d = now - reported;
       reported = now;
       return d;
