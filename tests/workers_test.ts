@@ -266,6 +266,18 @@ function twoThreadRelay(walDir: string, conninfo: string): Promise<WalRelay> {
   });
 }
 
+/** Each client starts streaming at the end IDENTIFY_SYSTEM tells it; returns those ends. */
+async function streamFromEnd(held: { client: RawReplClient }[]): Promise<bigint[]> {
+  const ends: bigint[] = [];
+  for (const { client } of held) {
+    const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
+    const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
+    assert.equal(r.copyBoth, true, JSON.stringify(r.error));
+    ends.push(parseLsn(xlogpos!)!);
+  }
+  return ends;
+}
+
 /** The senders as the relay's registry has them. */
 function registrySenders(relay: WalRelay): Promise<SenderRow[]> {
   return Promise.resolve(
@@ -286,11 +298,7 @@ Deno.test("workers in relay mode: a commit on the primary wakes caught-up sender
   try {
     await relay.serving;
     held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
-    for (const { client } of held) {
-      const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
-      const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
-      assert.equal(r.copyBoth, true, JSON.stringify(r.error));
-    }
+    await streamFromEnd(held);
     await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) x");
     const lsn = parseLsn(await pg.currentLsn())!;
     for (const { client } of held) assert.ok(await receiveUpTo(client, lsn) >= lsn);
@@ -315,11 +323,8 @@ Deno.test("workers in relay mode: a thread none of whose senders slept through t
     });
     const end = relay.store.endLsn;
     held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
-    for (const { client } of held) {
-      const [, tli, xlogpos] = (await client.query("IDENTIFY_SYSTEM")).rows[0]!;
-      assert.ok(parseLsn(xlogpos!)! >= end, `${xlogpos} is behind the durable end`);
-      const r = await client.query(`START_REPLICATION PHYSICAL ${xlogpos} TIMELINE ${tli}`);
-      assert.equal(r.copyBoth, true, JSON.stringify(r.error));
+    for (const xlogpos of await streamFromEnd(held)) {
+      assert.ok(xlogpos >= end, `${formatLsn(xlogpos)} is behind the durable end`);
     }
     await pg.sql("INSERT INTO t SELECT generate_series(1, 1000)");
     const next = parseLsn(await pg.currentLsn())!;
