@@ -11,6 +11,7 @@ import { parseLsn } from "../lib/wal/lsn.ts";
 import {
   copyFiles,
   freePort,
+  type PgCluster,
   startPrimary,
   startRelay,
   tempDir,
@@ -253,17 +254,40 @@ async function receiveUpTo(client: RawReplClient, lsn: bigint): Promise<bigint> 
   }
 }
 
-/** Relay mode on two threads, with no rescan to fall back on: only the writer's announcements
- * move a thread's end. */
-function twoThreadRelay(walDir: string, conninfo: string): Promise<WalRelay> {
-  return WalRelay.start({
-    walDir,
+/**
+ * Relay mode on two threads, following a fresh primary, with no rescan to fall back on: only the
+ * writer's announcements move a thread's end. `test` gets the primary, the relay once serving,
+ * and a way to hold clients spread over both threads; they are closed and the relay shut down
+ * after it.
+ */
+async function withTwoThreadRelay(
+  test: (
+    pg: PgCluster,
+    relay: WalRelay,
+    hold: (n: number) => Promise<{ client: RawReplClient }[]>,
+  ) => Promise<void>,
+): Promise<void> {
+  await using pg = await startPrimary({ walSegSize: 1 });
+  await using base = await tempDir("walrelay-workers-relay-");
+  const relay = await WalRelay.start({
+    walDir: base.path,
     port: 0,
     workers: 2,
     logger: silentLogger,
-    upstream: { conninfo },
+    upstream: { conninfo: pg.conninfo() },
     rescanMs: 3_600_000,
   });
+  const held: { client: RawReplClient }[] = [];
+  try {
+    await relay.serving;
+    await test(pg, relay, async (n) => {
+      held.push(...await spreadClients(relay.port, n, () => registrySenders(relay)));
+      return held;
+    });
+  } finally {
+    for (const h of held) h.client.close();
+    await relay.shutdown({ graceMs: 5000 });
+  }
 }
 
 /** Each client starts streaming at the end IDENTIFY_SYSTEM tells it; returns those ends. */
@@ -291,30 +315,17 @@ function registrySenders(relay: WalRelay): Promise<SenderRow[]> {
 }
 
 Deno.test("workers in relay mode: a commit on the primary wakes caught-up senders on every thread", async () => {
-  await using pg = await startPrimary({ walSegSize: 1 });
-  await using base = await tempDir("walrelay-workers-relay-");
-  const relay = await twoThreadRelay(base.path, pg.conninfo());
-  const held: { client: RawReplClient; row: SenderRow }[] = [];
-  try {
-    await relay.serving;
-    held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
+  await withTwoThreadRelay(async (pg, _relay, hold) => {
+    const held = await hold(4);
     await streamFromEnd(held);
     await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) x");
     const lsn = parseLsn(await pg.currentLsn())!;
     for (const { client } of held) assert.ok(await receiveUpTo(client, lsn) >= lsn);
-  } finally {
-    for (const h of held) h.client.close();
-    await relay.shutdown({ graceMs: 5000 });
-  }
+  });
 });
 
 Deno.test("workers in relay mode: a thread none of whose senders slept through the advances still answers with the durable end", async () => {
-  await using pg = await startPrimary({ walSegSize: 1 });
-  await using base = await tempDir("walrelay-workers-relay-");
-  const relay = await twoThreadRelay(base.path, pg.conninfo());
-  const held: { client: RawReplClient; row: SenderRow }[] = [];
-  try {
-    await relay.serving;
+  await withTwoThreadRelay(async (pg, relay, hold) => {
     // No client yet: no thread is woken by these advances.
     await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 1000) x");
     const lsn = parseLsn(await pg.currentLsn())!;
@@ -322,15 +333,12 @@ Deno.test("workers in relay mode: a thread none of whose senders slept through t
       message: "the relay never wrote the primary's WAL",
     });
     const end = relay.store.endLsn;
-    held.push(...await spreadClients(relay.port, 4, () => registrySenders(relay)));
+    const held = await hold(4);
     for (const xlogpos of await streamFromEnd(held)) {
       assert.ok(xlogpos >= end, `${formatLsn(xlogpos)} is behind the durable end`);
     }
     await pg.sql("INSERT INTO t SELECT generate_series(1, 1000)");
     const next = parseLsn(await pg.currentLsn())!;
     for (const { client } of held) assert.ok(await receiveUpTo(client, next) >= next);
-  } finally {
-    for (const h of held) h.client.close();
-    await relay.shutdown({ graceMs: 5000 });
-  }
+  });
 });
