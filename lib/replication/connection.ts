@@ -29,6 +29,9 @@ function maxLength(type: string): number {
  */
 const READER = { size: 512, keep: 1 << 16 };
 
+/** A message this long moves the connection's writes onto `conn.writable` (see `write`). */
+const BULK_WRITE = 4096;
+
 /** A peer's address and port. */
 export interface PeerAddress {
   /** IP address. */
@@ -53,7 +56,14 @@ export class ClientConnection {
   readonly remote: PeerAddress;
   #conn: Deno.Conn;
   #reader: MessageReader;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The socket's stream writer, once a long message has been written. */
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** The last write queued; the next starts once it has settled. */
+  #tail: Promise<void> = Promise.resolve();
+  /** Writes queued and not settled: while any is, a new one queues behind them. */
+  #queued = 0;
+  /** Why a write failed: no later write may go out after a message cut short. */
+  #failure: { error: unknown } | undefined;
   #ssl: boolean;
   #closeTls: (() => void) | undefined;
   #closed = false;
@@ -65,7 +75,6 @@ export class ClientConnection {
   constructor(conn: Deno.Conn, options: { remote?: PeerAddress; ssl?: boolean } = {}) {
     this.#conn = conn;
     this.#reader = new MessageReader(conn, READER);
-    this.#writer = conn.writable.getWriter();
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = options.remote ?? { address: addr.hostname ?? "", port: addr.port ?? 0 };
     this.#ssl = options.ssl ?? false;
@@ -101,14 +110,39 @@ export class ClientConnection {
     return this.#reader.readMessage(maxLength);
   }
 
-  /** Writes one message; settles once the socket has taken it. */
+  /**
+   * Writes one message; settles once the socket has taken it. Writes go out in the order asked.
+   * Short ones go straight to the socket; from the first long one on (WAL, a backup), all go
+   * through `conn.writable`, which writes each whole in one operation. Its stream and writer
+   * cost some 10 kB a connection, which idle connections, never sending more than a result row,
+   * are spared.
+   */
   write(message: Uint8Array): Promise<void> {
-    return this.#writer.write(message);
+    if (this.#writer && this.#queued === 0) return this.#writer.write(message);
+    this.#queued++;
+    const p = this.#tail.then(() => this.#put(message)).finally(() => this.#queued--);
+    this.#tail = p.catch(() => {});
+    return p;
   }
 
   /** Writes messages as one write, so they reach the client together. */
   send(...messages: Uint8Array[]): Promise<void> {
-    return this.#writer.write(messages.length === 1 ? messages[0]! : concatBytes(...messages));
+    return this.write(messages.length === 1 ? messages[0]! : concatBytes(...messages));
+  }
+
+  async #put(message: Uint8Array): Promise<void> {
+    if (!this.#writer && message.length >= BULK_WRITE) {
+      this.#writer = this.#conn.writable.getWriter();
+    }
+    if (this.#writer) return await this.#writer.write(message);
+    if (this.#failure) throw this.#failure.error;
+    try {
+      let off = 0;
+      while (off < message.length) off += await this.#conn.write(message.subarray(off));
+    } catch (e) {
+      this.#failure = { error: e };
+      throw e;
+    }
   }
 
   /**
@@ -118,12 +152,13 @@ export class ClientConnection {
    * @returns The ALPN protocol the client chose, if any.
    */
   async startTls(bridge: TlsBridge, prefix: Uint8Array): Promise<string | null> {
-    this.#writer.releaseLock();
+    // The answer to SSLRequest must be on the wire before the handshake takes the socket.
+    await this.#tail;
+    this.#release();
     const { conn, alpnProtocol, close } = await bridge.upgrade(this.#conn, prefix);
     this.#closeTls = close;
     this.#conn = conn;
     this.#reader = new MessageReader(conn, READER);
-    this.#writer = conn.writable.getWriter();
     this.#ssl = true;
     return alpnProtocol;
   }
@@ -133,17 +168,19 @@ export class ClientConnection {
     return this.#reader.takeBuffered();
   }
 
-  /** Releases the writer, unless a pending write holds it (then `close` ends that write). */
-  releaseWriter(): void {
+  /** Lets go of the stream writer, unless a pending write holds it (closing ends that write). */
+  #release(): void {
     try {
-      this.#writer.releaseLock();
+      this.#writer?.releaseLock();
     } catch { /* a pending write holds it */ }
+    this.#writer = undefined;
   }
 
   /** Closes the socket now; a second call does nothing. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#release();
     this.#closeTls?.();
     try {
       this.#conn.close();

@@ -61,7 +61,6 @@ export class NotYetAccepting {
       /* the client left, or sent something that is no startup packet */
     } finally {
       clearTimeout(timer);
-      client.releaseWriter();
       client.close();
     }
   }

@@ -158,7 +158,6 @@ export class Session {
           reason,
         });
       }
-      client.releaseWriter();
       this.close();
     }
   }

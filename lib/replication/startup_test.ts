@@ -20,7 +20,6 @@ async function connectionPair(): Promise<
     server,
     client,
     [Symbol.dispose]() {
-      server.releaseWriter();
       server.close();
       client.close();
     },
