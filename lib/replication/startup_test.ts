@@ -1,30 +1,9 @@
 import assert from "node:assert/strict";
 import { MessageBuilder } from "../pgwire/messages.ts";
 import type { WalStore } from "../wal/store.ts";
-import { ClientConnection } from "./connection.ts";
+import { connectionPair } from "./_test_utils.ts";
 import { SenderRegistry } from "./registry.ts";
 import { authenticate, readStartupPacket } from "./startup.ts";
-
-/** A loopback connection: the server side wrapped as a session sees it, the client side raw. */
-async function connectionPair(): Promise<
-  { server: ClientConnection; client: Deno.TcpConn } & Disposable
-> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const [client, conn] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
-    listener.accept(),
-  ]);
-  listener.close();
-  const server = new ClientConnection(conn);
-  return {
-    server,
-    client,
-    [Symbol.dispose]() {
-      server.close();
-      client.close();
-    },
-  };
-}
 
 function startupMessage(version: number, params: Record<string, string>): Uint8Array {
   const b = new MessageBuilder(null).int32(version);
