@@ -84,7 +84,8 @@ export async function validateSegment(
     timeline: request.tli,
     onRecord: () => records++,
   });
-  const buf = new Uint8Array(settings.chunkSize);
+  // The read buffer, for a segment read from its file; archived ones come decoded.
+  let buf: Uint8Array | undefined;
   if (request.data) {
     // An archived segment comes decoded (its file is the compressed one): validated in place.
     // The validator keeps no reference, and a record wholly inside one push is checked without
@@ -92,6 +93,7 @@ export async function validateSegment(
     v.push(start, request.data.subarray(0, segSize));
   } else {
     using f = await Deno.open(request.path);
+    buf = new Uint8Array(settings.chunkSize);
     let pos = start;
     while (pos < segEnd) {
       const want = Math.min(buf.length, Number(segEnd - pos));
@@ -115,18 +117,19 @@ export async function validateSegment(
       let pos = segEnd;
       const limit = segEnd + BigInt(Math.min(n.bytes, segSize));
       // The next file is read a piece at a time: the record running on into it is usually short.
-      const piece = buf.subarray(0, Math.min(buf.length, 64 * 1024));
+      const pieceSize = Math.min(settings.chunkSize, 64 * 1024);
       const data = n.data;
       while (data && pos < limit && !v.error && v.validEnd < segEnd) {
         const from = Number(pos - segEnd);
-        const got = Math.min(piece.length, Number(limit - pos), data.length - from);
+        const got = Math.min(pieceSize, Number(limit - pos), data.length - from);
         if (got <= 0) break;
         v.push(pos, data.subarray(from, from + got));
         pos += BigInt(got);
       }
       using f = data ? undefined : await Deno.open(n.path);
-      while (f && pos < limit && !v.error && v.validEnd < segEnd) {
-        const want = Math.min(piece.length, Number(limit - pos));
+      const piece = f && (buf ?? new Uint8Array(pieceSize)).subarray(0, pieceSize);
+      while (f && piece && pos < limit && !v.error && v.validEnd < segEnd) {
+        const want = Math.min(pieceSize, Number(limit - pos));
         const got = await readFull(f, piece.subarray(0, want));
         if (got === 0) break;
         v.push(pos, piece.subarray(0, got));
