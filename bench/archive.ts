@@ -10,7 +10,7 @@
  *    frame settings), `SEG.zst` (`zstd -3`).
  * 3. `zcat`, `lz4 -dc`, `zstd -dc` decode each archive to /dev/null: MB/s of plain WAL and CPU.
  * 4. For each archive, a fresh relay (cold cache): one `pg_receivewal --no-sync` pulls all of it
- *    (MB/s delivered, relay CPU), which has the relay validate every segment as it serves it; a
+ *    (MB/s delivered, relay CPU, and the cores the relay and the client kept busy), which has the relay validate every segment as it serves it; a
  *    second pull from the same relay, whose segments are known valid but no longer cached
  *    (1 GiB against the cache's 256 MiB), is what serving costs from then on. Then one, and then
  *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it (from a directory of
@@ -85,6 +85,16 @@ export interface TimedRun {
   decodes?: number;
   /** Seconds its threads spent reading and decoding them (its `/metrics`). */
   decode_s?: number;
+  /** CPU seconds of the clients (`pg_receivewal`), when it was the relay measured. */
+  client_cpu_s?: number;
+}
+
+/**
+ * Cores the relay and its clients kept busy together: their CPU over the wall time. Near the
+ * machine's count, the run was bound by CPU, not by waiting.
+ */
+function coresBusy(r: TimedRun): number {
+  return (r.cpu_s + (r.client_cpu_s ?? NaN)) / r.wall_s;
 }
 
 /** Figures of one archive format. */
@@ -285,10 +295,12 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       clientCommand = cmds[0]!.join(" ");
       const decodedBefore = await decoding();
       const before = (await procCpu(relay.pid)).self;
+      const clientsBefore = (await procCpu("self")).children;
       const t0 = performance.now();
       const results = await Promise.all(cmds.map((c) => run(c, { timeoutMs: 900_000 })));
       const wall = (performance.now() - t0) / 1000;
       const cpu = (await procCpu(relay.pid)).self - before;
+      const clientCpu = (await procCpu("self")).children - clientsBefore;
       for (const r of results) {
         if (!r.success) throw new Error(`pg_receivewal failed:\n${r.stderr}\n${relay.stderr()}`);
       }
@@ -309,6 +321,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         cpu_s: cpu,
         decodes: decoded.decodes - decodedBefore.decodes,
         decode_s: decoded.seconds - decodedBefore.seconds,
+        client_cpu_s: clientCpu,
       });
     }
     return runs;
@@ -345,7 +358,8 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       `${f}: ${fixed(archiveBytes / MIB, 0)} MiB on disk; one client ${
         fixed(one.mb_per_s, 0)
       } MB/s ` +
-        `(relay CPU ${fixed(one.cpu_s)} s), validated ${fixed(validated.mb_per_s, 0)} MB/s ` +
+        `(relay CPU ${fixed(one.cpu_s)} s, clients ${fixed(one.client_cpu_s ?? NaN)} s: ` +
+        `${fixed(coresBusy(one))} cores busy), validated ${fixed(validated.mb_per_s, 0)} MB/s ` +
         `(${fixed(validated.cpu_s)} s); ${opts.clients} clients ${
           fixed(fanout.mb_per_s, 0)
         } MB/s ` +
@@ -373,6 +387,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       "CLI MB/s",
       "1 client MB/s",
       "relay CPU s",
+      "cores busy",
       "validated MB/s",
       `${opts.clients} clients MB/s`,
       "relay CPU s",
@@ -389,6 +404,7 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         r.cli ? fixed(r.cli.mb_per_s, 0) : "-",
         fixed(r.one_client.mb_per_s, 0),
         fixed(r.one_client.cpu_s),
+        fixed(coresBusy(r.one_client)),
         fixed(r.one_client_validated.mb_per_s, 0),
         fixed(r.fanout.mb_per_s, 0),
         fixed(r.fanout.cpu_s),
