@@ -156,16 +156,7 @@ export class SlotManager implements SlotAccess {
    * a slot it holds itself.
    */
   async drop(name: string, pid = 0): Promise<void> {
-    const slot = this.#slots.get(name);
-    if (!slot) {
-      throw new PgError(SqlState.UNDEFINED_OBJECT, `replication slot "${name}" does not exist`);
-    }
-    if (slot.activePid !== 0 && slot.activePid !== pid) {
-      throw new PgError(
-        SqlState.OBJECT_IN_USE,
-        `replication slot "${name}" is active for PID ${slot.activePid}`,
-      );
-    }
+    const slot = this.#free(name, pid);
     this.#slots.delete(name);
     this.#dirty.delete(name);
     if (!slot.temporary) {
@@ -176,6 +167,21 @@ export class SlotManager implements SlotAccess {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       }
     }
+  }
+
+  /** The slot `name`, unless missing (42704) or held by a session other than `pid` (55006). */
+  #free(name: string, pid: number): ReplicationSlot {
+    const slot = this.#slots.get(name);
+    if (!slot) {
+      throw new PgError(SqlState.UNDEFINED_OBJECT, `replication slot "${name}" does not exist`);
+    }
+    if (slot.activePid !== 0 && slot.activePid !== pid) {
+      throw new PgError(
+        SqlState.OBJECT_IN_USE,
+        `replication slot "${name}" is active for PID ${slot.activePid}`,
+      );
+    }
+    return slot;
   }
 
   /** Drops a session's temporary slots when it ends (and releases the ones it used). */
@@ -190,16 +196,7 @@ export class SlotManager implements SlotAccess {
 
   /** Takes a slot for streaming; 42704 missing, 55006 in use by another session. */
   acquire(name: string, pid: number): ReplicationSlot {
-    const slot = this.#slots.get(name);
-    if (!slot) {
-      throw new PgError(SqlState.UNDEFINED_OBJECT, `replication slot "${name}" does not exist`);
-    }
-    if (slot.activePid !== 0 && slot.activePid !== pid) {
-      throw new PgError(
-        SqlState.OBJECT_IN_USE,
-        `replication slot "${name}" is active for PID ${slot.activePid}`,
-      );
-    }
+    const slot = this.#free(name, pid);
     slot.activePid = pid;
     return slot;
   }
