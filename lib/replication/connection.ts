@@ -131,11 +131,11 @@ export class ClientConnection {
   }
 
   async #put(message: Uint8Array): Promise<void> {
+    if (this.#failure) throw this.#failure.error;
     if (!this.#writer && message.length >= BULK_WRITE) {
       this.#writer = this.#conn.writable.getWriter();
     }
     if (this.#writer) return await this.#writer.write(message);
-    if (this.#failure) throw this.#failure.error;
     try {
       let off = 0;
       while (off < message.length) off += await this.#conn.write(message.subarray(off));

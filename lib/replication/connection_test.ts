@@ -29,8 +29,9 @@ Deno.test("ClientConnection: short and long writes, not awaited, reach the socke
 Deno.test("ClientConnection: a write asked while a long one is still going out waits for the ones queued before it", async () => {
   using pair = await connectionPair();
   const { server, client } = pair;
-  // More than the socket buffers hold: it stays pending until the client reads.
-  const long = new Uint8Array(16 << 20).fill(1);
+  // More than the socket buffers can hold (tcp_rmem's and tcp_wmem's maxima, 32 and 4 MB here):
+  // it stays pending until the client reads.
+  const long = new Uint8Array(64 << 20).fill(1);
   const first = new Uint8Array(7).fill(2);
   const second = new Uint8Array(5).fill(3);
   const writes = [server.write(long), server.write(first)];
