@@ -97,6 +97,18 @@ export interface DecodedSegments {
   forget(path: string): void;
 }
 
+/** A decoded-segment cache's counters, as `/status` shows them. */
+export type SegmentCacheStats = Pick<
+  DecodedSegments,
+  "capacity" | "decodes" | "hits" | "evictions" | "bytes" | "decodeSeconds"
+>;
+
+/** The counters of `cache` as plain data, to report or to pass to another thread. */
+export function segmentCacheStats(cache: SegmentCacheStats): SegmentCacheStats {
+  const { capacity, decodes, hits, evictions, bytes, decodeSeconds } = cache;
+  return { capacity, decodes, hits, evictions, bytes, decodeSeconds };
+}
+
 /** The cache's default capacity, 256 MiB. */
 export const DEFAULT_CACHE_SIZE = 256 * 1024 * 1024;
 

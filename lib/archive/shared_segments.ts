@@ -8,7 +8,12 @@
 
 import { ArchiveFormatError } from "./errors.ts";
 import type { ArchiveEntry } from "./layout.ts";
-import type { CachedFile, CachedLease, DecodedSegments } from "./segment_cache.ts";
+import {
+  type CachedFile,
+  type CachedLease,
+  type DecodedSegments,
+  segmentCacheStats,
+} from "./segment_cache.ts";
 
 /** A request from {@linkcode RemoteSegments} to {@linkcode SharedSegments}. */
 export type SegmentCall =
@@ -36,12 +41,6 @@ interface Bytes {
   byteOffset: number;
   length: number;
 }
-
-/** The owner's counters, as `stats` answers them. */
-type Stats = Pick<
-  DecodedSegments,
-  "capacity" | "decodes" | "hits" | "evictions" | "bytes" | "decodeSeconds"
->;
 
 /**
  * The owning side: answers {@linkcode SegmentCall}s from other threads with its cache, and keeps
@@ -108,17 +107,8 @@ export class SharedSegments {
         this.#leases.get(call.lease)?.release();
         this.#leases.delete(call.lease);
         return undefined;
-      case "stats": {
-        const c = this.cache;
-        return {
-          capacity: c.capacity,
-          decodes: c.decodes,
-          hits: c.hits,
-          evictions: c.evictions,
-          bytes: c.bytes,
-          decodeSeconds: c.decodeSeconds,
-        } satisfies Stats;
-      }
+      case "stats":
+        return segmentCacheStats(this.cache);
     }
   }
 

@@ -37,7 +37,11 @@ import { ArchivedFiles } from "./_archived_files.ts";
 import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
 import { ArchiveFormatError } from "../archive/errors.ts";
-import type { DecodedSegments } from "../archive/segment_cache.ts";
+import {
+  type DecodedSegments,
+  type SegmentCacheStats,
+  segmentCacheStats,
+} from "../archive/segment_cache.ts";
 import { decodeArchived } from "../archive/codec.ts";
 import { detectFormat } from "../archive/format.ts";
 
@@ -220,23 +224,8 @@ export class WalStore {
   }
 
   /** Decompressions of archived files so far, and the cache's bytes (for status). */
-  get archiveCache(): {
-    decodes: number;
-    hits: number;
-    evictions: number;
-    bytes: number;
-    capacity: number;
-    decodeSeconds: number;
-  } {
-    const c = this.#files.cache;
-    return {
-      decodes: c.decodes,
-      hits: c.hits,
-      evictions: c.evictions,
-      bytes: c.bytes,
-      capacity: c.capacity,
-      decodeSeconds: c.decodeSeconds,
-    };
+  get archiveCache(): SegmentCacheStats {
+    return segmentCacheStats(this.#files.cache);
   }
 
   /**

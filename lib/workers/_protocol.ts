@@ -13,6 +13,7 @@ import type { Lsn } from "../wal/lsn.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { SegmentCall } from "../archive/shared_segments.ts";
+import type { SegmentCacheStats } from "../archive/segment_cache.ts";
 import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from "../pgwire/error.ts";
 
 /** The durable end of a relay's store, so a sender thread never reads past it. */
@@ -35,7 +36,7 @@ export interface CacheReport {
 }
 
 /** The store's decoded-segment cache, as {@linkcode WalStore.archiveCache} gives it. */
-export type ArchiveCacheStats = WalStore["archiveCache"];
+export type ArchiveCacheStats = SegmentCacheStats;
 
 /** What a sender thread is told when it starts. */
 export interface WorkerInit extends

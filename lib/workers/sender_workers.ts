@@ -18,8 +18,14 @@ import type { Lsn } from "../wal/lsn.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 
-function sum(values: number[]): number {
-  return values.reduce((a, b) => a + b, 0);
+/** Each counter added up over the threads' reports, all of one shape; `undefined` for none. */
+function sumEach<T extends object>(all: T[]): T | undefined {
+  if (all.length === 0) return undefined;
+  const out: Record<string, number> = {};
+  for (const report of all) {
+    for (const [key, value] of Object.entries(report)) out[key] = (out[key] ?? 0) + value;
+  }
+  return out as T;
 }
 import {
   type ArchiveCacheStats,
@@ -316,31 +322,14 @@ export class SenderWorkers {
 
   /** The threads' WAL block caches together, once any thread has one. */
   get blockCacheStats(): WalBlockCacheStats | undefined {
-    const all = this.#threads.map((t) => t.caches.blocks).filter((s) => s !== undefined);
-    if (all.length === 0) return undefined;
-    return {
-      hits: sum(all.map((s) => s.hits)),
-      misses: sum(all.map((s) => s.misses)),
-      evictions: sum(all.map((s) => s.evictions)),
-      bytes: sum(all.map((s) => s.bytes)),
-      maxBytes: sum(all.map((s) => s.maxBytes)),
-    };
+    return sumEach(this.#threads.map((t) => t.caches.blocks).filter((s) => s !== undefined));
   }
 
   /** The threads' decoded-segment caches together, once any thread has a store. */
   get archiveCacheStats(): ArchiveCacheStats | undefined {
     // Threads reading through the relay's store's cache: that store's figures are the ones.
     if (this.#segments) return undefined;
-    const all = this.#threads.map((t) => t.caches.archive).filter((s) => s !== undefined);
-    if (all.length === 0) return undefined;
-    return {
-      decodes: sum(all.map((s) => s.decodes)),
-      hits: sum(all.map((s) => s.hits)),
-      evictions: sum(all.map((s) => s.evictions)),
-      bytes: sum(all.map((s) => s.bytes)),
-      capacity: sum(all.map((s) => s.capacity)),
-      decodeSeconds: sum(all.map((s) => s.decodeSeconds)),
-    };
+    return sumEach(this.#threads.map((t) => t.caches.archive).filter((s) => s !== undefined));
   }
 
   /**
