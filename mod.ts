@@ -122,7 +122,12 @@ export {
 export { type WalReaderError } from "./lib/wal/reader.ts";
 export { BytesFile, type SegmentHandle } from "./lib/wal/segment_handle.ts";
 export { type ArchiveEntry, type ArchiveLayout } from "./lib/archive/layout.ts";
-export type { CachedFile, CachedLease, DecodedSegments } from "./lib/archive/segment_cache.ts";
+export type {
+  CachedFile,
+  CachedLease,
+  DecodedSegments,
+  SegmentCacheStats,
+} from "./lib/archive/segment_cache.ts";
 export type { ArchivedFile } from "./lib/archive/read_segment.ts";
 export { type CompressFormat } from "./lib/archive/compress.ts";
 export {

@@ -103,7 +103,24 @@ export type SegmentCacheStats = Pick<
   "capacity" | "decodes" | "hits" | "evictions" | "bytes" | "decodeSeconds"
 >;
 
-/** The counters of `cache` as plain data, to report or to pass to another thread. */
+/**
+ * The counters of `cache` as plain data, to report or to pass to another thread.
+ *
+ * @example
+ * ```ts
+ * import { SegmentCache, segmentCacheStats } from "./segment_cache.ts";
+ * import assert from "node:assert/strict";
+ * const stats = segmentCacheStats(new SegmentCache({ capacity: 1 << 20, workers: 0 }));
+ * assert.deepEqual(stats, {
+ *   capacity: 1 << 20,
+ *   decodes: 0,
+ *   hits: 0,
+ *   evictions: 0,
+ *   bytes: 0,
+ *   decodeSeconds: 0,
+ * });
+ * ```
+ */
 export function segmentCacheStats(cache: SegmentCacheStats): SegmentCacheStats {
   const { capacity, decodes, hits, evictions, bytes, decodeSeconds } = cache;
   return { capacity, decodes, hits, evictions, bytes, decodeSeconds };

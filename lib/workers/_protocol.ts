@@ -11,7 +11,6 @@ import type { Sender } from "../replication/registry.ts";
 import type { RelaySettings } from "../relay_options.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
-import type { WalStore } from "../wal/store.ts";
 import type { SegmentCall } from "../archive/shared_segments.ts";
 import type { SegmentCacheStats } from "../archive/segment_cache.ts";
 import { PgError, type PgErrorFields, type Severity, type SqlStateCode } from "../pgwire/error.ts";
@@ -35,7 +34,7 @@ export interface CacheReport {
   archive: ArchiveCacheStats | undefined;
 }
 
-/** The store's decoded-segment cache, as {@linkcode WalStore.archiveCache} gives it. */
+/** The store's decoded-segment cache, as `WalStore.archiveCache` gives it. */
 export type ArchiveCacheStats = SegmentCacheStats;
 
 /** What a sender thread is told when it starts. */
