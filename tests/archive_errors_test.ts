@@ -7,6 +7,7 @@ import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { REPO_ROOT, run, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { listDir, runReceivewal, touch } from "./_relay_util.ts";
+import { pipeThroughTool } from "../lib/archive/_test_utils.ts";
 
 Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming the file", async () => {
   await using dir = await tempDir("walrelay-archive-damaged-");
@@ -36,6 +37,48 @@ Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming 
     timeoutMs: 10_000,
     message: `the relay logged nothing of the damage:\n${relay.stderr()}`,
   });
+});
+
+Deno.test("an lz4 segment LZ4's decoder refuses is XX001, and the segments after it are still served", async () => {
+  await using dir = await tempDir("walrelay-archive-lz4-damaged-");
+  for (const name of await listDir(TESTDATA)) {
+    const bytes = await Deno.readFile(join(TESTDATA, name));
+    if (!/^[0-9A-F]{24}$/.test(name)) {
+      await Deno.writeFile(join(dir.path, name), bytes);
+      continue;
+    }
+    const lz4 = await pipeThroughTool("lz4", ["-q", "-c", "--no-frame-crc"], bytes);
+    // Runs of literal lengths past the block's end: the frame walks, the decoder fails in it.
+    if (name === "000000010000000000000007") lz4.fill(0xff, 1000, 1400);
+    await Deno.writeFile(join(dir.path, `${name}.lz4`), lz4);
+  }
+  // A cache of one segment: what is read later is decoded later, after the failure.
+  await using relay = await startRelay({ walDir: dir.path, args: ["--cache-size", "1MB"] });
+  // Twice: a damaged file is decoded, and refused, again at each try.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    await using first = await tempDir("walrelay-archive-lz4-recv-");
+    await touch(join(first.path, "000000010000000000000006.partial"));
+    const r = await runReceivewal(relay.port, ["-D", first.path, "--no-loop", "--no-sync"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /archived WAL file ".*000000010000000000000007\.lz4" is damaged: lz4/);
+  }
+  // The decoder that failed is not left broken: a segment nobody has read yet (past what was read
+  // ahead) is decoded as if nothing had happened.
+  await using second = await tempDir("walrelay-archive-lz4-recv-");
+  await touch(join(second.path, "00000002000000000000000A.partial"));
+  const after = await runReceivewal(relay.port, [
+    "-D",
+    second.path,
+    "--no-loop",
+    "--no-sync",
+    "--endpos",
+    "0/B00000",
+  ]);
+  assert.equal(after.code, 0, after.stderr);
+  assert.deepEqual(
+    await Deno.readFile(join(second.path, "00000002000000000000000A")),
+    await Deno.readFile(join(TESTDATA, "00000002000000000000000A")),
+  );
 });
 
 Deno.test("a WAL-G .lzma file stops the relay at startup, naming the file and the format", async () => {

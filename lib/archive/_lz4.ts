@@ -33,10 +33,17 @@ const BLOCK_MAX = [0, 0, 0, 0, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
  * @param src The file's bytes, starting with the frame magic.
  * @param sizeHint The expected plain size (a segment's size), to allocate once.
  * @param walkOnly Only walk the block headers: find the frame's end and bound, decode nothing.
+ * @param into Decode into this buffer, which never grows: a frame that decodes to more is
+ *   `corrupt`. Without it, a buffer of `sizeHint` bytes is allocated and grown as needed.
  */
-export function decodeLz4Frame(src: Uint8Array, sizeHint: number, walkOnly = false): Lz4Result {
+export function decodeLz4Frame(
+  src: Uint8Array,
+  sizeHint: number,
+  walkOnly = false,
+  into?: Uint8Array,
+): Lz4Result {
   const n = src.length;
-  let out = new Uint8Array(walkOnly ? 0 : Math.max(sizeHint, 1 << 16));
+  let out = into ?? new Uint8Array(walkOnly ? 0 : Math.max(sizeHint, 1 << 16));
   let op = 0;
   let bound = 0;
   const fail = (stop: Lz4Stop, ip: number, reason?: string): Lz4Result => {
@@ -59,7 +66,7 @@ export function decodeLz4Frame(src: Uint8Array, sizeHint: number, walkOnly = fal
   if (contentSize && !walkOnly) {
     const dv = new DataView(src.buffer, src.byteOffset + 6, 8);
     const size = Number(dv.getBigUint64(0, true));
-    if (size > out.length && size <= 1 << 30) out = new Uint8Array(size);
+    if (!into && size > out.length && size <= 1 << 30) out = new Uint8Array(size);
   }
   for (;;) {
     if (ip + 4 > n) return fail("truncated", ip);
@@ -85,12 +92,13 @@ export function decodeLz4Frame(src: Uint8Array, sizeHint: number, walkOnly = fal
       ip = end + (blockChecksum ? 4 : 0);
       continue;
     }
-    if (op + blockMax > out.length) {
+    if (!into && op + blockMax > out.length) {
       const bigger = new Uint8Array(Math.max(out.length * 2, op + blockMax));
       bigger.set(out.subarray(0, op));
       out = bigger;
     }
     if (word & 0x80000000) {
+      if (op + size > out.length) return fail("corrupt", ip, "LZ4 frame decodes past its buffer");
       out.set(src.subarray(start, end), op);
       op += size;
     } else {

@@ -12,6 +12,7 @@
 import { brotliDecompressSync, zstdDecompressSync } from "node:zlib";
 import { decodeGzipMember, GzipCorrupt } from "./_gzip.ts";
 import { decodeLz4Frame } from "./_lz4.ts";
+import { decodeLz4FrameWasm } from "./_lz4_wasm.ts";
 import { decodeSnappyFramed } from "./_snappy.ts";
 import { zstdFrameExtent } from "./_zstd.ts";
 import { ArchiveFormatError } from "./errors.ts";
@@ -157,13 +158,9 @@ async function decodeLz4(
     if (r.stop === "corrupt") throw corrupt(r.reason);
     return { data: r.data, complete: false };
   }
-  const lz4 = (await import("npm:@foxglove/wasm-lz4@1.0.2")).default;
-  await lz4.isLoaded;
-  try {
-    return { data: asBytes(lz4(src.subarray(0, walk.consumed), walk.bound)), complete: true };
-  } catch (e) {
-    throw corrupt(e);
-  }
+  const data = await decodeLz4FrameWasm(src.subarray(0, walk.consumed), walk.bound);
+  if (data === undefined) throw corrupt("Error during decompression");
+  return { data, complete: true };
 }
 
 type Bzip2Decoder = Awaited<ReturnType<typeof loadBzip2>>;

@@ -88,6 +88,21 @@ Deno.test("codec: a damaged lz4 frame with checksums is an ArchiveFormatError", 
   );
 });
 
+Deno.test("codec: after an lz4 frame the decoder refused, the next frames still decode", async () => {
+  const good = await compressed("lz4");
+  const bad = good.slice();
+  // Literal lengths and offsets that point outside the block: LZ4's decoder fails mid-frame.
+  bad.fill(0xff, 1000, 1400);
+  for (let round = 0; round < 2; round++) {
+    await assert.rejects(
+      decodeArchived(bad, "lz4", { file: "bad.lz4", sizeHint: SIZE }),
+      (e: unknown) => e instanceof ArchiveFormatError && e.problem === "corrupt",
+    );
+    const r = await decodeArchived(good, "lz4", { file: "good.lz4", sizeHint: SIZE });
+    assert.ok(r.complete && r.data.length === SIZE && isPrefix(r.data, plain), `round ${round}`);
+  }
+});
+
 Deno.test("codec: lzma has no decoder: an error naming the file and the format", async () => {
   await assert.rejects(
     decodeArchived(new Uint8Array([0x5d, 0, 0]), "lzma", {

@@ -13,9 +13,11 @@
 import { brotliDecompressSync, gunzipSync, zstdDecompressSync } from "node:zlib";
 import { decodeArchived } from "./codec.ts";
 import { decodeLz4Frame } from "./_lz4.ts";
+import { decodeSegmentInto } from "./_decode_into.ts";
 import { pipeThroughTool } from "./_test_utils.ts";
 
 const SIZE = 16 * 1024 * 1024;
+const INTO = new Uint8Array(new SharedArrayBuffer(SIZE));
 let inputs: Promise<Record<string, Uint8Array>> | undefined;
 
 function prepare(): Promise<Record<string, Uint8Array>> {
@@ -90,6 +92,8 @@ bench("gzip", "fflate", false, async (s) => (await import("npm:fflate@0.8.3")).g
 
 bench("lz4", "codec.ts (@foxglove/wasm-lz4)", true, (s) => decodeArchived(s, "lz4", { file: "b" }));
 bench("lz4", "own TypeScript decoder (_lz4.ts)", false, (s) => decodeLz4Frame(s, SIZE));
+bench("lz4", "own decoder into one buffer", false, (s) => decodeLz4Frame(s, 0, false, INTO));
+bench("lz4", "wasm-lz4 into one buffer", false, (s) => decodeSegmentInto(s, "lz4", INTO));
 bench("lz4", "lz4js", false, async (s) => (await import("npm:lz4js@0.2.0")).decompress(s, SIZE));
 
 bench(

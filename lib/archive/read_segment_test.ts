@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { ArchiveFormatError } from "./errors.ts";
 import { archivedFormat, readArchivedFile } from "./read_segment.ts";
 import { pipeThroughTool, SAMPLE_SEGMENT } from "./_test_utils.ts";
+import { LZ4_DIRECT_RATIO } from "./_decode_into.ts";
 
 const plain = await Deno.readFile(SAMPLE_SEGMENT);
+const realPlain = plain;
 const SEG = "000000010000000000000006";
 const opts = { segmentSize: plain.length };
 
@@ -74,45 +76,78 @@ Deno.test("readArchivedFile: unknown format is an error naming file and format",
   });
 });
 
-Deno.test("readArchivedFile into a given buffer: gzip, lz4 and zstd decoded there when whole, otherwise as without it", async () => {
-  const frames = {
-    gzip: await pipeThroughTool("gzip", ["-c"], plain),
-    lz4: await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4", "--no-frame-crc"], plain),
-    zstd: await pipeThroughTool("zstd", ["-q", "-c"], plain),
-  };
-  for (const [format, bytes] of Object.entries(frames) as [keyof typeof frames, Uint8Array][]) {
-    const read = async (b: Uint8Array, segmentSize = plain.length) => {
-      let r;
-      await withFile(b, async (path) => {
-        const into = new Uint8Array(new SharedArrayBuffer(segmentSize)).fill(0xee);
-        r = { into, ...await readArchivedFile({ name: SEG, path, format }, { segmentSize, into }) };
-      });
-      return r!;
+// A quiet server's segment: a little WAL, then zeros. Its lz4 frame is small enough for the
+// TypeScript decoder's path (asserted below), ordinary WAL's is not.
+const sparse = plain.slice();
+sparse.fill(0, 32 * 1024);
+
+for (const [kind, plain] of [["WAL", realPlain], ["mostly zeros", sparse]] as const) {
+  Deno.test(`readArchivedFile into a given buffer (${kind}): gzip, lz4 and zstd decoded there when whole, otherwise as without it`, async () => {
+    const opts = { segmentSize: plain.length };
+    const frames = {
+      gzip: await pipeThroughTool("gzip", ["-c"], plain),
+      lz4: await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4", "--no-frame-crc"], plain),
+      zstd: await pipeThroughTool("zstd", ["-q", "-c"], plain),
     };
-    const whole = await read(bytes);
-    assert.equal(whole.data, whole.into, `${format}: decoded in place`);
-    assert.deepEqual(new Uint8Array(whole.data), plain);
-    // What follows the frame is not ours.
-    const junk = new Uint8Array(bytes.length + 64).fill(0xab);
-    junk.set(bytes);
-    const trailing = await read(junk);
-    // (gzip leaves a member with bytes after it to the general path, which finds its end.)
-    if (format !== "gzip") {
-      assert.equal(trailing.data, trailing.into, `${format}: trailing bytes ignored`);
+    // Each of lz4's two ways is taken by one of the inputs.
+    assert.equal(
+      frames.lz4.length * LZ4_DIRECT_RATIO <= plain.length,
+      kind !== "WAL",
+      `lz4 ${plain.length} → ${frames.lz4.length} bytes`,
+    );
+    for (const [format, bytes] of Object.entries(frames) as [keyof typeof frames, Uint8Array][]) {
+      const read = async (b: Uint8Array, segmentSize = plain.length) => {
+        let r;
+        await withFile(b, async (path) => {
+          const into = new Uint8Array(new SharedArrayBuffer(segmentSize)).fill(0xee);
+          r = {
+            into,
+            ...await readArchivedFile({ name: SEG, path, format }, { segmentSize, into }),
+          };
+        });
+        return r!;
+      };
+      const whole = await read(bytes);
+      assert.equal(whole.data, whole.into, `${format}: decoded in place`);
+      assert.deepEqual(new Uint8Array(whole.data), plain);
+      // What follows the frame is not ours.
+      const junk = new Uint8Array(bytes.length + 64).fill(0xab);
+      junk.set(bytes);
+      const trailing = await read(junk);
+      // (gzip leaves a member with bytes after it to the general path, which finds its end.)
+      if (format !== "gzip") {
+        assert.equal(trailing.data, trailing.into, `${format}: trailing bytes ignored`);
+      }
+      assert.deepEqual(new Uint8Array(trailing.data), plain);
+      // Cut short, damaged, or of another size: the errors of the general path.
+      await rejectsWith(read(bytes.subarray(0, bytes.length - 3)), "corrupt");
+      const bad = bytes.slice();
+      bad[bad.length >> 1]! ^= 0x55;
+      // (lz4 as pg_receivewal writes it has no checksum: damage may decode, as it does without.)
+      const outcome = (p: Promise<{ data: Uint8Array }>) =>
+        p.then((r) => new Uint8Array(r.data).toHex(), (e) => (e as ArchiveFormatError).problem);
+      let plainWay = "";
+      await withFile(bad, async (path) => {
+        plainWay = await outcome(readArchivedFile({ name: SEG, path, format }, opts));
+      });
+      assert.equal(await outcome(read(bad)), plainWay, `${format}: damaged`);
+      await rejectsWith(read(bytes, plain.length * 2), "size");
     }
-    assert.deepEqual(new Uint8Array(trailing.data), plain);
-    // Cut short, damaged, or of another size: the errors of the general path.
-    await rejectsWith(read(bytes.subarray(0, bytes.length - 3)), "corrupt");
-    const bad = bytes.slice();
-    bad[bad.length >> 1]! ^= 0x55;
-    // (lz4 as pg_receivewal writes it has no checksum: damage may decode, as it does without.)
-    const outcome = (p: Promise<{ data: Uint8Array }>) =>
-      p.then((r) => new Uint8Array(r.data).toHex(), (e) => (e as ArchiveFormatError).problem);
-    let plainWay = "";
-    await withFile(bad, async (path) => {
-      plainWay = await outcome(readArchivedFile({ name: SEG, path, format }, opts));
+  });
+}
+
+Deno.test("readArchivedFile into a given buffer: an lz4 file the decoder refused leaves the next ones readable", async () => {
+  const good = await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4", "--no-frame-crc"], plain);
+  const bad = good.slice();
+  bad.fill(0xff, 1000, 1400);
+  const read = (bytes: Uint8Array) =>
+    withFile(bytes, async (path) => {
+      const into = new Uint8Array(new SharedArrayBuffer(plain.length));
+      const r = await readArchivedFile({ name: SEG, path, format: "lz4" }, { ...opts, into });
+      assert.equal(r.data, into);
+      assert.deepEqual(new Uint8Array(r.data), plain);
     });
-    assert.equal(await outcome(read(bad)), plainWay, `${format}: damaged`);
-    await rejectsWith(read(bytes, plain.length * 2), "size");
-  }
+  await read(good);
+  await rejectsWith(read(bad), "corrupt");
+  await read(good);
 });
