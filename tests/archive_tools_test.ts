@@ -12,6 +12,7 @@ import {
   basebackup,
   type PgCluster,
   pgPrograms,
+  REPO_ROOT,
   run,
   runOk,
   spawnBackground,
@@ -206,4 +207,61 @@ Deno.test("a Barman archive (streaming archiver, gzip and bzip2 compression) ser
   const compared = await pullMatchesPrimary(relay, first, primary, 15);
   assert.ok(compared >= 5, `${compared} segments compared`);
   await standbyReachesPrimary(backup, relay, want);
+});
+
+Deno.test("an encrypted pgBackRest repository stops the relay and inspect at startup, naming a file", async () => {
+  await using repoDir = await (await pgPrograms(15)).tempDir("walrelay-pgbackrest-cipher-");
+  const conf = join(repoDir.path, "pgbackrest.conf");
+  const repo = join(repoDir.path, "repo");
+  await using pg = await startPrimary({
+    walSegSize: 1,
+    conf: {
+      fsync: "off",
+      archive_mode: "on",
+      archive_command: `pgbackrest --config=${conf} --stanza=demo archive-push %p`,
+    },
+  });
+  await Deno.writeTextFile(
+    conf,
+    [
+      "[global]",
+      `repo1-path=${repo}`,
+      "repo1-cipher-type=aes-256-cbc",
+      "repo1-cipher-pass=walrelay-test-passphrase",
+      "compress-type=lz4",
+      `lock-path=${repoDir.path}/lock`,
+      `log-path=${repoDir.path}/log`,
+      "log-level-console=warn",
+      "log-level-file=off",
+      "[demo]",
+      `pg1-path=${pg.dataDir}`,
+      `pg1-port=${pg.port}`,
+      `pg1-socket-path=${pg.runDir.path}`,
+      "",
+    ].join("\n"),
+  );
+  await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
+  await runOk(
+    ["pgbackrest", `--config=${conf}`, "--stanza=demo", "stanza-create"],
+    { asPostgres: true, timeoutMs: 60_000 },
+  );
+  await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 10000) i");
+  const last = await pg.switchWal();
+  await waitFor(
+    async () => (await pg.sql("SELECT last_archived_wal FROM pg_stat_archiver")) >= last,
+    { timeoutMs: 60_000, message: `${last} was not archived` },
+  );
+  const stanza = join(repo, "archive", "demo");
+  const pushed = (await walk(stanza)).filter((f) => /\/[0-9A-F]{24}-[0-9a-f]{40}\.lz4$/.test(f));
+  assert.ok(pushed.length > 0, "no segment pushed");
+  const expected =
+    /archived WAL file ".*\/[0-9A-F]{24}-[0-9a-f]{40}\.lz4": encrypted \(OpenSSL "Salted__" format, as pgBackRest's repo cipher writes it\); walrelay does not decrypt archives/;
+  const cli = (...args: string[]) =>
+    run([Deno.execPath(), "run", "-A", join(REPO_ROOT, "cli.ts"), ...args], { timeoutMs: 30_000 });
+  const serve = await cli("serve", "--wal-dir", stanza, "--listen", "127.0.0.1:0");
+  assert.equal(serve.code, 1, serve.stderr);
+  assert.match(serve.stderr, expected);
+  const inspect = await cli("inspect", stanza);
+  assert.notEqual(inspect.code, 0, inspect.stdout);
+  assert.match(inspect.stderr + inspect.stdout, expected);
 });

@@ -16,7 +16,7 @@ import { decodeLz4FrameWasm } from "./_lz4_wasm.ts";
 import { decodeSnappyFramed } from "./_snappy.ts";
 import { zstdFrameExtent } from "./_zstd.ts";
 import { ArchiveFormatError } from "./errors.ts";
-import type { ArchiveFormat } from "./format.ts";
+import { type ArchiveFormat, isEncrypted } from "./format.ts";
 
 /** What {@linkcode decodeArchived} made of a file. */
 export interface DecodedArchive {
@@ -87,6 +87,8 @@ export async function decodeArchived(
   const hint = options.sizeHint ?? DEFAULT_HINT;
   const corrupt = (e: unknown): ArchiveFormatError =>
     new ArchiveFormatError(file, format, "corrupt", e instanceof Error ? e.message : String(e));
+  // Told apart before any decoder sees it, which would call it damaged.
+  if (isEncrypted(src)) throw new ArchiveFormatError(file, format, "encrypted");
   switch (format) {
     case "plain":
       return { data: src, complete: true };

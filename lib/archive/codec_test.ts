@@ -103,6 +103,21 @@ Deno.test("codec: after an lz4 frame the decoder refused, the next frames still 
   }
 });
 
+Deno.test("codec: an encrypted file is told as such, whatever its name says", async () => {
+  const sealed = new Uint8Array([
+    ...new TextEncoder().encode("Salted__"),
+    ...plain.subarray(0, 64),
+  ]);
+  for (const format of ["plain", "gzip", "lz4", "zstd", "bzip2"] as const) {
+    await assert.rejects(
+      decodeArchived(sealed, format, { file: `x.${format}` }),
+      (e: unknown) =>
+        e instanceof ArchiveFormatError && e.problem === "encrypted" &&
+        /"x\.\w+": encrypted .*does not decrypt/.test(e.message),
+    );
+  }
+});
+
 Deno.test("codec: lzma has no decoder: an error naming the file and the format", async () => {
   await assert.rejects(
     decodeArchived(new Uint8Array([0x5d, 0, 0]), "lzma", {

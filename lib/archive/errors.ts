@@ -9,10 +9,11 @@
 import type { ArchiveFormat } from "./format.ts";
 
 /**
- * Why an archived file could not be turned into plain WAL: no decoder for its format, a stream
- * that does not decode, a checksum or size that does not match.
+ * Why an archived file could not be turned into plain WAL: no decoder for its format, a file
+ * encrypted by the archiving tool, a stream that does not decode, a checksum or size that does
+ * not match.
  */
-export type ArchiveFormatProblem = "unsupported" | "corrupt" | "checksum" | "size";
+export type ArchiveFormatProblem = "unsupported" | "encrypted" | "corrupt" | "checksum" | "size";
 
 /**
  * An archived file that cannot be served: its format has no decoder here, or its bytes do not
@@ -46,6 +47,9 @@ export class ArchiveFormatError extends Error {
   constructor(file: string, format: ArchiveFormat, problem: ArchiveFormatProblem, detail?: string) {
     const what = problem === "unsupported"
       ? `no decoder for ${format} compression`
+      : problem === "encrypted"
+      ? 'encrypted (OpenSSL "Salted__" format, as pgBackRest\'s repo cipher writes it); ' +
+        "walrelay does not decrypt archives"
       : problem === "corrupt"
       ? `${format} data is corrupt`
       : problem === "checksum"

@@ -73,6 +73,26 @@ export function formatOfMagic(head: Uint8Array): ArchiveFormat | undefined {
 }
 
 /**
+ * Whether an archived file is encrypted: OpenSSL's `Salted__` header, which pgBackRest writes
+ * before every file of a repository with `repo-cipher-type` set, whatever its compression. WAL,
+ * a history file and every compressed format begin otherwise.
+ *
+ * @param head The file's first bytes (8 are enough).
+ * @returns `true` for an encrypted file.
+ *
+ * @example
+ * ```ts
+ * import { isEncrypted } from "./format.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(isEncrypted(new TextEncoder().encode("Salted__\x01\x02")), true);
+ * assert.equal(isEncrypted(new Uint8Array([0x1f, 0x8b, 8, 0])), false);
+ * ```
+ */
+export function isEncrypted(head: Uint8Array): boolean {
+  return startsWith(head, [0x53, 0x61, 0x6c, 0x74, 0x65, 0x64, 0x5f, 0x5f]);
+}
+
+/**
  * The format of an archived file: its extension when it names one (brotli and lzma have no
  * magic), else its magic bytes, else plain. A file with an extension whose bytes say otherwise is
  * taken by its bytes, since a tool's name for a file can lie but its bytes cannot; an empty file

@@ -152,7 +152,7 @@ export class WalFiles {
       if (e instanceof Deno.errors.NotFound) {
         return this.#fail("not_found", 404, `WAL file "${name}" is not in the relay's directory`);
       }
-      if (e instanceof ArchiveFormatError) {
+      if (e instanceof ArchiveFormatError && e.problem !== "encrypted") {
         // Its message names the archived file as stored, and what is wrong with it.
         return this.#fail("damaged", 500, `WAL file "${name}" is damaged: ${e.message}`);
       }

@@ -78,8 +78,8 @@ export function pgErrorOf(e: unknown): unknown {
     // naming the file as stored and its format.
     return new PgError(
       SqlState.DATA_CORRUPTED,
-      e.problem === "unsupported"
-        ? `could not read archived WAL file "${e.file}": no decoder for ${e.format} compression`
+      e.problem === "unsupported" || e.problem === "encrypted"
+        ? `could not read archived WAL file "${e.file}": ${e.message.replace(/^[^:]*: /, "")}`
         : `archived WAL file "${e.file}" is damaged: ${e.message.replace(/^[^:]*: /, "")}`,
     );
   }

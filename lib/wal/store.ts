@@ -831,7 +831,13 @@ async function readIdentity(dir: string, files: ArchivedFiles): Promise<WalIdent
     try {
       h = readLongPageHeader(await head(name));
     } catch (e) {
-      if (e instanceof ArchiveFormatError && e.problem === "unsupported") throw e;
+      // A file no decoder can read makes the archive unservable, not one segment.
+      if (
+        e instanceof ArchiveFormatError &&
+        (e.problem === "unsupported" || e.problem === "encrypted")
+      ) {
+        throw e;
+      }
       problems.push(`${name}: ${(e as Error).message}`);
       continue;
     }
