@@ -40,6 +40,29 @@ async function walk(dir: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
+/** `p` matched literally in a regular expression. */
+const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** What `walrelay serve` says when it cannot start on `dir`. */
+async function serveRefuses(dir: string): Promise<string> {
+  const r = await run(
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      join(REPO_ROOT, "cli.ts"),
+      "serve",
+      "--wal-dir",
+      dir,
+      "--listen",
+      "127.0.0.1:0",
+    ],
+    { timeoutMs: 30_000 },
+  );
+  assert.equal(r.code, 1, r.stderr);
+  return r.stderr;
+}
+
 /** Writes WAL after the backup: pgbench, a few segments' worth, ending in a switch. */
 async function workload(pg: PgCluster): Promise<void> {
   await pg.pgbench(["-c", "2", "-t", "500", "-n"]);
@@ -108,6 +131,16 @@ Deno.test("a pgBackRest repository (archive-push with gz, lz4 and zst) served by
   );
   assert.deepEqual(unnamed, [], "every segment named with its SHA-1");
   const first = files.map((f) => /\/([0-9A-F]{24})-/.exec(f)?.[1]).filter(Boolean).sort()[0]!;
+
+  // Given the directories above the WAL, it says where the WAL is.
+  assert.match(
+    await serveRefuses(repo),
+    new RegExp(`a pgBackRest repository, whose WAL is in a stanza's archive: "${esc(stanza)}"`),
+  );
+  assert.match(
+    await serveRefuses(pg.dataDir),
+    new RegExp(`a PostgreSQL data directory, whose WAL is in "${esc(join(pg.dataDir, "pg_wal"))}"`),
+  );
 
   await using relay = await startRelay({ walDir: stanza });
   const compared = await pullMatchesPrimary(relay, first, primary, 15);
@@ -200,6 +233,11 @@ Deno.test("a Barman archive (streaming archiver, gzip and bzip2 compression) ser
   assert.deepEqual([...magics].sort(), ["bzip2", "gzip"], files.join(", "));
   const first = files.map((f) => f.slice(-24)).sort()[0]!;
 
+  // Barman's home names its servers' directories.
+  assert.match(
+    await serveRefuses(join(home.path, "home")),
+    /it looks like Barman's home, whose WAL is in a server's directory: ".*\/home\/pg"/,
+  );
   // The server directory, as an operator would point at it.
   await using relay = await startRelay({ walDir: join(home.path, "home", "pg") });
   const end = await relayEnd(relay);

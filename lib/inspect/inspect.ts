@@ -7,6 +7,7 @@
  * @module
  */
 
+import { walDirHint } from "../archive/_layout_hint.ts";
 import { parseHistory } from "../wal/history.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import {
@@ -335,6 +336,10 @@ export async function inspectWal(
   const warnings: string[] = [];
   if (scan.ignored.length > 0) {
     warnings.push(`skipped ${scan.ignored.length} other file(s): ${listNames(scan.ignored)}`);
+  }
+  if (kind === "directory" && scan.candidates.length === 0) {
+    const hint = await walDirHint(path);
+    if (hint) warnings.push(`no WAL files here: ${hint}`);
   }
 
   // Place every file on its timeline; a complete copy wins over a .partial of the same segment.

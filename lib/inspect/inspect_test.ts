@@ -361,3 +361,21 @@ Deno.test("inspectWal takes 16's page magic for PostgreSQL 16 (synthetic pages)"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("inspectWal on a data directory says where its WAL is", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/pg_wal`);
+    await Deno.writeTextFile(`${dir}/PG_VERSION`, "15\n");
+    const r = await inspectWal(dir);
+    assert.equal(r.timelines.length, 0);
+    assert.ok(
+      r.warnings.includes(
+        `no WAL files here: it looks like a PostgreSQL data directory, whose WAL is in "${dir}/pg_wal"`,
+      ),
+      r.warnings.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

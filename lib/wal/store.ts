@@ -6,6 +6,7 @@
  * @module
  */
 
+import { walDirHint } from "../archive/_layout_hint.ts";
 import { Latch } from "./latch.ts";
 import { readFileHead, readFull } from "../_io.ts";
 import { UnknownTimelineError, WalFileMissingError } from "./errors.ts";
@@ -861,8 +862,11 @@ async function readIdentity(dir: string, files: ArchivedFiles): Promise<WalIdent
       serverMajor,
     };
   }
+  // No WAL file at all: perhaps the directory above the WAL was given.
+  const hint = names.length === 0 ? await walDirHint(dir) : undefined;
   throw new Error(
     `no WAL segment with a valid long page header in "${dir}"` +
-      (problems.length ? ` (${problems.slice(0, 3).join("; ")})` : ""),
+      (problems.length ? ` (${problems.slice(0, 3).join("; ")})` : "") +
+      (hint ? `: ${hint}` : ""),
   );
 }
