@@ -1,7 +1,8 @@
 // Archives written by a real `pg_receivewal --compress=gzip|lz4` (PostgreSQL 15 and 17) under
 // pgbench, served by the relay after pg_receivewal stopped (its compressed `.partial` included):
 // a standby from a base backup reaches the primary's data, and a plain pg_receivewal pulling from
-// the relay writes the primary's segments byte for byte.
+// the relay writes the primary's segments byte for byte. And served while pg_receivewal still
+// runs: a standby on the relay follows each segment as pg_receivewal completes it.
 
 import assert from "node:assert/strict";
 import { basebackup, startPrimary, startRelay, waitFor } from "./_pg.ts";
@@ -74,5 +75,48 @@ for (const major of [15, 17]) {
       assert.ok(compared >= 5, `${method}: ${compared} segments compared`);
       await standbyReachesPrimary(method === "gzip" ? backupGz : backupLz4, relay, want);
     }
+  });
+}
+
+for (const method of ["gzip", "lz4"] as const) {
+  Deno.test(`a live pg_receivewal --compress=${method} directory: a standby on the relay follows each segment it completes`, async () => {
+    await using pg = await startPrimary({
+      walSegSize: 1,
+      conf: { fsync: "off", wal_keep_size: "1GB", max_wal_senders: 10 },
+    });
+    await using dir = await pg.programs.tempDir(`walrelay-rw-live-${method}-`);
+    await using _receiver = await spawnReceivewal(pg.port, [
+      "-D",
+      dir.pgPath,
+      `--compress=${method}`,
+      "-s",
+      "1",
+      "--no-loop",
+    ]);
+    await waitFor(
+      async () => Number(await pg.sql("SELECT count(*) FROM pg_stat_replication")) === 1,
+      { timeoutMs: 20_000, message: "pg_receivewal did not start streaming" },
+    );
+    await pg.pgbench(["-i", "-s", "1", "-q"]);
+    await using backup = await basebackup(pg);
+    await pg.switchWal();
+    const ext = method === "gzip" ? ".gz" : ".lz4";
+    await waitFor(async () => (await listDir(dir.path)).some((f) => f.endsWith(ext)) || undefined, {
+      timeoutMs: 20_000,
+      message: `pg_receivewal completed no ${ext} segment`,
+    });
+    await using relay = await startRelay({ walDir: dir.path });
+    // Written while the relay runs: it reaches the relay only as pg_receivewal renames each
+    // completed segment from its `.partial`, which holds no whole stream meanwhile.
+    for (let i = 0; i < 4; i++) {
+      await pg.pgbench(["-c", "2", "-t", "300", "-n"]);
+      await pg.switchWal();
+    }
+    const want = await pg.sql(PGBENCH_DIGEST);
+    // The last pgbench's commit records are in a segment pg_receivewal has completed: switch
+    // past a record of the new segment so that the switch itself is in a completed one too.
+    await pg.sql("SELECT pg_logical_emit_message(false, 'walrelay', 'past the switch')");
+    await pg.switchWal();
+    await standbyReachesPrimary(backup, relay, want);
   });
 }
