@@ -57,12 +57,13 @@ export async function decodeSegmentInto(
  * A frame at most `1 / LZ4_DIRECT_RATIO` of its segment is decoded by the TypeScript decoder,
  * straight into the output. Such frames (a quiet server's segments of padding, long runs of
  * repeated rows) are mostly long matches, which `copyWithin` copies natively, while the
- * WebAssembly decoder's output must be copied out of its memory. Measured on 16 MiB segments
- * (`codecs_bench.ts` inputs, one buffer in shared memory): at 165:1 1.9 ms against 8.5; at 23:1
- * 6.8 against 8.7; at 17:1 even; at 9:1 15.2 against 10.6 and at 3.6:1, ordinary WAL, 29.7
- * against 12.5.
+ * WebAssembly decoder's output must be copied out of its memory. Measured on 16 MiB segments in
+ * shared memory, TypeScript against WebAssembly: zeros after 200 kB of WAL (112:1) 2.0 against
+ * 7.6 ms; the benchmark's repeated rows mixed with real WAL at 165:1 1.4 against 7.6, at 23:1 4.4
+ * against 7.0, at 17:1 6.0 against 7.1, even at about 13:1, at 9:1 12.9 against 8.0, and ordinary
+ * WAL (3.6:1) 25.4 against 11.8.
  */
-export const LZ4_DIRECT_RATIO = 24;
+export const LZ4_DIRECT_RATIO = 16;
 
 async function lz4Into(src: Uint8Array, out: Uint8Array): Promise<boolean> {
   // The frame's extent first: what follows it is not ours, and a frame cut short is not whole.

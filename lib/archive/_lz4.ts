@@ -160,11 +160,17 @@ function decodeBlock(
     }
     if (op + len > outEnd) return -1;
     let from = op - offset;
-    if (offset >= len && len >= 32) {
-      out.copyWithin(op, from, from + len);
+    if (len >= 32) {
+      // An overlapping match repeats the last `offset` bytes (a run of zeros has offset 1):
+      // copied natively in pieces that double, each starting a whole number of periods on.
+      for (let done = 0; done < len;) {
+        const n = Math.min(done + offset, len - done);
+        out.copyWithin(op + done, from, from + n);
+        done += n;
+      }
       op += len;
     } else {
-      // Overlapping copies repeat the last `offset` bytes; a byte loop gives that for free.
+      // Short matches: a byte loop, which repeats an overlapping match by itself.
       const stop = op + len;
       while (op < stop) out[op++] = out[from++]!;
     }
