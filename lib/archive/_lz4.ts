@@ -19,6 +19,8 @@ export interface Lz4Result {
   consumed: number;
   /** Most bytes the frame can decode to: each block's maximum, summed. */
   bound: number;
+  /** Whether the frame carries checksums (of its content or of each block): none are checked. */
+  checksummed: boolean;
   /** Explains a `corrupt` stop. */
   reason?: string;
 }
@@ -46,8 +48,9 @@ export function decodeLz4Frame(
   let out = into ?? new Uint8Array(walkOnly ? 0 : Math.max(sizeHint, 1 << 16));
   let op = 0;
   let bound = 0;
+  let checksummed = false;
   const fail = (stop: Lz4Stop, ip: number, reason?: string): Lz4Result => {
-    const r: Lz4Result = { data: out.subarray(0, op), stop, consumed: ip, bound };
+    const r: Lz4Result = { data: out.subarray(0, op), stop, consumed: ip, bound, checksummed };
     if (reason !== undefined) r.reason = reason;
     return r;
   };
@@ -59,6 +62,7 @@ export function decodeLz4Frame(
   const contentSize = (flg & 0x08) !== 0;
   const contentChecksum = (flg & 0x04) !== 0;
   const dictId = (flg & 0x01) !== 0;
+  checksummed = blockChecksum || contentChecksum;
   const blockMax = BLOCK_MAX[(bd >> 4) & 7] ?? 0;
   if (blockMax === 0) return fail("corrupt", 0, `invalid LZ4 block maximum size ${(bd >> 4) & 7}`);
   let ip = 7 + (contentSize ? 8 : 0) + (dictId ? 4 : 0);
@@ -78,7 +82,7 @@ export function decodeLz4Frame(
         if (ip + 4 > n) return fail("truncated", ip);
         ip += 4;
       }
-      return { data: out.subarray(0, op), stop: null, consumed: ip, bound };
+      return { data: out.subarray(0, op), stop: null, consumed: ip, bound, checksummed };
     }
     const size = word & 0x7fffffff;
     if (size > blockMax) {

@@ -151,3 +151,26 @@ Deno.test("readArchivedFile into a given buffer: an lz4 file the decoder refused
   await rejectsWith(read(bad), "corrupt");
   await read(good);
 });
+
+Deno.test("readArchivedFile into a given buffer: an lz4 frame's content checksum is checked, however small the frame", async () => {
+  // Mostly zeros, with the content checksum lz4 writes by default: the damage below decodes, so
+  // only the checksum can tell.
+  const frame = await pipeThroughTool("lz4", ["-q", "-c", "-BD", "-B4"], sparse);
+  assert.ok(frame.length * LZ4_DIRECT_RATIO <= sparse.length, `${frame.length} bytes`);
+  // A literal byte of the WAL at the start: the first token's literals follow the headers.
+  const bad = frame.slice();
+  bad[40]! ^= 0x01;
+  await withFile(bad, async (path) => {
+    const into = new Uint8Array(new SharedArrayBuffer(sparse.length));
+    await rejectsWith(
+      readArchivedFile({ name: SEG, path, format: "lz4" }, { ...opts, into }),
+      "corrupt",
+    );
+  });
+  // Undamaged, it is decoded in place.
+  await withFile(frame, async (path) => {
+    const into = new Uint8Array(new SharedArrayBuffer(sparse.length));
+    const r = await readArchivedFile({ name: SEG, path, format: "lz4" }, { ...opts, into });
+    assert.equal(r.data, into);
+  });
+});
