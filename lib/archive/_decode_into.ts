@@ -55,13 +55,13 @@ export async function decodeSegmentInto(
 
 /**
  * A frame at most `1 / LZ4_DIRECT_RATIO` of its segment, without checksums (as pg_receivewal
- * writes it), is decoded by the TypeScript decoder, straight into the output. Such frames (a quiet server's segments of padding, long runs of
- * repeated rows) are mostly long matches, which `copyWithin` copies natively, while the
- * WebAssembly decoder's output must be copied out of its memory. Measured on 16 MiB segments in
- * shared memory, TypeScript against WebAssembly: zeros after 200 kB of WAL (112:1) 2.0 against
- * 7.6 ms; the benchmark's repeated rows mixed with real WAL at 165:1 1.4 against 7.6, at 23:1 4.4
- * against 7.0, at 17:1 6.0 against 7.1, even at about 13:1, at 9:1 12.9 against 8.0, and ordinary
- * WAL (3.6:1) 25.4 against 11.8.
+ * writes it), is decoded by the TypeScript decoder, straight into the output. Such frames (a
+ * quiet server's segments of padding, long runs of repeated rows) are mostly long matches, which
+ * `copyWithin` copies natively, while the WebAssembly decoder's output must be copied out of its
+ * memory. Measured on 16 MiB segments in shared memory, TypeScript against WebAssembly: zeros
+ * after 200 kB of WAL (112:1) 2.0 against 7.6 ms; repeated rows mixed with real WAL at 165:1 1.4
+ * against 7.6, at 23:1 4.4 against 7.0, at 17:1 6.0 against 7.1, even at about 13:1, at 9:1 12.9
+ * against 8.0; ordinary WAL (3.6:1) 25.4 against 11.8.
  */
 export const LZ4_DIRECT_RATIO = 16;
 
