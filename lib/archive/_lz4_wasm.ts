@@ -43,8 +43,13 @@ export async function decodeLz4FrameWasm(
   dstSize: number,
   into?: Uint8Array,
 ): Promise<Uint8Array | undefined> {
-  const current = lz4();
-  const { m, ctx } = await current;
+  let current = lz4();
+  let { m, ctx } = await current;
+  // A decode that failed while this one waited has dropped the instance: take the new one.
+  while (instance !== current) {
+    current = lz4();
+    ({ m, ctx } = await current);
+  }
   const srcPtr = m._malloc(src.length);
   const dstPtr = m._malloc(dstSize);
   let n = -1;

@@ -154,3 +154,18 @@ Deno.test("codec: plain bytes pass through", async () => {
   const r = await decodeArchived(plain, "plain", { file: "x" });
   assert.equal(r.data, plain);
 });
+
+Deno.test("codec: lz4 frames decoded at once, one of them refused: the others still decode", async () => {
+  const good = await compressed("lz4");
+  const bad = good.slice();
+  bad.fill(0xff, 1000, 1400);
+  const results = await Promise.allSettled(
+    [good, bad, good, good, bad, good].map((src) =>
+      decodeArchived(src, "lz4", { file: "x.lz4", sizeHint: SIZE })
+    ),
+  );
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ["fulfilled", "rejected", "fulfilled", "fulfilled", "rejected", "fulfilled"],
+  );
+});
