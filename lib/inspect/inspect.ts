@@ -7,7 +7,6 @@
  * @module
  */
 
-import { walDirHint } from "../archive/_layout_hint.ts";
 import { parseHistory } from "../wal/history.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import {
@@ -33,6 +32,7 @@ import {
 import { type TimelineStop, validateTimeline } from "./_validate_timeline.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
 import type { ArchiveFormat } from "../archive/format.ts";
+import { walDirHint } from "../archive/_layout_hint.ts";
 
 export type { TimelineStop } from "./_validate_timeline.ts";
 

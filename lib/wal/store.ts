@@ -6,7 +6,6 @@
  * @module
  */
 
-import { walDirHint } from "../archive/_layout_hint.ts";
 import { Latch } from "./latch.ts";
 import { readFileHead, readFull } from "../_io.ts";
 import { UnknownTimelineError, WalFileMissingError } from "./errors.ts";
@@ -38,6 +37,7 @@ import { ArchivedFiles } from "./_archived_files.ts";
 import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
 import { ArchiveFormatError } from "../archive/errors.ts";
+import { walDirHint } from "../archive/_layout_hint.ts";
 import {
   type DecodedSegments,
   type SegmentCacheStats,
