@@ -1267,6 +1267,17 @@ async function answersSslRequest(port: number, timeoutMs: number): Promise<boole
 }
 
 /**
+ * Runs `deno run -A cli.ts …args` from this repository until it exits: a command that ends by
+ * itself, or a relay expected to refuse to start (default limit 30 s).
+ */
+export async function runWalrelay(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return await run([Deno.execPath(), "run", "-A", join(REPO_ROOT, "cli.ts"), ...args], {
+    timeoutMs: 30_000,
+    ...opts,
+  });
+}
+
+/**
  * Starts `deno run -A cli.ts serve --wal-dir DIR --listen 127.0.0.1:PORT …args` from this
  * repository and waits until it answers on the port. Throws with the relay's stderr if it exits
  * first or does not answer within the timeout.

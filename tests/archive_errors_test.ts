@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
-import { REPO_ROOT, run, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
+import { runWalrelay, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { listDir, runReceivewal, touch } from "./_relay_util.ts";
 import { pipeThroughTool } from "../lib/archive/_test_utils.ts";
 
@@ -99,20 +99,7 @@ Deno.test("a WAL-G .lzma file stops the relay at startup, naming the file and th
     join(dir.path, "wal_005", "000000010000000000000007.lzma"),
     new Uint8Array([0x5d, 0, 0, 0x80, 0]),
   );
-  const r = await run(
-    [
-      Deno.execPath(),
-      "run",
-      "-A",
-      join(REPO_ROOT, "cli.ts"),
-      "serve",
-      "--wal-dir",
-      dir.path,
-      "--listen",
-      "127.0.0.1:0",
-    ],
-    { timeoutMs: 30_000 },
-  );
+  const r = await runWalrelay(["serve", "--wal-dir", dir.path, "--listen", "127.0.0.1:0"]);
   assert.equal(r.code, 1, r.stderr);
   assert.match(
     r.stderr,

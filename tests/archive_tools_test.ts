@@ -12,9 +12,9 @@ import {
   basebackup,
   type PgCluster,
   pgPrograms,
-  REPO_ROOT,
   run,
   runOk,
+  runWalrelay,
   spawnBackground,
   startPrimary,
   startRelay,
@@ -45,22 +45,27 @@ const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** What `walrelay serve` says when it cannot start on `dir`. */
 async function serveRefuses(dir: string): Promise<string> {
-  const r = await run(
-    [
-      Deno.execPath(),
-      "run",
-      "-A",
-      join(REPO_ROOT, "cli.ts"),
-      "serve",
-      "--wal-dir",
-      dir,
-      "--listen",
-      "127.0.0.1:0",
-    ],
-    { timeoutMs: 30_000 },
-  );
+  const r = await runWalrelay(["serve", "--wal-dir", dir, "--listen", "127.0.0.1:0"]);
   assert.equal(r.code, 1, r.stderr);
   return r.stderr;
+}
+
+/** A pgBackRest configuration for stanza `demo` of `pg`, its repository at `repo`. */
+function pgbackrestConf(pg: PgCluster, home: string, repo: string, settings: string[]): string {
+  return [
+    "[global]",
+    `repo1-path=${repo}`,
+    ...settings,
+    `lock-path=${home}/lock`,
+    `log-path=${home}/log`,
+    "log-level-console=warn",
+    "log-level-file=off",
+    "[demo]",
+    `pg1-path=${pg.dataDir}`,
+    `pg1-port=${pg.port}`,
+    `pg1-socket-path=${pg.runDir.path}`,
+    "",
+  ].join("\n");
 }
 
 /** Writes WAL after the backup: pgbench, a few segments' worth, ending in a switch. */
@@ -85,20 +90,7 @@ Deno.test("a pgBackRest repository (archive-push with gz, lz4 and zst) served by
   const writeConf = (compress: string) =>
     Deno.writeTextFile(
       conf,
-      [
-        "[global]",
-        `repo1-path=${repo}`,
-        `compress-type=${compress}`,
-        `lock-path=${repoDir.path}/lock`,
-        `log-path=${repoDir.path}/log`,
-        "log-level-console=warn",
-        "log-level-file=off",
-        "[demo]",
-        `pg1-path=${pg.dataDir}`,
-        `pg1-port=${pg.port}`,
-        `pg1-socket-path=${pg.runDir.path}`,
-        "",
-      ].join("\n"),
+      pgbackrestConf(pg, repoDir.path, repo, [`compress-type=${compress}`]),
     );
   await writeConf("gz");
   await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
@@ -261,22 +253,11 @@ Deno.test("an encrypted pgBackRest repository stops the relay and inspect at sta
   });
   await Deno.writeTextFile(
     conf,
-    [
-      "[global]",
-      `repo1-path=${repo}`,
+    pgbackrestConf(pg, repoDir.path, repo, [
       "repo1-cipher-type=aes-256-cbc",
       "repo1-cipher-pass=walrelay-test-passphrase",
       "compress-type=lz4",
-      `lock-path=${repoDir.path}/lock`,
-      `log-path=${repoDir.path}/log`,
-      "log-level-console=warn",
-      "log-level-file=off",
-      "[demo]",
-      `pg1-path=${pg.dataDir}`,
-      `pg1-port=${pg.port}`,
-      `pg1-socket-path=${pg.runDir.path}`,
-      "",
-    ].join("\n"),
+    ]),
   );
   await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
   await runOk(
@@ -294,12 +275,8 @@ Deno.test("an encrypted pgBackRest repository stops the relay and inspect at sta
   assert.ok(pushed.length > 0, "no segment pushed");
   const expected =
     /archived WAL file ".*\/[0-9A-F]{24}-[0-9a-f]{40}\.lz4": encrypted \(OpenSSL "Salted__" format, as pgBackRest's repo cipher writes it\); walrelay does not decrypt archives/;
-  const cli = (...args: string[]) =>
-    run([Deno.execPath(), "run", "-A", join(REPO_ROOT, "cli.ts"), ...args], { timeoutMs: 30_000 });
-  const serve = await cli("serve", "--wal-dir", stanza, "--listen", "127.0.0.1:0");
-  assert.equal(serve.code, 1, serve.stderr);
-  assert.match(serve.stderr, expected);
-  const inspect = await cli("inspect", stanza);
+  assert.match(await serveRefuses(stanza), expected);
+  const inspect = await runWalrelay(["inspect", stanza]);
   assert.notEqual(inspect.code, 0, inspect.stdout);
   assert.match(inspect.stderr + inspect.stdout, expected);
 });

@@ -10,8 +10,7 @@ import { WalRelay } from "../lib/server.ts";
 import {
   assertSegmentsMatch,
   freePort,
-  REPO_ROOT,
-  run,
+  runWalrelay,
   startPrimary,
   startRelay,
   tempDir,
@@ -65,17 +64,7 @@ Deno.test("relay mode: a missing --wal-dir is created 0700, served at once, stre
 Deno.test("directory mode: a missing --wal-dir exits 1 and is not created", async () => {
   await using base = await tempDir("walrelay-waldir-missing-");
   const walDir = join(base.path, "nope");
-  const r = await run([
-    Deno.execPath(),
-    "run",
-    "-A",
-    join(REPO_ROOT, "cli.ts"),
-    "serve",
-    "--wal-dir",
-    walDir,
-    "--listen",
-    "127.0.0.1:0",
-  ], { timeoutMs: 30_000 });
+  const r = await runWalrelay(["serve", "--wal-dir", walDir, "--listen", "127.0.0.1:0"]);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`directory "${walDir}" does not exist`));
   await assert.rejects(Deno.stat(walDir), Deno.errors.NotFound);
