@@ -9,18 +9,29 @@ import { runWalrelay, startRelay, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { listDir, runReceivewal, touch } from "./_relay_util.ts";
 import { pipeThroughTool } from "../lib/archive/_test_utils.ts";
 
-Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming the file", async () => {
-  await using dir = await tempDir("walrelay-archive-damaged-");
+/**
+ * Copies the sample WAL into `dir`, each segment compressed by `compress` under its name plus
+ * `.ext`; other files (history, `.partial`) as they are.
+ */
+async function compressedTestdata(
+  dir: string,
+  ext: string,
+  compress: (name: string, bytes: Uint8Array) => Uint8Array | Promise<Uint8Array>,
+): Promise<void> {
   for (const name of await listDir(TESTDATA)) {
     const bytes = await Deno.readFile(join(TESTDATA, name));
-    if (!/^[0-9A-F]{24}$/.test(name)) {
-      await Deno.writeFile(join(dir.path, name), bytes);
-      continue;
-    }
+    if (!/^[0-9A-F]{24}$/.test(name)) await Deno.writeFile(join(dir, name), bytes);
+    else await Deno.writeFile(join(dir, `${name}.${ext}`), await compress(name, bytes));
+  }
+}
+
+Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming the file", async () => {
+  await using dir = await tempDir("walrelay-archive-damaged-");
+  await compressedTestdata(dir.path, "gz", (name, bytes) => {
     const gz = gzipSync(bytes);
     if (name === "000000010000000000000007") gz[gz.length >> 1] = gz[gz.length >> 1]! ^ 0xff;
-    await Deno.writeFile(join(dir.path, `${name}.gz`), gz);
-  }
+    return gz;
+  });
   await using relay = await startRelay({ walDir: dir.path });
   await using target = await tempDir("walrelay-archive-damaged-recv-");
   await touch(join(target.path, "000000010000000000000006.partial"));
@@ -41,17 +52,12 @@ Deno.test("a damaged gzip segment ends pg_receivewal's stream with XX001 naming 
 
 Deno.test("an lz4 segment LZ4's decoder refuses is XX001, and the segments after it are still served", async () => {
   await using dir = await tempDir("walrelay-archive-lz4-damaged-");
-  for (const name of await listDir(TESTDATA)) {
-    const bytes = await Deno.readFile(join(TESTDATA, name));
-    if (!/^[0-9A-F]{24}$/.test(name)) {
-      await Deno.writeFile(join(dir.path, name), bytes);
-      continue;
-    }
+  await compressedTestdata(dir.path, "lz4", async (name, bytes) => {
     const lz4 = await pipeThroughTool("lz4", ["-q", "-c", "--no-frame-crc"], bytes);
     // Runs of literal lengths past the block's end: the frame walks, the decoder fails in it.
     if (name === "000000010000000000000007") lz4.fill(0xff, 1000, 1400);
-    await Deno.writeFile(join(dir.path, `${name}.lz4`), lz4);
-  }
+    return lz4;
+  });
   // A cache of one segment: what is read later is decoded later, after the failure.
   await using relay = await startRelay({ walDir: dir.path, args: ["--cache-size", "1MB"] });
   // Twice: a damaged file is decoded, and refused, again at each try.

@@ -68,6 +68,59 @@ function pgbackrestConf(pg: PgCluster, home: string, repo: string, settings: str
   ].join("\n");
 }
 
+/**
+ * A primary archiving with `pgbackrest archive-push` into a repository in a temporary directory,
+ * stanza `demo` created with `settings` (rewritten by `configure` before each push that should
+ * use others): pgBackRest reads its configuration on every push.
+ */
+async function pgbackrestPrimary(
+  prefix: string,
+  settings: string[],
+  pgConf: Record<string, string> = {},
+) {
+  const repoDir = await (await pgPrograms(15)).tempDir(prefix);
+  const conf = join(repoDir.path, "pgbackrest.conf");
+  const repo = join(repoDir.path, "repo");
+  let pg: PgCluster;
+  try {
+    pg = await startPrimary({
+      walSegSize: 1,
+      conf: {
+        fsync: "off",
+        archive_mode: "on",
+        archive_command: `pgbackrest --config=${conf} --stanza=demo archive-push %p`,
+        ...pgConf,
+      },
+    });
+  } catch (e) {
+    await repoDir.remove();
+    throw e;
+  }
+  const configure = (s: string[]) =>
+    Deno.writeTextFile(conf, pgbackrestConf(pg, repoDir.path, repo, s));
+  const setup = {
+    pg,
+    repo,
+    configure,
+    async [Symbol.asyncDispose]() {
+      await pg[Symbol.asyncDispose]();
+      await repoDir.remove();
+    },
+  };
+  try {
+    await configure(settings);
+    await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
+    await runOk(
+      ["pgbackrest", `--config=${conf}`, "--stanza=demo", "stanza-create"],
+      { asPostgres: true, timeoutMs: 60_000 },
+    );
+  } catch (e) {
+    await setup[Symbol.asyncDispose]();
+    throw e;
+  }
+  return setup;
+}
+
 /** Writes WAL after the backup: pgbench, a few segments' worth, ending in a switch. */
 async function workload(pg: PgCluster): Promise<void> {
   await pg.pgbench(["-c", "2", "-t", "500", "-n"]);
@@ -75,34 +128,17 @@ async function workload(pg: PgCluster): Promise<void> {
 }
 
 Deno.test("a pgBackRest repository (archive-push with gz, lz4 and zst) served by the relay", async () => {
-  await using repoDir = await (await pgPrograms(15)).tempDir("walrelay-pgbackrest-");
-  const conf = join(repoDir.path, "pgbackrest.conf");
-  const repo = join(repoDir.path, "repo");
-  await using pg = await startPrimary({
-    walSegSize: 1,
-    conf: {
-      fsync: "off",
-      wal_keep_size: "1GB",
-      archive_mode: "on",
-      archive_command: `pgbackrest --config=${conf} --stanza=demo archive-push %p`,
-    },
-  });
-  const writeConf = (compress: string) =>
-    Deno.writeTextFile(
-      conf,
-      pgbackrestConf(pg, repoDir.path, repo, [`compress-type=${compress}`]),
-    );
-  await writeConf("gz");
-  await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
-  await runOk(
-    ["pgbackrest", `--config=${conf}`, "--stanza=demo", "stanza-create"],
-    { asPostgres: true, timeoutMs: 60_000 },
+  await using setup = await pgbackrestPrimary(
+    "walrelay-pgbackrest-",
+    ["compress-type=gz"],
+    { wal_keep_size: "1GB" },
   );
+  const { pg, repo } = setup;
   await pg.pgbench(["-i", "-s", "1", "-q"]);
   await using backup = await basebackup(pg);
   // Each compression in turn: pgBackRest reads its configuration on every push.
   for (const compress of ["gz", "lz4", "zst"]) {
-    await writeConf(compress);
+    await setup.configure([`compress-type=${compress}`]);
     await workload(pg);
   }
   const want = await pg.sql(PGBENCH_DIGEST);
@@ -240,30 +276,12 @@ Deno.test("a Barman archive (streaming archiver, gzip and bzip2 compression) ser
 });
 
 Deno.test("an encrypted pgBackRest repository stops the relay and inspect at startup, naming a file", async () => {
-  await using repoDir = await (await pgPrograms(15)).tempDir("walrelay-pgbackrest-cipher-");
-  const conf = join(repoDir.path, "pgbackrest.conf");
-  const repo = join(repoDir.path, "repo");
-  await using pg = await startPrimary({
-    walSegSize: 1,
-    conf: {
-      fsync: "off",
-      archive_mode: "on",
-      archive_command: `pgbackrest --config=${conf} --stanza=demo archive-push %p`,
-    },
-  });
-  await Deno.writeTextFile(
-    conf,
-    pgbackrestConf(pg, repoDir.path, repo, [
-      "repo1-cipher-type=aes-256-cbc",
-      "repo1-cipher-pass=walrelay-test-passphrase",
-      "compress-type=lz4",
-    ]),
-  );
-  await runOk(["chown", "-R", "postgres:postgres", repoDir.path]);
-  await runOk(
-    ["pgbackrest", `--config=${conf}`, "--stanza=demo", "stanza-create"],
-    { asPostgres: true, timeoutMs: 60_000 },
-  );
+  await using setup = await pgbackrestPrimary("walrelay-pgbackrest-cipher-", [
+    "repo1-cipher-type=aes-256-cbc",
+    "repo1-cipher-pass=walrelay-test-passphrase",
+    "compress-type=lz4",
+  ]);
+  const { pg, repo } = setup;
   await pg.sql("CREATE TABLE t AS SELECT generate_series(1, 10000) i");
   const last = await pg.switchWal();
   await waitFor(
