@@ -76,6 +76,8 @@ Deno.test("/status, /metrics and walrelay status show a streaming client as it r
     assert.equal(st.store.bytes_on_disk, 7 * 1048576);
     assert.equal(st.upstream, null);
     assert.equal(st.totals.errors["0A000"], 1);
+    // Tests run with --allow-all, which lets the CPU's CRC instructions be loaded.
+    assert.equal(st.crc32c, "native");
 
     const m = await r.get("/metrics");
     assert.equal(m.status, 200);
@@ -84,7 +86,7 @@ Deno.test("/status, /metrics and walrelay status show a streaming client as it r
     for (const line of m.text.trimEnd().split("\n")) {
       assert.match(
         line,
-        /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)+\})? -?[0-9.e+]+)$/,
+        /^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{([a-z_][a-z0-9_]*="([^"\\]|\\.)*",?)+\})? -?[0-9.e+]+)$/,
       );
     }
     const labels = `pid="${row.pid}",application_name="probe",client_addr="127.0.0.1"`;
@@ -97,6 +99,7 @@ Deno.test("/status, /metrics and walrelay status show a streaming client as it r
     assert.ok(m.text.includes(`walrelay_store_valid_end_lsn_bytes ${0xC00000}\n`));
     assert.ok(m.text.includes('walrelay_errors_total{sqlstate="0A000"} 1\n'));
     assert.ok(m.text.includes("walrelay_connections_authorized_total 1\n"));
+    assert.match(m.text, /\nwalrelay_info\{version="[^"]+",crc32c="native",/);
     assert.ok(m.text.includes('walrelay_senders{state="streaming"} 1\n'));
 
     // `walrelay status` prints it as psql prints pg_stat_replication.

@@ -73,6 +73,7 @@ export function renderMetrics(
   const m = new Exposition();
   m.family("walrelay_info", "gauge", "Version and served cluster of the relay.", [[{
     version: status.version,
+    crc32c: status.crc32c,
     system_identifier: status.store.system_identifier,
     server_version: status.store.server_version,
   }, 1]]);

@@ -11,6 +11,7 @@ import type { SlotManager } from "../replication/slots.ts";
 import { type Lags, preciseNow, type ReplicationLag } from "../replication/lag_tracker.ts";
 import { WALRELAY_VERSION } from "../replication/settings.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
+import { crc32cImplementation } from "../wal/crc32c.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { RelayCounters } from "./counters.ts";
 import { redactConninfo } from "../upstream/conninfo.ts";
@@ -249,6 +250,11 @@ export interface RelayStatus {
   time: string;
   /** walrelay's version. */
   version: string;
+  /**
+   * What checksums WAL in long pieces: `native` (the CPU's instructions, with `--allow-ffi`),
+   * `wasm` or `js`.
+   */
+  crc32c: "native" | "wasm" | "js";
   /** When status collection started. */
   started_at: string;
   /** `max_wal_senders`. */
@@ -579,6 +585,7 @@ export class StatusModel {
     return {
       time: new Date().toISOString(),
       version: WALRELAY_VERSION,
+      crc32c: crc32cImplementation,
       started_at: this.startedAt.toISOString(),
       max_senders: this.source.registry.maxSenders,
       senders: senders.map((s) => this.senderStatus(s)),

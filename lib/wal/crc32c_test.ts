@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { crc32c, crc32cUpdate } from "./crc32c.ts";
+import { crc32c, crc32cImplementation, crc32cUpdate } from "./crc32c.ts";
 import { CRC32C_TABLE, crc32cUpdater } from "./_crc32c_js.ts";
 import { crc32cKernel, WASM_CHUNK } from "./_crc32c_wasm.ts";
+import { loadNativeCrc32c } from "./_crc32c_native.ts";
 
 /** The JavaScript loop alone, which runs where WebAssembly does not. */
 const crc32cUpdateJs = crc32cUpdater();
@@ -54,9 +55,64 @@ function bytewise(crc: number, data: Uint8Array, start: number, end: number): nu
   return c >>> 0;
 }
 
-Deno.test("crc32c is computed in WebAssembly here", () => {
-  // Otherwise every other test checks the JavaScript loop twice.
+Deno.test("crc32c is computed in WebAssembly and by the CPU's instructions here", () => {
+  // Otherwise every other test checks the JavaScript loop twice. Tests run with --allow-all, so
+  // the addon is loaded unless this platform has no build of it.
   assert.notEqual(crc32cKernel(CRC32C_TABLE), undefined);
+  assert.equal(crc32cImplementation, "native");
+});
+
+Deno.test("crc32c: the native, WebAssembly and JavaScript paths agree across their thresholds", async () => {
+  const native = await loadNativeCrc32c();
+  assert.notEqual(native, undefined);
+  const data = new Uint8Array(5000);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 21;
+  // 128 and 512 are where pieces move to WebAssembly and to the native instructions.
+  const lengths = [0, 1, 127, 128, 129, 255, 256, 511, 512, 513, 1000, 4096, 4999];
+  for (const len of lengths) {
+    for (const off of [0, 1, 5]) {
+      if (off + len > data.length) continue;
+      const want = bytewise(0x0BADCAFE, data, off, off + len);
+      assert.equal(crc32cUpdate(0x0BADCAFE, data, off, off + len), want, `${len} at ${off}`);
+      assert.equal(crc32cUpdateJs(0x0BADCAFE, data, off, off + len), want, `${len} at ${off}`);
+      // The addon continues a finished CRC: the running state complemented.
+      const finished = native!(data.subarray(off, off + len), ~0x0BADCAFE >>> 0);
+      assert.equal(~finished >>> 0, want, `native ${len} at ${off}`);
+    }
+  }
+});
+
+Deno.test("crc32c without --allow-ffi: the table loops, and no permission is asked for", async () => {
+  const url = new URL("./crc32c.ts", import.meta.url).href;
+  const code = `import { crc32c, crc32cImplementation } from ${JSON.stringify(url)};
+    const d = new Uint8Array(100000).map((_, i) => (i * 2654435761) >>> 21);
+    console.log(crc32cImplementation, crc32c(d));`;
+  const want = crc32c(Uint8Array.from({ length: 100000 }, (_, i) => (i * 2654435761) >>> 21));
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(script, code);
+    const read = `--allow-read=${new URL("../..", import.meta.url).pathname},${script}`;
+    // Without --allow-ffi; with it but without what the addon's loader reads; with all of it.
+    const env = "--allow-env=NAPI_RS_FORCE_WASI";
+    const cases = [
+      [[read, env], "wasm"],
+      [[read, "--allow-ffi"], "wasm"],
+      [[read, "--allow-ffi", env], "wasm"],
+      [[read + ",/usr/bin/ldd", "--allow-ffi", env], "native"],
+    ] as const;
+    for (const [perms, impl] of cases) {
+      // --no-prompt turns any request for a permission into an error, which would fail the run.
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-prompt", ...perms, script],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.equal(new TextDecoder().decode(out.stdout).trim(), `${impl} ${want}`, perms.join(" "));
+    }
+  } finally {
+    await Deno.remove(script);
+  }
 });
 
 Deno.test("crc32c of long buffers, across the WebAssembly input size, at odd offsets", () => {
