@@ -9,15 +9,17 @@
  *    them out: plain, `SEG.gz` (`gzip -6`), `SEG.lz4` (`lz4 -BD -B4 --no-frame-crc`, pg_receivewal's
  *    frame settings), `SEG.zst` (`zstd -3`).
  * 3. `zcat`, `lz4 -dc`, `zstd -dc` decode each archive to /dev/null: MB/s of plain WAL and CPU.
- * 4. For each archive, a fresh relay (cold cache): one `pg_receivewal --no-sync` pulls all of it
- *    (MB/s delivered, relay CPU, and the cores the relay and the client kept busy), which has the relay validate every segment as it serves it; a
- *    second pull from the same relay, whose segments are known valid but no longer cached
- *    (1 GiB against the cache's 256 MiB), is what serving costs from then on. Then one, and then
- *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it (from a directory of
- *    those segments and the next only), each from a fresh relay. The decompression CPU of a run is the seconds the relay's threads spent reading and
- *    decoding files (`walrelay_archive_decode_seconds_total`); the cache should keep it the same
- *    for many clients as for one. Its CPU beyond what the plain archive cost for the same clients
- *    is shown too: it says the same, but as the difference of two larger, noisier figures.
+ * 4. After one warm-up pull of the plain archive, for each archive, a fresh relay (cold cache): one `pg_receivewal --no-sync` pulls all of it
+ *    (MB/s delivered, relay CPU, and the cores the relay and the client kept busy), which has the
+ *    relay validate every segment as it serves it; a second pull from the same relay, whose
+ *    segments are known valid but no longer cached (1 GiB against the cache's 256 MiB), is what
+ *    serving costs from then on. Then one, and then `--archive-clients` at once, pull the first
+ *    `--archive-fanout-mb` of it (from a directory of those segments and the next only), each from
+ *    a fresh relay, three times alternating; the figures are medians. The decompression CPU of a
+ *    run is the seconds the relay's threads spent reading and decoding files
+ *    (`walrelay_archive_decode_seconds_total`); the cache should keep it the same for many clients
+ *    as for one. Its CPU beyond what the plain archive cost for the same clients is shown too: it
+ *    says the same, but as the difference of two larger, noisier figures.
  *
  * Run it through `deno task bench --suite archive`.
  *
@@ -35,6 +37,7 @@ import {
   startWalPrimary,
 } from "./_setup.ts";
 import { fixed, MIB, parseLsn, segmentName, table } from "./_util.ts";
+import { median } from "./_stats.ts";
 
 /** Options of {@linkcode runArchive}. */
 export interface ArchiveBenchOptions {
@@ -87,6 +90,25 @@ export interface TimedRun {
   decode_s?: number;
   /** CPU seconds of the clients (`pg_receivewal`), when it was the relay measured. */
   client_cpu_s?: number;
+}
+
+/** Rounds of one client, then the fan-out, over the fan-out's range. */
+const FANOUT_ROUNDS = 3;
+
+/** Each figure's median over `runs`. */
+function medianRun(runs: readonly TimedRun[]): TimedRun {
+  const m = (pick: (r: TimedRun) => number | undefined) => {
+    const values = runs.map(pick).filter((v): v is number => v !== undefined);
+    return values.length === runs.length ? median(values) : undefined;
+  };
+  return {
+    wall_s: m((r) => r.wall_s)!,
+    mb_per_s: m((r) => r.mb_per_s)!,
+    cpu_s: m((r) => r.cpu_s)!,
+    ...(runs[0]?.decodes !== undefined ? { decodes: m((r) => r.decodes)! } : {}),
+    ...(runs[0]?.decode_s !== undefined ? { decode_s: m((r) => r.decode_s)! } : {}),
+    ...(runs[0]?.client_cpu_s !== undefined ? { client_cpu_s: m((r) => r.client_cpu_s)! } : {}),
+  };
 }
 
 /**
@@ -327,6 +349,9 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     return runs;
   };
 
+  // A warm-up pull, not counted: the first pull after generating the archives ran at half the
+  // speed of later ones, its client burning three times the CPU, whichever format came first.
+  await pull("plain", 1, names.length, false);
   for (const f of ARCHIVE_FORMATS) {
     opts.checkInterrupted();
     const archiveBytes = await dirBytes(dirs[f]);
@@ -343,8 +368,16 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
       };
     }
     const [one, validated] = await pull(f, 1, names.length, true, 2) as [TimedRun, TimedRun];
-    const [oneRange] = await pull(f, 1, rangeSegments, false) as [TimedRun];
-    const [fanout] = await pull(f, opts.clients, rangeSegments, false) as [TimedRun];
+    // The decoding seconds of a few segments move with what else the cores run: alternate one
+    // client and the fan-out, each from a fresh relay, and keep medians.
+    const oneRanges: TimedRun[] = [];
+    const fanouts: TimedRun[] = [];
+    for (let round = 0; round < FANOUT_ROUNDS; round++) {
+      oneRanges.push(...await pull(f, 1, rangeSegments, false));
+      fanouts.push(...await pull(f, opts.clients, rangeSegments, false));
+    }
+    const oneRange = medianRun(oneRanges);
+    const fanout = medianRun(fanouts);
     formats[f] = {
       archive_bytes: archiveBytes,
       ratio: plainBytes / archiveBytes,
