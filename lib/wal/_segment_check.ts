@@ -74,7 +74,6 @@ export async function validateSegment(
   const segSize = settings.segmentSize;
   const start = segmentStart(request.segno, segSize);
   const segEnd = start + BigInt(segSize);
-  let records = 0;
   const v = new WalValidator({
     segmentSize: segSize,
     blockSize: settings.blockSize,
@@ -82,7 +81,6 @@ export async function validateSegment(
     systemId: settings.systemId,
     start,
     timeline: request.tli,
-    onRecord: () => records++,
   });
   // The read buffer, for a segment read from its file; archived ones come decoded.
   let buf: Uint8Array | undefined;
@@ -161,7 +159,7 @@ export async function validateSegment(
   const errorFile = error.lsn < segEnd ? request.name : n?.name ?? request.name;
   // Before the first record that begins in the file comes the end of one begun earlier, which
   // was checked with the previous segment: it is served up to where this file's failure is.
-  let validEnd = records > 0 ? v.validEnd : error.lsn;
+  let validEnd = v.records > 0 ? v.validEnd : error.lsn;
   if (validEnd > segEnd) validEnd = segEnd;
   if (validEnd < start) validEnd = start;
   return { check: { fileName: request.name, validEnd, error, errorFile }, next };

@@ -166,6 +166,7 @@ export class WalValidator {
   #prevRec = -1;
   #latestTli = 0;
   #validEnd = 0;
+  #records = 0;
   #error: WalReaderError | undefined;
 
   // The state at the end of the last good record, to rewind to after a failure.
@@ -206,6 +207,15 @@ export class WalValidator {
   /** End of the last record that passed every check (the start, before any did). */
   get validEnd(): Lsn {
     return this.#origin + BigInt(this.#validEnd);
+  }
+
+  /**
+   * Records that passed every check so far. Cheaper than counting in `onRecord`, which makes an
+   * object with four LSNs for each record: most of a segment's validation time when records are
+   * short.
+   */
+  get records(): number {
+    return this.#records;
   }
 
   /** Where the next push must begin (at the latest): the first byte not yet consumed. */
@@ -400,7 +410,9 @@ export class WalValidator {
   /** Whether the 64-bit little-endian value at `b[at]` equals the absolute LSN of `rel`. */
   #lsnEquals(b: Uint8Array, at: number, rel: number): boolean {
     const sum = this.#originLo + rel;
-    const lo = sum % TWO_32;
+    // `>>> 0` is the remainder modulo 2^32 of any integer below 2^53, without `%` on a double
+    // (a call to fmod, once per record).
+    const lo = sum >>> 0;
     const hi = this.#originHi + (sum - lo) / TWO_32;
     return u32(b, at) === lo && u32(b, at + 4) === hi;
   }
@@ -408,7 +420,7 @@ export class WalValidator {
   /** Whether the 64-bit little-endian value at `b[at]` is below the absolute LSN of `rel`. */
   #lsnBelow(b: Uint8Array, at: number, rel: number): boolean {
     const sum = this.#originLo + rel;
-    const lo = sum % TWO_32;
+    const lo = sum >>> 0;
     const hi = this.#originHi + (sum - lo) / TWO_32;
     const vHi = u32(b, at + 4);
     return vHi < hi || (vHi === hi && u32(b, at) < lo);
@@ -599,6 +611,7 @@ export class WalValidator {
     }
     this.#prevRec = recStart;
     this.#validEnd = next;
+    this.#records++;
     this.#pos = next;
     if (next % this.#blockSize === 0) {
       this.#phase = PAGE_HEADER;
@@ -645,6 +658,8 @@ function maxAlign(n: number): number {
 export interface ValidateFilesResult {
   /** End of the last valid record; the first segment's start if there was none. */
   validEnd: Lsn;
+  /** Valid records read. */
+  records: number;
   /** Why validation stopped, if a check failed (`undefined` when the files simply ended). */
   error: WalReaderError | undefined;
   /** From the first file's long page header. */
@@ -737,6 +752,7 @@ export async function validateFiles(
   }
   return {
     validEnd: validator.validEnd,
+    records: validator.records,
     error: validator.error,
     segmentSize: long.segmentSize,
     blockSize: long.blockSize,
