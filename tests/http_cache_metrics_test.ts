@@ -1,13 +1,17 @@
 // /status and /metrics count the WAL block cache the senders share: a client reading WAL that
 // another reader may also reach fills blocks (misses), the next one reading the same WAL finds
 // them (hits). The bundled WAL's timeline 2 is two complete 1 MiB segments, 0/A00000..0/C00000,
-// eight runs of two 128 kB messages.
+// read in runs of RUN_MESSAGES 128 kB messages, one cache block each.
 
 import assert from "node:assert/strict";
 import { PgClient } from "../lib/pgwire/client.ts";
 import { copyFiles, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { startStatusRelay } from "./_status_relay.ts";
 import { FRAME_HEADROOM, MAX_SEND_SIZE } from "../lib/stream/chunk.ts";
+import { RUN_MESSAGES } from "../lib/replication/streaming.ts";
+
+/** Runs, so cache blocks, in the two segments. */
+const BLOCKS = (2 << 20) / (RUN_MESSAGES * MAX_SEND_SIZE);
 
 /** Reads XLogData until WAL up to `end` has arrived. */
 async function receiveUntil(client: PgClient, end: bigint): Promise<void> {
@@ -39,16 +43,16 @@ Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", a
   await waitFor(async () => (await r.status()).senders[0]?.state === "catchup", {
     message: "the first reader is not in COPY",
   });
-  for (const expected of [{ hits: 0, misses: 8 }, { hits: 8, misses: 8 }]) {
+  for (const expected of [{ hits: 0, misses: BLOCKS }, { hits: BLOCKS, misses: BLOCKS }]) {
     await using client = await connect();
     assert.equal(await client.startReplication("START_REPLICATION 0/A00000 TIMELINE 2"), "copy");
     await receiveUntil(client, 0xC00000n);
-    const run = 2 * (FRAME_HEADROOM + MAX_SEND_SIZE);
+    const run = RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE);
     const st = await r.status();
     assert.deepEqual(st.caches.wal_blocks, {
       ...expected,
       evictions: 0,
-      bytes: 8 * run,
+      bytes: BLOCKS * run,
       max_bytes: 32 * 1024 * 1024,
     });
     const m = (await r.get("/metrics")).text;
@@ -57,7 +61,7 @@ Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", a
         `walrelay_cache_hits_total{cache="wal_blocks"} ${expected.hits}`,
         `walrelay_cache_misses_total{cache="wal_blocks"} ${expected.misses}`,
         `walrelay_cache_evictions_total{cache="wal_blocks"} 0`,
-        `walrelay_cache_bytes{cache="wal_blocks"} ${8 * run}`,
+        `walrelay_cache_bytes{cache="wal_blocks"} ${BLOCKS * run}`,
         `walrelay_cache_max_bytes{cache="wal_blocks"} ${32 * 1024 * 1024}`,
         // Plain segment files: nothing decoded.
         `walrelay_cache_misses_total{cache="archive_segments"} 0`,

@@ -66,7 +66,7 @@ export interface StreamRequest {
  * more at the peak of the memory suite (medians 227 against 207 MiB). A caught-up client gets
  * what is there, one message or more.
  */
-const RUN_MESSAGES = 4;
+export const RUN_MESSAGES = 4;
 
 type PipelineEnd = { kind: "done" } | { kind: "failed"; error: unknown };
 

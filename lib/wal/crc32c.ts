@@ -35,7 +35,8 @@ function wasmUpdater(k: Crc32cKernel): (c: number, d: Uint8Array, s: number, e: 
 
 /**
  * Pieces at least this long go to the native instructions. A call into the addon, with the view
- * it needs, costs about 0.1 µs: as much as the table loop spends on 256 bytes (crc32c_bench.ts).
+ * it needs, costs about 0.1 µs: over 4 MiB in pieces of 256 bytes the addon and the table loops
+ * took the same time, in pieces of 512 the addon a third less.
  */
 const NATIVE_MIN = 512;
 
