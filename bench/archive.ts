@@ -9,17 +9,17 @@
  *    them out: plain, `SEG.gz` (`gzip -6`), `SEG.lz4` (`lz4 -BD -B4 --no-frame-crc`, pg_receivewal's
  *    frame settings), `SEG.zst` (`zstd -3`).
  * 3. `zcat`, `lz4 -dc`, `zstd -dc` decode each archive to /dev/null: MB/s of plain WAL and CPU.
- * 4. After one warm-up pull of the plain archive, for each archive, a fresh relay (cold cache): one `pg_receivewal --no-sync` pulls all of it
- *    (MB/s delivered, relay CPU, and the cores the relay and the client kept busy), which has the
- *    relay validate every segment as it serves it; a second pull from the same relay, whose
- *    segments are known valid but no longer cached (1 GiB against the cache's 256 MiB), is what
- *    serving costs from then on. Then one, and then `--archive-clients` at once, pull the first
- *    `--archive-fanout-mb` of it (from a directory of those segments and the next only), each from
- *    a fresh relay, three times alternating; the figures are medians. The decompression CPU of a
- *    run is the seconds the relay's threads spent reading and decoding files
- *    (`walrelay_archive_decode_seconds_total`); the cache should keep it the same for many clients
- *    as for one. Its CPU beyond what the plain archive cost for the same clients is shown too: it
- *    says the same, but as the difference of two larger, noisier figures.
+ * 4. After one warm-up pull of the plain archive, for each archive, a fresh relay (cold cache): one
+ *    `pg_receivewal --no-sync` pulls all of it (MB/s delivered, relay CPU, and the cores the relay
+ *    and the client kept busy), which has the relay validate every segment as it serves it; a
+ *    second pull from the same relay, whose segments are known valid but no longer cached (1 GiB
+ *    against the cache's 256 MiB), is what serving costs from then on. Then one, and then
+ *    `--archive-clients` at once, pull the first `--archive-fanout-mb` of it (from a directory of
+ *    those segments and the next only), each from a fresh relay, three times alternating; the
+ *    figures are medians. The decompression CPU of a run is the seconds the relay's threads spent
+ *    reading and decoding files (`walrelay_archive_decode_seconds_total`); the cache should keep it
+ *    the same for many clients as for one. Its CPU beyond what the plain archive cost for the same
+ *    clients is shown too: it says the same, but as the difference of two larger, noisier figures.
  *
  * Run it through `deno task bench --suite archive`.
  *
@@ -95,20 +95,18 @@ export interface TimedRun {
 /** Rounds of one client, then the fan-out, over the fan-out's range. */
 const FANOUT_ROUNDS = 3;
 
-/** Each figure's median over `runs`. */
+/** Each figure's median over `runs`; an optional one only where every run has it. */
 function medianRun(runs: readonly TimedRun[]): TimedRun {
-  const m = (pick: (r: TimedRun) => number | undefined) => {
-    const values = runs.map(pick).filter((v): v is number => v !== undefined);
-    return values.length === runs.length ? median(values) : undefined;
+  const out: TimedRun = {
+    wall_s: median(runs.map((r) => r.wall_s)),
+    mb_per_s: median(runs.map((r) => r.mb_per_s)),
+    cpu_s: median(runs.map((r) => r.cpu_s)),
   };
-  return {
-    wall_s: m((r) => r.wall_s)!,
-    mb_per_s: m((r) => r.mb_per_s)!,
-    cpu_s: m((r) => r.cpu_s)!,
-    ...(runs[0]?.decodes !== undefined ? { decodes: m((r) => r.decodes)! } : {}),
-    ...(runs[0]?.decode_s !== undefined ? { decode_s: m((r) => r.decode_s)! } : {}),
-    ...(runs[0]?.client_cpu_s !== undefined ? { client_cpu_s: m((r) => r.client_cpu_s)! } : {}),
-  };
+  for (const k of ["decodes", "decode_s", "client_cpu_s"] as const) {
+    const values = runs.map((r) => r[k]).filter((v): v is number => v !== undefined);
+    if (values.length === runs.length) out[k] = median(values);
+  }
+  return out;
 }
 
 /**
@@ -349,8 +347,8 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     return runs;
   };
 
-  // A warm-up pull, not counted: the first pull after generating the archives ran at half the
-  // speed of later ones, its client burning three times the CPU, whichever format came first.
+  // A warm-up pull, not counted: the first pull after generating the archives ran at a third of
+  // the speed of later ones, its client burning three times the CPU, whichever format came first.
   await pull("plain", 1, names.length, false);
   for (const f of ARCHIVE_FORMATS) {
     opts.checkInterrupted();

@@ -109,11 +109,9 @@ export const crc32cUpdate: (
   end?: number,
 ) => number = (() => {
   const wasm = KERNEL === undefined ? undefined : wasmUpdater(KERNEL);
-  if (NATIVE === undefined) {
-    return wasm === undefined ? crc32cUpdater() : crc32cUpdater(wasm, WASM_MIN);
-  }
-  const shorter = wasm ?? crc32cUpdater();
-  return crc32cUpdater(nativeUpdater(NATIVE, shorter), wasm === undefined ? NATIVE_MIN : WASM_MIN);
+  const long = NATIVE === undefined ? wasm : nativeUpdater(NATIVE, wasm ?? crc32cUpdater());
+  if (long === undefined) return crc32cUpdater();
+  return crc32cUpdater(long, wasm === undefined ? NATIVE_MIN : WASM_MIN);
 })();
 
 /**
