@@ -176,6 +176,7 @@ export type {
   CacheStatus,
   CatchupProgress,
   HistoryPoint,
+  MemoryStatus,
   RelayStatus,
   SenderStatus,
   SlotStatus,

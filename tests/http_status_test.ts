@@ -78,6 +78,12 @@ Deno.test("/status, /metrics and walrelay status show a streaming client as it r
     assert.equal(st.totals.errors["0A000"], 1);
     // Tests run with --allow-all, which lets the CPU's CRC instructions be loaded.
     assert.equal(st.crc32c, "native");
+    // The process holds at least its heap; a relay this small holds well under 1 GiB.
+    assert.ok(
+      st.memory.heap_used_bytes > 0 && st.memory.heap_used_bytes <= st.memory.heap_total_bytes,
+    );
+    assert.ok(st.memory.rss_bytes > st.memory.heap_total_bytes, JSON.stringify(st.memory));
+    assert.ok(st.memory.rss_bytes < 1 << 30, JSON.stringify(st.memory));
 
     const m = await r.get("/metrics");
     assert.equal(m.status, 200);
@@ -101,6 +107,8 @@ Deno.test("/status, /metrics and walrelay status show a streaming client as it r
     assert.ok(m.text.includes("walrelay_connections_authorized_total 1\n"));
     assert.match(m.text, /\nwalrelay_info\{version="[^"]+",crc32c="native",/);
     assert.ok(m.text.includes('walrelay_senders{state="streaming"} 1\n'));
+    assert.match(m.text, /\nwalrelay_resident_memory_bytes [1-9][0-9]{6,}\n/);
+    assert.match(m.text, /\nwalrelay_heap_memory_bytes\{kind="external"\} [0-9]+\n/);
 
     // `walrelay status` prints it as psql prints pg_stat_replication.
     let out = "";

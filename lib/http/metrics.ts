@@ -84,6 +84,23 @@ export function renderMetrics(
     [[{}, Date.parse(status.started_at) / 1000]],
   );
 
+  const mem = status.memory;
+  m.family(
+    "walrelay_resident_memory_bytes",
+    "gauge",
+    "Resident set size of the relay process.",
+    [[{}, mem.rss_bytes]],
+  );
+  m.family(
+    "walrelay_heap_memory_bytes",
+    "gauge",
+    "The main thread's JavaScript heap (total, used) and its memory outside the heap (external).",
+    [[{ kind: "total" }, mem.heap_total_bytes], [{ kind: "used" }, mem.heap_used_bytes], [
+      { kind: "external" },
+      mem.external_bytes,
+    ]],
+  );
+
   // The store.
   const store = status.store;
   m.family("walrelay_store_timeline", "gauge", "Newest timeline in the WAL directory.", [[

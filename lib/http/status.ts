@@ -255,6 +255,8 @@ export interface RelayStatus {
    * `wasm` or `js`.
    */
   crc32c: "native" | "wasm" | "js";
+  /** The process's memory, and the main thread's JavaScript heap within it. */
+  memory: MemoryStatus;
   /** When status collection started. */
   started_at: string;
   /** `max_wal_senders`. */
@@ -288,6 +290,22 @@ export interface RelayStatus {
     /** Failed file operations writing WAL into the directory, by operation. */
     write_failures: Record<string, number>;
   };
+}
+
+/**
+ * The process's memory as `Deno.memoryUsage` reports it: resident set, and the main thread's
+ * JavaScript heap and the buffers outside it (sender workers have heaps of their own, counted in
+ * the resident set only).
+ */
+export interface MemoryStatus {
+  /** Resident set size of the whole process. */
+  rss_bytes: number;
+  /** The main thread's V8 heap, reserved. */
+  heap_total_bytes: number;
+  /** The main thread's V8 heap, in use. */
+  heap_used_bytes: number;
+  /** Memory of the main thread's objects held outside its heap: WAL buffers, mostly. */
+  external_bytes: number;
 }
 
 /** One cache the senders share: what it answered, read, let go, and holds. */
@@ -586,6 +604,7 @@ export class StatusModel {
       time: new Date().toISOString(),
       version: WALRELAY_VERSION,
       crc32c: crc32cImplementation,
+      memory: memoryStatus(),
       started_at: this.startedAt.toISOString(),
       max_senders: this.source.registry.maxSenders,
       senders: senders.map((s) => this.senderStatus(s)),
@@ -609,6 +628,16 @@ export class StatusModel {
       },
     };
   }
+}
+
+function memoryStatus(): MemoryStatus {
+  const m = Deno.memoryUsage();
+  return {
+    rss_bytes: m.rss,
+    heap_total_bytes: m.heapTotal,
+    heap_used_bytes: m.heapUsed,
+    external_bytes: m.external,
+  };
 }
 
 function lsnOrNull(lsn: Lsn): string | null {
