@@ -137,8 +137,12 @@ export class WalBlockCache {
   // Map order is insertion order: a hit moves its block to the end, eviction takes the front.
   readonly #blocks = new Map<string, WalBlock>();
   readonly #byBuffer = new WeakMap<ArrayBufferLike, WalBlock>();
-  // Buffers of evicted blocks no one holds, for the next misses.
+  // Buffers of evicted blocks no one holds, for the next misses: eight, or up to half the cache.
+  // Blocks evicted while held come back when their holders are done, often many at once: kept,
+  // they spare the next misses an allocation; dropped, they are garbage that the collector frees
+  // only at its next full collection, and the process's memory grows by them until then.
   readonly #spare: ArrayBuffer[] = [];
+  #spareBytes = 0;
   #bytes = 0;
   readonly #readers = new Set<WalBlockReader & { movedAt: number }>();
   readonly #now: () => number;
@@ -183,10 +187,11 @@ export class WalBlockCache {
     this.#misses++;
     const i = this.#spare.findIndex((b) => b.byteLength === size);
     const buffer = i >= 0 ? this.#spare.splice(i, 1)[0]! : new ArrayBuffer(size);
+    if (i >= 0) this.#spareBytes -= size;
     try {
       fill(buffer);
     } catch (e) {
-      this.#spare.push(buffer);
+      this.#keepSpare(buffer);
       throw e;
     }
     const block: WalBlock = {
@@ -332,6 +337,14 @@ export class WalBlockCache {
     // Taken once: a late release of the same block must not hand its buffer out twice.
     block.holders = Infinity;
     this.#byBuffer.delete(block.buffer);
-    if (this.#spare.length < 8) this.#spare.push(block.buffer);
+    this.#keepSpare(block.buffer);
+  }
+
+  #keepSpare(buffer: ArrayBuffer): void {
+    const room = this.#spare.length < 8 ||
+      this.#spareBytes + buffer.byteLength <= this.#maxBytes / 2;
+    if (!room) return;
+    this.#spare.push(buffer);
+    this.#spareBytes += buffer.byteLength;
   }
 }

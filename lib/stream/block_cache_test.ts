@@ -53,6 +53,28 @@ Deno.test("block cache: an evicted buffer is filled again only once no one holds
   assert.equal(cache.blockOf(d.buffer), d);
 });
 
+Deno.test("block cache: buffers released after eviction are kept for misses, up to half the cache", () => {
+  const cache = new WalBlockCache({ maxBytes: 32 * 1024 });
+  const reads = { n: 0 };
+  const held = [];
+  for (let i = 0; i < 32; i++) {
+    held.push(cache.getOrFill("seg", i * 1024, 1024, fillWith(1, reads)));
+  }
+  // Thirty-two more evict the first thirty-two, all still held.
+  for (let i = 32; i < 64; i++) {
+    cache.release(cache.getOrFill("seg", i * 1024, 1024, fillWith(2, reads)));
+  }
+  assert.ok(held.every((b) => b.evicted));
+  for (const b of held) cache.release(b);
+  // Half the cache's worth came back to the spares; the rest was left to the collector.
+  const kept = new Set(held.map((b) => b.buffer));
+  let reused = 0;
+  for (let i = 64; i < 96; i++) {
+    if (kept.has(cache.getOrFill("seg", i * 1024, 1024, fillWith(3, reads)).buffer)) reused++;
+  }
+  assert.equal(reused, 16);
+});
+
 Deno.test("block cache: a block whose write is in flight is not refilled, even unheld", () => {
   const cache = new WalBlockCache({ maxBytes: 1024 });
   const reads = { n: 0 };
