@@ -226,10 +226,27 @@ interface Environment {
   cpus: number;
   cpu_model: string | undefined;
   load_average_at_start: string;
+  /** `DENO_V8_FLAGS` of the relays started: the deployment's (`deno task start`) unless given. */
+  relay_v8_flags: string;
+}
+
+/**
+ * Runs every relay the bench starts with the V8 flags a deployment runs it with (`deno task start`
+ * and `deno task compile` pass them), unless `DENO_V8_FLAGS` is set already: the figures are the
+ * deployed relay's. Returns the flags in force.
+ */
+async function useDeployedV8Flags(): Promise<string> {
+  const given = Deno.env.get("DENO_V8_FLAGS");
+  if (given !== undefined) return given;
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const flags = /--v8-flags=(\S+)/.exec(config.tasks.start)?.[1] ?? "";
+  Deno.env.set("DENO_V8_FLAGS", flags);
+  return flags;
 }
 
 async function environment(): Promise<Environment> {
   return {
+    relay_v8_flags: await useDeployedV8Flags(),
     deno: Deno.version.deno,
     postgres: (await run([await pgBin("postgres"), "--version"])).stdout.trim(),
     cpus: navigator.hardwareConcurrency,
@@ -460,6 +477,7 @@ async function main(args: string[]): Promise<void> {
     `deno ${env.deno}, ${env.postgres}, ${env.cpus} cpus (${env.cpu_model}), ` +
       `load average ${env.load_average_at_start}`,
   );
+  log(`relays run with DENO_V8_FLAGS=${env.relay_v8_flags}`);
 
   const tStart = performance.now();
   const { results, headline } = await runSuites(cfg, log, interrupt.check);
