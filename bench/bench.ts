@@ -29,6 +29,9 @@
  * - **basebackup** (`basebackup.ts`, only when named): `pg_basebackup` of a pgbench database from
  *   the relay's store against the primary, alternating; the primary's cost of ten edge backups.
  *
+ * Every relay runs with the V8 flags of `deno task start` (as a deployment runs it), in
+ * `DENO_V8_FLAGS`; set that variable to run them with others (empty: V8's defaults).
+ *
  * Everything measured goes into `bench/out/latest.json`: one key per suite, each with the command,
  * date and environment of the run that produced it (a run of some suites keeps the others' last
  * figures), and `last_run`.
