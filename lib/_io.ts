@@ -43,7 +43,8 @@ export async function readFull(reader: AsyncReader, buf: Uint8Array): Promise<nu
 export function readFullSync(reader: SyncReader, buf: Uint8Array): number {
   let got = 0;
   while (got < buf.length) {
-    const n = reader.readSync(buf.subarray(got));
+    // The first read, nearly always the only one, needs no view of its own.
+    const n = reader.readSync(got === 0 ? buf : buf.subarray(got));
     if (n === null) break;
     got += n;
   }
