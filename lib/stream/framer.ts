@@ -32,20 +32,28 @@ export function frameXLogData(chunk: WalChunk, sendTime: bigint = pgTimestampNow
       FRAME_HEADROOM + n,
     )
     : new Uint8Array(FRAME_HEADROOM + n);
-  // A shared block's header that another sender's write may be sending right now stays as it is:
-  // the same dataStart, with that sender's walEnd and sendTime of a moment ago.
-  if (inPlace && out[0] === 0x64 && chunk.block !== undefined && chunk.block.inFlight > 0) {
-    return out;
-  }
-  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  out[0] = 0x64; // 'd'
-  v.setInt32(1, 4 + 25 + n);
-  out[5] = 0x77; // 'w'
-  v.setBigUint64(6, chunk.start);
-  v.setBigUint64(14, chunk.walEnd);
-  v.setBigInt64(22, sendTime);
+  writeHeader(out, new DataView(out.buffer, out.byteOffset, out.byteLength), 0, chunk, sendTime);
   if (!inPlace) out.set(chunk.bytes, FRAME_HEADROOM);
   return out;
+}
+
+/** Writes `chunk`'s XLogData header at `at` of `out` (`v` views the same bytes). */
+function writeHeader(
+  out: Uint8Array,
+  v: DataView,
+  at: number,
+  chunk: WalChunk,
+  sendTime: bigint,
+): void {
+  // A shared block's header that another sender's write may be sending right now stays as it is:
+  // the same dataStart, with that sender's walEnd and sendTime of a moment ago.
+  if (out[at] === 0x64 && chunk.block !== undefined && chunk.block.inFlight > 0) return;
+  out[at] = 0x64; // 'd'
+  v.setInt32(at + 1, 4 + 25 + chunk.bytes.length);
+  out[at + 5] = 0x77; // 'w'
+  v.setBigUint64(at + 6, chunk.start);
+  v.setBigUint64(at + 14, chunk.walEnd);
+  v.setBigInt64(at + 22, sendTime);
 }
 
 /**
@@ -179,11 +187,18 @@ export class WalFramer extends TransformStream<WalChunk, Uint8Array> {
           for (const m of rest) step(m, controller);
           return;
         }
-        const sendTime = pgTimestampNow();
-        frameXLogData(chunk, sendTime);
-        for (const m of rest) frameXLogData(m, sendTime);
+        // One view of the run for all its headers.
         const from = chunk.bytes.byteOffset - FRAME_HEADROOM;
-        controller.enqueue(new Uint8Array(chunk.bytes.buffer, from, next - FRAME_HEADROOM - from));
+        const out = new Uint8Array(chunk.bytes.buffer, from, next - FRAME_HEADROOM - from);
+        const v = new DataView(out.buffer, from, out.length);
+        const sendTime = pgTimestampNow();
+        writeHeader(out, v, 0, chunk, sendTime);
+        let at = FRAME_HEADROOM + chunk.bytes.length;
+        for (const m of rest) {
+          writeHeader(out, v, at, m, sendTime);
+          at += FRAME_HEADROOM + m.bytes.length;
+        }
+        controller.enqueue(out);
       },
       flush(controller) {
         if (held) controller.enqueue(held.slice());
