@@ -6,7 +6,7 @@
  * ```
  * deno task bench [--suite all|throughput,latency,fanout,memory,relay_lag]
  *                 [--size-mb 1024] [--rounds 5] [--sync both|on|off] [--warmup 1]
- *                 [--verify first|all] [--relay-cli PATH] [--cpu-prof DIR]
+ *                 [--verify first|all] [--relay-cli PATH] [--relay-v8-flags F] [--cpu-prof DIR]
  *                 [--latency-samples 300] [--latency-interval-ms 20] [--rescan-ms 1000]
  *                 [--fanout-clients 24,50] [--fanout-size-mb 128] [--fanout-rounds 3]
  *                 [--fanout-warmup 1] [--idle-clients 1000]
@@ -29,8 +29,8 @@
  * - **basebackup** (`basebackup.ts`, only when named): `pg_basebackup` of a pgbench database from
  *   the relay's store against the primary, alternating; the primary's cost of ten edge backups.
  *
- * Every relay runs with the V8 flags of `deno task start` (as a deployment runs it), in
- * `DENO_V8_FLAGS`; set that variable to run them with others (empty: V8's defaults).
+ * Every relay runs with the V8 flags of `deno task start`, as a deployment runs it;
+ * `--relay-v8-flags` gives others (`""`: V8's defaults).
  *
  * Everything measured goes into `bench/out/latest.json`: one key per suite, each with the command,
  * date and environment of the run that produced it (a run of some suites keeps the others' last
@@ -77,6 +77,8 @@ throughput (one pg_receivewal against each sender):
                      the source segments), later runs by name and size; all: every run in full
                      (default first)
   --relay-cli PATH   the walrelay entry point to benchmark (default: this repository's cli.ts)
+  --relay-v8-flags F every relay's V8 flags, comma-separated ("" for V8's defaults; default:
+                     those of deno task start, as deployed)
   --workers N        the relay's --workers in the throughput, relay_lag, fanout and archive
                      suites (default: the relay's own default)
   --cpu-prof DIR     run the relay under deno --cpu-prof, writing the profile into DIR at exit
@@ -117,6 +119,8 @@ interface BenchConfig {
   syncModes: boolean[];
   verify: "first" | "all";
   relayCli: string;
+  /** `--relay-v8-flags`, when given. */
+  relayV8Flags: string | undefined;
   /** Arguments every suite but memory and latency adds to the relay's (`--workers N`). */
   relayArgs: string[];
   cpuProfDir: string | undefined;
@@ -147,6 +151,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
       warmup: { type: "string", default: "1" },
       verify: { type: "string", default: "first" },
       "relay-cli": { type: "string" },
+      "relay-v8-flags": { type: "string" },
       workers: { type: "string" },
       "cpu-prof": { type: "string" },
       suite: { type: "string", default: "all" },
@@ -200,6 +205,7 @@ function parseBenchArgs(args: string[]): BenchConfig {
     syncModes,
     verify,
     relayCli: opts["relay-cli"] ?? join(REPO_ROOT, "cli.ts"),
+    relayV8Flags: opts["relay-v8-flags"],
     relayArgs: opts.workers === undefined
       ? []
       : ["--workers", String(int("workers", opts.workers, 1))],
@@ -234,22 +240,24 @@ interface Environment {
 }
 
 /**
- * Runs every relay the bench starts with the V8 flags a deployment runs it with (`deno task start`
- * and `deno task compile` pass them), unless `DENO_V8_FLAGS` is set already: the figures are the
- * deployed relay's. Returns the flags in force.
+ * Runs every relay the bench starts (through `DENO_V8_FLAGS`) with `flags`, by default those a
+ * deployment runs it with (`deno task start` and `deno task compile` pass them), so the figures
+ * are the deployed relay's. Returns the flags in force.
  */
-async function useDeployedV8Flags(): Promise<string> {
-  const given = Deno.env.get("DENO_V8_FLAGS");
-  if (given !== undefined) return given;
-  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  const flags = /--v8-flags=(\S+)/.exec(config.tasks.start)?.[1] ?? "";
-  Deno.env.set("DENO_V8_FLAGS", flags);
+async function useRelayV8Flags(flags: string | undefined): Promise<string> {
+  if (flags === undefined) {
+    const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+    flags = /--v8-flags=(\S+)/.exec(config.tasks.start)?.[1] ?? "";
+  }
+  // Deno refuses an empty flag: none at all means V8's defaults.
+  if (flags === "") Deno.env.delete("DENO_V8_FLAGS");
+  else Deno.env.set("DENO_V8_FLAGS", flags);
   return flags;
 }
 
-async function environment(): Promise<Environment> {
+async function environment(relayV8Flags: string | undefined): Promise<Environment> {
   return {
-    relay_v8_flags: await useDeployedV8Flags(),
+    relay_v8_flags: await useRelayV8Flags(relayV8Flags),
     deno: Deno.version.deno,
     postgres: (await run([await pgBin("postgres"), "--version"])).stdout.trim(),
     cpus: navigator.hardwareConcurrency,
@@ -475,12 +483,12 @@ async function main(args: string[]): Promise<void> {
 
   log(`walrelay sender benchmarks: ${[...cfg.suites].join(", ")}`);
   log(`command: ${commandLine}`);
-  const env = await environment();
+  const env = await environment(cfg.relayV8Flags);
   log(
     `deno ${env.deno}, ${env.postgres}, ${env.cpus} cpus (${env.cpu_model}), ` +
       `load average ${env.load_average_at_start}`,
   );
-  log(`relays run with DENO_V8_FLAGS=${env.relay_v8_flags}`);
+  log(`relays run with V8 flags: ${env.relay_v8_flags || "(V8's defaults)"}`);
 
   const tStart = performance.now();
   const { results, headline } = await runSuites(cfg, log, interrupt.check);
