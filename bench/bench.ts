@@ -235,7 +235,7 @@ interface Environment {
   cpus: number;
   cpu_model: string | undefined;
   load_average_at_start: string;
-  /** `DENO_V8_FLAGS` of the relays started: the deployment's (`deno task start`) unless given. */
+  /** V8 flags of the relays: the start task's, unless `--relay-v8-flags` gave others. */
   relay_v8_flags: string;
 }
 
