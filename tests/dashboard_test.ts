@@ -49,6 +49,8 @@ Deno.test("the dashboard lists the clients and its charts update, without consol
     assert.equal(cells[3], "streaming");
     assert.equal(cells[4], "0/C00000");
     assert.match(await page.locator("#store").textContent() ?? "", /00000002000000000000000B/);
+    // The summary line ends with the relay's resident memory.
+    assert.match(await page.locator("#summary").textContent() ?? "", / · [0-9.]+ MB resident$/);
 
     // The charts redraw with new points every second.
     const lagChart = page.locator("#lag-chart");

@@ -160,7 +160,8 @@ function rows(tbody, pairs) {
 function renderStatus(s) {
   $("summary").textContent = "v" + s.version + " · timeline " + s.store.timeline + " · end " +
     s.store.valid_end_lsn + " · " + s.senders.length + "/" + s.max_senders + " senders · " +
-    bytes(s.throughput.sent_bytes_per_second) + "/s out";
+    bytes(s.throughput.sent_bytes_per_second) + "/s out · " + bytes(s.memory.rss_bytes) +
+    " resident";
   $("client-count").textContent = "(" + s.senders.length + ")";
   const tbody = $("clients").tBodies[0];
   tbody.replaceChildren();
