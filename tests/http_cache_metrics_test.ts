@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { PgClient } from "../lib/pgwire/client.ts";
 import { copyFiles, tempDir, TESTDATA, waitFor } from "./_pg.ts";
 import { startStatusRelay } from "./_status_relay.ts";
-import { FRAME_HEADROOM, MAX_SEND_SIZE } from "../lib/stream/chunk.ts";
-import { RUN_MESSAGES } from "../lib/replication/streaming.ts";
+import { MAX_SEND_SIZE } from "../lib/stream/chunk.ts";
+import { RUN_BUFFER_BYTES, RUN_MESSAGES } from "../lib/replication/streaming.ts";
 
 /** Runs, so cache blocks, in the two segments. */
 const BLOCKS = (2 << 20) / (RUN_MESSAGES * MAX_SEND_SIZE);
@@ -47,12 +47,11 @@ Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", a
     await using client = await connect();
     assert.equal(await client.startReplication("START_REPLICATION 0/A00000 TIMELINE 2"), "copy");
     await receiveUntil(client, 0xC00000n);
-    const run = RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE);
     const st = await r.status();
     assert.deepEqual(st.caches.wal_blocks, {
       ...expected,
       evictions: 0,
-      bytes: BLOCKS * run,
+      bytes: BLOCKS * RUN_BUFFER_BYTES,
       max_bytes: 32 * 1024 * 1024,
     });
     const m = (await r.get("/metrics")).text;
@@ -61,7 +60,7 @@ Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", a
         `walrelay_cache_hits_total{cache="wal_blocks"} ${expected.hits}`,
         `walrelay_cache_misses_total{cache="wal_blocks"} ${expected.misses}`,
         `walrelay_cache_evictions_total{cache="wal_blocks"} 0`,
-        `walrelay_cache_bytes{cache="wal_blocks"} ${BLOCKS * run}`,
+        `walrelay_cache_bytes{cache="wal_blocks"} ${BLOCKS * RUN_BUFFER_BYTES}`,
         `walrelay_cache_max_bytes{cache="wal_blocks"} ${32 * 1024 * 1024}`,
         // Plain segment files: nothing decoded.
         `walrelay_cache_misses_total{cache="archive_segments"} 0`,

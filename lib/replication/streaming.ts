@@ -68,6 +68,9 @@ export interface StreamRequest {
  */
 export const RUN_MESSAGES = 4;
 
+/** Bytes of a run's buffer: each message after its header's room. */
+export const RUN_BUFFER_BYTES = RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE);
+
 type PipelineEnd = { kind: "done" } | { kind: "failed"; error: unknown };
 
 /**
@@ -112,7 +115,7 @@ export async function streamWal(
   // in one write: one pass through the pipeline and one socket write for all of them.
   // Counted among the senders that may share blocks, for as long as this stream runs.
   using reader = ctx.blockCache?.join();
-  const pool = new BufferPool(RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE), 2);
+  const pool = new BufferPool(RUN_BUFFER_BYTES, 2);
   const sink = new WalSink({
     write: (message) => client.write(message),
     sender,
