@@ -9,6 +9,8 @@ import { WalBlockCache, type WalBlockCacheStats } from "./stream/block_cache.ts"
 import { createLogger, type Logger } from "./log.ts";
 import { SenderRegistry } from "./replication/registry.ts";
 import { Session, type SessionContext } from "./replication/session.ts";
+import { createRunBuffers } from "./replication/streaming.ts";
+import type { BufferPool } from "./stream/chunk.ts";
 import { SlotManager } from "./replication/slots.ts";
 import { WalStore } from "./wal/store.ts";
 import { type AuthConfig, createAuthenticator, loadAuthConfig } from "./auth/authenticator.ts";
@@ -180,6 +182,14 @@ export class WalRelay {
   }
 
   /**
+   * The run buffers this thread's senders share, once serving; `undefined` with sender workers,
+   * whose threads have their own.
+   */
+  get runBuffers(): BufferPool | undefined {
+    return this.#workers ? undefined : this.#ctx?.runBuffers;
+  }
+
+  /**
    * With sender workers, their decoded-segment caches added up; without, `undefined` (the
    * store's own is the one).
    */
@@ -221,6 +231,7 @@ export class WalRelay {
       tls: this.#tls,
       lag: this.lag,
       blockCache: new WalBlockCache(),
+      runBuffers: createRunBuffers(),
       backups: this.backups,
       authenticate: this.#options.authenticate ??
         createAuthenticator(() => this.#auth, crypto.getRandomValues(new Uint8Array(32))),

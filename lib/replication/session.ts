@@ -8,6 +8,7 @@
  */
 
 import type { WalBlockCache } from "../stream/block_cache.ts";
+import type { BufferPool } from "../stream/chunk.ts";
 import type { Authenticator } from "../auth/contract.ts";
 import type { BackupService } from "../backup/service.ts";
 import type { Logger } from "../log.ts";
@@ -46,6 +47,11 @@ export interface SessionContext {
   lag?: ReplicationLag | undefined;
   /** WAL blocks shared by every sender, so clients at the same place share one read. */
   blockCache?: WalBlockCache | undefined;
+  /**
+   * Run buffers shared by this thread's senders, so a sender holds only those in flight: with
+   * most runs served from the block cache, a pool of its own would keep a buffer or two idle.
+   */
+  runBuffers?: BufferPool | undefined;
   /** Base backups served by BASE_BACKUP. */
   backups?: BackupService | undefined;
   /**

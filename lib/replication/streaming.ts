@@ -71,6 +71,30 @@ export const RUN_MESSAGES = 4;
 /** Bytes of a run's buffer: each message after its header's room. */
 export const RUN_BUFFER_BYTES = RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE);
 
+/**
+ * Free run buffers a thread's shared pool keeps: 4 MiB. Buffers in flight are the senders' own;
+ * these only spare the allocation when one sender's write ends and another's read begins.
+ */
+const SHARED_FREE_RUNS = 8;
+
+/**
+ * The pool of run buffers a thread's senders share ({@linkcode SessionContext.runBuffers}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createRunBuffers, RUN_BUFFER_BYTES } from "./streaming.ts";
+ * const pool = createRunBuffers();
+ * const b = pool.take();
+ * assert.equal(b.byteLength, RUN_BUFFER_BYTES);
+ * pool.release(b);
+ * assert.equal(pool.take(), b);
+ * ```
+ */
+export function createRunBuffers(): BufferPool {
+  return new BufferPool(RUN_BUFFER_BYTES, SHARED_FREE_RUNS);
+}
+
 type PipelineEnd = { kind: "done" } | { kind: "failed"; error: unknown };
 
 /**
@@ -115,7 +139,7 @@ export async function streamWal(
   // in one write: one pass through the pipeline and one socket write for all of them.
   // Counted among the senders that may share blocks, for as long as this stream runs.
   using reader = ctx.blockCache?.join();
-  const pool = new BufferPool(RUN_BUFFER_BYTES, 2);
+  const pool = ctx.runBuffers ?? new BufferPool(RUN_BUFFER_BYTES, 2);
   const sink = new WalSink({
     write: (message) => client.write(message),
     sender,

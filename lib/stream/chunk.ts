@@ -87,6 +87,7 @@ export class BufferPool {
   readonly #max: number;
   readonly #free: ArrayBuffer[] = [];
   readonly #mine = new WeakSet<ArrayBuffer>();
+  #allocated = 0;
 
   /**
    * Creates an empty pool.
@@ -104,12 +105,18 @@ export class BufferPool {
     return this.#size;
   }
 
+  /** Buffers the pool has allocated so far (each kept, or left to the collector). */
+  get allocated(): number {
+    return this.#allocated;
+  }
+
   /** A buffer of the pool's size, reused when one is free. */
   take(): ArrayBuffer {
     const b = this.#free.pop();
     if (b) return b;
     const fresh = new ArrayBuffer(this.#size);
     this.#mine.add(fresh);
+    this.#allocated++;
     return fresh;
   }
 

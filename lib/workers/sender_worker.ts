@@ -17,6 +17,7 @@ import { type Lags, preciseNow, ReplicationLag } from "../replication/lag_tracke
 import { NotYetAccepting } from "../replication/not_yet_accepting.ts";
 import { type Sender, SenderRegistry, type SenderState } from "../replication/registry.ts";
 import { Session, type SessionContext } from "../replication/session.ts";
+import { createRunBuffers } from "../replication/streaming.ts";
 import { refuseTooManyClients } from "../replication/too_many_clients.ts";
 import { WAL_BLOCK_CACHE_BYTES, WalBlockCache } from "../stream/block_cache.ts";
 import type { Lsn } from "../wal/lsn.ts";
@@ -399,6 +400,7 @@ class SenderThread {
       blockCache: new WalBlockCache({
         maxBytes: Math.ceil(WAL_BLOCK_CACHE_BYTES / init.workers),
       }),
+      runBuffers: createRunBuffers(),
       backups: this.#backups,
       authenticate: createAuthenticator(
         () => this.#auth,
