@@ -27,8 +27,12 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
 
-/** Reads whole messages until ReadyForQuery or CopyBothResponse; throws on ErrorResponse. */
-async function untilReady(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
+/**
+ * Reads whole messages until ReadyForQuery or CopyBothResponse; throws on ErrorResponse. Returns
+ * how many bytes after it were read too, moved to the front of `buf` (a server may send the
+ * first XLogData right behind CopyBothResponse).
+ */
+async function untilReady(conn: Deno.Conn, buf: Uint8Array): Promise<number> {
   let have = 0;
   while (true) {
     while (have >= 5) {
@@ -39,8 +43,8 @@ async function untilReady(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
       buf.copyWithin(0, 1 + len, have);
       have -= 1 + len;
       if (type === "Z" || type === "W") {
-        if (have !== 0) throw new Error("data after ReadyForQuery");
-        return;
+        if (type === "Z" && have !== 0) throw new Error("data after ReadyForQuery");
+        return have;
       }
     }
     const n = await conn.read(buf.subarray(have));
@@ -63,7 +67,7 @@ async function pull(port: number, tli: number, start: bigint, end: bigint): Prom
     await untilReady(conn, buf);
     const q = `START_REPLICATION PHYSICAL ${formatLsn(start)} TIMELINE ${tli}\0`;
     await writeAll(conn, message(0x51, enc.encode(q)));
-    await untilReady(conn, buf);
+    let early = await untilReady(conn, buf);
     // A little state machine over the byte stream: a 5-byte header, then for CopyData the first
     // 9 bytes of the body ('w' and the data start), then the rest skipped.
     const head = new Uint8Array(14);
@@ -72,7 +76,8 @@ async function pull(port: number, tli: number, start: bigint, end: bigint): Prom
     let received = 0;
     let reached = start;
     while (reached < end) {
-      const n = await conn.read(buf);
+      const n = early > 0 ? early : await conn.read(buf);
+      early = 0;
       if (n === null) throw new Error("connection closed before the end");
       received += n;
       let i = 0;

@@ -8,8 +8,13 @@
  *
  * ```
  * deno run -A bench/workers.ts [--size-mb 256] [--clients 24] [--client-procs 2] [--rounds 3]
- *                              [--workers 1,2]
+ *                              [--workers 1,2] [--floor]
  * ```
+ *
+ * `--floor` adds two arms that are not walrelay (`_send_floor.ts`): the same clients pulling the
+ * same number of bytes from a server that only writes 512 kB runs framed once, from a plain loop
+ * (`floor`) and through a Web Streams pipeline of the relay's shape (`floor+streams`). Their CPU is
+ * what sending costs Deno at all; the relay's CPU over it is the relay's own.
  *
  * It measures and prints; it never asserts a speed.
  *
@@ -18,7 +23,14 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { REPO_ROOT, tempDir } from "../tests/_pg.ts";
+import {
+  type BackgroundProcess,
+  freePort,
+  REPO_ROOT,
+  spawnBackground,
+  tempDir,
+  waitFor,
+} from "../tests/_pg.ts";
 import { loadAverage, procCpu } from "./_proc.ts";
 import {
   copySegments,
@@ -32,10 +44,13 @@ import { median } from "./_stats.ts";
 import { fixed, formatLsn, intOption, MIB, mib, table } from "./_util.ts";
 
 const USAGE = `usage: deno run -A bench/workers.ts [--size-mb 256] [--clients 24] [--client-procs 2]
-                                    [--rounds 3] [--workers 1,2]`;
+                                    [--rounds 3] [--workers 1,2] [--floor]`;
+
+/** What the clients pull from: a relay with `--workers N`, or one of the floor's servers. */
+type Arm = number | "floor" | "floor+streams";
 
 interface Run {
-  workers: number;
+  workers: Arm;
   seconds: number;
   relayCpu: number;
   clientCpu: number;
@@ -82,6 +97,33 @@ async function pullAll(
   return { seconds, bytes, clientCpu };
 }
 
+function armName(arm: Arm): string {
+  return typeof arm === "number" ? `--workers ${arm}` : arm;
+}
+
+/** Starts `_send_floor.ts` in `mode` and waits until it accepts connections. */
+async function startFloor(mode: "bare" | "streams"): Promise<BackgroundProcess & { port: number }> {
+  const port = await freePort();
+  const proc = await spawnBackground([
+    Deno.execPath(),
+    "run",
+    "-A",
+    join(REPO_ROOT, "bench", "_send_floor.ts"),
+    String(port),
+    mode,
+  ], { cwd: REPO_ROOT });
+  await waitFor(async () => {
+    if (proc.exited) throw new Error(`_send_floor.ts exited:\n${proc.stderr()}`);
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 30_000, intervalMs: 100, message: `_send_floor.ts did not listen on ${port}` });
+  return Object.assign(proc, { port });
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -91,6 +133,7 @@ if (import.meta.main) {
       "client-procs": { type: "string", default: "2" },
       rounds: { type: "string", default: "3" },
       workers: { type: "string", default: "1,2" },
+      floor: { type: "boolean", default: false },
     },
   });
   const int = intOption("workers", USAGE);
@@ -98,7 +141,8 @@ if (import.meta.main) {
   const clients = int("clients", values.clients, 1);
   const procs = int("client-procs", values["client-procs"], 1);
   const rounds = int("rounds", values.rounds, 1);
-  const counts = values.workers.split(",").map((w) => int("workers", w, 1));
+  const counts: Arm[] = values.workers.split(",").map((w) => int("workers", w, 1));
+  if (values.floor) counts.push("floor", "floor+streams");
   console.log(`load average at start: ${await loadAverage()}`);
 
   await using work = await tempDir("walrelay-bench-workers-");
@@ -121,18 +165,20 @@ if (import.meta.main) {
   for (let round = 0; round <= rounds; round++) {
     const order = round % 2 === 0 ? counts : [...counts].reverse();
     for (const workers of order) {
-      await using relay = await startDenoRelay({
-        cli: join(REPO_ROOT, "cli.ts"),
-        walDir,
-        args: ["--workers", String(workers), "--max-senders", String(clients + 10)],
-        cpuProfDir: undefined,
-      });
+      await using relay = typeof workers === "number"
+        ? await startDenoRelay({
+          cli: join(REPO_ROOT, "cli.ts"),
+          walDir,
+          args: ["--workers", String(workers), "--max-senders", String(clients + 10)],
+          cpuProfDir: undefined,
+        })
+        : await startFloor(workers === "floor" ? "bare" : "streams");
       const before = (await procCpu(relay.pid)).self;
       const { seconds, bytes, clientCpu } = await pullAll(relay.port, clients, procs, wal);
       const relayCpu = (await procCpu(relay.pid)).self - before;
       const label = round === 0 ? "warm-up" : `round ${round}`;
       console.log(
-        `${label}: --workers ${workers}: ${fixed(seconds)} s, ` +
+        `${label}: ${armName(workers)}: ${fixed(seconds)} s, ` +
           `${fixed(bytes / MIB / seconds, 0)} MiB/s, relay CPU ${fixed(relayCpu)} s, ` +
           `clients' CPU ${fixed(clientCpu)} s`,
       );
@@ -147,7 +193,7 @@ if (import.meta.main) {
     const clientCpu = median(mine.map((r) => r.clientCpu));
     const bytes = mine[0]!.bytes;
     return [
-      String(workers),
+      typeof workers === "number" ? String(workers) : workers,
       fixed(seconds),
       fixed(bytes / MIB / seconds, 0),
       fixed(cpu),
@@ -171,12 +217,25 @@ if (import.meta.main) {
       ),
   );
   const base = runs.filter((r) => r.workers === counts[0]);
-  for (const workers of counts.slice(1)) {
+  const relays = counts.filter((w) => typeof w === "number");
+  for (const workers of relays.slice(1)) {
     const mine = runs.filter((r) => r.workers === workers);
     console.log(
       `wall ratio --workers ${counts[0]} / --workers ${workers}: ` +
         fixed(median(base.map((r) => r.seconds)) / median(mine.map((r) => r.seconds))),
     );
+  }
+  // CPU per byte: the floors pull as many bytes, give or take the last run.
+  const perGiB = (arm: Arm): number => {
+    const mine = runs.filter((r) => r.workers === arm);
+    return median(mine.map((r) => r.relayCpu / (r.bytes / (1024 * MIB))));
+  };
+  for (const floor of counts.filter((w) => typeof w !== "number")) {
+    for (const workers of relays) {
+      console.log(
+        `CPU per GiB ${floor} / --workers ${workers}: ${fixed(perGiB(floor) / perGiB(workers))}`,
+      );
+    }
   }
   console.log(`load average at end: ${await loadAverage()}`);
 }
