@@ -7,6 +7,7 @@
  */
 
 import { createLogger } from "../lib/log.ts";
+import type { PgClient } from "../lib/pgwire/client.ts";
 import { WalRelay } from "../lib/server.ts";
 import { RelayCounters } from "../lib/http/counters.ts";
 import { startStatusServer, type StatusServer } from "../lib/http/status_server.ts";
@@ -95,4 +96,14 @@ export async function startStatusRelay(opts: {
       await relay.slots.flush().catch(() => {});
     },
   };
+}
+
+/** Reads a streaming client's messages until XLogData carrying WAL up to `end` has arrived. */
+export async function receiveUntil(client: PgClient, end: bigint): Promise<void> {
+  while (true) {
+    const msg = await client.next();
+    if (msg.type !== "d" || msg.body[0] !== 0x77) continue; // 'w'
+    const view = new DataView(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
+    if (view.getBigUint64(1) + BigInt(msg.body.length - 25) >= end) return;
+  }
 }

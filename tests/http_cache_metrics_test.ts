@@ -6,22 +6,12 @@
 import assert from "node:assert/strict";
 import { PgClient } from "../lib/pgwire/client.ts";
 import { copyFiles, tempDir, TESTDATA, waitFor } from "./_pg.ts";
-import { startStatusRelay } from "./_status_relay.ts";
+import { receiveUntil, startStatusRelay } from "./_status_relay.ts";
 import { MAX_SEND_SIZE } from "../lib/stream/chunk.ts";
 import { RUN_BUFFER_BYTES, RUN_MESSAGES } from "../lib/replication/streaming.ts";
 
 /** Runs, so cache blocks, in the two segments. */
 const BLOCKS = (2 << 20) / (RUN_MESSAGES * MAX_SEND_SIZE);
-
-/** Reads XLogData until WAL up to `end` has arrived. */
-async function receiveUntil(client: PgClient, end: bigint): Promise<void> {
-  while (true) {
-    const msg = await client.next();
-    if (msg.type !== "d" || msg.body[0] !== 0x77) continue; // 'w'
-    const view = new DataView(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
-    if (view.getBigUint64(1) + BigInt(msg.body.length - 25) >= end) return;
-  }
-}
 
 Deno.test("/metrics: the WAL block cache's hits, misses, evictions and bytes", async () => {
   await using dir = await tempDir("walrelay-cache-metrics-");

@@ -7,17 +7,7 @@
 import assert from "node:assert/strict";
 import { PgClient } from "../lib/pgwire/client.ts";
 import { copyFiles, tempDir, TESTDATA } from "./_pg.ts";
-import { startStatusRelay } from "./_status_relay.ts";
-
-/** Reads XLogData until WAL up to `end` has arrived. */
-async function receiveUntil(client: PgClient, end: bigint): Promise<void> {
-  while (true) {
-    const msg = await client.next();
-    if (msg.type !== "d" || msg.body[0] !== 0x77) continue; // 'w'
-    const view = new DataView(msg.body.buffer, msg.body.byteOffset, msg.body.byteLength);
-    if (view.getBigUint64(1) + BigInt(msg.body.length - 25) >= end) return;
-  }
-}
+import { receiveUntil, startStatusRelay } from "./_status_relay.ts";
 
 Deno.test("run buffers: a second client streams through the buffers the first gave back", async () => {
   await using dir = await tempDir("walrelay-run-buffers-");
