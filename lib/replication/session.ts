@@ -51,7 +51,7 @@ export interface SessionContext {
    * Run buffers shared by this thread's senders, so a sender holds only those in flight: with
    * most runs served from the block cache, a pool of its own would keep a buffer or two idle.
    */
-  runBuffers?: BufferPool | undefined;
+  runBuffers: BufferPool;
   /** Base backups served by BASE_BACKUP. */
   backups?: BackupService | undefined;
   /**

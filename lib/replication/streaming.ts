@@ -139,7 +139,7 @@ export async function streamWal(
   // in one write: one pass through the pipeline and one socket write for all of them.
   // Counted among the senders that may share blocks, for as long as this stream runs.
   using reader = ctx.blockCache?.join();
-  const pool = ctx.runBuffers ?? new BufferPool(RUN_BUFFER_BYTES, 2);
+  const pool = ctx.runBuffers;
   const sink = new WalSink({
     write: (message) => client.write(message),
     sender,
