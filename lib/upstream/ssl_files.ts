@@ -203,10 +203,12 @@ export function loadClientCertificate(
       encrypted ? { key: keyFile.text, passphrase: c.sslpassword ?? "" } : keyFile.text,
     );
   } catch (e) {
-    const why = (e as Error).message;
+    // A wrong passphrase mostly fails the decryption's padding check ("bad decrypt"); about
+    // once in 256 the garbage passes it and fails to decode instead. Either way, on an
+    // encrypted key it is the passphrase that is wrong.
     throw new Error(
-      `could not load private key file "${keyPath}": ${why}` +
-        (encrypted && /decrypt/i.test(why) ? " (wrong sslpassword?)" : ""),
+      `could not load private key file "${keyPath}": ${(e as Error).message}` +
+        (encrypted ? " (wrong sslpassword?)" : ""),
     );
   }
   if (!certificate.checkPrivateKey(key)) {
