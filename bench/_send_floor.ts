@@ -14,10 +14,14 @@
  * @module
  */
 
-const RUN = 4;
-const PAYLOAD = 128 * 1024;
-const HEADER = 1 + 4 + 1 + 8 + 8 + 8;
-const SLOT = HEADER + PAYLOAD;
+import { readFull, writeAll } from "../lib/_io.ts";
+import { authenticationOk, copyBothResponse, readyForQuery } from "../lib/pgwire/messages.ts";
+import { pgTimestampNow } from "../lib/pgwire/timestamp.ts";
+import { RUN_MESSAGES as RUN } from "../lib/replication/streaming.ts";
+import { FRAME_HEADROOM, MAX_SEND_SIZE as PAYLOAD } from "../lib/stream/chunk.ts";
+import { parseLsn } from "../lib/wal/lsn.ts";
+
+const SLOT = FRAME_HEADROOM + PAYLOAD;
 const BUFFERS = 64;
 
 const [portArg, mode] = Deno.args;
@@ -36,7 +40,7 @@ const buffers = Array.from({ length: BUFFERS }, () => {
 /** Writes the run's four XLogData headers for WAL from `lsn`. */
 function frame(run: Uint8Array, lsn: bigint, end: bigint): void {
   const v = new DataView(run.buffer, run.byteOffset, run.byteLength);
-  const now = BigInt(Date.now()) * 1000n;
+  const now = pgTimestampNow();
   for (let i = 0; i < RUN; i++) {
     const at = i * SLOT;
     run[at] = 0x64;
@@ -48,47 +52,24 @@ function frame(run: Uint8Array, lsn: bigint, end: bigint): void {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let off = 0; off < bytes.length;) {
-    off += await conn.write(off === 0 ? bytes : bytes.subarray(off));
-  }
-}
-
-/** Reads one message (type and body), or the startup packet when `startup`. */
+/** Reads one message's body as text (of the startup packet when `startup`), or `null` at the end. */
 async function readMessage(conn: Deno.Conn, startup: boolean): Promise<string | null> {
   const head = new Uint8Array(startup ? 4 : 5);
-  const readFull = async (b: Uint8Array): Promise<boolean> => {
-    for (let off = 0; off < b.length;) {
-      const n = await conn.read(b.subarray(off));
-      if (n === null) return false;
-      off += n;
-    }
-    return true;
-  };
-  if (!await readFull(head)) return null;
-  const len = new DataView(head.buffer).getInt32(startup ? 0 : 1);
-  const body = new Uint8Array(len - 4);
-  if (!await readFull(body)) return null;
+  if (await readFull(conn, head) < head.length) return null;
+  const body = new Uint8Array(new DataView(head.buffer).getInt32(startup ? 0 : 1) - 4);
+  if (await readFull(conn, body) < body.length) return null;
   return new TextDecoder().decode(body);
-}
-
-function message(type: string, body: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const m = new Uint8Array(5 + body.length);
-  m[0] = type.charCodeAt(0);
-  new DataView(m.buffer).setInt32(1, 4 + body.length);
-  m.set(body, 5);
-  return m;
 }
 
 async function serve(conn: Deno.Conn): Promise<void> {
   if (await readMessage(conn, true) === null) return;
-  await writeAll(conn, message("R", new Uint8Array(4)));
-  await writeAll(conn, message("Z", new Uint8Array([0x49])));
+  await writeAll(conn, authenticationOk());
+  await writeAll(conn, readyForQuery());
   const query = await readMessage(conn, false);
-  const m = query?.match(/START_REPLICATION (?:PHYSICAL )?([0-9A-F]+)\/([0-9A-F]+)/i);
-  if (!m) return;
-  let lsn = (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
-  await writeAll(conn, message("W", new Uint8Array([0, 0, 0])));
+  const start = parseLsn(query?.match(/START_REPLICATION (?:PHYSICAL )?(\S+)/i)?.[1] ?? "");
+  if (start === undefined) return;
+  let lsn = start;
+  await writeAll(conn, copyBothResponse());
   // The clients stop at an end of their own: send until they hang up.
   let next = 0;
   const end = 1n << 62n;

@@ -61,7 +61,8 @@ export async function readFileHead(path: string, n: number): Promise<Uint8Array>
 /** Writes all of `bytes`: `write` may take only part of them. */
 export async function writeAll(writer: AsyncWriter, bytes: Uint8Array): Promise<void> {
   let off = 0;
-  while (off < bytes.length) off += await writer.write(bytes.subarray(off));
+  // The first write, nearly always the only one, needs no view of its own.
+  while (off < bytes.length) off += await writer.write(off === 0 ? bytes : bytes.subarray(off));
 }
 
 /** The byte strings one after another, in a new buffer. */
