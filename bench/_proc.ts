@@ -15,6 +15,10 @@ export const CLOCK_TICKS = 100;
 export interface ProcCpu {
   /** utime + stime of the process (all its threads). */
   self: number;
+  /** utime alone: in user space. */
+  user: number;
+  /** stime alone: in the kernel. */
+  system: number;
   /** cutime + cstime: CPU of children it has reaped (waited for). */
   children: number;
 }
@@ -37,6 +41,8 @@ export async function procCpu(pid: number | "self"): Promise<ProcCpu> {
   const field = (n: number): number => Number(rest[n - 3]);
   return {
     self: (field(14) + field(15)) / CLOCK_TICKS,
+    user: field(14) / CLOCK_TICKS,
+    system: field(15) / CLOCK_TICKS,
     children: (field(16) + field(17)) / CLOCK_TICKS,
   };
 }

@@ -294,6 +294,15 @@ function relayLagHeadline(r: RelayLagSummary): string[] {
           fixed(c.cpu_us_per_commit / r.median.relay_cpu_us_per_commit)
         }`),
   );
+  if (r.floor !== null) {
+    lines.push(
+      `relay lag, bare Deno loop of the relay's system calls per commit: ` +
+        `${fixed(r.floor.cpu_us_per_commit, 0)} µs` +
+        (c === null
+          ? ""
+          : `; cpu cascade/floor ${fixed(c.cpu_us_per_commit / r.floor.cpu_us_per_commit)}`),
+    );
+  }
   if (c !== null) {
     lines.push(
       `relay lag, PostgreSQL cascading standby minus direct: added p50 ${

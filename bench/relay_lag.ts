@@ -7,6 +7,7 @@
  * deno run -A bench/relay_lag.ts [--commits 1000] [--rounds 3] [--warmup 50]
  *                                [--interval-ms 5] [--seg-mb 16] [--probe lsn|row]
  *                                [--poll-from ack|send] [--no-cascade] [--no-fsync-test]
+ *                                [--no-floor]
  *                                [--relay-cli PATH] [--cpu-prof DIR]
  *                                [--relay-wal-parent DIR] [--out FILE]
  * ```
@@ -73,6 +74,12 @@
  * header prints its `fdatasync` µs/op: the price of the relay's durability on that disk, alone.
  * The relay's and D's syncs during the rounds compete with the primary's and the standbys'.
  *
+ * After the rounds, `_relay_floor.ts` does what the relay's system calls per commit are (read the
+ * upstream's XLogData, write, `fdatasync`, send to the standby, send a status update, read the
+ * standby's replies) from a bare Deno loop, as many commits paced the same way, and its CPU per
+ * commit is printed beside the relay's and the cascade's (`--no-floor` skips it): what no Deno
+ * program relaying and syncing each commit gets below on this machine.
+ *
  * Used by `bench.ts` through {@linkcode runRelayLagBenchmark}; run alone, it writes its JSON into
  * `bench/out/relay_lag.json` (or `--out FILE`).
  *
@@ -102,6 +109,7 @@ import {
   type Seen,
 } from "./_lag_stats.ts";
 import { type FsyncTest, runFsyncTest, skippedFsyncTest } from "./_pg_test_fsync.ts";
+import { measureRelayFloor, type RelayFloor } from "./_relay_floor.ts";
 import {
   childPids,
   cpuBetween,
@@ -124,7 +132,7 @@ import {
   usageError,
 } from "./_util.ts";
 
-export type { AddedLag, AddedRatio, FsyncTest, LagStats };
+export type { AddedLag, AddedRatio, FsyncTest, LagStats, RelayFloor };
 
 /** How a standby is asked whether it shows a commit. */
 export type RelayLagProbe = "row" | "lsn";
@@ -171,6 +179,12 @@ export interface RelayLagOptions {
    * true), for the header's `fdatasync` cost.
    */
   fsyncTest: boolean;
+  /**
+   * After the rounds, measures what the relay's system calls per commit cost a bare Deno loop
+   * (`_relay_floor.ts`), paced as the commits were, with its file beside the relay's WAL
+   * directory (default true).
+   */
+  floor: boolean;
   /** Gives up on a commit a standby has not shown after this many milliseconds (default 10000). */
   timeoutMs: number;
   /** Where progress lines and tables go (default `console.log`). */
@@ -260,6 +274,8 @@ export interface RelayLagSummary {
     cascade: boolean;
     /** Whether `pg_test_fsync` was asked for. */
     fsync_test: boolean;
+    /** Whether the floor was measured. */
+    floor: boolean;
   };
   /** The relay's command line, and the standbys' primary_conninfo. */
   commands: {
@@ -305,6 +321,8 @@ export interface RelayLagSummary {
   target_p99_added_le_1ms: boolean;
   /** The relay's peak RSS (VmHWM) at the end, in bytes. */
   relay_hwm_bytes: number;
+  /** A bare Deno loop's CPU for the relay's system calls per commit; null when not measured. */
+  floor: RelayFloor | null;
 }
 
 const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
@@ -319,6 +337,7 @@ const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
   relayWalParent: undefined,
   cascade: true,
   fsyncTest: true,
+  floor: true,
   timeoutMs: 10_000,
   log: (line) => console.log(line),
   checkInterrupted: () => {},
@@ -927,6 +946,18 @@ function printSummary(summary: RelayLagSummary, log: (line: string) => void): vo
         `${fixed(mc.vs_relay.p99, 2)}`,
     );
   }
+  const floor = summary.floor;
+  if (floor !== null) {
+    log(
+      `a bare Deno loop of the relay's system calls per commit (_relay_floor.ts): ` +
+        `${fixed(floor.cpu_us_per_commit, 0)} µs CPU per commit (user ` +
+        `${fixed(floor.user_us_per_commit, 0)}, system ${fixed(floor.system_us_per_commit, 0)}); ` +
+        `relay / floor ${fixed(m.relay_cpu_us_per_commit / floor.cpu_us_per_commit)}` +
+        (mc === null
+          ? ""
+          : `, cascade / floor ${fixed(mc.cpu_us_per_commit / floor.cpu_us_per_commit)}`),
+    );
+  }
   const fsync = summary.relay_fsync;
   if (fsync.skipped === null) {
     log(
@@ -983,6 +1014,16 @@ export async function runRelayLagBenchmark(
   }
   const loadAtEnd = await loadAverage();
   const hwm = (await procMemory(top.relay.pid)).peak;
+  let floor: RelayFloor | null = null;
+  if (opts.floor) {
+    log(`floor: ${opts.warmup} + ${opts.commits} commits through _relay_floor.ts`);
+    floor = await measureRelayFloor({
+      dir: join(top.walDir, ".."),
+      commits: opts.commits,
+      warmup: opts.warmup,
+      intervalMs: opts.intervalMs,
+    });
+  }
   const med = medians(rounds, cascade);
   const summary: RelayLagSummary = {
     config: {
@@ -998,6 +1039,7 @@ export async function runRelayLagBenchmark(
       relay_wal_dir: top.walDir,
       cascade: opts.cascade,
       fsync_test: opts.fsyncTest,
+      floor: opts.floor,
     },
     commands: top.commands,
     relay_fsync: top.fsync,
@@ -1008,6 +1050,7 @@ export async function runRelayLagBenchmark(
     pooled: pooled(all, cascade),
     target_p99_added_le_1ms: med.added_p99_ms <= 1,
     relay_hwm_bytes: hwm,
+    floor,
   };
   printSummary(summary, log);
 
@@ -1031,6 +1074,8 @@ const USAGE = `deno run -A bench/relay_lag.ts [options]
                     for the CPU, blind before the first poll); send: as it is sent
   --no-cascade      leave out PostgreSQL's cascading standby (D) and the standby C on it
   --no-fsync-test   do not run pg_test_fsync -s 1 on the relay's WAL filesystem first
+  --no-floor        do not measure the bare Deno loop of the relay's system calls per commit
+                    (_relay_floor.ts) after the rounds
   --relay-cli PATH  the walrelay entry point (default: this repository's cli.ts)
   --cpu-prof DIR    run the relay under deno --cpu-prof, the profile written into DIR at exit
   --relay-wal-parent DIR
@@ -1055,6 +1100,7 @@ function parseRelayLagArgs(
       "poll-from": { type: "string", default: "ack" },
       "no-cascade": { type: "boolean", default: false },
       "no-fsync-test": { type: "boolean", default: false },
+      "no-floor": { type: "boolean", default: false },
       "relay-cli": { type: "string" },
       "cpu-prof": { type: "string" },
       "relay-wal-parent": { type: "string" },
@@ -1091,6 +1137,7 @@ function parseRelayLagArgs(
       pollFrom,
       cascade: !values["no-cascade"],
       fsyncTest: !values["no-fsync-test"],
+      floor: !values["no-floor"],
       ...(values["relay-cli"] !== undefined ? { relayCli: values["relay-cli"] } : {}),
       ...(values["cpu-prof"] !== undefined ? { cpuProfDir: values["cpu-prof"] } : {}),
       ...(values["relay-wal-parent"] !== undefined
