@@ -98,8 +98,10 @@ export class MessageReader {
 
   async #fill(n: number): Promise<boolean> {
     if (this.#end - this.#start >= n) return true;
-    if (this.#start === this.#end && this.#buf.length > this.#keep) {
-      this.#buf = EMPTY;
+    if (this.#start === this.#end) {
+      // Drained: read from the buffer's start again, so the next read is offered all of it
+      // rather than what is left at its end (one message a read, not two reads a message).
+      if (this.#buf.length > this.#keep) this.#buf = EMPTY;
       this.#start = this.#end = 0;
     }
     if (this.#buf.length - this.#start < n) {

@@ -77,3 +77,34 @@ Deno.test("MessageReader keeps a grown buffer by default", async () => {
   await reader.readMessage(() => 1 << 20);
   assert.ok(src.sizes.slice(before).some((n) => n > 64));
 });
+
+Deno.test("MessageReader offers each read its whole buffer once drained", async () => {
+  // A standby's status updates, 39 bytes each, each arriving on its own, as they do one read
+  // at a time: a drained buffer is read into from its start, so no update takes two reads.
+  const update = message("d", new Uint8Array(34));
+  const count = 100;
+  let sent = 0;
+  const sizes: number[] = [];
+  let pending: Uint8Array | undefined;
+  const reader = new MessageReader({
+    read(p) {
+      sizes.push(p.length);
+      if (!pending) {
+        if (sent === count) return Promise.resolve(null);
+        sent++;
+        pending = update;
+      }
+      const n = Math.min(p.length, pending.length);
+      p.set(pending.subarray(0, n));
+      pending = n < pending.length ? pending.subarray(n) : undefined;
+      return Promise.resolve(n);
+    },
+  }, { size: 512 });
+  for (let i = 0; i < count; i++) {
+    assert.equal((await reader.readMessage(() => 100))?.body.length, 34);
+  }
+  assert.equal(await reader.readMessage(() => 100), null);
+  // One read per update, and the one that finds the end.
+  assert.equal(sizes.length, count + 1, `read sizes ${sizes}`);
+  assert.ok(sizes.every((n) => n === 512), `read sizes ${sizes}`);
+});
