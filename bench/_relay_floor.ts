@@ -10,6 +10,10 @@
  * 5. sends a status update to the upstream;
  * 6. reads the standby's three status updates.
  *
+ * The driver sends the three updates in one write, so the loop wakes twice per commit. A real
+ * standby's come in one to three packets (its write, flush and apply positions), and the relay
+ * wakes for each: the floor is a lower bound.
+ *
  * The other end of both connections is this module's {@linkcode measureRelayFloor}, in the
  * benchmark's process. It measures the loop's CPU per commit from `/proc`: what any Deno program
  * that relays and syncs each commit pays on this machine, against which the relay's own cost and
@@ -91,9 +95,7 @@ export async function measureRelayFloor(
   const feedback = new Uint8Array(STATUS_BYTES);
   let before = await procCpu(proc.pid);
   for (let i = 0; i < opts.warmup + opts.commits; i++) {
-    if (i === opts.warmup) {
-      before = await procCpu(proc.pid);
-    }
+    if (i === opts.warmup) before = await procCpu(proc.pid);
     await writeAll(up, message);
     if (await readFull(standby, got) < got.length) throw new Error("floor closed the standby");
     await writeAll(standby, replies);
