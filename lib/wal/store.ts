@@ -34,6 +34,7 @@ import {
   SegmentValidations,
 } from "./segment_validation.ts";
 import { ArchivedFiles } from "./_archived_files.ts";
+import { MemoryTail } from "./_memory_tail.ts";
 import { BytesFile, type SegmentHandle } from "./segment_handle.ts";
 import type { ArchiveLayout } from "../archive/layout.ts";
 import { ArchiveFormatError } from "../archive/errors.ts";
@@ -124,13 +125,6 @@ interface Tail {
   validator: WalValidator;
 }
 
-/** Recent durable WAL in memory, so caught-up senders do not each re-read it from disk. */
-interface MemoryChunk {
-  tli: TimelineId;
-  start: Lsn;
-  bytes: Uint8Array;
-}
-
 /**
  * The WAL directory as senders see it. Only whole, non-partial segment files count as durable
  * here; what lies beyond the last of them is not sent.
@@ -170,9 +164,8 @@ export class WalStore {
   #headerCache = new Map<string, boolean>();
   #warned = new Set<string>();
   #durable: { tli: TimelineId; end: Lsn } | undefined;
-  #memory: MemoryChunk[] = [];
-  #memoryBytes = 0;
-  #memoryLimit = 0;
+  /** Recent durable WAL, so caught-up senders do not each re-read it from disk. */
+  #memory = new MemoryTail(0);
   #refreshing: Promise<boolean> | undefined;
   #sharedCheck: WalStoreOptions["sharedCheck"];
   #queued: Promise<boolean> | undefined;
@@ -206,7 +199,7 @@ export class WalStore {
     });
     const identity = options.identity ?? await readIdentity(dir, files);
     const store = new WalStore(dir, identity, log, files, options.validationWorkers ?? true);
-    store.#memoryLimit = options.memoryTail ?? 64 * 1024 * 1024;
+    store.#memory = new MemoryTail(options.memoryTail ?? 64 * 1024 * 1024);
     store.#sharedCheck = options.sharedCheck;
     if (options.durable) store.#durable = { ...options.durable };
     store.#follow = options.follow;
@@ -490,25 +483,17 @@ export class WalStore {
     const end = start + BigInt(bytes.length);
     if (tli > this.#timeline) {
       this.#timeline = tli;
-      this.#memory = [];
-      this.#memoryBytes = 0;
+      this.#memory.clear();
     }
     if (tli === this.#timeline && end > this.#end) this.#end = end;
     this.#durable = { tli, end: this.#end };
-    if (bytes.length > 0 && this.#memoryLimit > 0) {
-      this.#memory.push({ tli, start, bytes });
-      this.#memoryBytes += bytes.length;
-      while (this.#memoryBytes > this.#memoryLimit && this.#memory.length > 1) {
-        this.#memoryBytes -= this.#memory.shift()!.bytes.length;
-      }
-    }
+    this.#memory.add(tli, start, bytes);
     this.latch.set();
   }
 
   /** Where the in-memory tail of `tli` begins, or `undefined` when none is held. */
   memoryStart(tli: TimelineId): Lsn | undefined {
-    const first = this.#memory[0];
-    return first && first.tli === tli ? first.start : undefined;
+    return this.#memory.start(tli);
   }
 
   /**
@@ -516,18 +501,7 @@ export class WalStore {
    * `undefined` when it must be read from disk.
    */
   readMemory(tli: TimelineId, lsn: Lsn, max: number): Uint8Array | undefined {
-    const chunks = this.#memory;
-    if (chunks.length === 0 || lsn < chunks[0]!.start) return undefined;
-    // Chunks are in LSN order; search from the newest, where caught-up senders read.
-    for (let i = chunks.length - 1; i >= 0; i--) {
-      const c = chunks[i]!;
-      if (c.start > lsn) continue;
-      const off = lsn - c.start;
-      if (c.tli !== tli || off >= BigInt(c.bytes.length)) return undefined;
-      const from = Number(off);
-      return c.bytes.subarray(from, Math.min(c.bytes.length, from + max));
-    }
-    return undefined;
+    return this.#memory.read(tli, lsn, max);
   }
 
   /** The full path of a file in the directory. */
