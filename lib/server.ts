@@ -32,6 +32,7 @@ import { checkRelayOptions, type RelaySettings, type WalRelayOptions } from "./r
 export type { WalRelayOptions } from "./relay_options.ts";
 import { BackupService } from "./backup/service.ts";
 import { upstreamTaker } from "./backup/upstream_backup.ts";
+import { RescanPacer } from "./wal/_rescan_pacer.ts";
 
 /** The older of two LSNs either of which may be absent. */
 function oldestLsn(a: Lsn | undefined, b: Lsn | undefined): Lsn | undefined {
@@ -121,6 +122,13 @@ export class WalRelay {
   #done: Promise<void>;
   #failure: Error | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
+  /** Spaces out the rescans events and the timer ask for. */
+  #pacer = new RescanPacer();
+  /** A rescan running, one asked for meanwhile, and one waiting for its turn. */
+  #rescanning = false;
+  #rescanAgain = false;
+  #rescanTimer: ReturnType<typeof setTimeout> | undefined;
+  #rescansStopped = false;
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
   #auth: AuthConfig;
@@ -522,8 +530,31 @@ export class WalRelay {
   }
 
   #refresh(): void {
-    this.#store?.refresh().catch((e) => {
+    const store = this.#store;
+    if (!store || this.#rescansStopped || this.#rescanTimer !== undefined) return;
+    if (this.#rescanning) {
+      this.#rescanAgain = true;
+      return;
+    }
+    const wait = this.#pacer.wait(performance.now());
+    if (wait > 0) {
+      this.#rescanTimer = setTimeout(() => {
+        this.#rescanTimer = undefined;
+        this.#refresh();
+      }, wait);
+      return;
+    }
+    this.#rescanning = true;
+    const start = performance.now();
+    store.refresh().catch((e) => {
       this.logger.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
+    }).finally(() => {
+      this.#rescanning = false;
+      this.#pacer.done(start, performance.now());
+      if (this.#rescanAgain) {
+        this.#rescanAgain = false;
+        this.#refresh();
+      }
     });
   }
 
@@ -621,6 +652,8 @@ export class WalRelay {
       this.#listener?.close();
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
+    this.#rescansStopped = true;
+    clearTimeout(this.#rescanTimer);
     try {
       this.#watcher?.close();
     } catch { /* already closed */ }
