@@ -4,8 +4,11 @@
  * @module
  */
 
-/** A rescan shorter than this is not spaced out: a small directory is rescanned at once. */
-const FREE_MS = 2;
+/**
+ * A rescan shorter than this is not spaced out: a directory of up to a thousand files or so is
+ * rescanned whenever asked, so new WAL in it is seen at once.
+ */
+const FREE_MS = 20;
 /** After a longer one, this many times its length passes before the next. */
 const FACTOR = 9;
 /** And never more than this. */
@@ -16,8 +19,8 @@ const MAX_GAP_MS = 30_000;
  * directory; in a directory of thousands of segments that takes tens of milliseconds or more,
  * and a client writing a `.partial` there (`pg_receivewal`) raises an event with every write:
  * rescanned back to back, the relay would spend a whole core listing it. After a rescan that
- * took `d` ms (at least 2), the next waits `9 · d` ms (at most 30 s); new WAL is seen that much
- * later. A directory that lists in under 2 ms is rescanned whenever asked.
+ * took `d` ms (at least 20), the next waits `9 · d` ms (at most 30 s); new WAL is seen that much
+ * later. A directory that lists in under 20 ms is rescanned whenever asked.
  *
  * @example
  * ```ts
@@ -26,8 +29,8 @@ const MAX_GAP_MS = 30_000;
  * const pacer = new RescanPacer();
  * pacer.done(0, 50);
  * assert.equal(pacer.wait(50), 450);
- * pacer.done(1000, 1001);
- * assert.equal(pacer.wait(1001), 0);
+ * pacer.done(1000, 1010);
+ * assert.equal(pacer.wait(1010), 0);
  * ```
  */
 export class RescanPacer {

@@ -4,8 +4,8 @@ import { RescanPacer } from "./_rescan_pacer.ts";
 Deno.test("rescan pacer: a quick rescan may follow at once", () => {
   const pacer = new RescanPacer();
   assert.equal(pacer.wait(0), 0, "the first rescan waits for nothing");
-  pacer.done(100, 101.5);
-  assert.equal(pacer.wait(101.5), 0);
+  pacer.done(100, 119);
+  assert.equal(pacer.wait(119), 0);
 });
 
 Deno.test("rescan pacer: a long rescan is followed by nine times its length without one", () => {
