@@ -5,7 +5,7 @@
  */
 
 /**
- * A rescan shorter than this is not spaced out: a directory of up to a thousand files or so is
+ * A rescan shorter than this is not spaced out: a directory of up to two thousand files or so is
  * rescanned whenever asked, so new WAL in it is seen at once.
  */
 const FREE_MS = 20;
