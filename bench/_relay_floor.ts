@@ -131,38 +131,27 @@ async function serve(port: number, path: string): Promise<void> {
     else standby = conn;
   }
   listener.close();
-  const buf = new Uint8Array(65536);
-  const replies = new Uint8Array(65536);
+  const message = new Uint8Array(XLOG_DATA_BYTES);
+  const replies = new Uint8Array(3 * STATUS_BYTES);
   const feedback = new Uint8Array(STATUS_BYTES);
   feedback[0] = 0x64;
   new DataView(feedback.buffer).setInt32(1, STATUS_BYTES - 1);
   feedback[5] = 0x72;
-  let pos = 0;
-  let filePos = 0;
-  while (true) {
-    // One read takes the message whole, as the relay's buffered reader does.
-    let n = 0;
-    while (n < XLOG_DATA_BYTES) {
-      const got = await up.read(buf.subarray(n));
-      if (got === null) return;
-      n += got;
+  // The zero fill left the position at the end: WAL goes over the zeros, never past them.
+  let pos = FILE_BYTES;
+  while (await readFull(up, message) === message.length) {
+    const wal = message.subarray(XLOG_HEADER_BYTES);
+    if (pos + wal.length > FILE_BYTES) {
+      file.seekSync(0, Deno.SeekMode.Start);
+      pos = 0;
     }
-    const wal = buf.subarray(XLOG_HEADER_BYTES, n);
-    if (pos + wal.length > FILE_BYTES) pos = 0;
-    if (filePos !== pos) file.seekSync(pos, Deno.SeekMode.Start);
     let w = 0;
     while (w < wal.length) w += file.writeSync(wal.subarray(w));
     pos += wal.length;
-    filePos = pos;
     file.syncDataSync();
-    await writeAll(standby, buf.subarray(0, n));
+    await writeAll(standby, message);
     await writeAll(up, feedback);
-    let r = 0;
-    while (r < 3 * STATUS_BYTES) {
-      const got = await standby.read(replies.subarray(r));
-      if (got === null) return;
-      r += got;
-    }
+    if (await readFull(standby, replies) < replies.length) return;
   }
 }
 
