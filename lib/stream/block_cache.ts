@@ -103,18 +103,20 @@ export interface WalBlockCacheStats {
  * segment's name and checksum) and the offset in the segment. Whoever misses fills the block;
  * anything that can produce a segment's bytes can feed it.
  *
- * What goes when the cache is full is the block whose next reader is farthest away: blocks of
- * known LSN are measured against the positions of the senders that joined, and the one with the
- * longest stretch of WAL between it and the nearest sender behind it goes first (with no sender
- * behind it, it is read by no one again). That is Belady's choice when senders move at about the
- * same speed. Clients streaming the same WAL drift apart; least recently used eviction then keeps
- * the blocks every client touches in turn only while the whole spread fits, so a spread a little
- * wider than the cache made most reads misses. Blocks with nothing to measure go least recently
- * used first.
+ * What goes when the cache is full is a block no one holds, if there is one (see below), and of
+ * those the one whose next reader is farthest away: blocks of known LSN are measured against the
+ * positions of the senders that joined, and the one with the longest stretch of WAL between it
+ * and the nearest sender behind it goes first (with no sender behind it, it is read by no one
+ * again). That is Belady's choice when senders move at about the same speed. Clients streaming
+ * the same WAL drift apart; least recently used eviction then keeps the blocks every client
+ * touches in turn only while the whole spread fits, so a spread a little wider than the cache
+ * made most reads misses. Blocks with nothing to measure go least recently used first.
  *
  * Whoever takes a block holds it until {@linkcode WalBlockCache.release}: an evicted block's
  * buffer is filled again only once no one holds it (a holder that never releases, say a client
- * gone mid-write, leaves it to the collector). So a miss costs a read, not an allocation.
+ * gone mid-write, leaves it to the collector). So a miss costs a read, not an allocation. Held
+ * blocks are evicted last: fifty senders each holding the block they write, evicted first for
+ * having no one behind them, made the cache's buffers twice its size.
  *
  * @example
  * ```ts
@@ -220,13 +222,20 @@ export class WalBlockCache {
     while (this.#bytes > this.#maxBytes) {
       let victim: [string, WalBlock] | undefined;
       let farthest = -1;
-      // Map order is least recently used first, which breaks ties.
+      let victimHeld = true;
+      // A held block's buffer cannot be filled again until its holders are done: evicting it
+      // frees nothing, and the next miss would allocate. So a block no one holds goes first,
+      // however near its next reader. Map order is least recently used first, which breaks ties.
       for (const entry of this.#blocks) {
-        const d = nextReadIn(entry[1].at, behind);
-        if (d > farthest) {
+        const b = entry[1];
+        const held = b.holders > 0 || b.inFlight > 0;
+        if (held && !victimHeld) continue;
+        const d = nextReadIn(b.at, behind);
+        if (d > farthest || (victimHeld && !held)) {
           victim = entry;
           farthest = d;
-          if (d === NEVER) break;
+          victimHeld = held;
+          if (d === NEVER && !held) break;
         }
       }
       this.#forget(victim![0], victim![1]);

@@ -60,10 +60,8 @@ Deno.test("block cache: buffers released after eviction are kept for misses, up 
   for (let i = 0; i < 32; i++) {
     held.push(cache.getOrFill("seg", i * 1024, 1024, fillWith(1, reads)));
   }
-  // Thirty-two more evict the first thirty-two, all still held.
-  for (let i = 32; i < 64; i++) {
-    cache.release(cache.getOrFill("seg", i * 1024, 1024, fillWith(2, reads)));
-  }
+  // Thirty-two more, held too, evict the first thirty-two.
+  for (let i = 32; i < 64; i++) cache.getOrFill("seg", i * 1024, 1024, fillWith(2, reads));
   assert.ok(held.every((b) => b.evicted));
   for (const b of held) cache.release(b);
   // Half the cache's worth came back to the spares; the rest was left to the collector.
@@ -141,6 +139,31 @@ Deno.test("block cache: the block whose next reader is farthest away goes first"
   assert.equal(reads.n, 4, "1000, 12000 and 5000 stayed");
   cache.getOrFill("seg", 30_000, 1024, fillWith(2, reads), { lsn: 30_000n });
   assert.equal(reads.n, 5, "30000 went");
+});
+
+Deno.test("block cache: a block no one holds goes before a held one, whose buffer could not be reused", () => {
+  const cache = new WalBlockCache({ maxBytes: 2048 });
+  const reads = { n: 0 };
+  using a = cache.join();
+  using b = cache.join();
+  a.position = 0n;
+  b.position = 10_000n;
+  // Held (its sender is writing it): next read 10000 bytes away, by b.
+  const far = cache.getOrFill("seg", 20_000, 1024, fillWith(1, reads), { lsn: 20_000n });
+  // Sent and released: next read 1000 bytes away, by a.
+  const near = cache.getOrFill("seg", 1000, 1024, fillWith(2, reads), { lsn: 1000n });
+  cache.release(near);
+  const third = cache.getOrFill("seg", 3000, 1024, fillWith(3, reads), { lsn: 3000n });
+  assert.equal(near.evicted, true, "the unheld block went");
+  assert.equal(far.evicted, false, "the held one stayed");
+  cache.release(third);
+  cache.getOrFill("seg", 4000, 1024, fillWith(4, reads), { lsn: 4000n });
+  assert.equal(third.evicted, true, "again the unheld block, not the held one");
+  const again = cache.getOrFill("seg", 20_000, 1024, fillWith(5, reads), { lsn: 20_000n });
+  assert.equal(again, far);
+  assert.equal(reads.n, 4);
+  // The last miss was filled into the buffer the first eviction freed.
+  assert.equal(cache.blockOf(near.buffer)?.at, 4000);
 });
 
 Deno.test("block cache: a block every reader has passed goes first, however recent", () => {
