@@ -32,7 +32,7 @@ import { checkRelayOptions, type RelaySettings, type WalRelayOptions } from "./r
 export type { WalRelayOptions } from "./relay_options.ts";
 import { BackupService } from "./backup/service.ts";
 import { upstreamTaker } from "./backup/upstream_backup.ts";
-import { RescanPacer } from "./wal/_rescan_pacer.ts";
+import { RescanScheduler } from "./wal/_rescan_scheduler.ts";
 
 /** The older of two LSNs either of which may be absent. */
 function oldestLsn(a: Lsn | undefined, b: Lsn | undefined): Lsn | undefined {
@@ -122,13 +122,8 @@ export class WalRelay {
   #done: Promise<void>;
   #failure: Error | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
-  /** Spaces out the rescans events and the timer ask for. */
-  #pacer = new RescanPacer();
-  /** A rescan running, one asked for meanwhile, and one waiting for its turn. */
-  #rescanning = false;
-  #rescanAgain = false;
-  #rescanTimer: ReturnType<typeof setTimeout> | undefined;
-  #rescansStopped = false;
+  /** Runs the rescans events and the timer ask for. */
+  #rescans: RescanScheduler | undefined;
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
   #auth: AuthConfig;
@@ -225,7 +220,10 @@ export class WalRelay {
     await this.#workers?.serve(store);
     await this.upstream?.attach(this.#workers?.sink(store) ?? store);
     const settings = this.#settings;
-    this.#timers.push(setInterval(() => this.#refresh(), settings.rescanMs));
+    const rescans = this.#rescans = new RescanScheduler(store, {
+      onError: (e) => this.logger.log("warn", `could not rescan WAL directory: ${e.message}`),
+    });
+    this.#timers.push(setInterval(() => rescans.rescan(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.
     if (settings.watch) this.#watching = this.#watch();
@@ -529,43 +527,17 @@ export class WalRelay {
     await Promise.allSettled([...running]);
   }
 
-  #refresh(): void {
-    const store = this.#store;
-    if (!store || this.#rescansStopped || this.#rescanTimer !== undefined) return;
-    if (this.#rescanning) {
-      this.#rescanAgain = true;
-      return;
-    }
-    const wait = this.#pacer.wait(performance.now());
-    if (wait > 0) {
-      this.#rescanTimer = setTimeout(() => {
-        this.#rescanTimer = undefined;
-        this.#refresh();
-      }, wait);
-      return;
-    }
-    this.#rescanning = true;
-    const start = performance.now();
-    store.refresh().catch((e) => {
-      this.logger.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
-    }).finally(() => {
-      this.#rescanning = false;
-      this.#pacer.done(start, performance.now());
-      if (this.#rescanAgain) {
-        this.#rescanAgain = false;
-        this.#refresh();
-      }
-    });
-  }
-
   async #watch(): Promise<void> {
     try {
       // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
       const layout = this.store.layout;
       const recursive = layout !== "plain" && layout !== "pg_receivewal";
       this.#watcher = Deno.watchFs(this.store.dir, { recursive });
-      // Events are hints only: each one triggers a rescan that re-validates from the files.
-      for await (const _ of this.#watcher) this.#refresh();
+      // Events are hints only: each one has the files looked at again.
+      for await (const event of this.#watcher) {
+        if (recursive) this.#rescans?.rescan();
+        else this.#rescans?.event(event);
+      }
     } catch (e) {
       if (!this.#shutdown.signal.aborted) {
         this.logger.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
@@ -652,8 +624,7 @@ export class WalRelay {
       this.#listener?.close();
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
-    this.#rescansStopped = true;
-    clearTimeout(this.#rescanTimer);
+    this.#rescans?.stop();
     try {
       this.#watcher?.close();
     } catch { /* already closed */ }

@@ -169,6 +169,9 @@ export class WalStore {
   #refreshing: Promise<boolean> | undefined;
   #sharedCheck: WalStoreOptions["sharedCheck"];
   #queued: Promise<boolean> | undefined;
+  /** What the queued refresh is to look at: the whole directory, or these files only. */
+  #queuedWhole = false;
+  #queuedNames = new Set<string>();
   #follow: (() => void) | undefined;
 
   private constructor(
@@ -531,9 +534,18 @@ export class WalStore {
    * Concurrent calls share one rescan; a call during a rescan gets the next one. Sets the latch
    * when the durable end or the newest timeline moved.
    *
+   * Given `modified`, the names of files written to (a file event said so), it looks at those
+   * files only, without listing the directory, when the store lists each of them already as a
+   * plain file; anything else (a new file, a history file, an archived one) makes it a whole
+   * rescan. A client appending to a `.partial` in a large directory then costs a `stat` and the
+   * new bytes' validation per write, not a listing.
+   *
+   * @param modified Names of files in the directory that were written to.
    * @returns Whether anything a sender cares about changed.
    */
-  refresh(): Promise<boolean> {
+  refresh(modified?: readonly string[]): Promise<boolean> {
+    if (modified === undefined) this.#queuedWhole = true;
+    else for (const name of modified) this.#queuedNames.add(name);
     if (this.#queued) return this.#queued;
     const previous = this.#refreshing;
     const self: { p?: Promise<boolean> } = {};
@@ -542,8 +554,12 @@ export class WalStore {
       await previous?.catch(() => {});
       this.#queued = undefined;
       this.#refreshing = self.p;
+      const whole = this.#queuedWhole;
+      const names = [...this.#queuedNames];
+      this.#queuedWhole = false;
+      this.#queuedNames.clear();
       try {
-        return await this.#rescan();
+        return whole ? await this.#rescan() : await this.#revalidate(names);
       } finally {
         if (this.#refreshing === self.p) this.#refreshing = undefined;
       }
@@ -633,6 +649,42 @@ export class WalStore {
     }
     this.#segments = segments;
     this.#history = history;
+    return await this.#settleEnd(newest);
+  }
+
+  /**
+   * Looks again at files the store lists, after they were written to: their sizes, and the valid
+   * end if one is on the newest timeline. Whatever it cannot tell from them alone is left to a
+   * whole rescan.
+   */
+  async #revalidate(names: readonly string[]): Promise<boolean> {
+    const segSize = this.identity.segmentSize;
+    let touched = false;
+    for (const name of names) {
+      const parsed = parseWalFileName(name, segSize);
+      if (!parsed) continue; // not WAL: a rescan would not look at it either
+      const known = parsed.kind === "segment"
+        ? this.#segments.get(parsed.tli)?.get(parsed.segno)
+        : undefined;
+      // A `.partial` beside its complete segment is ignored, as a rescan ignores it.
+      if (known && !known.partial && parsed.kind === "segment" && parsed.partial) continue;
+      if (known?.name !== name || this.#files.entry(name)) return await this.#rescan();
+      let size: number;
+      try {
+        size = (await Deno.stat(this.path(name))).size;
+      } catch {
+        return await this.#rescan(); // removed or renamed since
+      }
+      if (size !== known.size) {
+        this.#segments.get(known.tli)!.set(known.segno, { ...known, size });
+      }
+      if (known.tli === this.#timeline) touched = true;
+    }
+    return touched ? await this.#settleEnd(this.#timeline) : false;
+  }
+
+  /** Moves the durable end to what the files of `newest` hold now; sets the latch if it moved. */
+  async #settleEnd(newest: TimelineId): Promise<boolean> {
     let end: Lsn;
     if (this.#durable?.tli === newest) {
       // Relay mode: the writer reports what it fsynced; its files need no second reading.

@@ -68,3 +68,35 @@ Deno.test("store: a shared check answers for a complete segment; without an answ
   assert.equal(store.checkSegment(2, 0x20n), undefined);
   assert.deepEqual(asked, [7n, 7n, 6n]);
 });
+
+Deno.test("store: a refresh told which files were written looks at those only; an unknown one makes it a whole rescan", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrelay-store-" });
+  try {
+    for await (const e of Deno.readDir(TESTDATA)) {
+      await Deno.copyFile(`${TESTDATA}/${e.name}`, `${dir}/${e.name}`);
+    }
+    // The newest segment, as pg_receivewal has it halfway: a `.partial` of its first pages.
+    const last = "00000002000000000000000B";
+    const whole = await Deno.readFile(`${dir}/${last}`);
+    await Deno.remove(`${dir}/${last}`);
+    const partial = `${dir}/${last}.partial`;
+    await Deno.writeFile(partial, whole.subarray(0, 16 * 8192));
+    const store = await WalStore.open(dir);
+    const segStart = 0xB00000n;
+    assert.ok(store.endLsn <= segStart + BigInt(16 * 8192), `end ${store.endLsn}`);
+    // A file the store does not list yet, which only a listing finds.
+    const unlisted = "000000020000000000000010";
+    await Deno.writeFile(`${dir}/${unlisted}`, new Uint8Array(0));
+    // The rest of the segment arrives.
+    await Deno.writeFile(partial, whole.subarray(16 * 8192), { append: true });
+    assert.equal(await store.refresh([`${last}.partial`, "not-wal.tmp"]), true);
+    assert.equal(store.endLsn, parseLsn(manifest.timelines.at(-1)!.segment_end_lsn!));
+    assert.equal(store.segmentFile(2, 0xBn)?.size, whole.length);
+    assert.equal(store.segmentFile(2, 0x10n), undefined, "the directory was not listed");
+    assert.equal(await store.refresh([`${last}.partial`]), false, "nothing new");
+    await store.refresh([unlisted]);
+    assert.equal(store.segmentFile(2, 0x10n)?.name, unlisted, "an unknown name: a whole rescan");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -22,6 +22,7 @@ import { refuseTooManyClients } from "../replication/too_many_clients.ts";
 import { WAL_BLOCK_CACHE_BYTES, WalBlockCache } from "../stream/block_cache.ts";
 import type { Lsn } from "../wal/lsn.ts";
 import { WalStore } from "../wal/store.ts";
+import { RescanScheduler } from "../wal/_rescan_scheduler.ts";
 import { join } from "../wal/_path.ts";
 import {
   type AdvanceMessage,
@@ -215,6 +216,7 @@ class SenderThread {
   #timers: ReturnType<typeof setInterval>[] = [];
   #reporting: ReturnType<typeof setInterval>;
   #watcher: Deno.FsWatcher | undefined;
+  #rescans: RescanScheduler | undefined;
   #reportQueued = false;
   /** What the relay's thread was last told of each sender, and of the backups and caches. */
   #reported = new Map<number, string>();
@@ -386,7 +388,10 @@ class SenderThread {
       };
     }
     this.#store = store;
-    this.#timers.push(setInterval(() => this.#refresh(), init.rescanMs));
+    const rescans = this.#rescans = new RescanScheduler(store, {
+      onError: (e) => log.log("warn", `could not rescan WAL directory: ${e.message}`),
+    });
+    this.#timers.push(setInterval(() => rescans.rescan(), init.rescanMs));
     if (init.watch) this.#watch(store);
     this.#ctx = {
       store,
@@ -422,19 +427,16 @@ class SenderThread {
     this.#auth = auth;
   }
 
-  #refresh(): void {
-    this.#store?.refresh().catch((e) => {
-      log.log("warn", `could not rescan WAL directory: ${(e as Error).message}`);
-    });
-  }
-
   async #watch(store: WalStore): Promise<void> {
     try {
       // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
       const recursive = store.layout !== "plain" && store.layout !== "pg_receivewal";
       this.#watcher = Deno.watchFs(store.dir, { recursive });
-      // Events are hints only: each one triggers a rescan that re-validates from the files.
-      for await (const _ of this.#watcher) this.#refresh();
+      // Events are hints only: each one has the files looked at again.
+      for await (const event of this.#watcher) {
+        if (recursive) this.#rescans?.rescan();
+        else this.#rescans?.event(event);
+      }
     } catch (e) {
       if (!this.#shutdown.signal.aborted) {
         log.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
@@ -481,6 +483,7 @@ class SenderThread {
       this.#listener.close();
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
+    this.#rescans?.stop();
     try {
       this.#watcher?.close();
     } catch { /* already closed */ }
