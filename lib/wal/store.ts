@@ -162,6 +162,12 @@ export class WalStore {
   #end: Lsn = 0n;
   #tail: Tail | undefined;
   #headerCache = new Map<string, boolean>();
+  /**
+   * Files whose header did not pass: looked at again only once written to (a file event) or at
+   * the next whole rescan. A live `pg_wal` holds recycled segments above its end, and each commit
+   * would otherwise read all their headers again.
+   */
+  #headerMisses = new Set<string>();
   #warned = new Set<string>();
   #durable: { tli: TimelineId; end: Lsn } | undefined;
   /** Recent durable WAL, so caught-up senders do not each re-read it from disk. */
@@ -596,6 +602,7 @@ export class WalStore {
 
   async #rescan(): Promise<boolean> {
     const segSize = this.identity.segmentSize;
+    this.#headerMisses.clear();
     const known = this.#segments;
     const segments = new Map<TimelineId, Map<bigint, SegmentFile>>();
     const historyTlis: TimelineId[] = [];
@@ -663,6 +670,7 @@ export class WalStore {
     for (const name of names) {
       const parsed = parseWalFileName(name, segSize);
       if (!parsed) continue; // not WAL: a rescan would not look at it either
+      this.#headerMisses.delete(name);
       const known = parsed.kind === "segment"
         ? this.#segments.get(parsed.tli)?.get(parsed.segno)
         : undefined;
@@ -777,6 +785,7 @@ export class WalStore {
   /** Whether a segment file starts with a long page header for its own address and cluster. */
   async #validHeader(f: SegmentFile): Promise<boolean> {
     if (this.#headerCache.get(f.name)) return true;
+    if (this.#headerMisses.has(f.name)) return false;
     let head: Uint8Array;
     try {
       if (this.#files.entry(f.name)) {
@@ -818,6 +827,7 @@ export class WalStore {
     }
     // Only a positive answer is final: a recycled file becomes valid when it is rewritten.
     if (ok) this.#headerCache.set(f.name, true);
+    else this.#headerMisses.add(f.name);
     return ok;
   }
 

@@ -100,3 +100,33 @@ Deno.test("store: a refresh told which files were written looks at those only; a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("store: a recycled segment's header is read again once it is written to, or at a whole rescan", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrelay-store-" });
+  try {
+    for await (const e of Deno.readDir(TESTDATA)) {
+      await Deno.copyFile(`${TESTDATA}/${e.name}`, `${dir}/${e.name}`);
+    }
+    // The newest segment as PostgreSQL recycles one: an older segment's bytes under its name.
+    const last = "00000002000000000000000B";
+    const whole = await Deno.readFile(`${dir}/${last}`);
+    await Deno.copyFile(`${dir}/000000020000000000000009`, `${dir}/${last}`);
+    const told = await WalStore.open(dir);
+    const listing = await WalStore.open(dir);
+    for (const store of [told, listing]) {
+      assert.equal(store.endLsn, 0xB00000n, "the recycled file is not trusted");
+    }
+    // Written over, in place, with no event for it yet.
+    await Deno.writeFile(`${dir}/${last}`, whole);
+    for (const store of [told, listing]) {
+      await store.refresh(["00000002000000000000000A"]);
+      assert.equal(store.endLsn, 0xB00000n, "its header was not read again");
+    }
+    await told.refresh([last]);
+    assert.equal(told.endLsn, 0xC00000n, "written to: read again");
+    await listing.refresh();
+    assert.equal(listing.endLsn, 0xC00000n, "a whole rescan: read again");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
