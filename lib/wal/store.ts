@@ -7,7 +7,7 @@
  */
 
 import { Latch } from "./latch.ts";
-import { readFileHead, readFull } from "../_io.ts";
+import { readFileHead, readFull, readFullSync } from "../_io.ts";
 import { UnknownTimelineError, WalFileMissingError } from "./errors.ts";
 import type { Lsn } from "./lsn.ts";
 import {
@@ -46,6 +46,11 @@ import {
 } from "../archive/segment_cache.ts";
 import { decodeArchived } from "../archive/codec.ts";
 import { detectFormat } from "../archive/format.ts";
+
+/** Bytes of the tail's segment read at a time for validation. */
+const TAIL_READ_BYTES = 128 * 1024;
+/** Synchronous reads of the tail between turns of the event loop (1 MiB). */
+const TAIL_READS_PER_TURN = 8;
 
 /** One segment file found in the directory. */
 export interface SegmentFile {
@@ -168,6 +173,7 @@ export class WalStore {
    * would otherwise read all their headers again.
    */
   #headerMisses = new Set<string>();
+  #tailBuffer: Uint8Array | undefined;
   #warned = new Set<string>();
   #durable: { tli: TimelineId; end: Lsn } | undefined;
   /** Recent durable WAL, so caught-up senders do not each re-read it from disk. */
@@ -679,7 +685,8 @@ export class WalStore {
       if (known?.name !== name || this.#files.entry(name)) return await this.#rescan();
       let size: number;
       try {
-        size = (await Deno.stat(this.path(name))).size;
+        // Synchronous, as the tail's reads below: one stat, not a turn of the event loop.
+        size = Deno.statSync(this.path(name)).size;
       } catch {
         return await this.#rescan(); // removed or renamed since
       }
@@ -760,6 +767,34 @@ export class WalStore {
     const v = tail.validator;
     let pos = v.resumeLsn;
     if (pos >= segEnd) return;
+    // The validator resumes at a record's start and keeps no bytes: one buffer serves every call.
+    const buf = this.#tailBuffer ??= new Uint8Array(TAIL_READ_BYTES);
+    if (!this.#files.entry(file.name)) {
+      // A plain file, read synchronously: after each commit in a live directory only its new
+      // bytes are read, and an asynchronous open, seek, read and close are four turns of the
+      // event loop on a thread of their own. A long stretch yields between reads.
+      let f: Deno.FsFile;
+      try {
+        f = Deno.openSync(this.path(file.name), { read: true });
+      } catch {
+        return; // gone: the next rescan will not see it either
+      }
+      try {
+        for (let reads = 1; pos < segEnd; reads++) {
+          if (reads % TAIL_READS_PER_TURN === 0) await new Promise((r) => setTimeout(r, 0));
+          f.seekSync(Number(pos - segStart), Deno.SeekMode.Start);
+          const want = Math.min(buf.length, Number(segEnd - pos));
+          const got = readFullSync(f, buf.subarray(0, want));
+          if (got === 0) break;
+          v.push(pos, buf.subarray(0, got));
+          pos += BigInt(got);
+          if (v.error || v.resumeLsn < pos || got < want) break;
+        }
+      } finally {
+        f.close();
+      }
+      return;
+    }
     let f: SegmentHandle;
     try {
       f = await this.#open(file.name, false);
@@ -767,7 +802,6 @@ export class WalStore {
       return; // gone or undecodable: the next rescan will not see it either
     }
     try {
-      const buf = new Uint8Array(128 * 1024);
       while (pos < segEnd) {
         await f.seek(Number(pos - segStart), Deno.SeekMode.Start);
         const want = Math.min(buf.length, Number(segEnd - pos));
