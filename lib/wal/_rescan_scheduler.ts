@@ -70,7 +70,10 @@ export class RescanScheduler {
   }
 
   /**
-   * A file event of a directory watched without recursion (so that every path is a file in it).
+   * Takes a file event of a directory watched without recursion, so that every path names a file
+   * in it.
+   *
+   * @param event What `Deno.watchFs` reported.
    */
   event(event: Pick<Deno.FsEvent, "kind" | "paths">): void {
     if (event.kind !== "modify" || event.paths.length === 0) return this.rescan();

@@ -7,7 +7,7 @@
  */
 
 import { Latch } from "./latch.ts";
-import { readFileHead, readFull, readFullSync } from "../_io.ts";
+import { readFileHead, readFullSync } from "../_io.ts";
 import { UnknownTimelineError, WalFileMissingError } from "./errors.ts";
 import type { Lsn } from "./lsn.ts";
 import {
@@ -767,45 +767,26 @@ export class WalStore {
     const v = tail.validator;
     let pos = v.resumeLsn;
     if (pos >= segEnd) return;
-    // The validator resumes at a record's start and keeps no bytes: one buffer serves every call.
-    const buf = this.#tailBuffer ??= new Uint8Array(TAIL_READ_BYTES);
-    if (!this.#files.entry(file.name)) {
-      // A plain file, read synchronously: after each commit in a live directory only its new
-      // bytes are read, and an asynchronous open, seek, read and close are four turns of the
-      // event loop on a thread of their own. A long stretch yields between reads.
-      let f: Deno.FsFile;
-      try {
-        f = Deno.openSync(this.path(file.name), { read: true });
-      } catch {
-        return; // gone: the next rescan will not see it either
-      }
-      try {
-        for (let reads = 1; pos < segEnd; reads++) {
-          if (reads % TAIL_READS_PER_TURN === 0) await new Promise((r) => setTimeout(r, 0));
-          f.seekSync(Number(pos - segStart), Deno.SeekMode.Start);
-          const want = Math.min(buf.length, Number(segEnd - pos));
-          const got = readFullSync(f, buf.subarray(0, want));
-          if (got === 0) break;
-          v.push(pos, buf.subarray(0, got));
-          pos += BigInt(got);
-          if (v.error || v.resumeLsn < pos || got < want) break;
-        }
-      } finally {
-        f.close();
-      }
-      return;
-    }
     let f: SegmentHandle;
     try {
-      f = await this.#open(file.name, false);
+      // A plain file opens synchronously: after each commit in a live directory only its new
+      // bytes are read, and an asynchronous open, seek, read and close were four turns of the
+      // event loop, each on a thread of its own. An archived one is decoded first.
+      f = this.#files.entry(file.name)
+        ? await this.#open(file.name, false)
+        : Deno.openSync(this.path(file.name), { read: true });
     } catch {
       return; // gone or undecodable: the next rescan will not see it either
     }
+    // The validator resumes at a record's start and keeps no bytes: one buffer serves every call.
+    const buf = this.#tailBuffer ??= new Uint8Array(TAIL_READ_BYTES);
     try {
-      while (pos < segEnd) {
-        await f.seek(Number(pos - segStart), Deno.SeekMode.Start);
+      for (let reads = 1; pos < segEnd; reads++) {
+        // A long stretch (a new tail) lets the event loop turn now and then.
+        if (reads % TAIL_READS_PER_TURN === 0) await new Promise((r) => setTimeout(r, 0));
+        f.seekSync(Number(pos - segStart), Deno.SeekMode.Start);
         const want = Math.min(buf.length, Number(segEnd - pos));
-        const got = await readFull(f, buf.subarray(0, want));
+        const got = readFullSync(f, buf.subarray(0, want));
         if (got === 0) break;
         v.push(pos, buf.subarray(0, got));
         pos += BigInt(got);

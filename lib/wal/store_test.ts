@@ -3,7 +3,7 @@ import { WalStore } from "./store.ts";
 import { parseLsn } from "./lsn.ts";
 import { UnknownTimelineError } from "./errors.ts";
 
-import { TESTDATA } from "../../tests/_pg.ts";
+import { copyTestdata, tempDir, TESTDATA } from "../../tests/_pg.ts";
 
 interface Manifest {
   system_identifier: string;
@@ -70,63 +70,51 @@ Deno.test("store: a shared check answers for a complete segment; without an answ
 });
 
 Deno.test("store: a refresh told which files were written looks at those only; an unknown one makes it a whole rescan", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "walrelay-store-" });
-  try {
-    for await (const e of Deno.readDir(TESTDATA)) {
-      await Deno.copyFile(`${TESTDATA}/${e.name}`, `${dir}/${e.name}`);
-    }
-    // The newest segment, as pg_receivewal has it halfway: a `.partial` of its first pages.
-    const last = "00000002000000000000000B";
-    const whole = await Deno.readFile(`${dir}/${last}`);
-    await Deno.remove(`${dir}/${last}`);
-    const partial = `${dir}/${last}.partial`;
-    await Deno.writeFile(partial, whole.subarray(0, 16 * 8192));
-    const store = await WalStore.open(dir);
-    const segStart = 0xB00000n;
-    assert.ok(store.endLsn <= segStart + BigInt(16 * 8192), `end ${store.endLsn}`);
-    // A file the store does not list yet, which only a listing finds.
-    const unlisted = "000000020000000000000010";
-    await Deno.writeFile(`${dir}/${unlisted}`, new Uint8Array(0));
-    // The rest of the segment arrives.
-    await Deno.writeFile(partial, whole.subarray(16 * 8192), { append: true });
-    assert.equal(await store.refresh([`${last}.partial`, "not-wal.tmp"]), true);
-    assert.equal(store.endLsn, parseLsn(manifest.timelines.at(-1)!.segment_end_lsn!));
-    assert.equal(store.segmentFile(2, 0xBn)?.size, whole.length);
-    assert.equal(store.segmentFile(2, 0x10n), undefined, "the directory was not listed");
-    assert.equal(await store.refresh([`${last}.partial`]), false, "nothing new");
-    await store.refresh([unlisted]);
-    assert.equal(store.segmentFile(2, 0x10n)?.name, unlisted, "an unknown name: a whole rescan");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir("walrelay-store-");
+  const dir = await copyTestdata(tmp.path);
+  // The newest segment, as pg_receivewal has it halfway: a `.partial` of its first pages.
+  const last = "00000002000000000000000B";
+  const whole = await Deno.readFile(`${dir}/${last}`);
+  await Deno.remove(`${dir}/${last}`);
+  const partial = `${dir}/${last}.partial`;
+  await Deno.writeFile(partial, whole.subarray(0, 16 * 8192));
+  const store = await WalStore.open(dir);
+  const segStart = 0xB00000n;
+  assert.ok(store.endLsn <= segStart + BigInt(16 * 8192), `end ${store.endLsn}`);
+  // A file the store does not list yet, which only a listing finds.
+  const unlisted = "000000020000000000000010";
+  await Deno.writeFile(`${dir}/${unlisted}`, new Uint8Array(0));
+  // The rest of the segment arrives.
+  await Deno.writeFile(partial, whole.subarray(16 * 8192), { append: true });
+  assert.equal(await store.refresh([`${last}.partial`, "not-wal.tmp"]), true);
+  assert.equal(store.endLsn, parseLsn(manifest.timelines.at(-1)!.segment_end_lsn!));
+  assert.equal(store.segmentFile(2, 0xBn)?.size, whole.length);
+  assert.equal(store.segmentFile(2, 0x10n), undefined, "the directory was not listed");
+  assert.equal(await store.refresh([`${last}.partial`]), false, "nothing new");
+  await store.refresh([unlisted]);
+  assert.equal(store.segmentFile(2, 0x10n)?.name, unlisted, "an unknown name: a whole rescan");
 });
 
 Deno.test("store: a recycled segment's header is read again once it is written to, or at a whole rescan", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "walrelay-store-" });
-  try {
-    for await (const e of Deno.readDir(TESTDATA)) {
-      await Deno.copyFile(`${TESTDATA}/${e.name}`, `${dir}/${e.name}`);
-    }
-    // The newest segment as PostgreSQL recycles one: an older segment's bytes under its name.
-    const last = "00000002000000000000000B";
-    const whole = await Deno.readFile(`${dir}/${last}`);
-    await Deno.copyFile(`${dir}/000000020000000000000009`, `${dir}/${last}`);
-    const told = await WalStore.open(dir);
-    const listing = await WalStore.open(dir);
-    for (const store of [told, listing]) {
-      assert.equal(store.endLsn, 0xB00000n, "the recycled file is not trusted");
-    }
-    // Written over, in place, with no event for it yet.
-    await Deno.writeFile(`${dir}/${last}`, whole);
-    for (const store of [told, listing]) {
-      await store.refresh(["00000002000000000000000A"]);
-      assert.equal(store.endLsn, 0xB00000n, "its header was not read again");
-    }
-    await told.refresh([last]);
-    assert.equal(told.endLsn, 0xC00000n, "written to: read again");
-    await listing.refresh();
-    assert.equal(listing.endLsn, 0xC00000n, "a whole rescan: read again");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using tmp = await tempDir("walrelay-store-");
+  const dir = await copyTestdata(tmp.path);
+  // The newest segment as PostgreSQL recycles one: an older segment's bytes under its name.
+  const last = "00000002000000000000000B";
+  const whole = await Deno.readFile(`${dir}/${last}`);
+  await Deno.copyFile(`${dir}/000000020000000000000009`, `${dir}/${last}`);
+  const told = await WalStore.open(dir);
+  const listing = await WalStore.open(dir);
+  for (const store of [told, listing]) {
+    assert.equal(store.endLsn, 0xB00000n, "the recycled file is not trusted");
   }
+  // Written over, in place, with no event for it yet.
+  await Deno.writeFile(`${dir}/${last}`, whole);
+  for (const store of [told, listing]) {
+    await store.refresh(["00000002000000000000000A"]);
+    assert.equal(store.endLsn, 0xB00000n, "its header was not read again");
+  }
+  await told.refresh([last]);
+  assert.equal(told.endLsn, 0xC00000n, "written to: read again");
+  await listing.refresh();
+  assert.equal(listing.endLsn, 0xC00000n, "a whole rescan: read again");
 });
