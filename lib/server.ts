@@ -124,7 +124,6 @@ export class WalRelay {
   #timers: ReturnType<typeof setInterval>[] = [];
   /** Runs the rescans events and the timer ask for. */
   #rescans: RescanScheduler | undefined;
-  #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
   #auth: AuthConfig;
   #maxConnections: number;
@@ -226,7 +225,11 @@ export class WalRelay {
     this.#timers.push(setInterval(() => rescans.rescan(), settings.rescanMs));
     // In relay mode the writer announces each durable advance itself; watching the directory it
     // writes into would only rescan on every write. The periodic rescan stays as a safety net.
-    if (settings.watch) this.#watching = this.#watch();
+    if (settings.watch) {
+      this.#watching = rescans.watch(store.dir, store.layout, (e) => {
+        this.logger.log("warn", `watching the WAL directory failed: ${e.message}`);
+      });
+    }
     this.#ctx = {
       store,
       registry: this.registry,
@@ -527,24 +530,6 @@ export class WalRelay {
     await Promise.allSettled([...running]);
   }
 
-  async #watch(): Promise<void> {
-    try {
-      // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
-      const layout = this.store.layout;
-      const recursive = layout !== "plain" && layout !== "pg_receivewal";
-      this.#watcher = Deno.watchFs(this.store.dir, { recursive });
-      // Events are hints only: each one has the files looked at again.
-      for await (const event of this.#watcher) {
-        if (recursive) this.#rescans?.rescan();
-        else this.#rescans?.event(event);
-      }
-    } catch (e) {
-      if (!this.#shutdown.signal.aborted) {
-        this.logger.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
-      }
-    }
-  }
-
   /** Asks the store to rescan now (after writing WAL into the directory, say). */
   async refresh(): Promise<void> {
     await this.#store?.refresh();
@@ -625,9 +610,6 @@ export class WalRelay {
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
     this.#rescans?.stop();
-    try {
-      this.#watcher?.close();
-    } catch { /* already closed */ }
   }
 
   /** Closes every connection at once (the second signal). */

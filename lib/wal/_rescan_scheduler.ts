@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { ArchiveLayout } from "../archive/layout.ts";
 import { RescanPacer } from "./_rescan_pacer.ts";
 
 /** What a {@linkcode RescanScheduler} drives: `WalStore.refresh`. */
@@ -24,10 +25,11 @@ export interface RescanSchedulerOptions {
 /**
  * Runs the looks at a WAL directory that file events and the periodic timer ask for, one at a
  * time; requests made meanwhile are merged into the next. An event that a file was written to
- * (`modify`) asks to look at that file only: a client appending to a `.partial` raises one with
- * every write, and a whole rescan lists the directory, so a few hundred files rescanned on every
- * write cost a quarter of a core. Any other event (a file created, renamed or removed) asks for a
- * whole rescan, spaced out in a large directory by {@linkcode RescanPacer}.
+ * (`modify`, or `access`: closed after writing) asks to look at that file only: a client
+ * appending to a `.partial` raises one with every write, and a whole rescan lists the directory,
+ * so a few hundred files rescanned on every write cost a quarter of a core. Any other event (a
+ * file created, renamed or removed) asks for a whole rescan, spaced out in a large directory by
+ * {@linkcode RescanPacer}.
  *
  * @example
  * ```ts
@@ -51,6 +53,7 @@ export class RescanScheduler {
   #whole = false;
   readonly #names = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #watcher: Deno.FsWatcher | undefined;
   #stopped = false;
 
   /**
@@ -76,9 +79,33 @@ export class RescanScheduler {
    * @param event What `Deno.watchFs` reported.
    */
   event(event: Pick<Deno.FsEvent, "kind" | "paths">): void {
-    if (event.kind !== "modify" || event.paths.length === 0) return this.rescan();
+    // "access" is a file closed after writing (notify watches no reads).
+    const written = event.kind === "modify" || event.kind === "access";
+    if (!written || event.paths.length === 0) return this.rescan();
     for (const path of event.paths) this.#names.add(path.slice(path.lastIndexOf("/") + 1));
     this.#kick();
+  }
+
+  /**
+   * Watches the directory until {@linkcode RescanScheduler.stop}, each event a request; settles
+   * when watching ends.
+   *
+   * @param dir The WAL directory.
+   * @param layout How it is laid out: archive layouts add files in subdirectories, watched too,
+   * and every event of theirs asks for a whole rescan.
+   * @param onFail Told if watching fails.
+   */
+  async watch(dir: string, layout: ArchiveLayout, onFail: (e: Error) => void): Promise<void> {
+    const recursive = layout !== "plain" && layout !== "pg_receivewal";
+    try {
+      this.#watcher = Deno.watchFs(dir, { recursive });
+      for await (const event of this.#watcher) {
+        if (recursive) this.rescan();
+        else this.event(event);
+      }
+    } catch (e) {
+      if (!this.#stopped) onFail(e as Error);
+    }
   }
 
   /** Settles once nothing runs or waits to run but a paced rescan's timer. */
@@ -86,11 +113,14 @@ export class RescanScheduler {
     while (this.#running) await this.#running;
   }
 
-  /** No more looks: a running one finishes, nothing starts. */
+  /** No more looks and no more watching: a running look finishes, nothing starts. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    try {
+      this.#watcher?.close();
+    } catch { /* already closed */ }
   }
 
   #kick(): void {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { RescanScheduler } from "./_rescan_scheduler.ts";
+import { tempDir, waitFor } from "../../tests/_pg.ts";
 
 /** A store whose refreshes take as long as the test says, and are recorded. */
 function slowStore() {
@@ -20,16 +21,19 @@ function slowStore() {
   };
 }
 
-Deno.test("rescan scheduler: a write looks at the file; any other event, a whole rescan", async () => {
+Deno.test("rescan scheduler: a write, or a close after writing, looks at the file; any other event, a whole rescan", async () => {
   const store = slowStore();
   const s = new RescanScheduler(store, { onError: () => {} });
   s.event({ kind: "modify", paths: ["/wal/000000010000000000000003.partial"] });
+  await store.finish();
+  s.event({ kind: "access", paths: ["/wal/000000010000000000000003.partial"] });
   await store.finish();
   for (const kind of ["create", "rename", "remove", "other", "any"] as const) {
     s.event({ kind, paths: ["/wal/000000010000000000000004"] });
     await store.finish();
   }
   assert.deepEqual(store.asked, [
+    ["000000010000000000000003.partial"],
     ["000000010000000000000003.partial"],
     "whole",
     "whole",
@@ -98,4 +102,35 @@ Deno.test("rescan scheduler: a failed look is told, and the next is made", async
   assert.deepEqual(errors, ["EIO"]);
   assert.equal(calls, 2);
   s.stop();
+});
+
+Deno.test("rescan scheduler: watching a flat directory, a write names its file and a new file asks for a whole rescan", async () => {
+  await using dir = await tempDir("walrelay-watch-");
+  await Deno.writeFile(`${dir.path}/a`, new Uint8Array(1));
+  const asked: (string[] | "whole")[] = [];
+  const store = {
+    refresh(modified?: readonly string[]): Promise<void> {
+      asked.push(modified ? [...modified] : "whole");
+      return Promise.resolve();
+    },
+  };
+  const failures: Error[] = [];
+  const s = new RescanScheduler(store, { onError: () => {} });
+  const watching = s.watch(dir.path, "plain", (e) => failures.push(e));
+  await Deno.writeFile(`${dir.path}/a`, new Uint8Array(1), { append: true });
+  await waitFor(() => asked.some((a) => a !== "whole" && a.includes("a")), {
+    timeoutMs: 5000,
+    intervalMs: 10,
+    message: `a write to "a" looked at: ${JSON.stringify(asked)}`,
+  });
+  assert.ok(!asked.includes("whole"), JSON.stringify(asked));
+  await Deno.writeFile(`${dir.path}/b`, new Uint8Array(1));
+  await waitFor(() => asked.includes("whole"), {
+    timeoutMs: 5000,
+    intervalMs: 10,
+    message: `a new file made a whole rescan: ${JSON.stringify(asked)}`,
+  });
+  s.stop();
+  await watching;
+  assert.deepEqual(failures, [], "stopping is not a failure");
 });

@@ -215,7 +215,6 @@ class SenderThread {
   #shutdown = new AbortController();
   #timers: ReturnType<typeof setInterval>[] = [];
   #reporting: ReturnType<typeof setInterval>;
-  #watcher: Deno.FsWatcher | undefined;
   #rescans: RescanScheduler | undefined;
   #reportQueued = false;
   /** What the relay's thread was last told of each sender, and of the backups and caches. */
@@ -392,7 +391,11 @@ class SenderThread {
       onError: (e) => log.log("warn", `could not rescan WAL directory: ${e.message}`),
     });
     this.#timers.push(setInterval(() => rescans.rescan(), init.rescanMs));
-    if (init.watch) this.#watch(store);
+    if (init.watch) {
+      rescans.watch(store.dir, store.layout, (e) => {
+        log.log("warn", `watching the WAL directory failed: ${e.message}`);
+      });
+    }
     this.#ctx = {
       store,
       registry: this.#registry,
@@ -425,23 +428,6 @@ class SenderThread {
 
   setAuth(auth: AuthConfig): void {
     this.#auth = auth;
-  }
-
-  async #watch(store: WalStore): Promise<void> {
-    try {
-      // Archive layouts (pgBackRest, Barman, WAL-G) add files in subdirectories.
-      const recursive = store.layout !== "plain" && store.layout !== "pg_receivewal";
-      this.#watcher = Deno.watchFs(store.dir, { recursive });
-      // Events are hints only: each one has the files looked at again.
-      for await (const event of this.#watcher) {
-        if (recursive) this.#rescans?.rescan();
-        else this.#rescans?.event(event);
-      }
-    } catch (e) {
-      if (!this.#shutdown.signal.aborted) {
-        log.log("warn", `watching the WAL directory failed: ${(e as Error).message}`);
-      }
-    }
   }
 
   async #acceptLoop(): Promise<void> {
@@ -484,9 +470,6 @@ class SenderThread {
     } catch { /* already closed */ }
     for (const t of this.#timers) clearInterval(t);
     this.#rescans?.stop();
-    try {
-      this.#watcher?.close();
-    } catch { /* already closed */ }
     this.#backups.close();
   }
 
