@@ -39,10 +39,14 @@ export function identityOf(s: Deno.FileInfo): string {
   return `${s.dev}:${s.ino}:${s.size}:${s.mtime?.getTime() ?? "-"}`;
 }
 
-/** `Deno.stat`, or `undefined` when the file is not there. */
-export async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+/**
+ * `Deno.statSync`, or `undefined` when the file is not there. Synchronous: every sender checks
+ * each segment it reaches, and an asynchronous stat is a turn of the event loop on a thread of
+ * its own for one system call.
+ */
+export function statOrUndefined(path: string): Deno.FileInfo | undefined {
   try {
-    return await Deno.stat(path);
+    return Deno.statSync(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
@@ -108,7 +112,7 @@ export async function validateSegment(
   if (!v.error && v.validEnd < segEnd) {
     // The last record runs on into the next segment: follow it there, as far as that file's
     // WAL is known to be valid and durable.
-    const stat = n ? await statOrUndefined(n.path) : undefined;
+    const stat = n ? statOrUndefined(n.path) : undefined;
     if (!n || !stat) {
       next = { path: "", kind: "absent", key: "absent" };
     } else {

@@ -223,9 +223,10 @@ export class SegmentValidations {
    * @throws {Deno.errors.NotFound} when the segment file is gone.
    */
   async check(request: SegmentCheckRequest): Promise<SegmentCheck> {
-    const identity = identityOf(await Deno.stat(request.path));
+    // Synchronous, as the stat of the next file below (see `statOrUndefined`).
+    const identity = identityOf(Deno.statSync(request.path));
     const entry = this.#entries.get(request.path);
-    if (entry && entry.identity === identity && await this.#holds(entry, request)) {
+    if (entry && entry.identity === identity && this.#holds(entry, request)) {
       // Most recently used goes last: eviction takes the first.
       this.#entries.delete(request.path);
       this.#entries.set(request.path, entry);
@@ -273,14 +274,14 @@ export class SegmentValidations {
   }
 
   /** Whether a remembered result still holds for the next file as it is now. */
-  async #holds(entry: Entry, request: SegmentCheckRequest): Promise<boolean> {
+  #holds(entry: Entry, request: SegmentCheckRequest): boolean {
     // A validation in progress is shared: it read the files as they are.
     if (!entry.done || entry.next === undefined) return true;
     const dep = entry.next;
     const path = request.next?.path;
     if (dep.kind === "absent") return path === undefined;
     if (path !== dep.path) return false;
-    return dependencyKey(dep.kind, await statOrUndefined(path)) === dep.key;
+    return dependencyKey(dep.kind, statOrUndefined(path)) === dep.key;
   }
 }
 

@@ -255,7 +255,9 @@ export class WalStore {
   async #open(name: string, rescan: boolean): Promise<SegmentHandle> {
     if (this.#files.entry(name)) return await this.#openArchived(name);
     try {
-      return await Deno.open(this.path(name), { read: true });
+      // Synchronous: each sender opens each segment it reaches, and an asynchronous open is a
+      // turn of the event loop on a thread of its own for one system call.
+      return Deno.openSync(this.path(name), { read: true });
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound) || !rescan) throw e;
       // Compressed since the last rescan (the relay's `--compress`): open the compressed copy.
