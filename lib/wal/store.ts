@@ -255,8 +255,9 @@ export class WalStore {
   async #open(name: string, rescan: boolean): Promise<SegmentHandle> {
     if (this.#files.entry(name)) return await this.#openArchived(name);
     try {
-      // Synchronous: each sender opens each segment it reaches, and an asynchronous open is a
-      // turn of the event loop on a thread of its own for one system call.
+      // Synchronous: each sender opens each segment it reaches, and the tail is opened after
+      // each commit in a live directory; an asynchronous open is a turn of the event loop on a
+      // thread of its own for one system call.
       return Deno.openSync(this.path(name), { read: true });
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound) || !rescan) throw e;
@@ -770,13 +771,11 @@ export class WalStore {
     let pos = v.resumeLsn;
     if (pos >= segEnd) return;
     let f: SegmentHandle;
+    // Opened and read synchronously (an archived segment is decoded first): after each commit
+    // in a live directory only the new bytes are read, and an asynchronous open, seek, read and
+    // close were four turns of the event loop, each on a thread of its own.
     try {
-      // A plain file opens synchronously: after each commit in a live directory only its new
-      // bytes are read, and an asynchronous open, seek, read and close were four turns of the
-      // event loop, each on a thread of its own. An archived one is decoded first.
-      f = this.#files.entry(file.name)
-        ? await this.#open(file.name, false)
-        : Deno.openSync(this.path(file.name), { read: true });
+      f = await this.#open(file.name, false);
     } catch {
       return; // gone or undecodable: the next rescan will not see it either
     }
