@@ -220,9 +220,18 @@ export class SegmentValidations {
    * The validation result of a complete segment: remembered when the file (and, for a record
    * that runs on into it, the next file) is unchanged, otherwise validated now.
    *
-   * @throws {Deno.errors.NotFound} when the segment file is gone.
+   * @throws {Deno.errors.NotFound} when the segment file is gone (the promise rejects).
    */
-  async check(request: SegmentCheckRequest): Promise<SegmentCheck> {
+  check(request: SegmentCheckRequest): Promise<SegmentCheck> {
+    try {
+      return this.#check(request);
+    } catch (e) {
+      // The stats are synchronous; their failures reach the caller as the promise's.
+      return Promise.reject(e);
+    }
+  }
+
+  #check(request: SegmentCheckRequest): Promise<SegmentCheck> {
     // Synchronous, as the stat of the next file below (see `statOrUndefined`).
     const identity = identityOf(Deno.statSync(request.path));
     const entry = this.#entries.get(request.path);
