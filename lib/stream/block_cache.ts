@@ -227,11 +227,9 @@ export class WalBlockCache {
       // frees nothing, and the next miss would allocate. So a block no one holds goes first,
       // however near its next reader. Map order is least recently used first, which breaks ties.
       for (const entry of this.#blocks) {
-        const b = entry[1];
-        const held = b.holders > 0 || b.inFlight > 0;
-        if (held && !victimHeld) continue;
-        const d = nextReadIn(b.at, behind);
-        if (d > farthest || (victimHeld && !held)) {
+        const held = entry[1].holders > 0 || entry[1].inFlight > 0;
+        const d = nextReadIn(entry[1].at, behind);
+        if (!victim || (held === victimHeld ? d > farthest : !held)) {
           victim = entry;
           farthest = d;
           victimHeld = held;

@@ -679,12 +679,12 @@ export class WalStore {
     for (const name of names) {
       const parsed = parseWalFileName(name, segSize);
       if (!parsed) continue; // not WAL: a rescan would not look at it either
+      // A history file written to may be a new timeline's.
+      if (parsed.kind !== "segment") return await this.#rescan();
       this.#headerMisses.delete(name);
-      const known = parsed.kind === "segment"
-        ? this.#segments.get(parsed.tli)?.get(parsed.segno)
-        : undefined;
+      const known = this.#segments.get(parsed.tli)?.get(parsed.segno);
       // A `.partial` beside its complete segment is ignored, as a rescan ignores it.
-      if (known && !known.partial && parsed.kind === "segment" && parsed.partial) continue;
+      if (known && !known.partial && parsed.partial) continue;
       if (known?.name !== name || this.#files.entry(name)) return await this.#rescan();
       let size: number;
       try {
