@@ -64,7 +64,7 @@ export interface LocalWal {
 
 /**
  * Looks at a WAL directory and finds where a receiver resumes: after the last complete segment of
- * the newest timeline, or at the start of its newest `.partial` (validated to find how much of it
+ * the newest timeline, or at the start of the oldest `.partial` above it (validated to find how much of it
  * is durable WAL), or, on a timeline with only its history file, at the segment holding the
  * switch point.
  *
@@ -136,9 +136,13 @@ export async function scanLocalWal(dir: string, segmentSize: number): Promise<Lo
       lastComplete = s.segno;
     }
   }
+  // The oldest `.partial` above it: the writer opens the next segment's `.partial` before the
+  // completed one is renamed at the next flush, so a crash between leaves two, and resuming at
+  // the newer would leave the older one a `.partial` for good. The upstream sends the segment
+  // again from its start; the newer file is written over.
   const partial =
     mine.filter((s) => s.partial && (lastComplete === undefined || s.segno > lastComplete))
-      .sort((a, b) => (a.segno < b.segno ? 1 : -1))[0];
+      .sort((a, b) => (a.segno < b.segno ? -1 : 1))[0];
   if (partial) {
     const start = segmentStart(partial.segno, segmentSize);
     let validEnd = start;

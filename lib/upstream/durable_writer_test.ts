@@ -96,6 +96,42 @@ Deno.test("scanLocalWal: a garbage-free zeroed .partial counts for nothing; time
   }
 });
 
+Deno.test("scanLocalWal: a crash between completing a segment and its rename resumes at that segment, not the next", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.copyFile(join(WAL, "00000002.history"), `${dir}/00000002.history`);
+    for (const name of ["000000020000000000000009", "00000002000000000000000A"]) {
+      await Deno.copyFile(join(WAL, name), `${dir}/${name}`);
+    }
+    // 0B complete but not yet renamed; 0C opened, zero-filled and synced, as write() leaves them.
+    await Deno.copyFile(
+      join(WAL, "00000002000000000000000B"),
+      `${dir}/00000002000000000000000B.partial`,
+    );
+    await Deno.writeFile(`${dir}/00000002000000000000000C.partial`, new Uint8Array(SEG));
+    const local = await scanLocalWal(dir, SEG);
+    assert.equal(local.timeline, 2);
+    assert.equal(local.resumeLsn, 0xB00000n);
+    assert.equal(local.durableEnd, 0xC00000n);
+
+    // The upstream sends 0B again from its start: it is completed and renamed; 0C stays next.
+    const w = await DurableWriter.open(dir, { segmentSize: SEG });
+    w.position(2, local.resumeLsn!, local.durableEnd);
+    await w.write(2, 0xB00000n, await Deno.readFile(join(WAL, "00000002000000000000000B")));
+    await w.flush();
+    await w.close();
+    const names = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assert.deepEqual(names.sort().slice(-2), [
+      "00000002000000000000000B",
+      "00000002000000000000000C.partial",
+    ]);
+    assert.equal((await scanLocalWal(dir, SEG)).resumeLsn, 0xC00000n);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("durable writer: a timeline switch writes the history and the new segment's prefix first", async () => {
   const dir = await Deno.makeTempDir();
   try {
