@@ -8,6 +8,7 @@
  * @module
  */
 
+import { ReplyPacer } from "./_reply_pacer.ts";
 import { BodyReader } from "../pgwire/body_reader.ts";
 import { PgError, SqlState } from "../pgwire/error.ts";
 import { ConnectionClosed, type FrontendMessage } from "../pgwire/message_reader.ts";
@@ -125,9 +126,11 @@ export async function streamWal(
 
   const stopPipeline = new AbortController();
   let stopAt: Lsn | undefined;
+  const replies = new ReplyPacer();
   control.stop = () => {
     stopAt = store.endLsn;
     sender.state = "stopping";
+    replies.end();
     // Wake a caught-up source now rather than at its next periodic wake.
     store.latch.set();
   };
@@ -146,7 +149,10 @@ export async function streamWal(
     pool,
     cache: ctx.blockCache,
     catchupEnd: () => store.endOf(tli),
-    onSent: () => clock.lastSend = Date.now(),
+    onSent: () => {
+      clock.lastSend = Date.now();
+      replies.sent();
+    },
   });
   const pipeline: Promise<PipelineEnd> = openWalSource(store, {
     tli,
@@ -169,13 +175,15 @@ export async function streamWal(
   // Reads the client's messages while WAL flows: status updates, feedback, CopyDone.
   const copyReader: Promise<CopyEnd> = (async (): Promise<CopyEnd> => {
     while (true) {
+      const wait = replies.pace(client.buffered);
+      if (wait) await wait;
       const msg = await client.readMessage();
       clock.lastReceive = Date.now();
       clock.pingSent = false;
       if (!msg) return { kind: "gone" };
       if (msg.type === "c") return { kind: "copydone" };
       if (msg.type === "d") {
-        await standbyMessage(client, ctx, sender, msg.body, slot, keepaliveWalEnd);
+        await standbyMessage(client, ctx, sender, msg.body, slot, keepaliveWalEnd, replies);
         continue;
       }
       if (msg.type === "X") return { kind: "gone" };
@@ -208,6 +216,11 @@ export async function streamWal(
       progressAt = now;
       progressLsn = sender.sentLsn;
     }
+    // A reader holding back replies has not looked: it reads now, and the timeouts wait for it.
+    if (replies.deferring) {
+      replies.wake();
+      return;
+    }
     if (timeouts.sender > 0 && now - clock.lastReceive > timeouts.sender) {
       log.log("warn", "terminating walsender process due to replication timeout", {
         pid: sender.pid,
@@ -227,6 +240,7 @@ export async function streamWal(
 
   try {
     const first = await Promise.race([pipeline, copyReader]);
+    replies.end();
     if (first.kind === "copydone" || first.kind === "gone" || first.kind === "message") {
       // The client ended COPY (or went away): stop reading WAL, answer, return to commands.
       stopPipeline.abort();
@@ -313,6 +327,7 @@ async function standbyMessage(
   body: Uint8Array,
   slot: ReplicationSlot | undefined,
   walEnd: () => Lsn,
+  replies: ReplyPacer,
 ): Promise<void> {
   const r = new BodyReader(body);
   const type = body.length > 0 ? String.fromCharCode(r.byte()) : "";
@@ -322,7 +337,8 @@ async function standbyMessage(
     sender.replayLsn = r.uint64();
     sender.replyTime = pgTimestampToDate(r.int64());
     const replyRequested = r.byte() !== 0;
-    ctx.lag?.recordReply(sender, sender.writeLsn, sender.flushLsn, sender.replayLsn);
+    const at = replies.arrival(sender.replyTime.getTime());
+    ctx.lag?.recordReply(sender, sender.writeLsn, sender.flushLsn, sender.replayLsn, at);
     if (replyRequested) await client.write(keepaliveMessage(walEnd(), false));
     if (slot) ctx.slots.advance(slot, sender.flushLsn, sender.timeline);
     return;

@@ -1,0 +1,106 @@
+// Pacing of a streaming client's replies.
+//
+// A standby answers each message of WAL with a status update on receipt and another after its
+// flush, often in separate packets. Read as they come, every packet wakes the relay's thread, and
+// on the commit path a wake-up is most of what a commit costs Deno. While WAL flows, the replies
+// are left in the socket's buffer until the next send, or at most REPLY_DEFER_MS, and then read
+// together: one wake-up serves them all. The walsender has no such cost to save: its wake-ups
+// are a latch and a poll().
+
+import { preciseNow } from "./lag_tracker.ts";
+
+/** Longest a reply waits in the socket's buffer before it is read. */
+export const REPLY_DEFER_MS = 50;
+
+/** Replies are deferred only while WAL went out this recently: otherwise they are read at once. */
+export const FLOWING_MS = 100;
+
+/** Readers waiting for the thread's next reply tick, and the one timer that ends their wait. */
+const ticking = new Set<() => void>();
+let tick: ReturnType<typeof setTimeout> | undefined;
+
+function releaseAll(): void {
+  tick = undefined;
+  const waiting = [...ticking];
+  ticking.clear();
+  for (const go of waiting) go();
+}
+
+/**
+ * When one client's reader reads next: at once, or, while WAL flows to it, at the next send or
+ * the thread's next reply tick, whichever comes first.
+ */
+export class ReplyPacer {
+  #release: (() => void) | undefined;
+  /** When the reader began to wait, while it waits: no reply read after it arrived before. */
+  #since: number | undefined;
+  #lastSend = -Infinity;
+  #ended = false;
+
+  /** Whether the reader is waiting rather than reading: nothing can be said of the client's silence. */
+  get deferring(): boolean {
+    return this.#release !== undefined;
+  }
+
+  /** WAL went out: a waiting reader reads now. */
+  sent(now: number = performance.now()): void {
+    this.#lastSend = now;
+    this.wake();
+  }
+
+  /** COPY is ending (shutdown, the end of a timeline): the reader reads at once from now on. */
+  end(): void {
+    this.#ended = true;
+    this.wake();
+  }
+
+  /** A waiting reader reads now. */
+  wake(): void {
+    const go = this.#release;
+    if (!go) return;
+    this.#release = undefined;
+    ticking.delete(go);
+    if (ticking.size === 0 && tick !== undefined) {
+      clearTimeout(tick);
+      tick = undefined;
+    }
+    go();
+  }
+
+  /**
+   * Waits, when the reader should not read yet: while WAL went out within {@linkcode FLOWING_MS},
+   * nothing is buffered and COPY is not ending. `undefined` when it reads at once.
+   *
+   * @param buffered Bytes the connection holds unread: they are read at once.
+   */
+  pace(buffered: number): Promise<void> | undefined {
+    // Messages still buffered came in with the last read: they keep its arrival window.
+    if (buffered > 0) return undefined;
+    if (this.#ended || performance.now() - this.#lastSend > FLOWING_MS) {
+      this.#since = undefined;
+      return undefined;
+    }
+    this.#since = preciseNow();
+    return new Promise((resolve) => {
+      const go = () => {
+        if (this.#release === go) this.#release = undefined;
+        resolve();
+      };
+      this.#release = go;
+      ticking.add(go);
+      tick ??= setTimeout(releaseAll, REPLY_DEFER_MS);
+    });
+  }
+
+  /**
+   * When a reply read now arrived, as the lag tracker takes it (ms since the epoch): now, or,
+   * when the reader had been waiting, the client's own send time kept within that wait.
+   *
+   * @param replyTime The reply's `sendTime`, in ms since the epoch.
+   */
+  arrival(replyTime: number, now: number = preciseNow()): number {
+    const since = this.#since;
+    if (since === undefined) return now;
+    return Math.min(now, Math.max(since, replyTime));
+  }
+}
