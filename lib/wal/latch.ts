@@ -4,10 +4,10 @@
  * @module
  */
 
-/** One sleeping caller: how to wake it, and its timer. */
+/** One sleeping caller: how to wake it, and when its wait runs out. */
 interface Waiter {
   wake: (set: boolean) => void;
-  timer: ReturnType<typeof setTimeout>;
+  deadline: number;
   signal: AbortSignal | undefined;
 }
 
@@ -16,8 +16,9 @@ interface Waiter {
  * one, so callers re-check their condition before waiting (the advance they want may already have
  * happened) and after waking.
  *
- * A caught-up sender waits once per advance of the WAL, so a wait costs one promise and one
- * timer: no race of promises, and one abort listener per signal however often it waits.
+ * A caught-up sender waits once per advance of the WAL, so a wait costs one promise: no race of
+ * promises, one abort listener per signal however often it waits, and one timer for all the
+ * waiters, armed for the earliest deadline. N senders caught up cost one timer per advance, not N.
  *
  * @example
  * ```ts
@@ -34,6 +35,9 @@ export class Latch {
   #waiters = new Set<Waiter>();
   /** Signals with a listener already, each waking the waiters that passed it. */
   #watched = new WeakSet<AbortSignal>();
+  /** The one timer, armed while anyone waits, and the deadline it is armed for. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
   /**
    * Called by each wait once its waiter is in place, so one who sets the latch from elsewhere
    * (another thread's advance, looked for here) wakes this very wait rather than the next.
@@ -45,6 +49,7 @@ export class Latch {
     if (this.#waiters.size === 0) return;
     const waiters = this.#waiters;
     this.#waiters = new Set();
+    this.#disarm();
     for (const w of waiters) w.wake(true);
   }
 
@@ -59,14 +64,16 @@ export class Latch {
     const { promise, resolve } = Promise.withResolvers<boolean>();
     const w: Waiter = {
       wake: (set) => {
-        clearTimeout(w.timer);
-        this.#waiters.delete(w);
+        // set() has taken the whole set already; a timeout or an abort takes this one out.
+        if (!set && this.#waiters.delete(w) && this.#waiters.size === 0) this.#disarm();
         resolve(set);
       },
-      timer: setTimeout(() => w.wake(false), timeoutMs),
+      deadline: performance.now() + timeoutMs,
       signal,
     };
     this.#waiters.add(w);
+    // Waits of one period arrive in deadline order: only an earlier one moves the timer.
+    if (w.deadline < this.#timerAt) this.#arm(w.deadline);
     this.onWait?.();
     if (signal && !this.#watched.has(signal)) {
       this.#watched.add(signal);
@@ -75,5 +82,31 @@ export class Latch {
       }, { once: true });
     }
     return promise;
+  }
+
+  #arm(at: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  /** The timer fired: wakes the waits that ran out, and arms it for the next deadline. */
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    // Timers may fire a little early by performance.now(): a millisecond's grace.
+    const now = performance.now() + 1;
+    let next = Infinity;
+    for (const w of [...this.#waiters]) {
+      if (w.deadline <= now) w.wake(false);
+      else if (w.deadline < next) next = w.deadline;
+    }
+    if (next !== Infinity && this.#timer === undefined) this.#arm(next);
   }
 }

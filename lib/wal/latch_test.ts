@@ -44,3 +44,19 @@ Deno.test("latch: a timeout ends one wait and leaves the others waiting", async 
   latch.set();
   assert.equal(await long, true);
 });
+
+Deno.test("latch: one timer serves waits of different lengths, each ending in its turn", async () => {
+  const latch = new Latch();
+  const order: string[] = [];
+  const long = latch.wait(5000).then((set) => order.push(`long ${set}`));
+  const later = latch.wait(40).then((set) => order.push(`later ${set}`));
+  const sooner = latch.wait(10).then((set) => order.push(`sooner ${set}`));
+  await Promise.all([sooner, later]);
+  assert.deepEqual(order, ["sooner false", "later false"]);
+  latch.set();
+  await long;
+  assert.deepEqual(order, ["sooner false", "later false", "long true"]);
+  // Set with no one waiting, then a wait: it still times out (the timer is armed again).
+  latch.set();
+  assert.equal(await latch.wait(5), false);
+});
