@@ -8,7 +8,6 @@
  * @module
  */
 
-import { ReplyPacer } from "./_reply_pacer.ts";
 import { BodyReader } from "../pgwire/body_reader.ts";
 import { PgError, SqlState } from "../pgwire/error.ts";
 import { ConnectionClosed, type FrontendMessage } from "../pgwire/message_reader.ts";
@@ -21,6 +20,7 @@ import { WalSlicer } from "../stream/slicer.ts";
 import { openWalSource } from "../stream/source.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import type { TimelineId } from "../wal/segment.ts";
+import { ReplyPacer } from "./_reply_pacer.ts";
 import type { ClientConnection } from "./connection.ts";
 import type { Sender } from "./registry.ts";
 import { endOfTimeline } from "./result_sets.ts";
