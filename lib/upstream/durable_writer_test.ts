@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DurableWriter, scanLocalWal } from "./durable_writer.ts";
 import { WalFileError } from "./wal_file_error.ts";
+import { listDir } from "../../tests/_relay_util.ts";
 
 const WAL = new URL("../../testdata/wal", import.meta.url).pathname;
 const SEG = 1 << 20;
@@ -120,9 +121,7 @@ Deno.test("scanLocalWal: a crash between completing a segment and its rename res
     await w.write(2, 0xB00000n, await Deno.readFile(join(WAL, "00000002000000000000000B")));
     await w.flush();
     await w.close();
-    const names = [];
-    for await (const e of Deno.readDir(dir)) names.push(e.name);
-    assert.deepEqual(names.sort().slice(-2), [
+    assert.deepEqual((await listDir(dir)).slice(-2), [
       "00000002000000000000000B",
       "00000002000000000000000C.partial",
     ]);
