@@ -81,7 +81,8 @@ throughput (one pg_receivewal against each sender):
                      those of deno task start, as deployed)
   --workers N        the relay's --workers in the throughput, relay_lag, fanout and archive
                      suites (default: the relay's own default)
-  --cpu-prof DIR     run the relay under deno --cpu-prof, writing the profile into DIR at exit
+  --cpu-prof DIR     run the throughput and fan-out relays under deno --cpu-prof, writing the
+                     profiles into DIR at exit (the fan-outs into DIR/fanout-N)
 
 latency (commit → pg_receivewal --synchronous → relay → client):
   --latency-samples N      measured commits (default 300)
@@ -413,7 +414,8 @@ async function runSuites(
     if (suites.has("fanout")) {
       const byClients: Record<string, FanoutReport> = {};
       for (const clients of cfg.fanoutClients) {
-        const f = await runFanout(wal, { ...fanoutOpts, clients });
+        const cpuProfDir = cfg.cpuProfDir && join(cfg.cpuProfDir, `fanout-${clients}`);
+        const f = await runFanout(wal, { ...fanoutOpts, clients, cpuProfDir });
         byClients[clients] = f;
         headline.push(fanoutHeadline(f, clients, wal));
       }

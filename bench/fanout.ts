@@ -35,6 +35,7 @@ import {
   delay,
   freePort,
   type PgCluster,
+  REPO_ROOT,
   run,
   runOk,
   startRelay,
@@ -58,6 +59,7 @@ import {
   receivewalCommand,
   seedReceiveDir,
   SEG_SIZE,
+  startDenoRelay,
   startWalPrimary,
 } from "./_setup.ts";
 import { median } from "./_stats.ts";
@@ -79,6 +81,8 @@ export interface FanoutOptions {
   memoryWorkers?: string[];
   /** More arguments for the fan-out's relay (the bench's `--workers`). */
   relayArgs?: string[];
+  /** Run the fan-out's relay under `deno run --cpu-prof`, the profile written into this directory. */
+  cpuProfDir?: string | undefined;
   /** Where progress lines go. */
   log: (line: string) => void;
   /** Throws when the run was interrupted. */
@@ -426,7 +430,14 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     "text",
     ...(opts.relayArgs ?? []),
   ];
-  await using relay = await startRelay({ walDir: wal.relayDir, args: relayArgs });
+  await using relay = opts.cpuProfDir === undefined
+    ? await startRelay({ walDir: wal.relayDir, args: relayArgs })
+    : await startDenoRelay({
+      cli: join(REPO_ROOT, "cli.ts"),
+      walDir: wal.relayDir,
+      args: relayArgs,
+      cpuProfDir: opts.cpuProfDir,
+    });
   const pg = wal.pg;
   const sides: FanoutSides = {
     relayPid: relay.pid,
