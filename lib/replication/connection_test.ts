@@ -12,8 +12,8 @@ async function receive(conn: Deno.Conn, n: number): Promise<Uint8Array> {
 Deno.test("ClientConnection: short and long writes, not awaited, reach the socket in order", async () => {
   using pair = await connectionPair();
   const { server, client } = pair;
-  // Short ones first (straight to the socket), then a long one moves the writes onto the
-  // socket's stream while short ones are still queued, then more of both.
+  // Short and long ones mixed, none awaited before the next is asked: each waits for the one
+  // before it, whatever its length.
   const sizes = [5, 17, 1, 200_000, 3, 9000, 2, 300_000, 11];
   const parts = sizes.map((n, i) => new Uint8Array(n).fill(i + 1));
   const reading = receive(client, sizes.reduce((a, b) => a + b, 0));
@@ -35,7 +35,8 @@ Deno.test("ClientConnection: a write asked while a long one is still going out w
   const first = new Uint8Array(7).fill(2);
   const second = new Uint8Array(5).fill(3);
   const writes = [server.write(long), server.write(first)];
-  // The long write is under way on the socket's stream by now, `first` queued behind it.
+  // The long write is under way by now, in several writes of what the socket takes, `first`
+  // queued behind it.
   await new Promise((r) => setTimeout(r, 20));
   writes.push(server.write(second));
   const got = await receive(client, long.length + first.length + second.length);
