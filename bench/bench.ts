@@ -414,7 +414,9 @@ async function runSuites(
     if (suites.has("fanout")) {
       const byClients: Record<string, FanoutReport> = {};
       for (const clients of cfg.fanoutClients) {
-        const cpuProfDir = cfg.cpuProfDir && join(cfg.cpuProfDir, `fanout-${clients}`);
+        const cpuProfDir = cfg.cpuProfDir === undefined
+          ? undefined
+          : join(cfg.cpuProfDir, `fanout-${clients}`);
         const f = await runFanout(wal, { ...fanoutOpts, clients, cpuProfDir });
         byClients[clients] = f;
         headline.push(fanoutHeadline(f, clients, wal));
