@@ -1,10 +1,10 @@
 /**
  * What sending WAL costs Deno with nothing of a relay around it: a server just sufficient for
  * `_cheap_clients.ts` (trust, `START_REPLICATION`, then XLogData) that sends every client runs of
- * four 128 kB messages, 512 kB a write, from 32 MiB of buffers framed once, as the relay's block
- * cache holds them. Nothing is read from disk, validated or cached; only the headers' positions
- * are written per run. It shows what part of the relay's CPU for the same bytes is the kernel's
- * copies and Deno's socket writes, and what part is the relay's own.
+ * the relay's `RUN_MESSAGES` 128 kB messages, one write each, from 32 MiB of buffers framed once,
+ * as the relay's block cache holds them. Nothing is read from disk, validated or cached; only the
+ * headers' positions are written per run. It shows what part of the relay's CPU for the same bytes
+ * is the kernel's copies and Deno's socket writes, and what part is the relay's own.
  *
  * `deno run -A bench/_send_floor.ts PORT bare|streams`: `bare` writes from a plain loop; `streams`
  * passes each run through a Web Streams pipeline of the relay's shape (a pulled source, two
@@ -22,7 +22,8 @@ import { FRAME_HEADROOM, MAX_SEND_SIZE as PAYLOAD } from "../lib/stream/chunk.ts
 import { parseLsn } from "../lib/wal/lsn.ts";
 
 const SLOT = FRAME_HEADROOM + PAYLOAD;
-const BUFFERS = 64;
+/** Runs in 32 MiB, the relay's block cache. */
+const BUFFERS = (32 << 20) / (RUN * PAYLOAD);
 
 const [portArg, mode] = Deno.args;
 if (!portArg || (mode !== "bare" && mode !== "streams")) {

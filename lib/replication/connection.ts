@@ -107,7 +107,7 @@ export class ClientConnection {
 
   /**
    * Writes one message; settles once the socket has taken it. Writes go out in the order asked,
-   * each straight to the socket: a 512 kB run of WAL nearly always in one `write`, with no stream
+   * each straight to the socket: a 1 MB run of WAL nearly always in one `write`, with no stream
    * or writer around it (`conn.writable` cost some 7 µs more of CPU a write, and 10 kB a connection).
    */
   write(message: Uint8Array): Promise<void> {

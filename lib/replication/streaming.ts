@@ -57,23 +57,25 @@ export interface StreamRequest {
 }
 
 /**
- * Messages read, framed and written together while a client catches up (512 kB of WAL): one pass
- * through the pipeline and one socket write for all of them, so the fixed cost of a pass is paid
- * once per four messages. Measured on the 2-core machine, `deno task bench --suite throughput
- * --sync off` and `--suite fanout --fanout-clients 24`, four and two alternating: the sender CPU
- * ratio (PostgreSQL / walrelay) went from 0.88–0.89 to 0.94–0.97 for one client and from 0.71–0.73
- * to 0.83–0.84 for 24; eight did no better than four, with buffers twice as large. The price is
- * memory: each stage of the pipeline may hold a run, so 50 streaming clients took about 20 MiB
- * more at the peak of the memory suite (medians 227 against 207 MiB). A caught-up client gets
- * what is there, one message or more.
+ * Messages read, framed and written together while a client catches up (1 MB of WAL): one pass
+ * through the pipeline and one socket write for all of them, so the fixed cost of a pass, and of a
+ * socket write, is paid once per eight messages. A run is also the block cache's unit: the same
+ * 32 MiB hold half as many blocks. Measured on the 2-core machine, `deno task bench --suite fanout
+ * --fanout-clients 24,50 --workers 1`, six alternating pairs against runs of four: the relay's CPU
+ * fell from a median of 1.60 to 1.25 s (24 clients) and from 3.22 to 2.96 s (50), the CPU ratios
+ * (PostgreSQL / walrelay) rose from 1.74 to 2.00 and from 1.83 to 1.96, with block cache hits of
+ * 83–91% against 88–94%. The memory suite peaked at 159 and 145 MiB against 171 and 148. (Runs of
+ * four had halved that cost against one, for about 20 MiB more at the memory suite's peak; an
+ * earlier trial of eight, before the shared block cache and pool, did no better than four.) A
+ * caught-up client gets what is there, one message or more.
  */
-export const RUN_MESSAGES = 4;
+export const RUN_MESSAGES = 8;
 
 /** Bytes of a run's buffer: each message after its header's room. */
 export const RUN_BUFFER_BYTES = RUN_MESSAGES * (FRAME_HEADROOM + MAX_SEND_SIZE);
 
 /**
- * Free run buffers a thread's shared pool keeps: 4 MiB. Buffers in flight are the senders' own;
+ * Free run buffers a thread's shared pool keeps: 8 MiB. Buffers in flight are the senders' own;
  * these only spare the allocation when one sender's write ends and another's read begins.
  */
 const SHARED_FREE_RUNS = 8;
