@@ -81,7 +81,7 @@ export interface FanoutOptions {
   memoryWorkers?: string[];
   /** More arguments for the fan-out's relay (the bench's `--workers`). */
   relayArgs?: string[];
-  /** Run the fan-out's relay under `deno run --cpu-prof`, the profile written into this directory. */
+  /** Runs the fan-out's relay under `deno run --cpu-prof`, writing its profile here. */
   cpuProfDir?: string | undefined;
   /** Where progress lines go. */
   log: (line: string) => void;

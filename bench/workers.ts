@@ -12,9 +12,9 @@
  * ```
  *
  * `--floor` adds two arms that are not walrelay (`_send_floor.ts`): the same clients pulling the
- * same number of bytes from a server that only writes the relay's runs framed once, from a plain loop
- * (`floor`) and through a Web Streams pipeline of the relay's shape (`floor+streams`). Their CPU is
- * what sending costs Deno at all; the relay's CPU over it is the relay's own.
+ * same number of bytes from a server that only writes the relay's runs framed once, from a plain
+ * loop (`floor`) and through a Web Streams pipeline of the relay's shape (`floor+streams`). Their
+ * CPU is what sending costs Deno at all; the relay's CPU over it is the relay's own.
  *
  * It measures and prints; it never asserts a speed.
  *

@@ -64,8 +64,8 @@ export interface StreamRequest {
  * --fanout-clients 24,50 --workers 1`, six alternating pairs against runs of four: the relay's CPU
  * fell from a median of 1.60 to 1.25 s (24 clients) and from 3.22 to 2.96 s (50), the CPU ratios
  * (PostgreSQL / walrelay) rose from 1.74 to 2.00 and from 1.83 to 1.96, with block cache hits of
- * 83–91% against 88–94%. The memory suite peaked at 159 and 145 MiB against 171 and 148. (Runs of
- * four had halved that cost against one, for about 20 MiB more at the memory suite's peak; an
+ * 83–91% against 88–94%. The memory suite peaked at 159 and 145 MiB against 171 and 148. (Runs
+ * of four had halved that cost against one, for about 20 MiB more at the memory suite's peak; an
  * earlier trial of eight, before the shared block cache and pool, did no better than four.) A
  * caught-up client gets what is there, one message or more.
  */
