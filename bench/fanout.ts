@@ -430,14 +430,12 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     "text",
     ...(opts.relayArgs ?? []),
   ];
-  await using relay = opts.cpuProfDir === undefined
-    ? await startRelay({ walDir: wal.relayDir, args: relayArgs })
-    : await startDenoRelay({
-      cli: join(REPO_ROOT, "cli.ts"),
-      walDir: wal.relayDir,
-      args: relayArgs,
-      cpuProfDir: opts.cpuProfDir,
-    });
+  await using relay = await startDenoRelay({
+    cli: join(REPO_ROOT, "cli.ts"),
+    walDir: wal.relayDir,
+    args: relayArgs,
+    cpuProfDir: opts.cpuProfDir,
+  });
   const pg = wal.pg;
   const sides: FanoutSides = {
     relayPid: relay.pid,

@@ -29,7 +29,6 @@ import {
   type PgCluster,
   run,
   runOk,
-  startRelay,
   type TempDir,
   tempDir,
 } from "../tests/_pg.ts";
@@ -176,28 +175,16 @@ async function setUp(opts: ThroughputOptions): Promise<Setup> {
   const relayWal = join(work.path, "relay-wal");
   await copySegments(pg.walDir, wal.segNames, relayWal);
   const relayArgs = ["--log-format", "text", ...(opts.relayArgs ?? [])];
-  let relay: Setup["relay"];
-  let relayCommand: string;
-  if (opts.cpuProfDir === undefined) {
-    const r = stack.use(
-      await startRelay({ walDir: relayWal, cli: opts.relayCli, args: relayArgs }),
-    );
-    relay = r;
-    relayCommand = `deno run -A ${opts.relayCli} serve --wal-dir ${relayWal} --listen ` +
-      `127.0.0.1:${r.port} ${relayArgs.join(" ")}`;
-  } else {
-    const r = stack.use(
-      await startDenoRelay({
-        cli: opts.relayCli,
-        walDir: relayWal,
-        args: relayArgs,
-        cpuProfDir: opts.cpuProfDir,
-        timeoutMs: 20_000,
-      }),
-    );
-    relay = r;
-    relayCommand = r.command;
-  }
+  const relay = stack.use(
+    await startDenoRelay({
+      cli: opts.relayCli,
+      walDir: relayWal,
+      args: relayArgs,
+      cpuProfDir: opts.cpuProfDir,
+      timeoutMs: 20_000,
+    }),
+  );
+  const relayCommand = relay.command;
   const ports: Record<Arm, number> = { postgres: pg.port, walrelay: relay.port };
   const owned = stack.move();
   return {
