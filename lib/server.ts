@@ -350,7 +350,8 @@ export class WalRelay {
       );
       settings.workers = 1;
     }
-    const lag = new ReplicationLag();
+    // The sessions, and the sender threads' reports, record every standby reply themselves.
+    const lag = new ReplicationLag({ direct: true });
     // Released newest first unless ownership passes to the relay at the end.
     await using acquired = new AsyncDisposableStack();
     // The TLS bridge listens on an ephemeral loopback port only; starting it first proves the

@@ -38,6 +38,9 @@ interface Sample {
 /** Samples per client, as `LAG_TRACKER_BUFFER_SIZE`. */
 export const LAG_TRACKER_BUFFER_SIZE = 8192;
 
+/** How often `observe` forgets gone clients once the sessions report replies themselves, ms. */
+const RETAIN_MS = 1000;
+
 /** Milliseconds since the epoch with sub-millisecond precision. */
 export function preciseNow(): number {
   return performance.timeOrigin + performance.now();
@@ -171,7 +174,19 @@ interface ClientLag {
 export class ReplicationLag {
   #clients = new Map<number, ClientLag>();
   #available: Sample | undefined;
-  #direct = false;
+  #direct: boolean;
+
+  /**
+   * A tracker with no clients yet.
+   *
+   * @param options `direct`: every standby reply will come through
+   * {@linkcode ReplicationLag.recordReply}, as a relay's sessions report them, so
+   * {@linkcode ReplicationLag.observe} never polls for replies. Otherwise it polls until the
+   * first direct one.
+   */
+  constructor(options: { direct?: boolean } = {}) {
+    this.#direct = options.direct ?? false;
+  }
 
   /** The newest durable end recorded, or `undefined` before the first. */
   get available(): Lsn | undefined {
@@ -257,8 +272,9 @@ export class ReplicationLag {
    * Feeds the tracker without hooks in the session: wakes on the store's latch to sample the
    * durable end, and polls the senders' reported positions every `intervalMs` (default 100),
    * treating each change of position or reply time as a status update. Once
-   * {@linkcode ReplicationLag.recordReply} is called directly, polling stops feeding replies.
-   * Runs until `signal` aborts.
+   * {@linkcode ReplicationLag.recordReply} is called directly (or from the start, when constructed
+   * `direct`), polling stops feeding replies and only forgets clients that are gone, once a
+   * second. Runs until `signal` aborts.
    */
   async observe(
     source: {
@@ -280,7 +296,9 @@ export class ReplicationLag {
     })();
     const pollLoop = (async () => {
       while (!signal.aborted) {
-        await sleep(intervalMs, signal);
+        // Forgetting gone clients needs no haste: a quiet relay should not wake ten times a
+        // second for it.
+        await sleep(this.#direct ? RETAIN_MS : intervalMs, signal);
         const senders = source.registry.list();
         if (!this.#direct) {
           for (const s of senders) {

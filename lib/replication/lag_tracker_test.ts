@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { LagTracker, ReplicationLag } from "./lag_tracker.ts";
 import { SenderRegistry } from "./registry.ts";
+import { Latch } from "../wal/latch.ts";
 
 Deno.test("lag tracker: samples, interpolation, catching up and a full ring", () => {
   const t = new LagTracker(4);
@@ -37,4 +38,48 @@ Deno.test("lag: two fully applied replies in a row clear the lags, as the walsen
     flush: undefined,
     replay: undefined,
   });
+});
+
+Deno.test("lag: observe() feeds polled replies, unless the sessions report them (direct)", async () => {
+  const registry = new SenderRegistry(2);
+  const store = { endLsn: 1000n, latch: new Latch() };
+  const streaming = () => {
+    const s = registry.acquire({ clientAddr: "127.0.0.1", clientPort: 1 })!;
+    s.state = "streaming";
+    s.sentLsn = 1000n;
+    s.writeLsn = s.flushLsn = s.replayLsn = 500n;
+    s.replyTime = new Date();
+    return s;
+  };
+  const until = async (what: string, ok: () => boolean) => {
+    for (const end = Date.now() + 5000; !ok(); await new Promise((r) => setTimeout(r, 10))) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    }
+  };
+
+  // Polling: a reply seen in the registry becomes a status update within a few polls.
+  const polled = new ReplicationLag();
+  const stopPolled = new AbortController();
+  const a = streaming();
+  const observingPolled = polled.observe({ store, registry }, stopPolled.signal, 10);
+  await until("a polled reply", () => polled.lags(a.pid).write !== undefined);
+  stopPolled.abort();
+  await observingPolled;
+  registry.release(a);
+
+  // Direct: the registry's replies are not taken as status updates (the sessions report them),
+  // while clients that are gone are still forgotten.
+  const direct = new ReplicationLag({ direct: true });
+  const stopDirect = new AbortController();
+  const b = streaming();
+  const observingDirect = direct.observe({ store, registry }, stopDirect.signal, 10);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(direct.lags(b.pid).write, undefined, "ten polling intervals: nothing taken");
+  direct.recordAvailable(2000n);
+  direct.recordReply(b, 2000n, 1000n, 1000n, Date.now() + 40);
+  assert.ok(direct.lags(b.pid).write! > 0, "a reply reported directly is taken");
+  registry.release(b);
+  await until("the gone client forgotten", () => direct.lags(b.pid).write === undefined);
+  stopDirect.abort();
+  await observingDirect;
 });
