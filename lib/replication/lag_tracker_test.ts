@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { LagTracker, ReplicationLag } from "./lag_tracker.ts";
 import { SenderRegistry } from "./registry.ts";
 import { Latch } from "../wal/latch.ts";
+import { delay, waitFor } from "../../tests/_pg.ts";
 
 Deno.test("lag tracker: samples, interpolation, catching up and a full ring", () => {
   const t = new LagTracker(4);
@@ -51,18 +52,17 @@ Deno.test("lag: observe() feeds polled replies, unless the sessions report them 
     s.replyTime = new Date();
     return s;
   };
-  const until = async (what: string, ok: () => boolean) => {
-    for (const end = Date.now() + 5000; !ok(); await new Promise((r) => setTimeout(r, 10))) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    }
-  };
 
   // Polling: a reply seen in the registry becomes a status update within a few polls.
   const polled = new ReplicationLag();
   const stopPolled = new AbortController();
   const a = streaming();
   const observingPolled = polled.observe({ store, registry }, stopPolled.signal, 10);
-  await until("a polled reply", () => polled.lags(a.pid).write !== undefined);
+  await waitFor(() => polled.lags(a.pid).write !== undefined, {
+    timeoutMs: 5000,
+    intervalMs: 10,
+    message: "a polled reply",
+  });
   stopPolled.abort();
   await observingPolled;
   registry.release(a);
@@ -73,13 +73,17 @@ Deno.test("lag: observe() feeds polled replies, unless the sessions report them 
   const stopDirect = new AbortController();
   const b = streaming();
   const observingDirect = direct.observe({ store, registry }, stopDirect.signal, 10);
-  await new Promise((r) => setTimeout(r, 100));
+  await delay(100);
   assert.equal(direct.lags(b.pid).write, undefined, "ten polling intervals: nothing taken");
   direct.recordAvailable(2000n);
   direct.recordReply(b, 2000n, 1000n, 1000n, Date.now() + 40);
   assert.ok(direct.lags(b.pid).write! > 0, "a reply reported directly is taken");
   registry.release(b);
-  await until("the gone client forgotten", () => direct.lags(b.pid).write === undefined);
+  await waitFor(() => direct.lags(b.pid).write === undefined, {
+    timeoutMs: 5000,
+    intervalMs: 10,
+    message: "the gone client forgotten",
+  });
   stopDirect.abort();
   await observingDirect;
 });
