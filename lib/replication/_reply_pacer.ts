@@ -2,34 +2,25 @@
  * When a streaming client's replies are read. A standby answers each message of WAL with a status
  * update on receipt and another after its flush, often in separate packets, and each packet read
  * as it comes wakes the thread: tens of microseconds of Deno's event loop each. While WAL flows the
- * replies are left in the socket's buffer until the next send, or {@linkcode REPLY_DEFER_MS} at
- * most, and read together. The walsender has less to save: its wake-ups are a latch and a poll().
+ * replies are left in the socket's buffer until the next send, or the session's next tick (at most
+ * a second), and read together. The walsender has less to save: its wake-ups are a latch and a
+ * poll().
+ *
+ * The pacer keeps no timer of its own. Deno wakes at a cleared timer's deadline all the same, so
+ * a short timer armed at each wait and cleared at each send woke the thread once per period while
+ * WAL flowed, for nothing.
  *
  * @module
  */
 
 import { preciseNow } from "./lag_tracker.ts";
 
-/** Longest a reply waits in the socket's buffer before it is read. */
-export const REPLY_DEFER_MS = 50;
-
 /** Replies are deferred only while WAL went out this recently: otherwise they are read at once. */
 export const FLOWING_MS = 100;
 
-/** Readers waiting for the thread's next reply tick, and the one timer that ends their wait. */
-const ticking = new Set<() => void>();
-let tick: ReturnType<typeof setTimeout> | undefined;
-
-function releaseAll(): void {
-  tick = undefined;
-  const waiting = [...ticking];
-  ticking.clear();
-  for (const go of waiting) go();
-}
-
 /**
  * When one client's reader reads next: at once, or, while WAL flows to it, at the next send or
- * the thread's next reply tick, whichever comes first.
+ * when the session's tick calls {@linkcode ReplyPacer.wake}, whichever comes first.
  *
  * @example
  * ```ts
@@ -73,11 +64,6 @@ export class ReplyPacer {
     const go = this.#release;
     if (!go) return;
     this.#release = undefined;
-    ticking.delete(go);
-    if (ticking.size === 0 && tick !== undefined) {
-      clearTimeout(tick);
-      tick = undefined;
-    }
     go();
   }
 
@@ -95,15 +81,7 @@ export class ReplyPacer {
       return undefined;
     }
     this.#since = preciseNow();
-    return new Promise((resolve) => {
-      const go = () => {
-        if (this.#release === go) this.#release = undefined;
-        resolve();
-      };
-      this.#release = go;
-      ticking.add(go);
-      tick ??= setTimeout(releaseAll, REPLY_DEFER_MS);
-    });
+    return new Promise((resolve) => this.#release = resolve);
   }
 
   /**

@@ -33,14 +33,22 @@ Deno.test("reply pacer: while WAL flows the reader waits for the next send", asy
   assert.equal(pacer.deferring, false);
 });
 
-Deno.test("reply pacer: the thread's tick ends every wait with no send", async () => {
+Deno.test("reply pacer: a wait with no send lasts until the session's tick wakes it, on no timer of its own", async () => {
   const a = new ReplyPacer();
   const b = new ReplyPacer();
   a.sent();
   b.sent();
-  const waits = [a.pace(0)!, b.pace(0)!];
-  assert.equal(await settles(Promise.all(waits).then(() => {})), true);
-  assert.equal(a.deferring || b.deferring, false);
+  const wa = a.pace(0)!;
+  const wb = b.pace(0)!;
+  // Longer than any timer the pacer could keep for itself would make sense: still waiting.
+  assert.equal(await settles(wa, 300), false);
+  assert.equal(a.deferring && b.deferring, true);
+  a.wake();
+  assert.equal(await settles(wa), true);
+  assert.equal(a.deferring, false);
+  assert.equal(b.deferring, true, "one reader's wake is not another's");
+  b.wake();
+  assert.equal(await settles(wb), true);
 });
 
 Deno.test("reply pacer: the end of COPY wakes the reader and it waits no more", async () => {
