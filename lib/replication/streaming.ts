@@ -220,6 +220,7 @@ export async function streamWal(
       progressLsn = sender.sentLsn;
     }
     // A reader holding back replies has not looked: it reads now, and the timeouts wait for it.
+    // This tick is what ends a wait that no send ends: the pacer keeps no timer.
     if (replies.deferring) {
       replies.wake();
       return;
