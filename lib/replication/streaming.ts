@@ -21,6 +21,7 @@ import { openWalSource } from "../stream/source.ts";
 import { formatLsn, type Lsn } from "../wal/lsn.ts";
 import type { TimelineId } from "../wal/segment.ts";
 import { ReplyPacer } from "./_reply_pacer.ts";
+import { everyPeriod } from "./_session_clock.ts";
 import type { ClientConnection } from "./connection.ts";
 import type { Sender } from "./registry.ts";
 import { endOfTimeline } from "./result_sets.ts";
@@ -202,7 +203,9 @@ export async function streamWal(
   const progressMs = timeouts.progressLog ?? 10_000;
   let progressAt = Date.now();
   let progressLsn = sender.sentLsn;
-  const ticker = setInterval(() => {
+  // One timer per period for all of the thread's sessions (`_session_clock.ts`).
+  const tickMs = Math.max(50, Math.min(1000, timeouts.keepalive / 2, progressMs));
+  const ticker = everyPeriod(tickMs, () => {
     const now = Date.now();
     if (sender.state === "catchup" && now - progressAt >= progressMs) {
       const behind = store.endOf(tli) - sender.sentLsn;
@@ -240,7 +243,7 @@ export async function streamWal(
       clock.lastSend = now;
       client.write(keepaliveMessage(keepaliveWalEnd(), wantPing)).catch(() => {});
     }
-  }, Math.max(50, Math.min(1000, timeouts.keepalive / 2, progressMs)));
+  });
 
   try {
     const first = await Promise.race([pipeline, copyReader]);
@@ -287,7 +290,7 @@ export async function streamWal(
     await client.send(...endOfTimeline(store.history, tli, switchPoint), readyForQuery());
     return answer;
   } finally {
-    clearInterval(ticker);
+    ticker[Symbol.dispose]();
     stopPipeline.abort();
     control.stop = undefined;
     if (slot) {

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { everyPeriod } from "./_session_clock.ts";
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `fn` with `setInterval` counted by period. */
+async function countingIntervals(fn: () => Promise<void>): Promise<Map<number, number>> {
+  const started = new Map<number, number>();
+  const real = globalThis.setInterval;
+  globalThis.setInterval = ((f: () => void, ms: number) => {
+    started.set(ms, (started.get(ms) ?? 0) + 1);
+    return real(f, ms);
+  }) as typeof setInterval;
+  try {
+    await fn();
+  } finally {
+    globalThis.setInterval = real;
+  }
+  return started;
+}
+
+Deno.test("session clock: sessions of one period share one timer, and each is called", async () => {
+  const ticks = [0, 0, 0, 0];
+  const started = await countingIntervals(async () => {
+    const clocks = [
+      everyPeriod(20, () => ticks[0]!++),
+      everyPeriod(20, () => ticks[1]!++),
+      everyPeriod(20, () => ticks[2]!++),
+      everyPeriod(30, () => ticks[3]!++),
+    ];
+    await delay(100);
+    for (const c of clocks) c[Symbol.dispose]();
+  });
+  assert.deepEqual([...started], [[20, 1], [30, 1]]);
+  for (const t of ticks) assert.ok(t >= 1, `ticks ${ticks}`);
+});
+
+Deno.test("session clock: a session that left is not called, and the last one out stops the timer", async () => {
+  let a = 0;
+  let b = 0;
+  const ca = everyPeriod(10, () => a++);
+  const cb = everyPeriod(10, () => b++);
+  await delay(40);
+  ca[Symbol.dispose]();
+  ca[Symbol.dispose](); // twice is harmless
+  const aLeft = a;
+  await delay(40);
+  assert.equal(a, aLeft);
+  assert.ok(b > aLeft - 1);
+  // The test's op sanitizer fails it if the interval outlives the last session.
+  cb[Symbol.dispose]();
+  // A new session after that starts a new timer.
+  let c = 0;
+  {
+    using _cc = everyPeriod(10, () => c++);
+    await delay(40);
+  }
+  assert.ok(c >= 1);
+});
+
+Deno.test("session clock: a session leaving from its own tick leaves the others ticking", async () => {
+  let others = 0;
+  const self: Disposable = everyPeriod(10, () => self[Symbol.dispose]());
+  const other = everyPeriod(10, () => others++);
+  await delay(50);
+  other[Symbol.dispose]();
+  assert.ok(others >= 2, `others ${others}`);
+});
