@@ -12,13 +12,25 @@ interface Waiter {
 }
 
 /**
+ * When a wait of `timeoutMs` begun at `now` runs out: at or after `now + timeoutMs`, on a grid of
+ * half the timeout. Caught-up senders wait afresh at different moments, and each deadline of its
+ * own would fire the timer (and wake the thread) once per sender per period; on the grid, waits of
+ * one period end together, at most twice a period, each at most half a period late.
+ */
+function gridDeadline(now: number, timeoutMs: number): number {
+  const step = timeoutMs / 2;
+  return step > 0 ? Math.ceil((now + timeoutMs) / step) * step : now + timeoutMs;
+}
+
+/**
  * Wakes every waiter at once when set. A waiter that arrives after a `set()` waits for the next
  * one, so callers re-check their condition before waiting (the advance they want may already have
  * happened) and after waking.
  *
  * A caught-up sender waits once per advance of the WAL, so a wait costs one promise: no race of
  * promises, one abort listener per signal however often it waits, and one timer for all the
- * waiters, armed for the earliest deadline. N senders caught up cost one timer per advance, not N.
+ * waiters, armed for the earliest deadline. N senders caught up cost one timer per advance, not N,
+ * and with no advance their periodic wakes come together (deadlines on a grid).
  *
  * @example
  * ```ts
@@ -68,7 +80,7 @@ export class Latch {
         if (!set && this.#waiters.delete(w) && this.#waiters.size === 0) this.#disarm();
         resolve(set);
       },
-      deadline: performance.now() + timeoutMs,
+      deadline: gridDeadline(performance.now(), timeoutMs),
       signal,
     };
     this.#waiters.add(w);
