@@ -165,6 +165,13 @@ export async function streamWal(
     cache: ctx.blockCache,
     reader,
     onRead: (source) => sender.source = source,
+    // Caught up with nothing in flight: streaming, as PostgreSQL's walsender moves once nothing
+    // is left to send, even a client that started at the end and was sent nothing.
+    onCaughtUp: () => {
+      if (sender.state === "catchup" && sender.sentLsn >= store.endOf(tli)) {
+        sender.state = "streaming";
+      }
+    },
     signal: stopPipeline.signal,
     stopAt: () => stopAt,
     sent: () => sender.sentLsn,

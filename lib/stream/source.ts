@@ -55,6 +55,8 @@ export interface WalSourceOptions {
   reader?: WalBlockReader | undefined;
   /** The periodic wake of a caught-up source, in milliseconds. Default 1000. */
   wakeMs?: number;
+  /** Called each time the source has read all there is and waits for more. */
+  onCaughtUp?: () => void;
   /**
    * Ends the stream once this LSN has been read, even on the newest timeline (used by shutdown,
    * which sends everything up to the end and then stops).
@@ -206,6 +208,7 @@ export function openWalSource(
               controller.close();
               return;
             }
+            options.onCaughtUp?.();
             await store.latch.wait(wakeMs, signal);
             continue;
           }
