@@ -67,7 +67,8 @@ export class Latch {
 
   /**
    * Waits until the latch is set, the timeout passes (the periodic wake that keeps a sleeping
-   * sender honest) or the signal aborts.
+   * sender honest) or the signal aborts. The timeout ends on the latch's grid: after `timeoutMs`,
+   * and at most half as long again.
    *
    * @returns `true` when set, `false` on timeout or abort.
    */
