@@ -49,8 +49,9 @@ export function everyPeriod(periodMs: number, tick: () => void): Disposable {
   return {
     [Symbol.dispose]() {
       if (!joined.calls.delete(call) || joined.calls.size > 0) return;
+      // The last one out: the clock goes (a clock is replaced only once it has gone).
       clearInterval(joined.timer);
-      if (clocks.get(periodMs) === joined) clocks.delete(periodMs);
+      clocks.delete(periodMs);
     },
   };
 }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { everyPeriod } from "./_session_clock.ts";
-
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { delay } from "../../tests/_pg.ts";
 
 /** Runs `fn` with `setInterval` counted by period. */
 async function countingIntervals(fn: () => Promise<void>): Promise<Map<number, number>> {
