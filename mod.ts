@@ -101,7 +101,7 @@ export {
   UpstreamReceiver,
   type UpstreamStatus as UpstreamReceiverStatus,
 } from "./lib/upstream/receiver.ts";
-export { type DurableSink } from "./lib/upstream/durable_writer.ts";
+export { type DurableSink, type WalIoStats } from "./lib/upstream/durable_writer.ts";
 export { type Divergence } from "./lib/upstream/divergence.ts";
 export { type ConninfoEnvironment } from "./lib/upstream/conninfo_environment.ts";
 export { WalSlicer } from "./lib/stream/slicer.ts";

@@ -175,6 +175,7 @@ Deno.test("/healthz: ready with a readable store, or with upstream connected and
     receivedLsn: 0xC00010n,
     flushedLsn: 0xC00000n,
     lagSeconds: 9,
+    walIo: { writes: 12, writeSeconds: 0.0015, syncs: 7, syncSeconds: 0.0042 },
   });
   h = await r.get("/healthz/ready");
   assert.equal(h.status, 503);
@@ -192,9 +193,17 @@ Deno.test("/healthz: ready with a readable store, or with upstream connected and
     lag_seconds: 0.25,
     last_message_time: null,
     server: null,
+    wal_writes: 12,
+    wal_write_seconds: 0.0015,
+    wal_syncs: 7,
+    wal_sync_seconds: 0.0042,
     divergence: null,
   });
   const m = (await r.get("/metrics")).text;
+  assert.ok(m.includes("walrelay_upstream_wal_writes_total 12\n"));
+  assert.ok(m.includes("walrelay_upstream_wal_write_seconds_total 0.0015\n"));
+  assert.ok(m.includes("walrelay_upstream_wal_syncs_total 7\n"));
+  assert.ok(m.includes("walrelay_upstream_wal_sync_seconds_total 0.0042\n"));
   assert.ok(m.includes("walrelay_upstream_connected 1\n"));
   assert.ok(m.includes(`walrelay_upstream_flushed_lsn_bytes ${0xC00000}\n`));
   assert.ok(m.includes("walrelay_upstream_lag_seconds 0.25\n"));

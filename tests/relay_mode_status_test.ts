@@ -29,6 +29,15 @@ Deno.test("relay mode: /status shows the upstream link and /healthz follows it",
   assert.doesNotMatch(JSON.stringify(status.upstream), /hunter2/, "no password on the page");
   const metrics = await (await fetch(`${url}/metrics`)).text();
   assert.match(metrics, /walrelay_upstream_flushed_lsn_bytes \d+/);
+  // The WAL came through writes and syncs, counted and timed as pg_stat_wal counts them.
+  const u = status.upstream;
+  assert.ok(u.wal_syncs >= 1 && u.wal_writes >= u.wal_syncs, JSON.stringify(u));
+  assert.ok(u.wal_sync_seconds > 0 && u.wal_write_seconds > 0, JSON.stringify(u));
+  const counter = (name: string) => Number(metrics.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1]);
+  assert.ok(counter("walrelay_upstream_wal_syncs_total") >= u.wal_syncs);
+  assert.ok(counter("walrelay_upstream_wal_writes_total") >= u.wal_writes);
+  assert.ok(counter("walrelay_upstream_wal_sync_seconds_total") >= u.wal_sync_seconds);
+  assert.ok(counter("walrelay_upstream_wal_write_seconds_total") >= u.wal_write_seconds);
   let health = await fetch(`${url}/healthz`);
   assert.equal(health.status, 200);
   await health.body?.cancel();

@@ -359,6 +359,31 @@ export function renderMetrics(
         [{}, u.lag_seconds],
       ]);
     }
+    // As pg_stat_wal's wal_write, wal_write_time, wal_sync and wal_sync_time.
+    m.family(
+      "walrelay_upstream_wal_writes_total",
+      "counter",
+      "Write calls putting WAL from upstream into segment files.",
+      [[{}, u.wal_writes]],
+    );
+    m.family(
+      "walrelay_upstream_wal_write_seconds_total",
+      "counter",
+      "Seconds spent in those writes.",
+      [[{}, u.wal_write_seconds]],
+    );
+    m.family(
+      "walrelay_upstream_wal_syncs_total",
+      "counter",
+      "fdatasync calls making WAL from upstream durable before it is sent.",
+      [[{}, u.wal_syncs]],
+    );
+    m.family(
+      "walrelay_upstream_wal_sync_seconds_total",
+      "counter",
+      "Seconds spent waiting for those syncs: the disk's share of the lag the relay adds.",
+      [[{}, u.wal_sync_seconds]],
+    );
   }
   return m.toString() + (status.base_backups ? baseBackupMetrics(status.base_backups) : "");
 }

@@ -15,6 +15,7 @@ import { crc32cImplementation } from "../wal/crc32c.ts";
 import type { WalStore } from "../wal/store.ts";
 import type { RelayCounters } from "./counters.ts";
 import { redactConninfo } from "../upstream/conninfo.ts";
+import type { WalIoStats } from "../upstream/durable_writer.ts";
 import type { BackupService } from "../backup/service.ts";
 import type { WalBlockCacheStats } from "../stream/block_cache.ts";
 import { type BaseBackupsStatus, baseBackupsStatus } from "../backup/status.ts";
@@ -62,6 +63,8 @@ export interface UpstreamStatus {
   storeError?: string | undefined;
   /** The last time the upstream's history forked below the relay's end. */
   divergence?: UpstreamDivergence | undefined;
+  /** WAL writes and syncs into the directory since start (`pg_stat_wal`'s counters). */
+  walIo?: WalIoStats | undefined;
 }
 
 /** WAL set aside because the upstream's history forked below the relay's end. */
@@ -170,6 +173,14 @@ export interface UpstreamStatusJson {
   last_message_time: string | null;
   /** The host (`host:port`) of the connection string the current or last connection went to. */
   server: string | null;
+  /** `write` calls putting WAL into segment files since start (`pg_stat_wal.wal_write`). */
+  wal_writes: number;
+  /** Seconds spent writing. */
+  wal_write_seconds: number;
+  /** `fdatasync` calls of segment files since start: nothing is sent before its sync. */
+  wal_syncs: number;
+  /** Seconds spent waiting for them: the disk's share of the lag the relay adds. */
+  wal_sync_seconds: number;
   /** The last divergence: WAL above a fork of the upstream's history, set aside. */
   divergence: {
     timeline: number;
@@ -584,6 +595,10 @@ export class StatusModel {
       lag_seconds: u.lagSeconds ?? null,
       last_message_time: u.lastMessageTime?.toISOString() ?? null,
       server: u.server ?? null,
+      wal_writes: u.walIo?.writes ?? 0,
+      wal_write_seconds: u.walIo?.writeSeconds ?? 0,
+      wal_syncs: u.walIo?.syncs ?? 0,
+      wal_sync_seconds: u.walIo?.syncSeconds ?? 0,
       divergence: u.divergence
         ? {
           timeline: u.divergence.timeline,

@@ -221,6 +221,22 @@ export async function writeFileDurably(
   await syncDir(dir);
 }
 
+/**
+ * The writer's WAL writes and syncs, counted and timed as PostgreSQL's `pg_stat_wal` counts its
+ * own (`wal_write`, `wal_write_time`, `wal_sync`, `wal_sync_time`). The sync time is the disk's
+ * share of the lag the relay adds: nothing is sent before it.
+ */
+export interface WalIoStats {
+  /** `write` calls putting WAL into segment files. */
+  writes: number;
+  /** Seconds spent in them. */
+  writeSeconds: number;
+  /** `fdatasync` calls of segment files. */
+  syncs: number;
+  /** Seconds spent in them. */
+  syncSeconds: number;
+}
+
 /** Options of {@linkcode DurableWriter.open}. */
 export interface DurableWriterOptions {
   /** `wal_segment_size`. */
@@ -229,6 +245,8 @@ export interface DurableWriterOptions {
   log?: (message: string) => void;
   /** Called after a segment was completed and renamed (retention hooks in here). */
   onSegmentComplete?: (tli: TimelineId, segno: bigint) => void | Promise<void>;
+  /** Where the writes and syncs are counted, across writers (default: a fresh record). */
+  stats?: WalIoStats;
 }
 
 interface OpenSegment {
@@ -261,6 +279,8 @@ export class DurableWriter {
   readonly dir: string;
   /** `wal_segment_size`. */
   readonly segmentSize: number;
+  /** The writes and syncs so far. */
+  readonly stats: WalIoStats;
 
   #log: (message: string) => void;
   #onComplete: DurableWriterOptions["onSegmentComplete"];
@@ -282,6 +302,7 @@ export class DurableWriter {
   private constructor(dir: string, options: DurableWriterOptions) {
     this.dir = dir;
     this.segmentSize = options.segmentSize;
+    this.stats = options.stats ?? { writes: 0, writeSeconds: 0, syncs: 0, syncSeconds: 0 };
     this.#log = options.log ?? (() => {});
     this.#onComplete = options.onSegmentComplete;
   }
@@ -354,16 +375,21 @@ export class DurableWriter {
       // microseconds, and on the commit-to-standby path every trip to the blocking-thread pool
       // is latency. Only the fdatasync in flush() waits for the disk.
       if (!this.#dirty.includes(seg)) this.#dirty.push(seg);
+      const began = performance.now();
       try {
         if (seg.pos !== inSeg) seg.file.seekSync(inSeg, Deno.SeekMode.Start);
         let w = 0;
-        while (w < n) w += seg.file.writeSync(piece.subarray(w));
+        while (w < n) {
+          w += seg.file.writeSync(piece.subarray(w));
+          this.stats.writes++;
+        }
       } catch (e) {
         // What was written before stays pending and is synced by the next flush; this piece
         // comes again from the upstream.
         seg.pos = -1;
         throw new WalFileError("write", join(this.dir, seg.partialName), e);
       }
+      this.stats.writeSeconds += (performance.now() - began) / 1000;
       seg.pos = inSeg + n;
       if (inSeg + n === this.segmentSize) {
         seg.complete = true;
@@ -480,6 +506,8 @@ export class DurableWriter {
           await fileOp("fdatasync", join(this.dir, seg.partialName), () => seg.file.syncData());
         }
       }
+      this.stats.syncs += dirty.length;
+      this.stats.syncSeconds += (performance.now() - now) / 1000;
       let completed = false;
       for (const seg of dirty) {
         if (!seg.complete) continue;

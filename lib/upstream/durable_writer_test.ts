@@ -60,6 +60,10 @@ Deno.test("durable writer: segments as pg_receivewal writes them, announced only
     assert.equal(partial.length, SEG);
     assert.deepEqual(partial.subarray(0, 300_000), seg7.subarray(0, 300_000));
     assert.ok(partial.subarray(300_000).every((b) => b === 0));
+    // Four writes, the one across the segment boundary cut in two; two segments synced at once.
+    assert.equal(w.stats.writes, 5);
+    assert.equal(w.stats.syncs, 2);
+    assert.ok(w.stats.syncSeconds > 0 && w.stats.writeSeconds > 0);
     // A write that does not continue is refused, as pg_receivewal refuses it.
     await assert.rejects(w.write(1, 0x600000n, new Uint8Array(8)), /expected/);
     await w.close();

@@ -43,6 +43,7 @@ import {
   type DurableSink,
   DurableWriter,
   scanLocalWal,
+  type WalIoStats,
   writeFileDurably,
 } from "./durable_writer.ts";
 import { enforceRetention } from "./retention.ts";
@@ -129,6 +130,8 @@ export interface UpstreamStatus {
   slot: string | undefined;
   /** The last time the upstream's history forked below the relay's end, and what was set aside. */
   divergence: Divergence | undefined;
+  /** WAL writes and syncs since the receiver started, over every connection. */
+  walIo: WalIoStats;
 }
 
 /**
@@ -186,6 +189,7 @@ export class UpstreamReceiver {
       server: undefined,
       slot: opts.slot,
       divergence: undefined,
+      walIo: { writes: 0, writeSeconds: 0, syncs: 0, syncSeconds: 0 },
     };
     this.#feedback = new FeedbackForwarder(opts.feedback);
     this.#ready.promise.catch(() => {});
@@ -195,6 +199,7 @@ export class UpstreamReceiver {
   get status(): UpstreamStatus {
     return {
       ...this.#status,
+      walIo: { ...this.#status.walIo },
       receivedLsn: this.#writer?.writtenLsn ?? this.#status.receivedLsn,
       flushedLsn: this.#writer?.flushedLsn ?? this.#status.flushedLsn,
       timeline: this.#writer?.timeline || this.#status.timeline,
@@ -349,6 +354,7 @@ export class UpstreamReceiver {
       writer = await DurableWriter.open(this.#opts.dir, {
         segmentSize,
         log: (m) => this.#log("debug", m),
+        stats: this.#status.walIo,
         onSegmentComplete: (tli, segno) => {
           if (!this.#compress(segmentFileName(tli, segno, segmentSize))) {
             return this.#enforceRetention(segmentSize);

@@ -38,6 +38,7 @@ export function upstreamProvider(receiver: UpstreamReceiver): UpstreamProvider {
         server: s.server,
         storeError: s.storeError,
         divergence: s.divergence,
+        walIo: s.walIo,
       };
     },
   };
