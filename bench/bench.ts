@@ -285,7 +285,10 @@ function relayLagHeadline(r: RelayLagSummary): string[] {
   const lines = [
     `relay lag (commit → standby, via relay minus direct): added p50 ${
       fixed(r.median.added_p50_ms, 3)
-    } ms, p99 ${fixed(r.median.added_p99_ms, 3)} ms`,
+    } ms, p99 ${fixed(r.median.added_p99_ms, 3)} ms` +
+    (r.median.relay_sync_mean_ms === null
+      ? ""
+      : `; the relay's fdatasync ${fixed(r.median.relay_sync_mean_ms, 3)} ms on average`),
   ];
   const c = r.median.cascade;
   lines.push(

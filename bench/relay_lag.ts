@@ -67,7 +67,9 @@
  * commits; the summary gives the medians of the per-round figures and the percentiles of all
  * commits pooled. It prints figures and never asserts a time. The relay's CPU (utime + stime) per
  * round is read from `/proc`, and so is that of D's walreceiver and its walsender to C (the
- * processes doing the relay's work; D's replay is not counted).
+ * processes doing the relay's work; D's replay is not counted). The relay's `fdatasync`s of the
+ * round, and their mean time, come from its `/status` (`--http`): nothing is sent before its
+ * sync, so that mean is the disk's share of what the relay adds.
  *
  * Before the setup, `pg_test_fsync -s 1` runs on the filesystem of the relay's WAL directory
  * (`--no-fsync-test` skips it), stopped after its first section (one 8 kB write per sync); the
@@ -91,6 +93,7 @@ import { join } from "node:path";
 import {
   basebackup,
   delay,
+  freePort,
   type PgCluster,
   REPO_ROOT,
   startPrimary,
@@ -228,6 +231,12 @@ export interface RelayLagRound {
   cascade: CascadeRound | null;
   /** CPU seconds the relay process used during the round. */
   relay_cpu_s: number;
+  /**
+   * The relay's `fdatasync` calls during the round and their mean and total time (its `/status`
+   * `upstream.wal_syncs`, `wal_sync_seconds`): the disk's share of what it adds, since nothing is
+   * sent before its sync. Null for a relay that does not report them.
+   */
+  relay_syncs: { count: number; mean_ms: number; total_s: number } | null;
   /** The same per commit, in microseconds. */
   relay_cpu_us_per_commit: number;
   /** Bytes of WAL of the round (first to last commit's flush LSN). */
@@ -306,6 +315,8 @@ export interface RelayLagSummary {
     added_paired_p50_ms: number;
     added_paired_p99_ms: number;
     relay_cpu_us_per_commit: number;
+    /** Median of the rounds' mean `fdatasync` time of the relay; null when it reports none. */
+    relay_sync_mean_ms: number | null;
     /** The cascade arm's medians; null with it off. */
     cascade: CascadeMedian | null;
   };
@@ -413,6 +424,8 @@ async function cascadeSenderPids(cluster: PgCluster): Promise<{ pid: number; tit
 interface Topology extends AsyncDisposable {
   pg: PgCluster;
   relay: DenoRelay;
+  /** The relay's `/status`, for its WAL syncs. */
+  relayStatusUrl: string;
   /** The relay's WAL directory. */
   walDir: string;
   fsync: FsyncTest;
@@ -462,6 +475,7 @@ async function startServers(
 ): Promise<{
   pg: PgCluster;
   relay: DenoRelay;
+  relayStatusUrl: string;
   standbys: PgCluster[];
   d: PgCluster | undefined;
   commands: RelayLagSummary["commands"];
@@ -480,6 +494,7 @@ async function startServers(
     }),
   );
   await pg.sql("CREATE TABLE relay_lag (id int PRIMARY KEY, t timestamptz)");
+  const httpPort = await freePort();
   const relay = stack.use(
     await startDenoRelay({
       cli: opts.relayCli,
@@ -489,6 +504,8 @@ async function startServers(
         pg.conninfo({ application_name: "walrelay" }),
         "--log-format",
         "text",
+        "--http",
+        `127.0.0.1:${httpPort}`,
         ...(opts.relayArgs ?? []),
       ],
       cpuProfDir: opts.cpuProfDir,
@@ -542,6 +559,7 @@ async function startServers(
   return {
     pg,
     relay,
+    relayStatusUrl: `http://127.0.0.1:${httpPort}/status`,
     standbys: c === undefined ? [a, b] : [a, b, c],
     d,
     commands: {
@@ -588,7 +606,7 @@ async function setUp(opts: RelayLagOptions): Promise<Topology> {
   const { log } = opts;
   await using stack = new AsyncDisposableStack();
   const { walDir, fsync } = await prepareRelayWalDir(opts, stack);
-  const { pg, relay, standbys, d, commands, dMaxWalSenders } = await startServers(
+  const { pg, relay, relayStatusUrl, standbys, d, commands, dMaxWalSenders } = await startServers(
     opts,
     stack,
     walDir,
@@ -615,6 +633,7 @@ async function setUp(opts: RelayLagOptions): Promise<Topology> {
   return {
     pg,
     relay,
+    relayStatusUrl,
     walDir,
     fsync,
     commands,
@@ -677,18 +696,28 @@ class Committer {
   }
 }
 
+/** The relay's WAL syncs so far, from its `/status`; null if it does not report them. */
+async function relaySyncs(url: string): Promise<{ count: number; seconds: number } | null> {
+  const u = (await (await fetch(url)).json()).upstream;
+  return typeof u?.wal_syncs === "number"
+    ? { count: u.wal_syncs, seconds: u.wal_sync_seconds }
+    : null;
+}
+
 /** One round: `commits` commits and the relay's (and D's) CPU over them. */
 async function runRound(
   round: number,
   committer: Committer,
 ): Promise<{ figures: RelayLagRound; samples: CommitSample[] }> {
   const { top, opts } = committer;
+  const syncsBefore = await relaySyncs(top.relayStatusUrl);
   const cpuBefore = await procCpu(top.relay.pid);
   const cascadeCpuBefore = await cpuOf(top.cascadePids);
   const t0 = performance.now();
   const samples = await committer.commits(opts.commits);
   const wall = (performance.now() - t0) / 1000;
   const cpuAfter = await procCpu(top.relay.pid);
+  const syncsAfter = await relaySyncs(top.relayStatusUrl);
   const cascadeCpuAfter = await cpuOf(top.cascadePids);
   const direct = lagStats(samples, "direct");
   const viaRelay = lagStats(samples, "relay");
@@ -717,6 +746,14 @@ async function runRound(
     added,
     cascade,
     relay_cpu_s: relayCpu,
+    relay_syncs: syncsBefore && syncsAfter && syncsAfter.count > syncsBefore.count
+      ? {
+        count: syncsAfter.count - syncsBefore.count,
+        mean_ms: 1000 * (syncsAfter.seconds - syncsBefore.seconds) /
+          (syncsAfter.count - syncsBefore.count),
+        total_s: syncsAfter.seconds - syncsBefore.seconds,
+      }
+      : null,
     relay_cpu_us_per_commit: (relayCpu / opts.commits) * 1e6,
     wal_bytes: Number(samples.at(-1)!.lsn - samples[0]!.lsn),
     wall_s: wall,
@@ -734,7 +771,10 @@ function roundLine(r: RelayLagRound, samples: CommitSample[]): string {
       : `, by the cascading standby p50 ${fixed(r.cascade.added.p50_ms, 3)} ms, p99 ${
         fixed(r.cascade.added.p99_ms, 3)
       } ms`) +
-    `; relay CPU ${fixed(r.relay_cpu_us_per_commit, 0)} µs/commit`;
+    `; relay CPU ${fixed(r.relay_cpu_us_per_commit, 0)} µs/commit` +
+    (r.relay_syncs === null
+      ? ""
+      : `; relay fdatasync ${r.relay_syncs.count} × ${fixed(r.relay_syncs.mean_ms, 3)} ms`);
 }
 
 /** Medians over the rounds of the per-round figures; the cascade's when its arm ran. */
@@ -750,6 +790,9 @@ function medians(rounds: RelayLagRound[], cascade: boolean): RelayLagSummary["me
     added_paired_p50_ms: med((r) => r.added.paired_p50_ms),
     added_paired_p99_ms: med((r) => r.added.paired_p99_ms),
     relay_cpu_us_per_commit: med((r) => r.relay_cpu_us_per_commit),
+    relay_sync_mean_ms: rounds.every((r) => r.relay_syncs !== null)
+      ? med((r) => r.relay_syncs!.mean_ms)
+      : null,
     cascade: null,
   };
   if (!cascade) return m;
@@ -935,7 +978,11 @@ function printSummary(summary: RelayLagSummary, log: (line: string) => void): vo
   log(
     `added by walrelay: p50 ${ms(m.added_p50_ms)} ms, p99 ${ms(m.added_p99_ms)} ms (median of ` +
       `${summary.rounds.length} round(s)); target p99 added ≤ 1 ms: ` +
-      `${summary.target_p99_added_le_1ms ? "met" : "not met"}; relay VmHWM ` +
+      `${summary.target_p99_added_le_1ms ? "met" : "not met"}` +
+      (m.relay_sync_mean_ms === null
+        ? ""
+        : `; the relay's fdatasync ${ms(m.relay_sync_mean_ms)} ms on average`) +
+      `; relay VmHWM ` +
       `${mib(summary.relay_hwm_bytes)} MiB; load average ${summary.load_average_at_start} at ` +
       `start, ${summary.load_average_at_end} at end`,
   );
