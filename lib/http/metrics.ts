@@ -360,30 +360,24 @@ export function renderMetrics(
       ]);
     }
     // As pg_stat_wal's wal_write, wal_write_time, wal_sync and wal_sync_time.
-    m.family(
-      "walrelay_upstream_wal_writes_total",
-      "counter",
-      "Write calls putting WAL from upstream into segment files.",
-      [[{}, u.wal_writes]],
-    );
-    m.family(
-      "walrelay_upstream_wal_write_seconds_total",
-      "counter",
-      "Seconds spent in those writes.",
-      [[{}, u.wal_write_seconds]],
-    );
-    m.family(
-      "walrelay_upstream_wal_syncs_total",
-      "counter",
-      "fdatasync calls making WAL from upstream durable before it is sent.",
-      [[{}, u.wal_syncs]],
-    );
-    m.family(
-      "walrelay_upstream_wal_sync_seconds_total",
-      "counter",
-      "Seconds spent waiting for those syncs: the disk's share of the lag the relay adds.",
-      [[{}, u.wal_sync_seconds]],
-    );
+    for (
+      const [name, help, value] of [
+        ["writes", "Write calls putting WAL from upstream into segment files.", u.wal_writes],
+        ["write_seconds", "Seconds spent in those writes.", u.wal_write_seconds],
+        [
+          "syncs",
+          "fdatasync calls making WAL from upstream durable before it is sent.",
+          u.wal_syncs,
+        ],
+        [
+          "sync_seconds",
+          "Seconds spent waiting for those syncs: the disk's share of the lag the relay adds.",
+          u.wal_sync_seconds,
+        ],
+      ] as const
+    ) {
+      m.family(`walrelay_upstream_wal_${name}_total`, "counter", help, [[{}, value]]);
+    }
   }
   return m.toString() + (status.base_backups ? baseBackupMetrics(status.base_backups) : "");
 }
