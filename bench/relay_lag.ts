@@ -231,14 +231,14 @@ export interface RelayLagRound {
   cascade: CascadeRound | null;
   /** CPU seconds the relay process used during the round. */
   relay_cpu_s: number;
+  /** The same per commit, in microseconds. */
+  relay_cpu_us_per_commit: number;
   /**
    * The relay's `fdatasync` calls during the round and their mean and total time (its `/status`
    * `upstream.wal_syncs`, `wal_sync_seconds`): the disk's share of what it adds, since nothing is
    * sent before its sync. Null for a relay that does not report them.
    */
   relay_syncs: { count: number; mean_ms: number; total_s: number } | null;
-  /** The same per commit, in microseconds. */
-  relay_cpu_us_per_commit: number;
   /** Bytes of WAL of the round (first to last commit's flush LSN). */
   wal_bytes: number;
   /** Duration of the round. */
@@ -704,6 +704,17 @@ async function relaySyncs(url: string): Promise<{ count: number; seconds: number
     : null;
 }
 
+/** The syncs between two readings of {@linkcode relaySyncs}; null without any. */
+function syncsBetween(
+  before: { count: number; seconds: number } | null,
+  after: { count: number; seconds: number } | null,
+): RelayLagRound["relay_syncs"] {
+  if (!before || !after || after.count <= before.count) return null;
+  const count = after.count - before.count;
+  const total = after.seconds - before.seconds;
+  return { count, mean_ms: (1000 * total) / count, total_s: total };
+}
+
 /** One round: `commits` commits and the relay's (and D's) CPU over them. */
 async function runRound(
   round: number,
@@ -746,15 +757,8 @@ async function runRound(
     added,
     cascade,
     relay_cpu_s: relayCpu,
-    relay_syncs: syncsBefore && syncsAfter && syncsAfter.count > syncsBefore.count
-      ? {
-        count: syncsAfter.count - syncsBefore.count,
-        mean_ms: 1000 * (syncsAfter.seconds - syncsBefore.seconds) /
-          (syncsAfter.count - syncsBefore.count),
-        total_s: syncsAfter.seconds - syncsBefore.seconds,
-      }
-      : null,
     relay_cpu_us_per_commit: (relayCpu / opts.commits) * 1e6,
+    relay_syncs: syncsBetween(syncsBefore, syncsAfter),
     wal_bytes: Number(samples.at(-1)!.lsn - samples[0]!.lsn),
     wall_s: wall,
   };
