@@ -167,11 +167,7 @@ export async function streamWal(
     onRead: (source) => sender.source = source,
     // Caught up with nothing in flight: streaming, as PostgreSQL's walsender moves once nothing
     // is left to send, even a client that started at the end and was sent nothing.
-    onCaughtUp: () => {
-      if (sender.state === "catchup" && sender.sentLsn >= store.endOf(tli)) {
-        sender.state = "streaming";
-      }
-    },
+    onCaughtUp: sink.caughtUp,
     signal: stopPipeline.signal,
     stopAt: () => stopAt,
     sent: () => sender.sentLsn,

@@ -54,9 +54,19 @@ export interface WalSinkOptions {
  * ```
  */
 export class WalSink extends WritableStream<Uint8Array> {
+  /**
+   * Moves a `catchup` sender that has sent up to where catch-up ends to `streaming`. Called after
+   * each write, and by the pipeline's source when it has read all there is: a client that started
+   * at the end is sent nothing, and is streaming all the same, as in PostgreSQL.
+   */
+  readonly caughtUp: () => void;
+
   /** @param options Where to write, and whose progress to advance. */
   constructor(options: WalSinkOptions) {
     const { write, sender, pool, cache, catchupEnd, onSent } = options;
+    const caughtUp = () => {
+      if (sender.state === "catchup" && sender.sentLsn >= catchupEnd()) sender.state = "streaming";
+    };
     super({
       async write(messages) {
         const { end, payloadBytes } = xlogDataExtent(messages);
@@ -78,8 +88,9 @@ export class WalSink extends WritableStream<Uint8Array> {
         sender.sentLsn = end;
         sender.bytesSent += payloadBytes;
         onSent?.();
-        if (sender.state === "catchup" && end >= catchupEnd()) sender.state = "streaming";
+        caughtUp();
       },
     });
+    this.caughtUp = caughtUp;
   }
 }

@@ -237,6 +237,20 @@ export interface WalIoStats {
   syncSeconds: number;
 }
 
+/**
+ * A {@linkcode WalIoStats} with nothing written or synced yet.
+ *
+ * @example
+ * ```ts
+ * import { newWalIoStats } from "./durable_writer.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(newWalIoStats().syncs, 0);
+ * ```
+ */
+export function newWalIoStats(): WalIoStats {
+  return { writes: 0, writeSeconds: 0, syncs: 0, syncSeconds: 0 };
+}
+
 /** Options of {@linkcode DurableWriter.open}. */
 export interface DurableWriterOptions {
   /** `wal_segment_size`. */
@@ -302,7 +316,7 @@ export class DurableWriter {
   private constructor(dir: string, options: DurableWriterOptions) {
     this.dir = dir;
     this.segmentSize = options.segmentSize;
-    this.stats = options.stats ?? { writes: 0, writeSeconds: 0, syncs: 0, syncSeconds: 0 };
+    this.stats = options.stats ?? newWalIoStats();
     this.#log = options.log ?? (() => {});
     this.#onComplete = options.onSegmentComplete;
   }

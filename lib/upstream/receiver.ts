@@ -42,6 +42,7 @@ import { connectUpstream } from "./connect.ts";
 import {
   type DurableSink,
   DurableWriter,
+  newWalIoStats,
   scanLocalWal,
   type WalIoStats,
   writeFileDurably,
@@ -189,7 +190,7 @@ export class UpstreamReceiver {
       server: undefined,
       slot: opts.slot,
       divergence: undefined,
-      walIo: { writes: 0, writeSeconds: 0, syncs: 0, syncSeconds: 0 },
+      walIo: newWalIoStats(),
     };
     this.#feedback = new FeedbackForwarder(opts.feedback);
     this.#ready.promise.catch(() => {});
