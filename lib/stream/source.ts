@@ -129,7 +129,14 @@ export function openWalSource(
   // Waits for the senders behind since the last read (WalBlockCache.holdBack).
   let heldBack = 0;
 
-  const settleAhead = async (): Promise<void> => {
+  // Joined to the latch from the first wait until the stream ends: its timer then stays armed
+  // across advances rather than being set and cleared for each.
+  let member: Disposable | undefined;
+
+  /** The stream ends: it leaves the latch, and the validations under way settle. */
+  const endStream = async (): Promise<void> => {
+    member?.[Symbol.dispose]();
+    member = undefined;
     settling = true;
     const a = [...ahead];
     ahead.clear();
@@ -193,7 +200,7 @@ export function openWalSource(
         while (true) {
           if (signal?.aborted) {
             closeFile();
-            await settleAhead();
+            await endStream();
             controller.close();
             return;
           }
@@ -204,11 +211,13 @@ export function openWalSource(
           if (sent >= end) {
             if (historic || stop !== undefined) {
               closeFile();
-              await settleAhead();
+              await endStream();
               controller.close();
               return;
             }
             options.onCaughtUp?.();
+            // Not after the stream ended (a wait under way when it was cancelled).
+            if (!settling) member ??= store.latch.join();
             await store.latch.wait(wakeMs, signal);
             continue;
           }
@@ -282,13 +291,13 @@ export function openWalSource(
         }
       } catch (e) {
         closeFile();
-        await settleAhead();
+        await endStream();
         throw e;
       }
     },
     async cancel() {
       closeFile();
-      await settleAhead();
+      await endStream();
     },
   }, { highWaterMark: 0 });
 

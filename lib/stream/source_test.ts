@@ -264,3 +264,39 @@ Deno.test("source: runs of a complete segment are read once for every sender sha
   const whole = (await collect(ReadableStream.from(second))).bytes;
   assert.deepEqual(whole, await Deno.readFile(store.path(file.name)));
 });
+
+Deno.test("source: a caught-up source arms no timer per advance, and leaves none when it ends", async () => {
+  const dir = await copyTestdata();
+  try {
+    const store = await WalStore.open(dir);
+    const ac = new AbortController();
+    let at = store.endLsn;
+    const reader = openWalSource(store, { tli: store.timeline, start: at, signal: ac.signal })
+      .getReader();
+    const real = globalThis.setTimeout;
+    let armed = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof real>) => {
+      armed++;
+      return real(...args);
+    }) as typeof real;
+    try {
+      for (let i = 0; i < 20; i++) {
+        const next = reader.read();
+        // The source is asleep on the latch when the advance comes (a relay's commit).
+        await new Promise((resolve) => queueMicrotask(() => resolve(undefined)));
+        store.noteDurable(store.timeline, at, new Uint8Array(8192).fill(i));
+        const { value } = await next;
+        assert.equal(value?.start, at);
+        at += 8192n;
+      }
+    } finally {
+      globalThis.setTimeout = real;
+    }
+    assert.ok(armed <= 1, `${armed} timers armed for 20 advances`);
+    const last = reader.read();
+    ac.abort();
+    assert.equal((await last).done, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -30,7 +30,10 @@ function gridDeadline(now: number, timeoutMs: number): number {
  * A caught-up sender waits once per advance of the WAL, so a wait costs one promise: no race of
  * promises, one abort listener per signal however often it waits, and one timer for all the
  * waiters, armed for the earliest deadline. N senders caught up cost one timer per advance, not N,
- * and with no advance their periodic wakes come together (deadlines on a grid).
+ * and with no advance their periodic wakes come together (deadlines on a grid). A sender that
+ * {@linkcode Latch.join}s for its stream's life costs none per advance: the timer stays armed
+ * across sets while anyone is joined (arming a timer costs more than the sender's own work for a
+ * small advance), and its next wait, a moment later, ends on the same grid.
  *
  * @example
  * ```ts
@@ -50,6 +53,8 @@ export class Latch {
   /** The one timer, armed while anyone waits, and the deadline it is armed for. */
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
+  /** Callers joined (see {@linkcode join}): while any is, a set leaves the timer armed. */
+  #members = 0;
   /**
    * Called by each wait once its waiter is in place, so one who sets the latch from elsewhere
    * (another thread's advance, looked for here) wakes this very wait rather than the next.
@@ -61,8 +66,39 @@ export class Latch {
     if (this.#waiters.size === 0) return;
     const waiters = this.#waiters;
     this.#waiters = new Set();
-    this.#disarm();
+    if (this.#members === 0) this.#disarm();
     for (const w of waiters) w.wake(true);
+  }
+
+  /**
+   * Declares a caller that will wait again and again (a sender, for its stream's life): until
+   * the returned handle is disposed, {@linkcode set} leaves the timer armed for the waits to come
+   * instead of clearing it, and the timer, when it fires with no one waiting, is armed again by
+   * the next wait. Disposing the last handle with no one waiting clears the timer.
+   *
+   * @example
+   * ```ts
+   * import { Latch } from "./latch.ts";
+   * import assert from "node:assert/strict";
+   * const latch = new Latch();
+   * using _member = latch.join();
+   * for (let i = 0; i < 3; i++) {
+   *   const woken = latch.wait(1000);
+   *   latch.set();
+   *   assert.equal(await woken, true);
+   * }
+   * ```
+   */
+  join(): Disposable {
+    this.#members++;
+    let joined = true;
+    return {
+      [Symbol.dispose]: () => {
+        if (!joined) return;
+        joined = false;
+        if (--this.#members === 0 && this.#waiters.size === 0) this.#disarm();
+      },
+    };
   }
 
   /**
@@ -78,7 +114,9 @@ export class Latch {
     const w: Waiter = {
       wake: (set) => {
         // set() has taken the whole set already; a timeout or an abort takes this one out.
-        if (!set && this.#waiters.delete(w) && this.#waiters.size === 0) this.#disarm();
+        if (
+          !set && this.#waiters.delete(w) && this.#waiters.size === 0 && this.#members === 0
+        ) this.#disarm();
         resolve(set);
       },
       deadline: gridDeadline(performance.now(), timeoutMs),

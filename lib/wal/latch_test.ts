@@ -91,3 +91,51 @@ Deno.test("latch: waits of one period begun at different moments end together, n
     globalThis.setTimeout = real;
   }
 });
+
+/** Counts the timers armed while `body` runs. */
+async function timersArmed(body: () => Promise<void>): Promise<number> {
+  const real = globalThis.setTimeout;
+  let armed = 0;
+  globalThis.setTimeout = ((...args: Parameters<typeof real>) => {
+    armed++;
+    return real(...args);
+  }) as typeof real;
+  try {
+    await body();
+  } finally {
+    globalThis.setTimeout = real;
+  }
+  return armed;
+}
+
+Deno.test("latch: a joined waiter costs no timer per set; leaving with no one waiting clears it", async () => {
+  const latch = new Latch();
+  const rounds = async () => {
+    for (let i = 0; i < 20; i++) {
+      const woken = latch.wait(5000);
+      latch.set();
+      assert.equal(await woken, true);
+    }
+  };
+  assert.equal(await timersArmed(rounds), 20, "each wait arms the timer a set cleared");
+  const member = latch.join();
+  assert.equal(await timersArmed(rounds), 1, "armed once, kept across the sets");
+  // Still armed for a wait to come: only leaving clears it (the test's sanitizer checks that).
+  member[Symbol.dispose]();
+  member[Symbol.dispose]();
+  assert.equal(await latch.wait(5), false, "a wait after leaving times out as before");
+});
+
+Deno.test("latch: a joined waiter still times out, and a member leaving keeps the timer of those waiting", async () => {
+  const latch = new Latch();
+  const member = latch.join();
+  const first = latch.wait(5000);
+  latch.set();
+  assert.equal(await first, true);
+  assert.equal(await latch.wait(10), false, "the kept timer does not delay a shorter wait");
+  const other = latch.join();
+  const waiting = latch.wait(20);
+  member[Symbol.dispose]();
+  other[Symbol.dispose]();
+  assert.equal(await waiting, false, "the timer outlives the members while someone waits");
+});
