@@ -235,7 +235,8 @@ export class ReplicationLag {
       const lag = c.tracker.read(head, positions[head], time);
       if (lag !== undefined || clear) c.lags[head] = lag;
     }
-    c.seen = replyKey(sender);
+    // Only polling tells replies apart by their key; direct replies need none.
+    if (!this.#direct) c.seen = replyKey(sender);
     return { ...c.lags };
   }
 
@@ -280,7 +281,10 @@ export class ReplicationLag {
     source: {
       store: {
         readonly endLsn: Lsn;
-        readonly latch: { wait(ms: number, s?: AbortSignal): Promise<boolean> };
+        readonly latch: {
+          wait(ms: number, s?: AbortSignal): Promise<boolean>;
+          join?(): Disposable;
+        };
       };
       registry: { list(): Sender[] };
     },
@@ -289,6 +293,8 @@ export class ReplicationLag {
   ): Promise<void> {
     this.recordAvailable(source.store.endLsn);
     const latchLoop = (async () => {
+      // It waits at every advance, as a sender does: joined, it arms no timer for each.
+      using _member = source.store.latch.join?.();
       while (!signal.aborted) {
         await source.store.latch.wait(1000, signal);
         this.recordAvailable(source.store.endLsn);

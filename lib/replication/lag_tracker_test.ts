@@ -3,6 +3,7 @@ import { LagTracker, ReplicationLag } from "./lag_tracker.ts";
 import { SenderRegistry } from "./registry.ts";
 import { Latch } from "../wal/latch.ts";
 import { delay, waitFor } from "../../tests/_pg.ts";
+import { countTimers } from "../../tests/_timers.ts";
 
 Deno.test("lag tracker: samples, interpolation, catching up and a full ring", () => {
   const t = new LagTracker(4);
@@ -86,4 +87,29 @@ Deno.test("lag: observe() feeds polled replies, unless the sessions report them 
   });
   stopDirect.abort();
   await observingDirect;
+});
+
+Deno.test("lag: observe() samples every advance without a timer for each", async () => {
+  const registry = new SenderRegistry(1);
+  const store = { endLsn: 1000n, latch: new Latch() };
+  const lag = new ReplicationLag({ direct: true });
+  const stop = new AbortController();
+  let observing: Promise<void> | undefined;
+  // Microtasks only, so every timer counted is the observer's.
+  const settle = async (done: () => boolean) => {
+    for (let k = 0; k < 100 && !done(); k++) await Promise.resolve();
+    return done();
+  };
+  const armed = await countTimers(async () => {
+    observing = lag.observe({ store, registry }, stop.signal);
+    for (let i = 1n; i <= 20n; i++) {
+      store.endLsn = 1000n + i * 100n;
+      store.latch.set();
+      assert.ok(await settle(() => lag.available === store.endLsn), `advance ${i} sampled`);
+    }
+  });
+  stop.abort();
+  await observing;
+  // The latch's timer once, and the poll loop's sleep.
+  assert.ok(armed <= 2, `${armed} timers armed for 20 advances`);
 });

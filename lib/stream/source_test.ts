@@ -4,6 +4,7 @@ import { openWalSource } from "./source.ts";
 import { WalSegmentRemovedError } from "../wal/errors.ts";
 import { WalSegmentDamagedError } from "../wal/segment_validation.ts";
 import { copyTestdata, TESTDATA } from "../../tests/_pg.ts";
+import { countTimers } from "../../tests/_timers.ts";
 
 // The generator's list of the sample's files, independent of what the store makes of them.
 const manifest: { files: { name: string }[] } = JSON.parse(
@@ -273,13 +274,7 @@ Deno.test("source: a caught-up source arms no timer per advance, and leaves none
     let at = store.endLsn;
     const reader = openWalSource(store, { tli: store.timeline, start: at, signal: ac.signal })
       .getReader();
-    const real = globalThis.setTimeout;
-    let armed = 0;
-    globalThis.setTimeout = ((...args: Parameters<typeof real>) => {
-      armed++;
-      return real(...args);
-    }) as typeof real;
-    try {
+    const armed = await countTimers(async () => {
       for (let i = 0; i < 20; i++) {
         const next = reader.read();
         // The source is asleep on the latch when the advance comes (a relay's commit).
@@ -289,9 +284,7 @@ Deno.test("source: a caught-up source arms no timer per advance, and leaves none
         assert.equal(value?.start, at);
         at += 8192n;
       }
-    } finally {
-      globalThis.setTimeout = real;
-    }
+    });
     assert.ok(armed <= 1, `${armed} timers armed for 20 advances`);
     const last = reader.read();
     ac.abort();

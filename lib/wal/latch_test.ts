@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Latch } from "./latch.ts";
+import { countTimers } from "../../tests/_timers.ts";
 
 Deno.test("latch: set wakes every waiter at once", async () => {
   const latch = new Latch();
@@ -92,22 +93,6 @@ Deno.test("latch: waits of one period begun at different moments end together, n
   }
 });
 
-/** Counts the timers armed while `body` runs. */
-async function timersArmed(body: () => Promise<void>): Promise<number> {
-  const real = globalThis.setTimeout;
-  let armed = 0;
-  globalThis.setTimeout = ((...args: Parameters<typeof real>) => {
-    armed++;
-    return real(...args);
-  }) as typeof real;
-  try {
-    await body();
-  } finally {
-    globalThis.setTimeout = real;
-  }
-  return armed;
-}
-
 Deno.test("latch: a joined waiter costs no timer per set; leaving with no one waiting clears it", async () => {
   const latch = new Latch();
   const rounds = async () => {
@@ -117,9 +102,9 @@ Deno.test("latch: a joined waiter costs no timer per set; leaving with no one wa
       assert.equal(await woken, true);
     }
   };
-  assert.equal(await timersArmed(rounds), 20, "each wait arms the timer a set cleared");
+  assert.equal(await countTimers(rounds), 20, "each wait arms the timer a set cleared");
   const member = latch.join();
-  assert.equal(await timersArmed(rounds), 1, "armed once, kept across the sets");
+  assert.equal(await countTimers(rounds), 1, "armed once, kept across the sets");
   // Still armed for a wait to come: only leaving clears it (the test's sanitizer checks that).
   member[Symbol.dispose]();
   member[Symbol.dispose]();
