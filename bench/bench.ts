@@ -298,6 +298,18 @@ function relayLagHeadline(r: RelayLagSummary): string[] {
           fixed(c.cpu_us_per_commit / r.median.relay_cpu_us_per_commit)
         }`),
   );
+  const st = r.steady;
+  if (st !== null) {
+    lines.push(
+      `relay lag, steady phase (${st.commits} commits, none polled): relay CPU per commit ` +
+        `${fixed(st.relay_cpu_us_per_commit, 0)} µs` +
+        (st.cascade_cpu_us_per_commit === null
+          ? ""
+          : ` against ${fixed(st.cascade_cpu_us_per_commit, 0)} µs; cpu cascade/relay ${
+            fixed(st.cpu_cascade_over_relay ?? NaN)
+          }`),
+    );
+  }
   if (r.floor !== null) {
     lines.push(
       `relay lag, bare Deno loop of the relay's system calls per commit: ` +

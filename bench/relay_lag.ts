@@ -7,7 +7,7 @@
  * deno run -A bench/relay_lag.ts [--commits 1000] [--rounds 3] [--warmup 50]
  *                                [--interval-ms 5] [--seg-mb 16] [--probe lsn|row]
  *                                [--poll-from ack|send] [--no-cascade] [--no-fsync-test]
- *                                [--no-floor]
+ *                                [--no-floor] [--steady-s 10]
  *                                [--relay-cli PATH] [--cpu-prof DIR]
  *                                [--relay-wal-parent DIR] [--out FILE]
  * ```
@@ -76,7 +76,12 @@
  * header prints its `fdatasync` µs/op: the price of the relay's durability on that disk, alone.
  * The relay's and D's syncs during the rounds compete with the primary's and the standbys'.
  *
- * After the rounds, `_relay_floor.ts` does what the relay's system calls per commit are (read the
+ * After the rounds, a steady phase (`--steady-s`, 10 s by default) commits one row every
+ * `--interval-ms` at a fixed pace with no standby polled, and prints the relay's CPU per commit
+ * beside D's walreceiver and walsender: what relaying costs without the rounds' three poll loops
+ * competing for the two cores (the standbys still replay every commit).
+ *
+ * Then `_relay_floor.ts` does what the relay's system calls per commit are (read the
  * upstream's XLogData, write, `fdatasync`, send to the standby, send a status update, read the
  * standby's replies) from a bare Deno loop, as many commits paced the same way, and its CPU per
  * commit is printed beside the relay's and the cascade's (`--no-floor` skips it): what no Deno
@@ -188,6 +193,12 @@ export interface RelayLagOptions {
    * directory (default true).
    */
   floor: boolean;
+  /**
+   * After the rounds, seconds of commits at a fixed pace (one every `intervalMs`) with no
+   * standby polled, for the relay's and the cascade's CPU per commit without the polls'
+   * competition (default 10; 0 leaves it out).
+   */
+  steadySeconds: number;
   /** Gives up on a commit a standby has not shown after this many milliseconds (default 10000). */
   timeoutMs: number;
   /** Where progress lines and tables go (default `console.log`). */
@@ -285,6 +296,8 @@ export interface RelayLagSummary {
     fsync_test: boolean;
     /** Whether the floor was measured. */
     floor: boolean;
+    /** Seconds of the steady phase; 0 when left out. */
+    steady_s: number;
   };
   /** The relay's command line, and the standbys' primary_conninfo. */
   commands: {
@@ -334,6 +347,22 @@ export interface RelayLagSummary {
   relay_hwm_bytes: number;
   /** A bare Deno loop's CPU for the relay's system calls per commit; null when not measured. */
   floor: RelayFloor | null;
+  /** The steady phase; null when left out. */
+  steady: SteadyCpu | null;
+}
+
+/** Commits at a fixed pace with no standby polled, and what the relays spent on them. */
+export interface SteadyCpu {
+  /** Commits made. */
+  commits: number;
+  /** How long they took. */
+  wall_s: number;
+  /** The relay process's CPU (user + system) per commit. */
+  relay_cpu_us_per_commit: number;
+  /** D's walreceiver and walsender to C per commit; null without the cascade arm. */
+  cascade_cpu_us_per_commit: number | null;
+  /** cascade / relay CPU per commit: ≥ 1 when the relay costs no more; null without the arm. */
+  cpu_cascade_over_relay: number | null;
 }
 
 const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
@@ -349,6 +378,7 @@ const DEFAULTS: Omit<RelayLagOptions, "relayCli"> = {
   cascade: true,
   fsyncTest: true,
   floor: true,
+  steadySeconds: 10,
   timeoutMs: 10_000,
   log: (line) => console.log(line),
   checkInterrupted: () => {},
@@ -715,6 +745,56 @@ function syncsBetween(
   return { count, mean_ms: (1000 * total) / count, total_s: total };
 }
 
+/**
+ * The steady phase: commits one every `intervalMs` for `steadySeconds`, none of them polled
+ * for (the standbys replay them all the same), and the relay's and D's CPU over them.
+ */
+async function runSteady(top: Topology, opts: RelayLagOptions): Promise<SteadyCpu> {
+  const cpuBefore = await procCpu(top.relay.pid);
+  const cascadeCpuBefore = await cpuOf(top.cascadePids);
+  const t0 = performance.now();
+  const until = t0 + opts.steadySeconds * 1000;
+  let commits = 0;
+  let id = -1;
+  for (let next = t0; performance.now() < until;) {
+    opts.checkInterrupted();
+    // Negative ids: the rounds' rows keep their numbering.
+    await top.writer.query(`INSERT INTO relay_lag VALUES (${id--}, now())`);
+    commits++;
+    // A fixed pace, not a pause after each: a slow commit does not slow the rate.
+    next += opts.intervalMs;
+    const wait = next - performance.now();
+    if (wait > 0) await delay(wait);
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const relayCpu = (await procCpu(top.relay.pid)).self - cpuBefore.self;
+  const cascadeCpu = top.cascadePids.length > 0
+    ? cpuBetween(cascadeCpuBefore, await cpuOf(top.cascadePids))
+    : null;
+  const relayUs = (relayCpu / commits) * 1e6;
+  const cascadeUs = cascadeCpu === null ? null : (cascadeCpu / commits) * 1e6;
+  return {
+    commits,
+    wall_s: wall,
+    relay_cpu_us_per_commit: relayUs,
+    cascade_cpu_us_per_commit: cascadeUs,
+    cpu_cascade_over_relay: cascadeUs === null ? null : ratio(cascadeUs, relayUs),
+  };
+}
+
+/** The line printed after the steady phase. */
+function steadyLine(s: SteadyCpu): string {
+  return `steady: ${s.commits} commits in ${fixed(s.wall_s, 1)} s, none polled; relay CPU ` +
+    `${fixed(s.relay_cpu_us_per_commit, 0)} µs/commit` +
+    (s.cascade_cpu_us_per_commit === null
+      ? ""
+      : `, the cascading standby's ${
+        fixed(s.cascade_cpu_us_per_commit, 0)
+      } µs/commit (walreceiver + walsender); cpu cascade/relay ${
+        fixed(s.cpu_cascade_over_relay ?? NaN)
+      }`);
+}
+
 /** One round: `commits` commits and the relay's (and D's) CPU over them. */
 async function runRound(
   round: number,
@@ -1063,6 +1143,11 @@ export async function runRelayLagBenchmark(
     all.push(...samples);
     log(roundLine(figures, samples));
   }
+  let steady: SteadyCpu | null = null;
+  if (opts.steadySeconds > 0) {
+    steady = await runSteady(top, opts);
+    log(steadyLine(steady));
+  }
   const loadAtEnd = await loadAverage();
   const hwm = (await procMemory(top.relay.pid)).peak;
   let floor: RelayFloor | null = null;
@@ -1095,6 +1180,7 @@ export async function runRelayLagBenchmark(
       cascade: opts.cascade,
       fsync_test: opts.fsyncTest,
       floor: opts.floor,
+      steady_s: opts.steadySeconds,
     },
     commands: top.commands,
     relay_fsync: top.fsync,
@@ -1106,6 +1192,7 @@ export async function runRelayLagBenchmark(
     target_p99_added_le_1ms: med.added_p99_ms <= 1,
     relay_hwm_bytes: hwm,
     floor,
+    steady,
   };
   printSummary(summary, log);
 
@@ -1131,6 +1218,8 @@ const USAGE = `deno run -A bench/relay_lag.ts [options]
   --no-fsync-test   do not run pg_test_fsync -s 1 on the relay's WAL filesystem first
   --no-floor        do not measure the bare Deno loop of the relay's system calls per commit
                     (_relay_floor.ts) after the rounds
+  --steady-s N      after the rounds, N seconds of commits one every --interval-ms with no
+                    standby polled, for the CPU per commit alone (default 10; 0 leaves it out)
   --relay-cli PATH  the walrelay entry point (default: this repository's cli.ts)
   --cpu-prof DIR    run the relay under deno --cpu-prof, the profile written into DIR at exit
   --relay-wal-parent DIR
@@ -1156,6 +1245,7 @@ function parseRelayLagArgs(
       "no-cascade": { type: "boolean", default: false },
       "no-fsync-test": { type: "boolean", default: false },
       "no-floor": { type: "boolean", default: false },
+      "steady-s": { type: "string", default: "10" },
       "relay-cli": { type: "string" },
       "cpu-prof": { type: "string" },
       "relay-wal-parent": { type: "string" },
@@ -1193,6 +1283,7 @@ function parseRelayLagArgs(
       cascade: !values["no-cascade"],
       fsyncTest: !values["no-fsync-test"],
       floor: !values["no-floor"],
+      steadySeconds: int("steady-s", values["steady-s"], 0),
       ...(values["relay-cli"] !== undefined ? { relayCli: values["relay-cli"] } : {}),
       ...(values["cpu-prof"] !== undefined ? { cpuProfDir: values["cpu-prof"] } : {}),
       ...(values["relay-wal-parent"] !== undefined
