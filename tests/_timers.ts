@@ -4,6 +4,24 @@
  * @module
  */
 
+/** Replaces a global timer function while `body` runs, telling `seen` of each call. */
+async function watching<K extends "setTimeout" | "setInterval">(
+  name: K,
+  seen: (ms: number) => void,
+  body: () => Promise<unknown>,
+): Promise<void> {
+  const real = globalThis[name];
+  globalThis[name] = ((f: () => void, ms?: number) => {
+    seen(ms ?? 0);
+    return real(f, ms);
+  }) as (typeof globalThis)[K];
+  try {
+    await body();
+  } finally {
+    globalThis[name] = real;
+  }
+}
+
 /**
  * Runs `body` and returns how many times it (or anything it awaited) called `setTimeout`.
  *
@@ -16,16 +34,24 @@
  * ```
  */
 export async function countTimers(body: () => Promise<unknown>): Promise<number> {
-  const real = globalThis.setTimeout;
   let armed = 0;
-  globalThis.setTimeout = ((...args: Parameters<typeof real>) => {
-    armed++;
-    return real(...args);
-  }) as typeof real;
-  try {
-    await body();
-  } finally {
-    globalThis.setTimeout = real;
-  }
+  await watching("setTimeout", () => armed++, body);
   return armed;
+}
+
+/**
+ * Runs `body` and returns how many `setInterval` timers it started, by period (ms).
+ *
+ * @example
+ * ```ts
+ * import { countIntervals } from "./_timers.ts";
+ * import assert from "node:assert/strict";
+ * const started = await countIntervals(() => Promise.resolve(clearInterval(setInterval(() => {}, 5))));
+ * assert.deepEqual([...started], [[5, 1]]);
+ * ```
+ */
+export async function countIntervals(body: () => Promise<unknown>): Promise<Map<number, number>> {
+  const started = new Map<number, number>();
+  await watching("setInterval", (ms) => started.set(ms, (started.get(ms) ?? 0) + 1), body);
+  return started;
 }

@@ -1,26 +1,11 @@
 import assert from "node:assert/strict";
 import { everyPeriod } from "./_session_clock.ts";
 import { delay } from "../../tests/_pg.ts";
-
-/** Runs `fn` with `setInterval` counted by period. */
-async function countingIntervals(fn: () => Promise<void>): Promise<Map<number, number>> {
-  const started = new Map<number, number>();
-  const real = globalThis.setInterval;
-  globalThis.setInterval = ((f: () => void, ms: number) => {
-    started.set(ms, (started.get(ms) ?? 0) + 1);
-    return real(f, ms);
-  }) as typeof setInterval;
-  try {
-    await fn();
-  } finally {
-    globalThis.setInterval = real;
-  }
-  return started;
-}
+import { countIntervals } from "../../tests/_timers.ts";
 
 Deno.test("session clock: sessions of one period share one timer, and each is called", async () => {
   const ticks = [0, 0, 0, 0];
-  const started = await countingIntervals(async () => {
+  const started = await countIntervals(async () => {
     const clocks = [
       everyPeriod(20, () => ticks[0]!++),
       everyPeriod(20, () => ticks[1]!++),
