@@ -66,7 +66,7 @@ export class Latch {
     if (this.#waiters.size === 0) return;
     const waiters = this.#waiters;
     this.#waiters = new Set();
-    if (this.#members === 0) this.#disarm();
+    this.#disarmIfIdle();
     for (const w of waiters) w.wake(true);
   }
 
@@ -96,7 +96,8 @@ export class Latch {
       [Symbol.dispose]: () => {
         if (!joined) return;
         joined = false;
-        if (--this.#members === 0 && this.#waiters.size === 0) this.#disarm();
+        this.#members--;
+        this.#disarmIfIdle();
       },
     };
   }
@@ -114,9 +115,7 @@ export class Latch {
     const w: Waiter = {
       wake: (set) => {
         // set() has taken the whole set already; a timeout or an abort takes this one out.
-        if (
-          !set && this.#waiters.delete(w) && this.#waiters.size === 0 && this.#members === 0
-        ) this.#disarm();
+        if (!set && this.#waiters.delete(w)) this.#disarmIfIdle();
         resolve(set);
       },
       deadline: gridDeadline(performance.now(), timeoutMs),
@@ -141,7 +140,9 @@ export class Latch {
     this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now()));
   }
 
-  #disarm(): void {
+  /** Clears the timer once no one waits and no one has joined: nothing is left to wake. */
+  #disarmIfIdle(): void {
+    if (this.#waiters.size > 0 || this.#members > 0) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
