@@ -746,12 +746,26 @@ function syncsBetween(
 }
 
 /**
+ * Starts measuring the CPU of the relay and of D's walreceiver and walsender (none without the
+ * cascade arm); the function returned gives each one's seconds since.
+ */
+async function relaysCpu(
+  top: Topology,
+): Promise<() => Promise<{ relay: number; cascade: number | null }>> {
+  const relay = await procCpu(top.relay.pid);
+  const cascade = await cpuOf(top.cascadePids);
+  return async () => ({
+    relay: (await procCpu(top.relay.pid)).self - relay.self,
+    cascade: top.cascadePids.length > 0 ? cpuBetween(cascade, await cpuOf(top.cascadePids)) : null,
+  });
+}
+
+/**
  * The steady phase: commits one every `intervalMs` for `steadySeconds`, none of them polled
  * for (the standbys replay them all the same), and the relay's and D's CPU over them.
  */
 async function runSteady(top: Topology, opts: RelayLagOptions): Promise<SteadyCpu> {
-  const cpuBefore = await procCpu(top.relay.pid);
-  const cascadeCpuBefore = await cpuOf(top.cascadePids);
+  const cpuSince = await relaysCpu(top);
   const t0 = performance.now();
   const until = t0 + opts.steadySeconds * 1000;
   let commits = 0;
@@ -767,12 +781,9 @@ async function runSteady(top: Topology, opts: RelayLagOptions): Promise<SteadyCp
     if (wait > 0) await delay(wait);
   }
   const wall = (performance.now() - t0) / 1000;
-  const relayCpu = (await procCpu(top.relay.pid)).self - cpuBefore.self;
-  const cascadeCpu = top.cascadePids.length > 0
-    ? cpuBetween(cascadeCpuBefore, await cpuOf(top.cascadePids))
-    : null;
-  const relayUs = (relayCpu / commits) * 1e6;
-  const cascadeUs = cascadeCpu === null ? null : (cascadeCpu / commits) * 1e6;
+  const cpu = await cpuSince();
+  const relayUs = (cpu.relay / commits) * 1e6;
+  const cascadeUs = cpu.cascade === null ? null : (cpu.cascade / commits) * 1e6;
   return {
     commits,
     wall_s: wall,
@@ -802,14 +813,12 @@ async function runRound(
 ): Promise<{ figures: RelayLagRound; samples: CommitSample[] }> {
   const { top, opts } = committer;
   const syncsBefore = await relaySyncs(top.relayStatusUrl);
-  const cpuBefore = await procCpu(top.relay.pid);
-  const cascadeCpuBefore = await cpuOf(top.cascadePids);
+  const cpuSince = await relaysCpu(top);
   const t0 = performance.now();
   const samples = await committer.commits(opts.commits);
   const wall = (performance.now() - t0) / 1000;
-  const cpuAfter = await procCpu(top.relay.pid);
+  const cpu = await cpuSince();
   const syncsAfter = await relaySyncs(top.relayStatusUrl);
-  const cascadeCpuAfter = await cpuOf(top.cascadePids);
   const direct = lagStats(samples, "direct");
   const viaRelay = lagStats(samples, "relay");
   const added = addedLag(samples, "relay", direct, viaRelay);
@@ -817,17 +826,17 @@ async function runRound(
   if (top.pollers.length > 2) {
     const viaCascade = lagStats(samples, "cascade");
     const addedCascade = addedLag(samples, "cascade", direct, viaCascade);
-    const cpu = cpuBetween(cascadeCpuBefore, cascadeCpuAfter);
+    const cascadeCpu = cpu.cascade ?? NaN;
     cascade = {
       via_cascade: viaCascade,
       added: addedCascade,
       vs_relay: addedRatio(addedCascade, added),
-      cpu_s: cpu,
-      cpu_us_per_commit: (cpu / opts.commits) * 1e6,
+      cpu_s: cascadeCpu,
+      cpu_us_per_commit: (cascadeCpu / opts.commits) * 1e6,
     };
   }
   const commitMs = samples.map((s) => s.acked - s.sent);
-  const relayCpu = cpuAfter.self - cpuBefore.self;
+  const relayCpu = cpu.relay;
   const figures: RelayLagRound = {
     round,
     commit_p50_ms: percentile(commitMs, 50),
