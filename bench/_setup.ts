@@ -230,8 +230,8 @@ export interface DenoRelay extends BackgroundProcess {
 
 /**
  * Starts `deno run [--cpu-prof --cpu-prof-dir=DIR] -A CLI serve --wal-dir DIR --listen
- * 127.0.0.1:PORT …args` and waits until it accepts connections. The harness's `startRelay` runs
- * `deno run -A` without deno flags, hence this.
+ * 127.0.0.1:PORT …args` and waits until it accepts connections, on the `--http` port too when
+ * there is one. The harness's `startRelay` runs `deno run -A` without deno flags, hence this.
  *
  * @example
  * ```ts ignore
@@ -260,11 +260,15 @@ export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay>
     cwd: REPO_ROOT,
     env: { NO_COLOR: "1" },
   });
+  // The replication port is bound before the status server's, so a relay taking connections
+  // may not answer `/status` yet: wait for both.
+  const at = opts.args.indexOf("--http");
+  const ports = at < 0 ? [port] : [port, Number(opts.args[at + 1]!.split(":").pop())];
   try {
     await waitFor(async () => {
       if (proc.exited) throw new Error(`walrelay exited:\n${proc.stderr()}`);
       try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        for (const p of ports) (await Deno.connect({ hostname: "127.0.0.1", port: p })).close();
         return true;
       } catch {
         return false;
@@ -272,7 +276,7 @@ export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay>
     }, {
       timeoutMs: opts.timeoutMs ?? 60_000,
       intervalMs: 100,
-      message: `walrelay did not listen on ${port}`,
+      message: `walrelay did not listen on ${ports.join(" and ")}`,
     });
   } catch (e) {
     await proc[Symbol.asyncDispose]();
