@@ -446,8 +446,10 @@ export class WalRelay {
       )
       : undefined;
     if (store) await relay.#serve(store);
-    relay.#workers?.accept();
+    // Sender threads take connections only once the status server answers, so a client the
+    // port answers can read `/status` at once.
     await relay.#startHttp();
+    relay.#workers?.accept();
     acquired.move();
     if (relay.upstream && !store) {
       relay.#serveWhenReady(relay.upstream);
