@@ -71,8 +71,6 @@ export type ToWorker =
   | { type: "serve"; id: number; durable: DurableEnd | undefined }
   /** Begin accepting connections (before `serve`: answered "not yet accepting"). */
   | { type: "accept" }
-  /** Relay mode: the durable end moved while senders of the thread slept; the tail has it. */
-  | { type: "durable" }
   /** Rescan the directory (a segment completed, a history file appeared). */
   | { type: "refresh"; id?: number }
   /** SIGHUP: the authentication configuration now in force. */

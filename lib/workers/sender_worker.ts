@@ -221,8 +221,6 @@ class SenderThread {
   #reported = new Map<number, string>();
   #reportedRest = "";
   #accepting: Promise<void> = Promise.resolve();
-  /** Relay mode: takes the durable end, and the WAL up to it, from the shared tail. */
-  #follow: () => void = () => {};
 
   private constructor(
     init: WorkerInit,
@@ -363,7 +361,6 @@ class SenderThread {
       known = { tli: c.tli, end: c.end };
       store.noteDurable(c.tli, c.bytes.length > 0 ? c.start : c.end, c.bytes);
     };
-    this.#follow = follow;
     const store = await WalStore.open(init.walDir, {
       log: (message) => void storeLine(init.walDir, message),
       // This thread is off the relay's event loop already.
@@ -381,8 +378,16 @@ class SenderThread {
     if (tail) {
       // Before its senders sleep, the thread asks to be woken and looks once more: the relay's
       // thread publishes before it looks at the flags, so no advance falls between.
+      let waking = false;
       store.latch.onWait = () => {
         tail.sleeping(init.worker);
+        if (!waking) {
+          waking = true;
+          void tail.woken(init.worker).then(() => {
+            waking = false;
+            follow();
+          });
+        }
         follow();
       };
     }
@@ -415,11 +420,6 @@ class SenderThread {
         crypto.getRandomValues(new Uint8Array(32)),
       ),
     };
-  }
-
-  /** Relay mode: the durable end moved while senders here slept. */
-  noteDurable(): void {
-    this.#follow();
   }
 
   async refresh(): Promise<void> {
@@ -536,9 +536,6 @@ async function handle(m: ToWorker): Promise<void> {
       return;
     case "accept":
       thread?.accept();
-      return;
-    case "durable":
-      thread?.noteDurable();
       return;
     case "refresh":
       try {

@@ -434,9 +434,7 @@ export class SenderWorkers {
         store.noteDurable(tli, start, bytes);
         if (!tail) return;
         tail.write(tli, start, bytes);
-        for (const n of tail.takeSleepers()) {
-          this.#threads[n - 1]?.worker.postMessage({ type: "durable" } satisfies ToWorker);
-        }
+        tail.wakeSleepers();
       },
       refresh: async () => {
         const changed = await store.refresh();

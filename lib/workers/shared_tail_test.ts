@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Worker } from "node:worker_threads";
 import { SharedTail } from "./shared_tail.ts";
 
 function bytes(from: number, n: number): Uint8Array {
@@ -50,6 +51,64 @@ Deno.test("SharedTail: only threads that said their senders sleep are woken, onc
   thread.sleeping(3);
   thread.sleeping(1);
   relay.write(1, 0n, bytes(0, 4));
-  assert.deepEqual(relay.takeSleepers(), [1, 3]);
-  assert.deepEqual(relay.takeSleepers(), []);
+  assert.deepEqual(relay.wakeSleepers(), [1, 3]);
+  assert.deepEqual(relay.wakeSleepers(), []);
+});
+
+/** What `p` resolves to within `ms`, or "still waiting"; the timer also keeps the loop turning. */
+async function within(p: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise((resolve) => timer = setTimeout(() => resolve("still waiting"), ms));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("SharedTail: a sleeping thread's wait ends when the relay's thread wakes it, not before", async () => {
+  const relay = SharedTail.create(16, 2);
+  const thread = new SharedTail(relay.buffer);
+  thread.sleeping(2);
+  const waiting = thread.woken(2);
+  assert.equal(await within(waiting, 50), "still waiting");
+  relay.write(1, 0n, bytes(0, 4));
+  assert.deepEqual(relay.wakeSleepers(), [2]);
+  assert.equal(await within(waiting, 5000), "ok");
+  // Woken already: the wait ends at once.
+  assert.equal(await within(thread.woken(2), 5000), "not-equal");
+});
+
+Deno.test("SharedTail: the relay's thread wakes a sender thread whose event loop sleeps", async () => {
+  const relay = SharedTail.create(16, 1);
+  // The thread only waits: nothing else would wake its event loop.
+  const code = `
+    import { parentPort, workerData } from "node:worker_threads";
+    import { SharedTail } from ${JSON.stringify(new URL("./shared_tail.ts", import.meta.url).href)};
+    const tail = new SharedTail(workerData);
+    tail.sleeping(1);
+    const woken = tail.woken(1);
+    parentPort.postMessage("asleep");
+    parentPort.postMessage(await woken);
+  `;
+  const file = await Deno.makeTempFile({ suffix: ".js" });
+  await Deno.writeTextFile(file, code);
+  const worker = new Worker(new URL(`file://${file}`), { workerData: relay.buffer });
+  const said: unknown[] = [];
+  let heard = Promise.withResolvers<void>();
+  worker.on("message", (m) => {
+    said.push(m);
+    heard.resolve();
+    heard = Promise.withResolvers();
+  });
+  try {
+    while (said.length === 0) await within(heard.promise, 5000);
+    relay.write(1, 0n, bytes(0, 4));
+    assert.deepEqual(relay.wakeSleepers(), [1]);
+    if (said.length === 1) await within(heard.promise, 5000);
+    assert.deepEqual(said, ["asleep", "ok"]);
+  } finally {
+    await worker.terminate();
+    await Deno.remove(file);
+  }
 });
