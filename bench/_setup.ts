@@ -218,6 +218,8 @@ export interface DenoRelayOptions {
   cpuProfDir: string | undefined;
   /** How long to wait for it to accept connections (default 60000 ms). */
   timeoutMs?: number;
+  /** Serve `--http` on a free loopback port too (see {@linkcode DenoRelay.httpUrl}). */
+  http?: boolean;
 }
 
 /** A relay started by {@linkcode startDenoRelay}. */
@@ -226,12 +228,14 @@ export interface DenoRelay extends BackgroundProcess {
   port: number;
   /** Its command line, for the report. */
   command: string;
+  /** Its status server's base URL, `http://127.0.0.1:PORT/`, when started with `http`. */
+  httpUrl: string | undefined;
 }
 
 /**
  * Starts `deno run [--cpu-prof --cpu-prof-dir=DIR] -A CLI serve --wal-dir DIR --listen
- * 127.0.0.1:PORT …args` and waits until it accepts connections, on the `--http` port too when
- * there is one. The harness's `startRelay` runs `deno run -A` without deno flags, hence this.
+ * 127.0.0.1:PORT [--http 127.0.0.1:PORT] …args` and waits until it accepts connections, on the
+ * status port too. The harness's `startRelay` runs `deno run -A` without deno flags, hence this.
  *
  * @example
  * ```ts ignore
@@ -241,6 +245,7 @@ export interface DenoRelay extends BackgroundProcess {
 export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay> {
   if (opts.cpuProfDir !== undefined) await Deno.mkdir(opts.cpuProfDir, { recursive: true });
   const port = await freePort();
+  const httpPort = opts.http ? await freePort() : undefined;
   const denoFlags = opts.cpuProfDir === undefined
     ? []
     : ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`];
@@ -254,6 +259,7 @@ export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay>
     opts.walDir,
     "--listen",
     `127.0.0.1:${port}`,
+    ...(httpPort === undefined ? [] : ["--http", `127.0.0.1:${httpPort}`]),
     ...opts.args,
   ];
   const proc = await spawnBackground([Deno.execPath(), ...args], {
@@ -262,8 +268,7 @@ export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay>
   });
   // The replication port is bound before the status server's, so a relay taking connections
   // may not answer `/status` yet: wait for both.
-  const at = opts.args.indexOf("--http");
-  const ports = at < 0 ? [port] : [port, Number(opts.args[at + 1]!.split(":").pop())];
+  const ports = httpPort === undefined ? [port] : [port, httpPort];
   try {
     await waitFor(async () => {
       if (proc.exited) throw new Error(`walrelay exited:\n${proc.stderr()}`);
@@ -283,5 +288,9 @@ export async function startDenoRelay(opts: DenoRelayOptions): Promise<DenoRelay>
     throw new Error(`${(e as Error).message}\n--- relay stderr ---\n${proc.stderr()}`);
   }
   const quoted = args.map((a) => (/^[\w./=:-]+$/.test(a) ? a : `'${a}'`));
-  return Object.assign(proc, { port, command: `deno ${quoted.join(" ")}` });
+  return Object.assign(proc, {
+    port,
+    command: `deno ${quoted.join(" ")}`,
+    httpUrl: httpPort === undefined ? undefined : `http://127.0.0.1:${httpPort}/`,
+  });
 }

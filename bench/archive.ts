@@ -27,7 +27,7 @@
  */
 
 import { join } from "node:path";
-import { compareDirs, freePort, type PgCluster, run, tempDir, waitFor } from "../tests/_pg.ts";
+import { compareDirs, type PgCluster, run, tempDir, waitFor } from "../tests/_pg.ts";
 import { procCpu } from "./_proc.ts";
 import {
   receivewalCommand,
@@ -257,7 +257,6 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
     verify: boolean,
     times = 1,
   ): Promise<TimedRun[]> => {
-    const httpPort = await freePort();
     // The fan-out range is served from a directory that ends one segment after it (which
     // completes its last record): clients stopping at its end read on past it by what the
     // sockets hold (up to 32 MB each with tcp_rmem's maximum here), and a relay serving more
@@ -280,16 +279,15 @@ export async function runArchive(opts: ArchiveBenchOptions): Promise<ArchiveBenc
         String(clients + 2),
         "--log-level",
         "warn",
-        "--http",
-        `127.0.0.1:${httpPort}`,
         ...(opts.relayArgs ?? []),
       ],
       cpuProfDir: undefined,
+      http: true,
     });
     relayCommand ||= relay.command;
     // Decodes say what the CPU figures only suggest: whether clients shared them.
     const decoding = async (): Promise<{ decodes: number; seconds: number }> => {
-      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const metrics = await (await fetch(new URL("metrics", relay.httpUrl))).text();
       const value = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
       return {
         decodes: value(/^walrelay_cache_misses_total\{cache="archive_segments"\} (\d+)$/m),

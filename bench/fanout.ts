@@ -33,7 +33,6 @@ import type { RelayStatus } from "../lib/http/status.ts";
 import {
   assertSegmentsMatch,
   delay,
-  freePort,
   type PgCluster,
   REPO_ROOT,
   run,
@@ -420,12 +419,9 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     `\n== fan-out: ${opts.clients} concurrent pg_receivewal, ${wal.totalMib} MiB each, ` +
       `one walrelay vs PostgreSQL's walsenders ==`,
   );
-  const httpPort = await freePort();
   const relayArgs = [
     "--max-senders",
     String(opts.clients + 10),
-    "--http",
-    `127.0.0.1:${httpPort}`,
     "--log-format",
     "text",
     ...(opts.relayArgs ?? []),
@@ -435,6 +431,7 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     walDir: wal.relayDir,
     args: relayArgs,
     cpuProfDir: opts.cpuProfDir,
+    http: true,
   });
   const pg = wal.pg;
   const sides: FanoutSides = {
@@ -442,7 +439,7 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     postmaster: await postmasterPid(pg.dataDir),
     port: { postgres: pg.port, walrelay: relay.port },
     blockCache: async () => {
-      const res = await fetch(`http://127.0.0.1:${httpPort}/status`);
+      const res = await fetch(new URL("status", relay.httpUrl));
       const status = await res.json() as RelayStatus;
       return status.caches?.wal_blocks ?? undefined;
     },
@@ -454,8 +451,7 @@ export async function runFanout(wal: FanoutWal, opts: FanoutOptions): Promise<Fa
     sync: false,
   });
   const commands = {
-    relay: `deno run -A cli.ts serve --wal-dir ${wal.relayDir} --listen 127.0.0.1:${relay.port} ` +
-      relayArgs.join(" "),
+    relay: relay.command,
     client: clientCommand.join(" "),
   };
   log(`relay: ${commands.relay}`);

@@ -98,7 +98,6 @@ import { join } from "node:path";
 import {
   basebackup,
   delay,
-  freePort,
   type PgCluster,
   REPO_ROOT,
   startPrimary,
@@ -524,7 +523,6 @@ async function startServers(
     }),
   );
   await pg.sql("CREATE TABLE relay_lag (id int PRIMARY KEY, t timestamptz)");
-  const httpPort = await freePort();
   const relay = stack.use(
     await startDenoRelay({
       cli: opts.relayCli,
@@ -534,11 +532,10 @@ async function startServers(
         pg.conninfo({ application_name: "walrelay" }),
         "--log-format",
         "text",
-        "--http",
-        `127.0.0.1:${httpPort}`,
         ...(opts.relayArgs ?? []),
       ],
       cpuProfDir: opts.cpuProfDir,
+      http: true,
     }),
   );
   // After the relay started, so the backups' WAL is in the relay's directory.
@@ -589,7 +586,7 @@ async function startServers(
   return {
     pg,
     relay,
-    relayStatusUrl: `http://127.0.0.1:${httpPort}/status`,
+    relayStatusUrl: new URL("status", relay.httpUrl).href,
     standbys: c === undefined ? [a, b] : [a, b, c],
     d,
     commands: {
