@@ -1,5 +1,6 @@
 /**
- * Counts the timers code arms, for tests of what a wake-up costs (tests never time anything).
+ * Counts the timers code arms, for tests of what a wake-up costs (tests never time anything), and
+ * bounds a wait.
  *
  * @module
  */
@@ -54,4 +55,29 @@ export async function countIntervals(body: () => Promise<unknown>): Promise<Map<
   const started = new Map<number, number>();
   await watching("setInterval", (ms) => started.set(ms, (started.get(ms) ?? 0) + 1), body);
   return started;
+}
+
+/**
+ * What `p` resolves to within `ms`, or `late` if it has not by then. The timer is cleared either
+ * way; meanwhile it keeps the event loop turning, which a promise V8 settles itself (an
+ * `Atomics.waitAsync`) does not.
+ *
+ * @example
+ * ```ts
+ * import { within } from "./_timers.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(await within(new Promise(() => {}), 10, "late"), "late");
+ * assert.equal(await within(Promise.resolve(1), 10, "late"), 1);
+ * ```
+ */
+export async function within<T, L>(p: Promise<T>, ms: number, late: L): Promise<T | L> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<L>((resolve) => timer = setTimeout(() => resolve(late), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -27,6 +27,7 @@ import {
   touch,
   waitForFiles,
 } from "./_relay_util.ts";
+import { within } from "./_timers.ts";
 
 // What pg_receivewal says when the server ends COPY with a CommandComplete (a controlled
 // shutdown), as opposed to a connection that just drops.
@@ -35,15 +36,10 @@ const ABRUPT_END = /unexpected termination of replication stream|server closed t
 
 /** `p`, or an error after `ms` milliseconds (the timer is always cleared). */
 async function withTimeout<T>(p: Promise<T>, ms: number, message: () => string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error(message())), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const late = Symbol("late");
+  const r = await within(p, ms, late);
+  if (r === late) throw new Error(message());
+  return r as T;
 }
 
 Deno.test("SIGTERM while pg_receivewal is caught up: COPY 0, exit 0, every byte delivered", async () => {

@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
+import { within } from "../../tests/_timers.ts";
 import { FLOWING_MS, ReplyPacer } from "./_reply_pacer.ts";
 
 /** Whether `p` settles before `ms` (a hung wait fails the test instead of hanging it). */
-async function settles(p: Promise<void>, ms = 2000): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((r) => timer = setTimeout(() => r(false), ms));
-  try {
-    return await Promise.race([p.then(() => true as const), late]);
-  } finally {
-    clearTimeout(timer);
-  }
+function settles(p: Promise<void>, ms = 2000): Promise<boolean> {
+  return within(p.then(() => true), ms, false);
 }
 
 Deno.test("reply pacer: replies are read at once while no WAL flows, and whenever bytes are buffered", () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
+import { within } from "../../tests/_timers.ts";
 import { SharedTail } from "./shared_tail.ts";
 
 function bytes(from: number, n: number): Uint8Array {
@@ -55,28 +56,17 @@ Deno.test("SharedTail: only threads that said their senders sleep are woken, onc
   assert.deepEqual(relay.wakeSleepers(), []);
 });
 
-/** What `p` resolves to within `ms`, or "still waiting"; the timer also keeps the loop turning. */
-async function within(p: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise((resolve) => timer = setTimeout(() => resolve("still waiting"), ms));
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 Deno.test("SharedTail: a sleeping thread's wait ends when the relay's thread wakes it, not before", async () => {
   const relay = SharedTail.create(16, 2);
   const thread = new SharedTail(relay.buffer);
   thread.sleeping(2);
   const waiting = thread.woken(2);
-  assert.equal(await within(waiting, 50), "still waiting");
+  assert.equal(await within(waiting, 50, "still waiting"), "still waiting");
   relay.write(1, 0n, bytes(0, 4));
   assert.deepEqual(relay.wakeSleepers(), [2]);
-  assert.equal(await within(waiting, 5000), "ok");
+  assert.equal(await within(waiting, 5000, "still waiting"), "ok");
   // Woken already: the wait ends at once.
-  assert.equal(await within(thread.woken(2), 5000), "not-equal");
+  assert.equal(await within(thread.woken(2), 5000, "still waiting"), "not-equal");
 });
 
 Deno.test("SharedTail: the relay's thread wakes a sender thread whose event loop sleeps", async () => {
@@ -102,11 +92,11 @@ Deno.test("SharedTail: the relay's thread wakes a sender thread whose event loop
     heard = Promise.withResolvers();
   });
   try {
-    if (said.length === 0) await within(heard.promise, 5000);
+    if (said.length === 0) await within(heard.promise, 5000, "still waiting");
     assert.deepEqual(said, ["asleep"]);
     relay.write(1, 0n, bytes(0, 4));
     assert.deepEqual(relay.wakeSleepers(), [1]);
-    if (said.length === 1) await within(heard.promise, 5000);
+    if (said.length === 1) await within(heard.promise, 5000, "still waiting");
     assert.deepEqual(said, ["asleep", "ok"]);
   } finally {
     await worker.terminate();
